@@ -175,13 +175,13 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
                 patient_id=row["patient_id"],
                 site=row["site"],
                 modality=row["modality"],
-                images={("image" if c == "image" else c[len("image_"):]): p for c, p in images.items()},
+                images={("image" if c == "image" else c[len("image_") :]): p for c, p in images.items()},
                 label=int(row["label"]) if row.get("label") else None,
                 mask=_resolve(row["mask"], root) if row.get("mask") else None,
                 scribble=_resolve(row["scribble"], root) if row.get("scribble") else None,
                 features=_resolve(row["features"], root) if row.get("features") else None,
                 split=row.get("split") or None,
-                meta={c[len("meta_"):]: row[c] for c in columns if c.startswith("meta_")},
+                meta={c[len("meta_") :]: row[c] for c in columns if c.startswith("meta_")},
             )
         )
     return Manifest(path, cases)

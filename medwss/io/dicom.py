@@ -11,8 +11,18 @@ import numpy as np
 from medwss.errors import AmbiguousInputError, CorruptFileError, InvalidDataError, UnsupportedFormatError
 from medwss.io.volume import Volume, affine_from_lps
 
-_KEEP = ("Modality", "SeriesDescription", "SeriesNumber", "SeriesInstanceUID", "StudyInstanceUID",
-         "PatientID", "Manufacturer", "ManufacturerModelName", "BodyPartExamined", "ImageType")
+_KEEP = (
+    "Modality",
+    "SeriesDescription",
+    "SeriesNumber",
+    "SeriesInstanceUID",
+    "StudyInstanceUID",
+    "PatientID",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "BodyPartExamined",
+    "ImageType",
+)
 
 
 def is_dicom(path: Path) -> bool:
@@ -50,7 +60,9 @@ def list_series(folder: str | Path) -> dict[str, list[tuple[Path, Any]]]:
 
 def _describe(uid: str, items: list[tuple[Path, Any]]) -> str:
     ds = items[0][1]
-    return f"{uid} (#{ds.get('SeriesNumber', '?')} {ds.get('SeriesDescription', '')!s}, {len(items)} files)".replace(" ,", ",")
+    return f"{uid} (#{ds.get('SeriesNumber', '?')} {ds.get('SeriesDescription', '')!s}, {len(items)} files)".replace(
+        " ,", ","
+    )
 
 
 def _choose(folder: Path, groups: dict[str, list[tuple[Path, Any]]], series: str | None) -> list[tuple[Path, Any]]:
@@ -59,12 +71,16 @@ def _choose(folder: Path, groups: dict[str, list[tuple[Path, Any]]], series: str
     if series is None:
         if len(groups) > 1:
             listing = "; ".join(_describe(u, it) for u, it in groups.items())
-            raise AmbiguousInputError(f"{len(groups)} DICOM series in folder, choose one with --series: {listing}", folder)
+            raise AmbiguousInputError(
+                f"{len(groups)} DICOM series in folder, choose one with --series: {listing}", folder
+            )
         return next(iter(groups.values()))
     for uid, items in groups.items():
         if series == uid or series == str(items[0][1].get("SeriesNumber", "")):
             return items
-    raise AmbiguousInputError(f"no series {series!r}; found: " + "; ".join(_describe(u, it) for u, it in groups.items()), folder)
+    raise AmbiguousInputError(
+        f"no series {series!r}; found: " + "; ".join(_describe(u, it) for u, it in groups.items()), folder
+    )
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -90,7 +106,7 @@ def _rescale(stack: np.ndarray, slope: float, intercept: float) -> np.ndarray:
     out = stack.astype(np.float32) * np.float32(slope) + np.float32(intercept)
     if float(slope).is_integer() and float(intercept).is_integer() and out.size:
         lo, hi = float(out.min()), float(out.max())
-        if -32768 <= lo and hi <= 32767:
+        if lo >= -32768 and hi <= 32767:
             return out.astype(np.int16)
     return out
 
@@ -137,12 +153,16 @@ def read_dicom_series(folder: str | Path, series: str | None = None) -> Volume:
     positions = [positions[i] for i in order]
     proj = np.array([p @ normal for p in positions])
     if len(proj) > 1 and np.min(np.diff(proj)) < 1e-4:
-        raise InvalidDataError("several slices share one position (multi-echo or time series?); split the series", folder)
+        raise InvalidDataError(
+            "several slices share one position (multi-echo or time series?); split the series", folder
+        )
     slices = []
     for f, ds in items:
         px = _pixels(f)
         if px.shape[-2:] != (int(ds0.Rows), int(ds0.Columns)):
-            raise InvalidDataError(f"slice size {px.shape[-2:]} differs from the series' ({ds0.Rows}, {ds0.Columns})", f)
+            raise InvalidDataError(
+                f"slice size {px.shape[-2:]} differs from the series' ({ds0.Rows}, {ds0.Columns})", f
+            )
         px = _rescale(px[0], float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))
         slices.append(px)
     stack = np.stack(slices, axis=-1).transpose(1, 0, 2)  # (rows, cols, k) -> (i=col, j=row, k)

@@ -53,22 +53,21 @@ def write_pyramid_tiff(
     args: dict = {"compression": comp}
     if comp == "jpeg":
         args["compressionargs"] = {"level": quality}
-    with atomic_path(path) as tmp:
-        with tifffile.TiffWriter(tmp, bigtiff=image.nbytes > 2**31) as tw:
-            for i, level in enumerate(levels):
-                res = None
-                if mpp is not None:
-                    px_per_cm = 1e4 / (mpp * (2**i))
-                    res = (px_per_cm, px_per_cm)
-                tw.write(
-                    level,
-                    tile=(tile, tile),
-                    photometric="rgb",
-                    resolution=res,
-                    resolutionunit="CENTIMETER" if res else None,
-                    subfiletype=0 if i == 0 else 1,
-                    description=description if i == 0 else None,
-                    metadata=None,
-                    **args,
-                )
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=image.nbytes > 2**31) as tw:
+        for i, level in enumerate(levels):
+            res = None
+            if mpp is not None:
+                px_per_cm = 1e4 / (mpp * (2**i))
+                res = (px_per_cm, px_per_cm)
+            tw.write(
+                level,
+                tile=(tile, tile),
+                photometric="rgb",
+                resolution=res,
+                resolutionunit="CENTIMETER" if res else None,
+                subfiletype=0 if i == 0 else 1,
+                description=description if i == 0 else None,
+                metadata=None,
+                **args,
+            )
     return Path(path)

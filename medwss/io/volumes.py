@@ -83,7 +83,9 @@ def _check_nan(volume: Volume, nan: NanPolicy) -> Volume:
     if n_bad == 0:
         return volume
     if nan == "raise":
-        raise InvalidDataError(f"{n_bad} NaN or infinite voxels; pass nan='fill' to replace them with the minimum", volume.path)
+        raise InvalidDataError(
+            f"{n_bad} NaN or infinite voxels; pass nan='fill' to replace them with the minimum", volume.path
+        )
     finite = volume.array[~bad]
     array = volume.array.copy()
     array[bad] = finite.min() if finite.size else 0

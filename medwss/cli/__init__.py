@@ -1,0 +1,1 @@
+"""The `medwss` command line: one module per command group."""

@@ -1,0 +1,270 @@
+"""`Slide`: a lazy whole-slide image pyramid, read through OpenSlide or, as a fallback, tifffile."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from medwss.errors import CorruptFileError, MissingMetadataError, UnsupportedFormatError, require_file
+
+SLIDE_SUFFIXES = (
+    ".svs",
+    ".tif",
+    ".tiff",
+    ".ndpi",
+    ".vms",
+    ".vmu",
+    ".scn",
+    ".mrxs",
+    ".svslide",
+    ".bif",
+    ".dcm",
+    ".qptiff",
+)
+WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"  # VL Whole Slide Microscopy Image Storage
+
+
+class SlideBackend(Protocol):
+    """What a slide reader provides; `Slide` adds mpp handling, checks and resampling."""
+
+    name: str
+    vendor: str | None
+    level_dimensions: list[tuple[int, int]]
+    level_downsamples: list[float]
+    properties: dict[str, str]
+    mpp: tuple[float, float] | None
+    objective_power: float | None
+    associated_names: list[str]
+
+    def read(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray: ...
+
+    def associated(self, name: str) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class Slide:
+    """A whole-slide image. Pixels are read lazily; arrays are (H, W, 3) uint8 RGB on white.
+
+    Args:
+        backend: The reader.
+        path: The slide's file.
+        mpp: Microns per pixel at level 0; overrides the file's value (required when the file has none).
+    """
+
+    def __init__(self, backend: SlideBackend, path: Path, mpp: float | None = None) -> None:
+        self.backend = backend
+        self.path = path
+        self.mpp_override = mpp
+
+    # --- metadata -----------------------------------------------------------------------------
+    @property
+    def reader(self) -> str:
+        return self.backend.name
+
+    @property
+    def vendor(self) -> str | None:
+        return self.backend.vendor
+
+    @property
+    def level_count(self) -> int:
+        return len(self.backend.level_dimensions)
+
+    @property
+    def level_dimensions(self) -> list[tuple[int, int]]:
+        """(width, height) of each level."""
+        return list(self.backend.level_dimensions)
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        return self.backend.level_dimensions[0]
+
+    @property
+    def level_downsamples(self) -> list[float]:
+        return list(self.backend.level_downsamples)
+
+    @property
+    def properties(self) -> dict[str, str]:
+        return self.backend.properties
+
+    @property
+    def objective_power(self) -> float | None:
+        return self.backend.objective_power
+
+    @property
+    def has_mpp(self) -> bool:
+        return self.mpp_override is not None or self.backend.mpp is not None
+
+    @property
+    def mpp_xy(self) -> tuple[float, float]:
+        """Microns per pixel (x, y) at level 0."""
+        if self.mpp_override is not None:
+            return (float(self.mpp_override), float(self.mpp_override))
+        if self.backend.mpp is None:
+            raise MissingMetadataError(
+                "slide has no microns-per-pixel metadata; pass it explicitly (mpp=... or --mpp)", self.path
+            )
+        return self.backend.mpp
+
+    @property
+    def mpp(self) -> float:
+        """Microns per pixel at level 0 (mean of x and y)."""
+        mx, my = self.mpp_xy
+        return (mx + my) / 2
+
+    def level_mpp(self, level: int) -> float:
+        return self.mpp * self.level_downsamples[level]
+
+    @property
+    def associated_images(self) -> list[str]:
+        return list(self.backend.associated_names)
+
+    def associated_image(self, name: str) -> np.ndarray:
+        if name not in self.backend.associated_names:
+            raise KeyError(f"{self.path}: no associated image {name!r}; has {self.backend.associated_names}")
+        return self.backend.associated(name)
+
+    # --- pixels -------------------------------------------------------------------------------
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """Read `size` = (width, height) pixels of `level`, whose top-left is `location` in level-0 pixels."""
+        if not 0 <= level < self.level_count:
+            raise ValueError(f"{self.path}: level {level} out of range 0..{self.level_count - 1}")
+        w, h = int(size[0]), int(size[1])
+        if w <= 0 or h <= 0:
+            raise ValueError(f"{self.path}: region size must be positive, got {size}")
+        return self.backend.read(int(location[0]), int(location[1]), level, w, h)
+
+    def best_level_for_downsample(self, downsample: float) -> int:
+        """The coarsest level whose downsample does not exceed `downsample` (1% tolerance)."""
+        best = 0
+        for i, d in enumerate(self.level_downsamples):
+            if d <= downsample * 1.01:
+                best = i
+        return best
+
+    def read_region_mpp(self, location: tuple[int, int], size: tuple[int, int], mpp: float) -> np.ndarray:
+        """Read a region at a target resolution, from the best level, resized to exactly `size`.
+
+        Args:
+            location: Top-left corner in level-0 pixels.
+            size: Output (width, height) in pixels at `mpp`.
+            mpp: Target microns per pixel.
+        """
+        factor = mpp / self.mpp  # level-0 pixels per output pixel
+        level = self.best_level_for_downsample(factor)
+        ds = self.level_downsamples[level]
+        w0, h0 = size[0] * factor, size[1] * factor
+        lw, lh = max(1, math.ceil(w0 / ds - 1e-6)), max(1, math.ceil(h0 / ds - 1e-6))
+        region = self.read_region(location, level, (lw, lh))
+        return resize(region, (int(size[0]), int(size[1])))
+
+    def thumbnail(self, max_size: int = 1024) -> np.ndarray:
+        """The whole slide, scaled so its longer side is at most `max_size` pixels."""
+        w0, h0 = self.dimensions
+        scale = min(1.0, max_size / max(w0, h0))
+        tw, th = max(1, round(w0 * scale)), max(1, round(h0 * scale))
+        level = self.best_level_for_downsample(w0 / tw)
+        lw, lh = self.level_dimensions[level]
+        return resize(self.read_region((0, 0), level, (lw, lh)), (tw, th))
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Slide({str(self.path)!r}, reader={self.reader}, levels={self.level_dimensions})"
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an (H, W, 3) uint8 image to (width, height) = `size` (area-like when shrinking)."""
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+
+
+def _dicom_sop_class(path: Path) -> str | None:
+    from medwss.io.dicom import is_dicom
+
+    if not is_dicom(path):
+        return None
+    import pydicom
+
+    try:
+        return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"]).SOPClassUID)
+    except Exception:
+        return None
+
+
+def is_dicom_wsi(path: str | Path) -> bool:
+    """True for a DICOM whole-slide file, or a folder whose first DICOM file is one."""
+    p = Path(path)
+    if p.is_dir():
+        first = next((f for f in sorted(p.iterdir()) if f.is_file() and _dicom_sop_class(f)), None)
+        return first is not None and _dicom_sop_class(first) == WSI_SOP_CLASS
+    return _dicom_sop_class(p) == WSI_SOP_CLASS
+
+
+def _is_tiff(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
+    """Open a whole-slide image: OpenSlide first, tifffile as the fallback for TIFFs OpenSlide refuses.
+
+    Args:
+        path: Slide file (SVS, NDPI, MRXS, SCN, generic/OME TIFF, DICOM WSI) or a DICOM WSI folder.
+        mpp: Microns per pixel at level 0, overriding (or supplying) the file's value.
+
+    Raises:
+        FileNotFound, UnsupportedFormatError, CorruptFileError.
+    """
+    import openslide
+
+    from medwss.io.slide_openslide import OpenSlideBackend
+    from medwss.io.slide_tifffile import TiffFileBackend
+
+    p = require_file(path)
+    target = p
+    if p.is_dir():
+        target = next((f for f in sorted(p.iterdir()) if f.is_file() and _dicom_sop_class(f) == WSI_SOP_CLASS), p)
+        if target == p:
+            raise UnsupportedFormatError("folder holds no DICOM whole-slide image", p)
+    if mpp is not None and not mpp > 0:
+        raise ValueError(f"{p}: mpp must be positive, got {mpp}")
+    reasons = []
+    try:
+        fmt = openslide.OpenSlide.detect_format(str(target))
+    except Exception:
+        fmt = None
+    if fmt is not None:
+        try:
+            return Slide(OpenSlideBackend(target), p, mpp)
+        except openslide.OpenSlideError as exc:
+            reasons.append(f"OpenSlide: {exc}")
+    if _is_tiff(target):
+        try:
+            return Slide(TiffFileBackend(target), p, mpp)
+        except (UnsupportedFormatError, CorruptFileError) as exc:
+            detail = f"{exc.message} (OpenSlide: {reasons[0][len('OpenSlide: ') :]})" if reasons else exc.message
+            raise type(exc)(detail, p) from exc
+    if reasons:
+        raise CorruptFileError("; ".join(reasons), p)
+    suffix = "".join(p.suffixes[-1:]).lower()
+    if suffix in SLIDE_SUFFIXES:
+        raise CorruptFileError(f"not a readable {suffix} slide (neither OpenSlide nor tifffile recognises it)", p)
+    raise UnsupportedFormatError("not a slide format medwss reads", p)
