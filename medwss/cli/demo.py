@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         manifest = generate(kind, out / kind, n=args.n, seed=args.seed)
         problems = check_manifest(manifest)
         cases = load_manifest(manifest).cases
-        print(f"\n== {kind}: {len(cases)} cases in {manifest} ({'valid' if not problems else problems})")
+        print(f"\n== {kind}: {len(cases)} cases in {manifest} ({problems or 'valid'})")
         first = cases[0]
         for path in list(first.images.values())[:3]:
             print(_text(describe(path)))
