@@ -3,24 +3,56 @@
 from __future__ import annotations
 
 import argparse
+from typing import Literal
+
+from pydantic import Field
+
+from medwss.config import StrictConfig
+
+
+class PhantomConfig(StrictConfig):
+    """What `medwss phantom` generates (configs/phantom_*.yaml)."""
+
+    kind: Literal["wsi", "ct", "mri"]
+    n: int = Field(4, ge=1)
+    seed: int = 0
+    scale: float = Field(1.0, gt=0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("phantom", help="generate synthetic slides or volumes with ground truth", description=__doc__)
-    p.add_argument("kind", choices=("wsi", "ct", "mri"), help="what to generate")
-    p.add_argument("--out", required=True, help="output folder (manifest.csv is written there)")
-    p.add_argument("--n", type=int, default=4, help="number of cases (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--scale", type=float, default=1.0, help="image size multiplier (default 1.0)")
+    p.add_argument("kind", nargs="?", choices=("wsi", "ct", "mri"), help="what to generate (or set it in --config)")
+    p.add_argument("--out", required=True, help="output folder (manifest.csv and run.json are written there)")
+    p.add_argument("--config", help="YAML config (configs/phantom_*.yaml); flags given here override it")
+    p.add_argument("--n", type=int, help="number of cases (default 4)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--scale", type=float, help="image size multiplier (default 1.0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
+def resolve(args: argparse.Namespace) -> PhantomConfig:
+    """The config file's values, overridden by the flags given on the command line."""
+    from medwss.config import load_config
+    from medwss.errors import ConfigError
+
+    base = load_config(args.config, PhantomConfig).model_dump() if args.config else {}
+    flags = {k: getattr(args, k) for k in ("kind", "n", "seed", "scale") if getattr(args, k) is not None}
+    merged = {**base, **flags}
+    if "kind" not in merged:
+        raise ConfigError("say what to generate: medwss phantom wsi|ct|mri (or kind: in --config)")
+    try:
+        return PhantomConfig(**merged)
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[-1].strip()) from exc
+
+
 def run(args: argparse.Namespace) -> int:
     from medwss.data.phantoms import generate
+    from medwss.runinfo import write_run_record
 
-    if args.n < 1:
-        raise SystemExit("medwss phantom: --n must be at least 1")
-    path = generate(args.kind, args.out, n=args.n, seed=args.seed, scale=args.scale, progress=not args.quiet)
+    cfg = resolve(args)
+    path = generate(cfg.kind, args.out, n=cfg.n, seed=cfg.seed, scale=cfg.scale, progress=not args.quiet)
+    write_run_record(args.out, f"phantom {cfg.kind}", cfg.model_dump(), seed=cfg.seed)
     print(f"wrote {path}")
     return 0

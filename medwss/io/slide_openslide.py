@@ -50,6 +50,8 @@ class OpenSlideBackend:
             region = self._slide.read_region((int(x), int(y)), int(level), (int(width), int(height)))
         except openslide.OpenSlideError as exc:
             raise CorruptFileError(f"cannot read region at ({x}, {y}) level {level}: {exc}", self.path) from exc
+        if region.getextrema()[3][0] == 255:  # fully opaque: no compositing needed
+            return np.asarray(region.convert("RGB"))
         return rgba_to_rgb(np.asarray(region))
 
     def associated(self, name: str) -> np.ndarray:

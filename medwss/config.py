@@ -1,0 +1,36 @@
+"""Typed YAML configs: a pydantic model per command, validated in one place, errors naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from medwss.errors import ConfigError, require_file
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class StrictConfig(BaseModel):
+    """Base for configs: unknown keys are errors, values are stored as given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def load_config(path: str | Path, model: type[T]) -> T:
+    """Read a YAML file into `model`; any problem raises `ConfigError` naming the file and the keys."""
+    import yaml
+
+    p = require_file(path)
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML ({str(exc).splitlines()[0]})", p) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("top level must be a mapping of keys to values", p)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(problems, p) from exc
