@@ -92,7 +92,9 @@ def to_markdown(res: dict) -> str:
         "| reader | tiles/s | ratio to bare OpenSlide loop |",
         "|---|---:|---:|",
     ]
-    lines += [f"| {r['reader']} | {r['tiles_per_s']:.0f} | {r['ratio_to_bare_openslide']:.2f} |" for r in res["results"]]
+    lines += [
+        f"| {r['reader']} | {r['tiles_per_s']:.0f} | {r['ratio_to_bare_openslide']:.2f} |" for r in res["results"]
+    ]
     return "\n".join(lines) + "\n"
 
 

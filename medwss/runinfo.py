@@ -14,7 +14,17 @@ from typing import Any
 from medwss import __version__
 from medwss.io.atomic import write_text
 
-_PACKAGES = ("numpy", "torch", "monai", "nibabel", "SimpleITK", "pydicom", "openslide-python", "openslide-bin", "tifffile")
+_PACKAGES = (
+    "numpy",
+    "torch",
+    "monai",
+    "nibabel",
+    "SimpleITK",
+    "pydicom",
+    "openslide-python",
+    "openslide-bin",
+    "tifffile",
+)
 
 
 def versions() -> dict[str, str]:

@@ -187,11 +187,11 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     return Manifest(path, cases)
 
 
-def _order(columns: set[str]) -> list[str]:
-    images = sorted(c for c in columns if _is_image_column(c))
+def _order(columns: list[str]) -> list[str]:
+    images = [c for c in columns if _is_image_column(c)]  # channel order as given
     meta = sorted(c for c in columns if c.startswith("meta_"))
     fixed = [c for c in REQUIRED if c in columns] + images + [c for c in OPTIONAL if c in columns]
-    return fixed + meta + sorted(columns - set(fixed) - set(meta))
+    return fixed + meta + sorted(set(columns) - set(fixed) - set(meta))
 
 
 def write_manifest(rows: list[dict[str, object]], path: str | Path, relative: bool = True) -> Path:
@@ -205,7 +205,7 @@ def write_manifest(rows: list[dict[str, object]], path: str | Path, relative: bo
     """
     path = Path(path)
     root = path.parent.resolve()
-    columns = _order({k for r in rows for k in r})
+    columns = _order(list(dict.fromkeys(k for r in rows for k in r)))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

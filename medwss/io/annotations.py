@@ -24,8 +24,6 @@ CLASS_COLORS = {"Tumor": (200, 0, 0)}
 EXCLUSION_GROUPS = ("_2", "Exclusion")
 """CAMELYON16 groups that mark regions to exclude from tumour annotations."""
 
-Polygon = np.ndarray
-
 
 def _as_polygon(poly: np.ndarray) -> np.ndarray:
     p = np.asarray(poly, dtype=np.float64)
@@ -85,7 +83,7 @@ def mask_to_polygons(mask: np.ndarray, downsample: float = 1.0, min_area: float 
         if not lines:
             continue
         # One closed line per filled region; keep the largest if a saddle point split it.
-        best = max((_as_polygon(line) for line in lines if len(line) >= 4), key=polygon_area, default=None)
+        best = max((_as_polygon(np.asarray(line)) for line in lines if len(line) >= 4), key=polygon_area, default=None)
         if best is None:
             continue
         best = _drop_collinear(best)
@@ -97,9 +95,7 @@ def mask_to_polygons(mask: np.ndarray, downsample: float = 1.0, min_area: float 
     return polygons
 
 
-def polygons_to_mask(
-    polygons: Sequence[np.ndarray], shape: tuple[int, int], downsample: float = 1.0
-) -> np.ndarray:
+def polygons_to_mask(polygons: Sequence[np.ndarray], shape: tuple[int, int], downsample: float = 1.0) -> np.ndarray:
     """Rasterise polygons (level-0 coordinates) onto a mask grid: a pixel is set if its centre is inside.
 
     Args:
@@ -159,8 +155,10 @@ def write_geojson(
                 },
             }
         )
-    text = json.dumps({"type": "FeatureCollection", "features": features}, indent=1)
-    return write_text(path, text + "\n")
+    # One feature per line: compact, yet readable and diff-friendly.
+    body = ",\n".join(json.dumps(f) for f in features)
+    text = '{"type": "FeatureCollection", "features": [\n' + body + ("\n" if features else "") + "]}\n"
+    return write_text(path, text)
 
 
 def _feature_class(feature: dict) -> str | None:
@@ -253,9 +251,12 @@ def write_camelyon_xml(
 
 
 def _number(text: str | None) -> float:
+    """A coordinate value; a decimal comma (``"1234,5"``, written by some locales) is accepted."""
     if text is None:
         raise ValueError("missing coordinate")
-    return float(text.replace(",", ".")) if text.count(",") == 1 and "." not in text else float(text)
+    if text.count(",") == 1 and "." not in text:
+        text = text.replace(",", ".")
+    return float(text)
 
 
 def read_camelyon_xml(
