@@ -83,21 +83,40 @@ def _choose(folder: Path, groups: dict[str, list[tuple[Path, Any]]], series: str
     )
 
 
-def _pixels(path: Path) -> np.ndarray:
-    """Stored pixel values of one file as (frames, rows, cols), decoding with pydicom, else SimpleITK."""
+def _pixels(path: Path, ds: Any) -> np.ndarray:
+    """Pixel values of one file as (frames, rows, cols[, samples]); pydicom decodes, else SimpleITK (GDCM).
+
+    Colour images (SamplesPerPixel 3) are converted to RGB.
+    """
     import pydicom
 
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
     try:
-        arr = pydicom.dcmread(path).pixel_array
-    except Exception as exc:  # compressed transfer syntax without a pydicom handler: try GDCM via SimpleITK
+        full = pydicom.dcmread(path, force=True)
+        arr = full.pixel_array
+        if samples > 1 and str(full.get("PhotometricInterpretation", "")).startswith("YBR"):
+            from pydicom.pixels import convert_color_space
+
+            arr = convert_color_space(arr, str(full.PhotometricInterpretation), "RGB")
+    except Exception as exc:  # a transfer syntax without a pydicom handler: try GDCM via SimpleITK
         try:
             import SimpleITK as sitk
 
-            img = sitk.ReadImage(str(path))
-            return sitk.GetArrayFromImage(img).reshape(-1, img.GetHeight(), img.GetWidth())
+            arr = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
         except Exception:
             raise CorruptFileError(f"cannot decode DICOM pixel data ({exc})", path) from exc
-    return arr.reshape((-1,) + arr.shape[-2:]) if arr.ndim >= 2 else arr
+    shape = (-1, rows, cols) + ((samples,) if samples > 1 else ())
+    try:
+        return arr.reshape(shape)
+    except ValueError as exc:
+        raise CorruptFileError(f"pixel data of shape {arr.shape} does not match {rows}x{cols}x{samples}", path) from exc
+
+
+def _to_ijk(frames: np.ndarray) -> np.ndarray:
+    """(k, rows, cols[, samples]) -> (i=col, j=row, k[, samples])."""
+    axes = (2, 1, 0) + ((3,) if frames.ndim == 4 else ())
+    return np.ascontiguousarray(frames.transpose(axes))
 
 
 def _rescale(stack: np.ndarray, slope: float, intercept: float) -> np.ndarray:
@@ -158,14 +177,14 @@ def read_dicom_series(folder: str | Path, series: str | None = None) -> Volume:
         )
     slices = []
     for f, ds in items:
-        px = _pixels(f)
-        if px.shape[-2:] != (int(ds0.Rows), int(ds0.Columns)):
+        if (int(ds.Rows), int(ds.Columns)) != (int(ds0.Rows), int(ds0.Columns)):
             raise InvalidDataError(
-                f"slice size {px.shape[-2:]} differs from the series' ({ds0.Rows}, {ds0.Columns})", f
+                f"slice size {ds.Rows}x{ds.Columns} differs from the series' {ds0.Rows}x{ds0.Columns}", f
             )
+        px = _pixels(f, ds)
         px = _rescale(px[0], float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))
         slices.append(px)
-    stack = np.stack(slices, axis=-1).transpose(1, 0, 2)  # (rows, cols, k) -> (i=col, j=row, k)
+    stack = _to_ijk(np.stack(slices, axis=0))
     if len(positions) > 1:
         step = (positions[-1] - positions[0]) / (len(positions) - 1)
     else:
@@ -187,15 +206,15 @@ def read_dicom_file(path: str | Path) -> Volume:
 
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     except Exception as exc:
         raise CorruptFileError(f"not a readable DICOM file ({exc})", path) from exc
     if "Rows" not in ds:
         raise UnsupportedFormatError("DICOM file holds no image", path)
     row_dir, col_dir, normal, ps = _geometry(ds)
-    frames = _pixels(path)
+    frames = _pixels(path, ds)
     frames = _rescale(frames, float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))
-    stack = frames.transpose(2, 1, 0)  # (k, rows, cols) -> (i, j, k)
+    stack = _to_ijk(frames)
     dz = float(ds.get("SpacingBetweenSlices", ds.get("SliceThickness", 1.0)) or 1.0)
     origin = np.asarray(ds.get("ImagePositionPatient", [0.0, 0.0, 0.0]), dtype=np.float64)
     affine = affine_from_lps(np.stack([row_dir, col_dir, normal], axis=1), np.array([ps[1], ps[0], dz]), origin)

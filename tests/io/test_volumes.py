@@ -172,3 +172,14 @@ def test_unknown_extension(tmp_path):
     f.write_text("hello")
     with pytest.raises(UnsupportedFormatError, match="notes.txt"):
         load_volume(f)
+
+
+def test_colour_multiframe_dicom_keeps_samples_last():
+    vol = load_volume(package_data("pydicom", "data", "test_files", "SC_rgb_rle_2frame.dcm"))
+    assert vol.shape == (100, 100, 2, 3)
+    assert not np.array_equal(vol.array[..., 0], vol.array[..., 2])  # real colour, not three copies
+
+
+def test_dicom_without_image_is_unsupported():
+    with pytest.raises(UnsupportedFormatError, match="rtplan.dcm: DICOM file holds no image"):
+        load_volume(package_data("pydicom", "data", "test_files", "rtplan.dcm"))
