@@ -9,7 +9,7 @@ import numpy as np
 
 from medwss.errors import UnsupportedFormatError, require_file
 from medwss.io.dicom import is_dicom
-from medwss.io.slide import SLIDE_SUFFIXES, is_dicom_wsi, open_slide
+from medwss.io.slide import SLIDE_SUFFIXES, Slide, is_dicom_wsi, open_slide
 from medwss.io.volumes import VOLUME_SUFFIXES, has_suffix, load_volume
 
 
@@ -25,8 +25,18 @@ def kind_of(path: str | Path) -> str:
     raise UnsupportedFormatError("unknown file type (expected a slide or a volume)", p)
 
 
-def describe_slide(path: str | Path, mpp: float | None = None) -> dict[str, Any]:
+def check_slide_pixels(slide: Slide) -> None:
+    """Decode a tile at the centre of level 0 and the thumbnail; raise `CorruptFileError` if either fails."""
+    w, h = slide.dimensions
+    size = (min(w, 512), min(h, 512))
+    slide.read_region(((w - size[0]) // 2, (h - size[1]) // 2), 0, size)
+    slide.thumbnail(256)
+
+
+def describe_slide(path: str | Path, mpp: float | None = None, check: bool = False) -> dict[str, Any]:
     with open_slide(path, mpp=mpp) as slide:
+        if check:
+            check_slide_pixels(slide)
         return {
             "kind": "slide",
             "path": str(path),
@@ -46,7 +56,8 @@ def describe_slide(path: str | Path, mpp: float | None = None) -> dict[str, Any]
 
 def describe_volume(path: str | Path, series: str | None = None) -> dict[str, Any]:
     vol = load_volume(path, series=series, nan="keep")
-    finite = vol.array[np.isfinite(vol.array)] if np.issubdtype(vol.array.dtype, np.floating) else vol.array
+    floating = np.issubdtype(vol.array.dtype, np.floating)
+    finite = vol.array[np.isfinite(vol.array)] if floating else vol.array
     lo, hi = (finite.min().item(), finite.max().item()) if finite.size else (None, None)
     meta = {k: v for k, v in vol.metadata.items() if k not in ("reader", "modality")}
     return {
@@ -59,11 +70,21 @@ def describe_volume(path: str | Path, series: str | None = None) -> dict[str, An
         "dtype": str(vol.array.dtype),
         "intensity_range": [lo, hi],
         "modality": vol.modality,
+        "nan_voxels": int(vol.array.size - finite.size),
         "affine": np.round(vol.affine, 6).tolist(),
         "metadata": meta,
     }
 
 
-def describe(path: str | Path, mpp: float | None = None, series: str | None = None) -> dict[str, Any]:
-    """Describe a slide or a volume; see README "medwss info" for the keys."""
-    return describe_slide(path, mpp) if kind_of(path) == "slide" else describe_volume(path, series)
+def describe(
+    path: str | Path, mpp: float | None = None, series: str | None = None, check: bool = False
+) -> dict[str, Any]:
+    """Describe a slide or a volume; see README "medwss info" for the keys.
+
+    Args:
+        path: Slide, volume file or DICOM folder.
+        mpp: Microns per pixel for slides that lack it.
+        series: DICOM series to read from a folder holding several.
+        check: For slides, also decode pixels (volumes are always read whole).
+    """
+    return describe_slide(path, mpp, check) if kind_of(path) == "slide" else describe_volume(path, series)

@@ -94,3 +94,29 @@ def test_manifest_check_exit_codes(tmp_path, capsys):
     assert main(["manifest", "check", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "zz.nii.gz" in err and "several splits" in err
+
+
+def test_info_batch_reports_failures_and_goes_on(real, capsys):
+    wsi = real / "wsi"
+    paths = [wsi / "cmu-1-small-region.svs", wsi / "unreadable.svs", wsi / "broken.svs", wsi / "small.svs"]
+    assert main(["info", "--check", "--json", *map(str, paths)]) == 2
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)
+    assert [("error" in r) for r in results] == [False, True, True, False]
+    assert "unreadable.svs" in results[1]["error"] and "broken.svs" in results[2]["error"]
+    assert "2 of 4 file(s) failed" in captured.err
+    # without --check, the corrupt tiles of unreadable.svs go unnoticed (opening reads no pixels)
+    assert main(["info", str(wsi / "unreadable.svs")]) == 0
+
+
+def test_info_counts_nan_voxels(tmp_path, capsys):
+    import numpy as np
+
+    from medwss.io import save_nifti
+
+    arr = np.zeros((3, 3, 3), np.float32)
+    arr[0, 0, :2] = np.nan
+    save_nifti(arr, tmp_path / "n.nii.gz")
+    assert main(["info", "--json", str(tmp_path / "n.nii.gz")]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["nan_voxels"] == 2 and d["intensity_range"] == [0.0, 0.0]

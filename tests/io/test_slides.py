@@ -32,6 +32,11 @@ def test_cmu_small_region(real):
         assert region.mean() < 240  # tissue, not background
         tile = s.read_region_mpp((0, 0), (224, 224), 1.0)  # 2x coarser than level 0
         assert tile.shape == (224, 224, 3)
+        # 0.5 µm/px from a 0.499 µm/px level 0: 224.4 source pixels resized to 224
+        at_half = s.read_region_mpp((1000, 1000), (224, 224), 0.5)
+        direct = s.read_region((1000, 1000), 0, (224, 224))
+        assert at_half.shape == (224, 224, 3)
+        assert np.abs(at_half.astype(int) - direct).mean() < 20
         thumb = s.thumbnail(512)
         assert max(thumb.shape[:2]) == 512
 
