@@ -36,7 +36,7 @@ class OpenSlideBackend:
         props = dict(self._slide.properties)
         self.properties: dict[str, str] = props
         self.vendor: str | None = props.get("openslide.vendor")
-        self.level_dimensions = [tuple(int(v) for v in d) for d in self._slide.level_dimensions]
+        self.level_dimensions = [(int(w), int(h)) for w, h in self._slide.level_dimensions]
         self.level_downsamples = [float(d) for d in self._slide.level_downsamples]
         mx, my = _float(props.get("openslide.mpp-x")), _float(props.get("openslide.mpp-y"))
         self.mpp: tuple[float, float] | None = (mx, my or mx) if mx else None
@@ -50,7 +50,8 @@ class OpenSlideBackend:
             region = self._slide.read_region((int(x), int(y)), int(level), (int(width), int(height)))
         except openslide.OpenSlideError as exc:
             raise CorruptFileError(f"cannot read region at ({x}, {y}) level {level}: {exc}", self.path) from exc
-        if region.getextrema()[3][0] == 255:  # fully opaque: no compositing needed
+        alpha_min = region.getchannel("A").getextrema()[0]
+        if alpha_min == 255:  # fully opaque: no compositing needed
             return np.asarray(region.convert("RGB"))
         return rgba_to_rgb(np.asarray(region))
 

@@ -13,8 +13,8 @@ def downsample2(image: np.ndarray) -> np.ndarray:
     """Halve an (H, W[, C]) image by 2×2 mean pooling (odd edges dropped)."""
     h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
     x = image[:h, :w].astype(np.float32)
-    x = (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2]) / 4
-    return np.round(x).astype(image.dtype)
+    mean = (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2]) / 4
+    return np.round(mean).astype(image.dtype)
 
 
 def write_pyramid_tiff(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def _read_nifti(path: Path) -> Volume:
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        img: Any = nib.load(str(path))
         array = np.asanyarray(img.dataobj)
     except Exception as exc:
         raise CorruptFileError(f"cannot read NIfTI ({type(exc).__name__}: {exc})", path) from exc
