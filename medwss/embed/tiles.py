@@ -1,0 +1,135 @@
+"""`TileSet`: where a case's tiles are, stored one HDF5 file per case (``<case_id>.tiles.h5``).
+
+Slides: ``coords`` are the top-left corners of tiles in level-0 pixels (x, y); each tile covers
+``tile_size`` pixels at ``mpp`` µm/px, that is ``span`` level-0 pixels, read from ``level``.
+Volumes: ``coords`` are the first voxel (i, j, k) of each patch; ``patch_size`` is its extent in
+voxels along (i, j, k) (a 2D axial tile has 1 along k, a 2.5D stack has the stack depth).
+``grid_index`` places every tile on the case's tile grid (row, col[, depth]), ``grid_shape`` is
+that grid's size, so aggregators can rebuild the spatial layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medwss.errors import CorruptFileError, require_file
+from medwss.io.atomic import atomic_path
+
+TILE_KINDS = ("slide", "axial2d", "stack25d", "patch3d")
+
+
+@dataclass
+class TileSet:
+    """The tiles of one case.
+
+    Attributes:
+        case_id: Case identifier (manifest ``case_id``).
+        source: Path of the image (slide or volume; the first channel for multi-channel cases).
+        kind: One of `TILE_KINDS`.
+        coords: (N, 2) level-0 (x, y) for slides, (N, 3) voxel (i, j, k) for volumes; int64.
+        grid_index: (N, 2) (row, col) for slides and 2D tiles, (N, 3) for 3D patches; int64.
+        grid_shape: Size of the tile grid.
+        tile_size: Output tile side in pixels (slides) or the patch extent in voxels (volumes).
+        tissue_fraction: (N,) fraction of each tile inside the tissue/foreground mask.
+        mpp: Target microns per pixel (slides).
+        level: Pyramid level the tiles are read from (slides).
+        span: Tile side in level-0 pixels (slides).
+        spacing: Voxel spacing in mm (volumes).
+        attrs: Other facts (tissue detection settings, overlap, ...).
+    """
+
+    case_id: str
+    source: str
+    kind: str
+    coords: np.ndarray
+    grid_index: np.ndarray
+    grid_shape: tuple[int, ...]
+    tile_size: tuple[int, ...]
+    tissue_fraction: np.ndarray
+    mpp: float | None = None
+    level: int | None = None
+    span: float | None = None
+    spacing: tuple[float, ...] | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in TILE_KINDS:
+            raise ValueError(f"kind must be one of {TILE_KINDS}, got {self.kind!r}")
+        self.coords = np.asarray(self.coords, dtype=np.int64).reshape(-1, 2 if self.kind == "slide" else 3)
+        self.grid_index = np.asarray(self.grid_index, dtype=np.int64).reshape(len(self.coords), -1)
+        self.tissue_fraction = np.asarray(self.tissue_fraction, dtype=np.float32).reshape(len(self.coords))
+        self.grid_shape = tuple(int(s) for s in self.grid_shape)
+        self.tile_size = tuple(int(s) for s in np.atleast_1d(self.tile_size))
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    def subset(self, index: np.ndarray) -> TileSet:
+        """The tiles selected by a boolean mask or an index array (e.g. one rank's share)."""
+        return TileSet(
+            self.case_id, self.source, self.kind, self.coords[index], self.grid_index[index], self.grid_shape,
+            self.tile_size, self.tissue_fraction[index], self.mpp, self.level, self.span, self.spacing, dict(self.attrs),
+        )  # fmt: skip
+
+
+_SCALARS = ("case_id", "source", "kind", "mpp", "level", "span")
+
+
+def save_tiles(tiles: TileSet, path: str | Path) -> Path:
+    """Write a `TileSet` to HDF5, atomically."""
+    import h5py
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("coords", data=tiles.coords)
+        f.create_dataset("grid_index", data=tiles.grid_index)
+        f.create_dataset("tissue_fraction", data=tiles.tissue_fraction)
+        for key in _SCALARS:
+            value = getattr(tiles, key)
+            if value is not None:
+                f.attrs[key] = value
+        f.attrs["grid_shape"] = np.asarray(tiles.grid_shape, dtype=np.int64)
+        f.attrs["tile_size"] = np.asarray(tiles.tile_size, dtype=np.int64)
+        if tiles.spacing is not None:
+            f.attrs["spacing"] = np.asarray(tiles.spacing, dtype=np.float64)
+        for key, value in tiles.attrs.items():
+            f.attrs[f"extra_{key}"] = value
+    return Path(path)
+
+
+def load_tiles(path: str | Path) -> TileSet:
+    """Read a `TileSet` written by `save_tiles`."""
+    import h5py
+
+    p = require_file(path)
+    try:
+        with h5py.File(p, "r") as f:
+            a = dict(f.attrs)
+            return TileSet(
+                case_id=str(a["case_id"]),
+                source=str(a["source"]),
+                kind=str(a["kind"]),
+                coords=f["coords"][()],
+                grid_index=f["grid_index"][()],
+                grid_shape=tuple(a["grid_shape"]),
+                tile_size=tuple(a["tile_size"]),
+                tissue_fraction=f["tissue_fraction"][()],
+                mpp=float(a["mpp"]) if "mpp" in a else None,
+                level=int(a["level"]) if "level" in a else None,
+                span=float(a["span"]) if "span" in a else None,
+                spacing=tuple(float(s) for s in a["spacing"]) if "spacing" in a else None,
+                attrs={k[len("extra_") :]: _plain(v) for k, v in a.items() if k.startswith("extra_")},
+            )
+    except (OSError, KeyError) as exc:
+        raise CorruptFileError(f"not a medwss tile file ({exc})", p) from exc
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
