@@ -17,14 +17,16 @@ from medwss.embed.tiles import TileSet
 CT_WINDOW = (-200.0, 300.0)  # abdominal soft-tissue window, HU
 
 
-def normalise_intensity(array: np.ndarray, modality: str | None, ct_window: tuple[float, float] = CT_WINDOW) -> np.ndarray:
+def normalise_intensity(
+    array: np.ndarray, modality: str | None, ct_window: tuple[float, float] = CT_WINDOW
+) -> np.ndarray:
     """Scale a volume to [0, 1]: a HU window for CT, the 1st–99th percentile otherwise."""
     a = array.astype(np.float32)
     if modality == "CT":
         lo, hi = ct_window
     else:
         finite = a[np.isfinite(a)]
-        lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
+        lo, hi = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
     return np.clip((a - lo) / max(float(hi - lo), 1e-6), 0, 1)
 
 
@@ -64,7 +66,8 @@ class TileReader:
         state["_array"] = None
         return state
 
-    def _open(self) -> None:
+    def open(self) -> None:
+        """Open the image (slides) or load and normalise the volume; reads call this themselves."""
         if self.tiles.kind == "slide":
             if self._slide is None:
                 from medwss.io.slide import open_slide
@@ -82,7 +85,7 @@ class TileReader:
 
     def read(self, index: int) -> np.ndarray:
         """Tile `index` as float32 in [0, 1], channel-first; areas outside the image are 0 (white for slides)."""
-        self._open()
+        self.open()
         t = self.tiles
         if t.kind == "slide":
             assert self._slide is not None and t.mpp is not None

@@ -1,0 +1,66 @@
+"""`medwss embed MANIFEST --tiles DIR --out DIR --encoder NAME`: patch embeddings, one HDF5 bag per case.
+
+Scale out with `torchrun --nproc-per-node N -m medwss embed ...` (or under SLURM, one task per
+process): cases are shared across ranks, each rank writes its own bags.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+_FLAGS = ("encoder", "weights", "batch_size", "workers", "dtype", "device", "mpp_override")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="extract patch embeddings into HDF5 feature bags", description=__doc__)
+    p.add_argument("manifest", help="manifest CSV")
+    p.add_argument("--tiles", required=True, help="folder of <case_id>.tiles.h5 written by `medwss tile`")
+    p.add_argument("--out", required=True, help="output folder for <case_id>.h5 bags")
+    p.add_argument("--config", help="YAML config (configs/embed.yaml); flags given here override it")
+    p.add_argument("--encoder", help="encoder name (see `medwss embed --list`), or torchscript:PATH")
+    p.add_argument("--weights", help="state dict to load into the encoder (weights_only)")
+    p.add_argument("--batch-size", type=int, help="tiles per batch (default 64)")
+    p.add_argument("--workers", type=int, help="threads reading tiles (default 2)")
+    p.add_argument("--dtype", choices=("float16", "float32"), help="storage type of features (default float16)")
+    p.add_argument("--tokens", action="store_true", default=None, help="also store spatial token maps")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--mpp-override", type=float, help="microns per pixel for slides that lack it")
+    p.add_argument("--overwrite", action="store_true", help="redo cases whose bag exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def resolve(args: argparse.Namespace):  # noqa: ANN201
+    """The config file's values overridden by the flags given."""
+    from medwss.config import load_config
+    from medwss.embed.engine import EmbedConfig
+    from medwss.errors import ConfigError
+
+    base = load_config(args.config, EmbedConfig).model_dump() if args.config else {}
+    flags = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
+    if args.tokens:
+        flags["tokens"] = True
+    try:
+        return EmbedConfig(**{**base, **flags})
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[-1].strip()) from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    from medwss.data.manifest import load_manifest
+    from medwss.embed.job import embed_manifest
+    from medwss.runinfo import write_run_record
+
+    cfg = resolve(args)
+    manifest = load_manifest(args.manifest)
+    stats = embed_manifest(manifest, args.tiles, args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
+    if stats["rank"] == 0:
+        write_run_record(args.out, "embed", cfg.model_dump(), metrics=stats)
+        failed = stats.get("failures_total", stats["failed"])
+        print(
+            f"embedded {stats['done']} case(s) ({stats['tiles']} tiles, {stats['seconds']:.1f} s), "
+            f"skipped {stats['skipped']} finished, {failed} failed"
+            + (f" (see {args.out}/failures.csv)" if failed else "")
+            + f"; manifest with features: {stats['manifest']}"
+        )
+    return 2 if stats["done"] + stats["skipped"] == 0 and stats["failed"] else 0

@@ -1,0 +1,162 @@
+"""`embed_manifest`: every case of a manifest through the engine, sharded across ranks, resumable.
+
+Each rank embeds its share of the cases (balanced by tile count) and writes one bag per case
+(``OUT/<case_id>.h5``, atomically). A finished bag made by the same encoder is skipped, so a re-run
+resumes; a case that fails goes to the failures file with its reason and the job goes on. At the end
+rank 0 merges the ranks' failure files and writes ``OUT/manifest.csv`` (the input manifest with the
+``features`` column filled for every case that has a bag) and ``OUT/run.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from medwss.data.manifest import Case, Manifest, write_manifest
+from medwss.embed.distributed import RankInfo, barrier, init_process_group, rank_info, shard
+from medwss.embed.engine import EmbedConfig, bag_from_tiles, embed_tiles, resolve_device
+from medwss.embed.failures import FailureLog, merge_failures, read_failures
+from medwss.embed.reader import TileReader
+from medwss.embed.store import bag_is_done, save_bag
+from medwss.embed.tiles import TileSet, load_tiles
+from medwss.errors import MedwssError
+
+
+def tiles_path(tiles_dir: Path, case_id: str) -> Path:
+    return Path(tiles_dir) / f"{case_id}.tiles.h5"
+
+
+def bag_path(out_dir: Path, case_id: str) -> Path:
+    return Path(out_dir) / f"{case_id}.h5"
+
+
+def _tile_count(tiles_dir: Path, case: Case) -> int:
+    import h5py
+
+    try:
+        with h5py.File(tiles_path(tiles_dir, case.case_id), "r") as f:
+            return int(f["coords"].shape[0])
+    except (OSError, KeyError):
+        return 1
+
+
+def _spatial_dims(tiles: TileSet) -> int:
+    return 3 if tiles.kind == "patch3d" else 2
+
+
+def _in_channels(tiles: TileSet, case: Case) -> int:
+    if tiles.kind == "slide":
+        return 3
+    channels = len(case.images)
+    return channels * tiles.tile_size[2] if tiles.kind == "stack25d" else channels
+
+
+class _Encoders:
+    """Encoders built on demand, one per (spatial dims, input channels) met in the manifest."""
+
+    def __init__(self, config: EmbedConfig, device) -> None:  # noqa: ANN001
+        self.config = config
+        self.device = device
+        self._cache: dict[tuple[int, int], Any] = {}
+
+    def get(self, spatial_dims: int, in_channels: int):  # noqa: ANN201
+        key = (spatial_dims, in_channels)
+        if key not in self._cache:
+            from medwss.embed.encoders import create_encoder
+
+            enc = create_encoder(
+                self.config.encoder, spatial_dims=spatial_dims, in_channels=in_channels, weights=self.config.weights
+            )
+            self._cache[key] = enc.to(self.device).eval()
+        return self._cache[key]
+
+
+def embed_manifest(
+    manifest: Manifest,
+    tiles_dir: str | Path,
+    out_dir: str | Path,
+    config: EmbedConfig,
+    overwrite: bool = False,
+    progress: bool = True,
+    info: RankInfo | None = None,
+) -> dict[str, Any]:
+    """Embed every case of `manifest` whose tiles are in `tiles_dir`; bags go to `out_dir`.
+
+    Returns:
+        Counts for this rank (``done``, ``skipped``, ``failed``, ``tiles``, ``seconds``) and, on rank 0,
+        the path of the output manifest.
+    """
+    info = info or rank_info()
+    created = init_process_group(info)
+    tiles_dir, out_dir = Path(tiles_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cases = list(manifest.cases)
+    mine = [cases[i] for i in shard([_tile_count(tiles_dir, c) for c in cases], info.world_size)[info.rank]]
+    name = "failures.csv" if info.world_size == 1 else f"failures.rank{info.rank}.csv"
+    failures = FailureLog(out_dir / name)
+    device = resolve_device(config.device, info.local_rank)
+    encoders = _Encoders(config, device)
+    stats = {"done": 0, "skipped": 0, "failed": 0, "tiles": 0, "seconds": 0.0, "rank": info.rank}
+    show = progress and info.is_main
+    overall = tqdm(mine, desc=f"embed [{config.encoder}]", unit="case", disable=not show)
+    t0 = time.perf_counter()
+    for case in overall:
+        target = bag_path(out_dir, case.case_id)
+        if not overwrite and bag_is_done(target, encoder=config.encoder):
+            stats["skipped"] += 1
+            continue
+        try:
+            tiles = load_tiles(tiles_path(tiles_dir, case.case_id))
+            reader = TileReader(tiles, case.images, case.modality, config.mpp_override, config.ct_window)
+            encoder = encoders.get(_spatial_dims(tiles), _in_channels(tiles, case))
+            with tqdm(total=len(tiles), desc=case.case_id, unit="tile", leave=False, disable=not show) as bar:
+                features, tokens = embed_tiles(encoder, reader, config, device, bar)
+            reader.close()
+            save_bag(bag_from_tiles(reader, features, tokens, encoder), target, dtype=config.dtype)
+            stats["done"] += 1
+            stats["tiles"] += len(tiles)
+        except (MedwssError, OSError, ValueError, RuntimeError) as exc:
+            failures.record(case.case_id, case.image, exc)
+            stats["failed"] += 1
+    stats["seconds"] = time.perf_counter() - t0
+    barrier()
+    if info.is_main:
+        if info.world_size > 1:
+            merge_failures(sorted(out_dir.glob("failures.rank*.csv")), out_dir / "failures.csv")
+        stats["manifest"] = str(write_output_manifest(manifest, out_dir))
+        stats["failures_total"] = len(read_failures(out_dir / "failures.csv"))
+    barrier()
+    if created:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return stats
+
+
+def write_output_manifest(manifest: Manifest, out_dir: Path) -> Path:
+    """The input manifest with ``features`` set to each case's bag (cases without a bag are left out)."""
+    root = manifest.path.parent if manifest.path else Path.cwd()
+    rows = []
+    for c in manifest.cases:
+        bag = bag_path(out_dir, c.case_id)
+        if not bag.exists():
+            continue
+        row: dict[str, Any] = {"case_id": c.case_id, "patient_id": c.patient_id, "site": c.site, "modality": c.modality}
+        for ch, p in c.images.items():
+            row["image" if ch == "image" else f"image_{ch}"] = p.resolve()
+        row.update({"label": c.label, "mask": c.mask.resolve() if c.mask else None, "split": c.split})
+        row["scribble"] = c.scribble.resolve() if c.scribble else None
+        row["features"] = bag.resolve()
+        row.update({f"meta_{k}": _meta_value(v, root) for k, v in c.meta.items()})
+        rows.append(row)
+    return write_manifest(rows, out_dir / "manifest.csv")
+
+
+def _meta_value(value: str, root: Path) -> str | Path:
+    """Free-form values that name a file beside the input manifest become paths, so they still resolve."""
+    if value and not Path(value).is_absolute() and (root / value).is_file():
+        return (root / value).resolve()
+    return value
