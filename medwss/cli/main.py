@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from medwss import __version__
-from medwss.cli import demo, info, manifest, phantom
+from medwss.cli import demo, embed, info, manifest, phantom, tile
 from medwss.errors import MedwssError
 
-GROUPS = (info, manifest, phantom, demo)
+GROUPS = (info, manifest, phantom, tile, embed, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

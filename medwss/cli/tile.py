@@ -1,0 +1,211 @@
+"""`medwss tile MANIFEST --out DIR`: tissue detection and tiling of every case of a manifest.
+
+Writes ``DIR/<case_id>.tiles.h5`` per case, QA images ``DIR/qa/<case_id>_tissue.png`` and
+``DIR/qa/<case_id>_tiles.png``, ``DIR/failures.csv`` (cases that failed, one line each) and
+``DIR/run.json``. Cases whose tile file exists are skipped (``--overwrite`` redoes them). Slides
+(modality WSI) are tiled at a target mpp inside tissue; volumes by axial slice, 2.5D stack or 3D
+patch inside the body (multi-channel cases on the first channel's grid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from medwss.config import StrictConfig
+from medwss.data.manifest import Case
+from medwss.embed.tiles import TileSet
+from medwss.embed.tissue import TissueConfig
+
+SLIDE_TILE_SIZE = 224
+VOLUME_TILE_SIZE = 32
+FAILURE_COLUMNS = ("case_id", "image", "error")
+
+
+class TileConfig(StrictConfig):
+    """What `medwss tile` does (configs/tile.yaml)."""
+
+    tile_size: int | None = Field(default=None, ge=1)
+    """Tile side: pixels at `mpp` for slides (None: 224), voxels in-plane for volumes (None: 32)."""
+    mpp: float = Field(default=0.5, gt=0)
+    """Slides: target microns per pixel."""
+    overlap: float = Field(default=0.0, ge=0, lt=1)
+    """Fraction of a tile shared with its neighbour (volumes: in-plane, and along k for 3D patches)."""
+    min_tissue: float = Field(default=0.25, ge=0, le=1)
+    """Keep tiles with at least this fraction of tissue (slides) or body (volumes)."""
+    mpp_override: float | None = Field(default=None, gt=0)
+    """Slides: level-0 microns per pixel for files without it (or with a wrong value)."""
+    tissue: TissueConfig = Field(default_factory=TissueConfig)
+    """Slides: tissue detection settings."""
+    mode: Literal["axial2d", "stack25d", "patch3d"] = "axial2d"
+    """Volumes: axial slices, 2.5D stacks of `depth` slices, or 3D patches."""
+    depth: int = Field(default=3, ge=1)
+    """Volumes: slices per 2.5D stack."""
+    tile_mm: float | None = Field(default=None, gt=0)
+    """Volumes: patch side in mm instead of `tile_size` voxels."""
+    qa: bool = True
+    """Write the QA images."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tile", help="detect tissue and tile every case of a manifest", description=__doc__)
+    p.add_argument("manifest", help="manifest CSV")
+    p.add_argument("--out", required=True, help="output folder (tiles, qa/, failures.csv, run.json)")
+    p.add_argument("--config", help="YAML config (configs/tile.yaml); flags given here override it")
+    p.add_argument("--tile-size", type=int, help="tile side: pixels at --mpp (slides, 224) or voxels (volumes, 32)")
+    p.add_argument("--mpp", type=float, help="slides: target microns per pixel (default 0.5)")
+    p.add_argument("--overlap", type=float, help="fraction of a tile shared with its neighbour (default 0)")
+    p.add_argument("--min-tissue", type=float, help="keep tiles with at least this tissue fraction (default 0.25)")
+    p.add_argument("--mode", choices=("axial2d", "stack25d", "patch3d"), help="volumes: tiling mode (default axial2d)")
+    p.add_argument("--depth", type=int, help="volumes: slices per 2.5D stack (default 3)")
+    p.add_argument("--tile-mm", type=float, help="volumes: patch side in mm instead of --tile-size voxels")
+    p.add_argument("--mpp-override", type=float, help="slides: level-0 microns per pixel for files without it")
+    p.add_argument("--overwrite", action="store_true", help="redo cases whose tile file exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+_FLAGS = ("tile_size", "mpp", "overlap", "min_tissue", "mode", "depth", "tile_mm", "mpp_override")
+
+
+def resolve(args: argparse.Namespace) -> TileConfig:
+    """The config file's values, overridden by the flags given on the command line."""
+    from pydantic import ValidationError
+
+    from medwss.config import load_config
+    from medwss.errors import ConfigError
+
+    base = load_config(args.config, TileConfig).model_dump() if getattr(args, "config", None) else {}
+    flags = {k: getattr(args, k) for k in _FLAGS if getattr(args, k, None) is not None}
+    try:
+        return TileConfig(**{**base, **flags})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(problems) from exc
+
+
+def tile_case(case: Case, cfg: TileConfig, out: Path) -> TileSet:
+    """Tile one case, write its QA images and then its tile file (last, so it marks the case done).
+
+    Raises:
+        InvalidDataError: No tile has enough tissue. Any reading error of the image.
+    """
+    from medwss.embed.tiles import save_tiles
+    from medwss.embed.tiling import patch_size, tile_slide, tile_volume, tiles_png
+    from medwss.embed.tissue import body_mask, detect_tissue, save_body_png, save_tissue_png
+    from medwss.errors import InvalidDataError, MissingMetadataError
+    from medwss.io.slide import open_slide
+    from medwss.io.volumes import load_volume
+
+    qa = out / "qa"
+    what = "tissue"
+    if case.modality == "WSI":
+        with open_slide(case.image, mpp=cfg.mpp_override) as slide:
+            if not slide.has_mpp:
+                raise MissingMetadataError("slide has no microns-per-pixel metadata; pass --mpp-override", case.image)
+            tissue = detect_tissue(slide, cfg.tissue)
+            size = cfg.tile_size or SLIDE_TILE_SIZE
+            tiles = tile_slide(slide, case.case_id, size, cfg.mpp, cfg.overlap, cfg.min_tissue, tissue, cfg.tissue)
+        if cfg.qa:
+            save_tissue_png(tissue, qa / f"{case.case_id}_tissue.png")
+            tiles_png(tissue, tiles, qa / f"{case.case_id}_tiles.png")
+    else:
+        what = "body"
+        volume = load_volume(case.image, nan="fill")
+        fg = body_mask(volume, case.modality)
+        size = cfg.tile_size or VOLUME_TILE_SIZE
+        ps = patch_size(cfg.mode, volume.spacing, size, cfg.depth, cfg.tile_mm)
+        step = [max(1, round(s * (1 - cfg.overlap))) for s in ps]
+        if cfg.mode != "patch3d":
+            step[2] = 1
+        tiles = tile_volume(
+            volume, case.case_id, cfg.mode, size, cfg.depth, step, cfg.min_tissue, fg, case.modality, cfg.tile_mm
+        )
+        tiles.source = str(case.image)
+        if len(case.images) > 1:
+            tiles.attrs["channels"] = ",".join(case.images)
+        if cfg.qa:
+            save_body_png(volume, fg, qa / f"{case.case_id}_tissue.png", case.modality)
+            tiles_png(volume, tiles, qa / f"{case.case_id}_tiles.png")
+    if len(tiles) == 0:
+        raise InvalidDataError(
+            f"no tile has {cfg.min_tissue:.0%} {what} (see qa/{case.case_id}_tissue.png)", case.image
+        )
+    tiles.attrs["modality"] = case.modality
+    save_tiles(tiles, out / f"{case.case_id}.tiles.h5")
+    return tiles
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".strip()
+
+
+def read_failures(path: Path) -> dict[str, dict[str, str]]:
+    """Rows of an existing failures.csv by case_id (empty if there is none)."""
+    if not path.exists():
+        return {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {r["case_id"]: r for r in csv.DictReader(fh) if r.get("case_id")}
+
+
+def write_failures(path: Path, rows: dict[str, dict[str, str]]) -> None:
+    """Write failures.csv atomically; remove it when no case fails."""
+    from medwss.io.atomic import write_text
+
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FAILURE_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows.values())
+    write_text(path, buf.getvalue())
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from medwss.data.manifest import load_manifest
+    from medwss.runinfo import write_run_record
+
+    cfg = resolve(args)
+    manifest = load_manifest(args.manifest, check_files=False)  # a missing image fails its case only
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures_path = out / "failures.csv"
+    failures = read_failures(failures_path)
+    done = skipped = n_tiles = 0
+    failed: list[str] = []
+    start = time.perf_counter()
+    for case in tqdm(manifest.cases, desc="tile", unit="case", disable=getattr(args, "quiet", False)):
+        target = out / f"{case.case_id}.tiles.h5"
+        if target.exists() and not getattr(args, "overwrite", False):
+            skipped += 1
+            continue
+        try:
+            n_tiles += len(tile_case(case, cfg, out))
+        except Exception as exc:  # one bad case is recorded and skipped, never the whole job
+            failed.append(case.case_id)
+            failures[case.case_id] = {"case_id": case.case_id, "image": str(case.image), "error": one_line(exc)}
+            write_failures(failures_path, failures)
+            tqdm.write(f"medwss tile: {case.case_id} failed: {one_line(exc)}", file=sys.stderr)
+            continue
+        done += 1
+        if failures.pop(case.case_id, None) is not None:
+            write_failures(failures_path, failures)
+    seconds = time.perf_counter() - start
+    metrics = {"done": done, "skipped": skipped, "failed": len(failed), "tiles": n_tiles, "seconds": round(seconds, 3)}
+    config = {"manifest": str(Path(args.manifest).resolve()), **cfg.model_dump()}
+    write_run_record(out, "tile", config, metrics=metrics)
+    note = f" (see {failures_path})" if failed else ""
+    print(f"tile: {done} done, {skipped} skipped, {len(failed)} failed{note}; {n_tiles} tiles in {out}")
+    return 0 if done + skipped > 0 else 2
