@@ -109,6 +109,8 @@ def embed_manifest(
             stats["skipped"] += 1
             continue
         try:
+            if not tiles_path(tiles_dir, case.case_id).exists():
+                raise MedwssError(f"no tiles in {tiles_dir} (run `medwss tile` first; see its failures.csv)")
             tiles = load_tiles(tiles_path(tiles_dir, case.case_id))
             reader = TileReader(tiles, case.images, case.modality, config.mpp_override, config.ct_window)
             encoder = encoders.get(_spatial_dims(tiles), _in_channels(tiles, case))

@@ -60,7 +60,8 @@ class TileSet:
         if self.kind not in TILE_KINDS:
             raise ValueError(f"kind must be one of {TILE_KINDS}, got {self.kind!r}")
         self.coords = np.asarray(self.coords, dtype=np.int64).reshape(-1, 2 if self.kind == "slide" else 3)
-        self.grid_index = np.asarray(self.grid_index, dtype=np.int64).reshape(len(self.coords), -1)
+        grid = np.asarray(self.grid_index, dtype=np.int64)
+        self.grid_index = grid.reshape(len(self.coords), grid.shape[-1] if grid.size else self.coords.shape[1])
         self.tissue_fraction = np.asarray(self.tissue_fraction, dtype=np.float32).reshape(len(self.coords))
         self.grid_shape = tuple(int(s) for s in self.grid_shape)
         self.tile_size = tuple(int(s) for s in np.atleast_1d(self.tile_size))
