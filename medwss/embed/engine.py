@@ -12,7 +12,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -106,7 +106,7 @@ def _to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
 
 @torch.inference_mode()
 def embed_tiles(
-    encoder: torch.nn.Module, reader: TileReader, config: EmbedConfig, device: torch.device, progress=None
+    encoder: Any, reader: TileReader, config: EmbedConfig, device: torch.device, progress: Any = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Embeddings (N, C) of a case's tiles, and their token maps (N, C, h, w[, d]) when asked for.
 

@@ -99,7 +99,7 @@ def embed_manifest(
     failures = FailureLog(out_dir / name)
     device = resolve_device(config.device, info.local_rank)
     encoders = _Encoders(config, device)
-    stats = {"done": 0, "skipped": 0, "failed": 0, "tiles": 0, "seconds": 0.0, "rank": info.rank}
+    stats: dict[str, Any] = {"done": 0, "skipped": 0, "failed": 0, "tiles": 0, "seconds": 0.0, "rank": info.rank}
     show = progress and info.is_main
     overall = tqdm(mine, desc=f"embed [{config.encoder}]", unit="case", disable=not show)
     t0 = time.perf_counter()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from medwss.embed.tiles import TileSet
+from medwss.io.slide import Slide
 
 CT_WINDOW = (-200.0, 300.0)  # abdominal soft-tissue window, HU
 
@@ -54,7 +55,7 @@ class TileReader:
         self.modality = modality
         self.mpp_override = mpp_override
         self.ct_window = ct_window
-        self._slide = None
+        self._slide: Slide | None = None
         self._array: np.ndarray | None = None
 
     def __len__(self) -> int:
