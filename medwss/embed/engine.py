@@ -96,12 +96,13 @@ def iter_batches(reader: TileReader, batch_size: int, workers: int, prefetch: in
 
 
 def _to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Host batch → device tensor: through pinned memory and MONAI's `EnsureType` on a GPU, as is on the CPU."""
+    tensor = torch.from_numpy(batch)
+    if device.type != "cuda":
+        return tensor
     from monai.transforms import EnsureType
 
-    tensor = torch.from_numpy(batch)
-    if device.type == "cuda":
-        tensor = tensor.pin_memory()
-    return EnsureType(data_type="tensor", device=device, track_meta=False)(tensor)
+    return EnsureType(data_type="tensor", device=device, track_meta=False)(tensor.pin_memory())
 
 
 @torch.inference_mode()

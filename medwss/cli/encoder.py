@@ -1,0 +1,103 @@
+"""`medwss encoder pretrain MANIFEST --tiles DIR --encoder NAME --out weights.pt`: in-domain self-supervised pretraining.
+
+Trains the encoder with NT-Xent (SimCLR; ``--positives group`` makes all tiles of a patient
+positives, SupCon-style) on the tiles written by ``medwss tile`` (``DIR/<case_id>.tiles.h5``), and
+writes its state dict to ``--out`` (load it with ``medwss embed --encoder NAME --weights OUT``),
+``run.json`` beside it, and a checkpoint ``OUT.ckpt`` every epoch that an interrupted run resumes from.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from medwss.embed.pretrain.trainer import PretrainConfig
+
+_FLAGS = {
+    "encoder": "encoder",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "temperature": "temperature",
+    "max_tiles_per_case": "max_tiles_per_case",
+    "positives": "positives",
+    "group_by": "group_by",
+    "split": "splits",
+    "seed": "seed",
+    "device": "device",
+    "workers": "num_workers",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("encoder", help="train encoders on your own tiles", description="Encoder training.")
+    actions = group.add_subparsers(dest="encoder_command", metavar="ACTION", required=True)
+    p = actions.add_parser(
+        "pretrain",
+        help="self-supervised contrastive pretraining",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("manifest", help="manifest CSV of the cases")
+    p.add_argument("--tiles", required=True, help="folder of <case_id>.tiles.h5 files (medwss tile)")
+    p.add_argument("--out", required=True, help="weights file to write (e.g. ssl_resnet18.pt)")
+    p.add_argument("--config", help="YAML config (configs/pretrain.yaml); flags given here override it")
+    p.add_argument("--encoder", help="encoder name (medwss.embed.encoders.list_encoders); default resnet18")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--max-tiles-per-case", type=int, help="random subset of each case's tiles")
+    p.add_argument("--positives", choices=("instance", "group"), help="instance (SimCLR) or group (same patient)")
+    p.add_argument("--group-by", choices=("patient", "case"), help="what a group is for --positives group")
+    p.add_argument(
+        "--split", action="append", choices=("train", "val", "test"), help="use only these splits (repeatable)"
+    )
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--workers", type=int, help="data-loading worker processes (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def resolve(args: argparse.Namespace) -> PretrainConfig:
+    """The config file's values, overridden by the flags given on the command line."""
+    from medwss.config import load_config
+    from medwss.errors import ConfigError
+
+    base = load_config(args.config, PretrainConfig).model_dump() if args.config else {}
+    flags: dict[str, Any] = {
+        key: getattr(args, flag) for flag, key in _FLAGS.items() if getattr(args, flag, None) is not None
+    }
+    try:
+        return PretrainConfig(**{**base, **flags, "out": str(args.out)})
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[-1].strip(), args.config) from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from medwss.data.manifest import load_manifest
+    from medwss.embed.encoders import create_encoder
+    from medwss.embed.pretrain.trainer import pretrain, tile_dataset
+
+    cfg = resolve(args)
+    manifest = load_manifest(args.manifest)
+    cases = [c for c in manifest if cfg.splits is None or c.split in cfg.splits]
+    dataset, groups, skipped = tile_dataset(cases, args.tiles, cfg.max_tiles_per_case, cfg.group_by, cfg.seed)
+    if cfg.augment.stain is None:  # stain jitter for H&E slides, never for CT/MR stacks that happen to have 3 channels
+        stain = all(c.modality == "WSI" for c in cases)
+        cfg = cfg.model_copy(update={"augment": cfg.augment.model_copy(update={"stain": stain})})
+    first = dataset[0]  # (C, *S): the tiles decide the encoder's input
+    torch.manual_seed(cfg.seed)
+    encoder = create_encoder(
+        cfg.encoder, spatial_dims=first.ndim - 1, in_channels=int(first.shape[0]), **cfg.encoder_kwargs
+    )
+    result = pretrain(encoder, dataset, cfg, groups=groups, progress=not args.quiet)
+    loss = result["history"][-1]["loss"] if result["history"] else float("nan")
+    print(
+        f"pretrained {cfg.encoder} on {result['tiles']} tiles of {len(cases) - len(skipped)} cases "
+        f"({len(skipped)} skipped), final loss {loss:.4f}; wrote {args.out} (sha256 {result['weights_checksum'][:12]})"
+    )
+    return 0

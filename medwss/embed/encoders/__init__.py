@@ -1,0 +1,34 @@
+"""Encoders: a registry of tile encoders with timm's contract, 2D and 3D, never downloading weights.
+
+Example:
+    >>> from medwss.embed.encoders import create_encoder, list_encoders
+    >>> list_encoders()  # doctest: +SKIP
+    ['densenet121', 'efficientnet-b0', 'resnet18', 'resnet34', 'resnet50', 'stats', 'vit']
+    >>> enc = create_encoder("resnet18", spatial_dims=3, in_channels=1, weights="ssl.pt")  # doctest: +SKIP
+    >>> tokens = enc.forward_features(x)  # (B, 512, h, w, d)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from medwss.embed.encoders import monai_nets, stats  # noqa: F401  (registration)
+from medwss.embed.encoders.base import (
+    TORCHSCRIPT_PREFIX,
+    Encoder,
+    create_encoder,
+    encoder_entry,
+    list_encoders,
+    register_encoder,
+)
+from medwss.embed.encoders.weights import load_weights, read_state_dict, sha256_file
+
+__all__ = [
+    "TORCHSCRIPT_PREFIX",
+    "Encoder",
+    "create_encoder",
+    "encoder_entry",
+    "list_encoders",
+    "load_weights",
+    "read_state_dict",
+    "register_encoder",
+    "sha256_file",
+]

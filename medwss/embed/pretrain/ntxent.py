@@ -1,0 +1,84 @@
+"""NT-Xent (SimCLR) and its supervised-contrastive generalisation with pluggable positives.
+
+Embeddings come as ``2B`` rows: the first view of the ``B`` tiles, then their second view. A
+positives mask ``(2B, 2B)`` says which pairs attract; every other row is a negative. With
+`instance_positives` (only the two views of a tile) the loss is SimCLR's NT-Xent; with
+`group_positives` (every view whose group is equal: same volume, same patient) it is SupCon's
+``L_out`` as used for the contrastive-metric coreset (Vepa et al., NeurIPS 2024).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+PositivesFn = Callable[[torch.Tensor], torch.Tensor]
+"""Maps the group ids of a batch, ``(B,)`` long, to its ``(2B, 2B)`` bool positives mask."""
+
+
+def nt_xent(z: torch.Tensor, positives_mask: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Contrastive loss over ``2B`` embeddings.
+
+    For each anchor ``i`` with at least one positive, the loss is the mean over its positives
+    ``p`` of ``-log(exp(s_ip / t) / Σ_{k≠i} exp(s_ik / t))`` with cosine similarities ``s``;
+    anchors are averaged.
+
+    Args:
+        z: ``(2B, D)`` embeddings (normalised here).
+        positives_mask: ``(2B, 2B)`` bool; the diagonal is ignored.
+        temperature: Softmax temperature ``t``.
+
+    Returns:
+        Scalar loss.
+    """
+    n = z.shape[0]
+    if positives_mask.shape != (n, n):
+        raise ValueError(f"positives_mask must be ({n}, {n}), got {tuple(positives_mask.shape)}")
+    z = F.normalize(z.float(), dim=1)  # (2B, D)
+    logits = z @ z.T / temperature  # (2B, 2B)
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # (2B, 2B)
+    pos = positives_mask.to(z.device).bool() & ~self_mask
+    n_pos = pos.sum(1)  # (2B,)
+    has = n_pos > 0
+    if not bool(has.any()):
+        raise ValueError("no anchor has a positive")
+    per_anchor = -(log_prob.masked_fill(~pos, 0.0)).sum(1)[has] / n_pos[has]  # (A,)
+    return per_anchor.mean()
+
+
+def instance_positives(batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """The ``(2B, 2B)`` mask pairing view ``i`` with view ``i + B`` (SimCLR)."""
+    idx = torch.arange(2 * batch_size, device=device)
+    return (idx[:, None] - idx[None, :]).abs() == batch_size
+
+
+def group_positives(groups: torch.Tensor) -> torch.Tensor:
+    """The ``(2B, 2B)`` mask of views whose group id is equal (the two views of a tile included).
+
+    Args:
+        groups: ``(B,)`` group ids (volume, patient, or any grouping; -1 is an ordinary id).
+    """
+    ids = torch.cat([groups, groups]).reshape(-1)  # (2B,)
+    mask = ids[:, None] == ids[None, :]
+    return mask & ~torch.eye(len(ids), dtype=torch.bool, device=ids.device)
+
+
+def _instance_from_groups(groups: torch.Tensor) -> torch.Tensor:
+    return instance_positives(len(groups), device=groups.device)
+
+
+POSITIVES: dict[str, PositivesFn] = {"instance": _instance_from_groups, "group": group_positives}
+"""Named positives rules; each takes the batch's group ids and returns the positives mask."""
+
+
+def get_positives(name: str | PositivesFn) -> PositivesFn:
+    """A positives rule by name (``instance`` or ``group``), or the callable itself."""
+    if callable(name):
+        return name
+    if name not in POSITIVES:
+        raise ValueError(f"unknown positives '{name}': choose one of {', '.join(POSITIVES)}")
+    return POSITIVES[name]

@@ -1,0 +1,368 @@
+"""In-domain self-supervised pretraining of an encoder: SimCLR / SupCon on the library's own tiles.
+
+`pretrain` trains an `Encoder` plus a small projection head with NT-Xent on two augmented views of
+each tile, AdamW with a cosine schedule, seeded. With ``config.out`` set it checkpoints every
+epoch to ``out + ".ckpt"`` (and resumes from it), then writes the encoder's state dict atomically
+to ``out`` (loadable with ``create_encoder(name, weights=out)``) and ``run.json`` beside it.
+`TileDataset` serves the tiles of a manifest's cases (``<case_id>.tiles.h5`` from ``medwss tile``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from medwss.config import StrictConfig
+from medwss.embed.encoders.base import Encoder
+from medwss.embed.pretrain.augment import Augment, AugmentConfig
+from medwss.embed.pretrain.ntxent import get_positives, nt_xent
+from medwss.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+IGNORED_ON_RESUME = ("epochs", "device", "num_workers", "out")
+"""Config fields that may change between a checkpoint and the run resuming from it."""
+
+
+class PretrainConfig(StrictConfig):
+    """What `pretrain` and ``medwss encoder pretrain`` do (configs/pretrain.yaml)."""
+
+    encoder: str = "resnet18"
+    encoder_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Options passed to `create_encoder` (e.g. ``widen_factor: 0.5``); use the same when loading the weights."""
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=64, ge=2)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    warmup: float = Field(default=0.05, ge=0, lt=1)
+    """Fraction of the steps with a linear learning-rate warm-up (then cosine decay to 0)."""
+    temperature: float = Field(default=0.2, gt=0)
+    projection_hidden: int = Field(default=512, ge=1)
+    projection_dim: int = Field(default=128, ge=1)
+    positives: Literal["instance", "group"] = "instance"
+    """``instance``: the two views of a tile (SimCLR); ``group``: every tile of the same group (SupCon)."""
+    group_by: Literal["patient", "case"] = "patient"
+    """What a group is for ``positives: group`` (command line: the manifest's patient_id or case_id)."""
+    max_tiles_per_case: int | None = Field(default=None, ge=1)
+    """Random subset of each case's tiles (command line); all when None."""
+    splits: list[Literal["train", "val", "test"]] | None = None
+    """Manifest splits whose cases are used (command line); all cases when None."""
+    augment: AugmentConfig = AugmentConfig()
+    seed: int = 0
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+    num_workers: int = Field(default=0, ge=0)
+    out: str | None = None
+    """Where the encoder's weights go; nothing is saved when None."""
+
+
+class ProjectionHead(nn.Module):
+    """SimCLR's MLP projection: Linear → BatchNorm → ReLU → Linear.
+
+    Args:
+        in_dim: Encoder embedding size.
+        hidden: Hidden width.
+        out_dim: Projection size (the space the loss is computed in).
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 512, out_dim: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (N, in_dim) -> (N, out_dim)
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """Yields ``(tile, index)`` so the trainer can look up each tile's group."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return torch.as_tensor(self.data[i], dtype=torch.float32), i
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; other names as torch spells them."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _schedule(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def pretrain(
+    encoder: Encoder,
+    dataset: Any,
+    config: PretrainConfig,
+    groups: Sequence[int] | np.ndarray | torch.Tensor | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Contrastive pretraining of `encoder` on `dataset`.
+
+    Args:
+        encoder: The encoder to train (its weights are updated in place).
+        dataset: Tiles in [0, 1], ``(C, *S)`` each: a tensor ``(N, C, *S)``, a list, or any map-style dataset.
+        config: Hyper-parameters, seed and output path.
+        groups: ``(N,)`` group id of each tile (volume or patient), needed for ``positives: group``.
+        progress: Show a progress bar.
+
+    Returns:
+        ``{"history": [{"epoch", "loss", "lr", "seconds"}, ...], "out": path or None,
+        "weights_checksum": sha256 of the saved weights or None, "tiles": N}``.
+
+    Raises:
+        ConfigError: Fewer than 2 tiles, group positives without groups, or a checkpoint from another setup.
+    """
+    from tqdm.auto import tqdm
+
+    n = len(dataset)
+    if n < 2:
+        raise ConfigError(f"pretraining needs at least 2 tiles, got {n}")
+    if config.positives == "group" and groups is None:
+        raise ConfigError("positives: group needs the group of every tile (patient or volume)")
+    group_ids = torch.arange(n) if groups is None else torch.as_tensor(np.asarray(groups), dtype=torch.long)
+    if len(group_ids) != n:
+        raise ConfigError(f"groups has {len(group_ids)} entries for {n} tiles")
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    head = ProjectionHead(encoder.embed_dim, config.projection_hidden, config.projection_dim)
+    encoder.to(device).train()
+    head.to(device).train()
+    params = list(encoder.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    batch = min(config.batch_size, n)
+    steps_per_epoch = n // batch
+    total = steps_per_epoch * config.epochs
+    warmup = int(config.warmup * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, total, warmup))
+    positives = get_positives(config.positives)
+    augment = Augment(
+        config.augment, encoder.spatial_dims, stain=encoder.in_channels == 3 and encoder.spatial_dims == 2
+    )
+    ckpt = Path(config.out + ".ckpt") if config.out else None
+    history: list[dict[str, float]] = []
+    start = 0
+    if ckpt is not None and ckpt.exists():
+        start, history = _resume(ckpt, encoder, head, optimizer, scheduler, config)
+        log.info("resuming %s from epoch %d", ckpt, start)
+    loader_kw: dict[str, Any] = {"batch_size": batch, "drop_last": True, "num_workers": config.num_workers}
+    bar = tqdm(
+        total=total, initial=start * steps_per_epoch, desc=f"pretrain {encoder.name}", unit="step", disable=not progress
+    )
+    for epoch in range(start, config.epochs):
+        t0 = time.perf_counter()
+        g = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        loader = torch.utils.data.DataLoader(_Indexed(dataset), shuffle=True, generator=g, **loader_kw)
+        losses = []
+        for x, idx in loader:
+            x = x.to(device, non_blocking=True)  # (B, C, *S)
+            views = torch.cat([augment(x, g), augment(x, g)])  # (2B, C, *S)
+            z = head(encoder(views))  # (2B, P)
+            loss = nt_xent(z, positives(group_ids[idx].to(device)), config.temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}")
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)),
+                "lr": float(scheduler.get_last_lr()[0]),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        if ckpt is not None:
+            _save_checkpoint(ckpt, epoch + 1, encoder, head, optimizer, scheduler, history, config)
+    bar.close()
+    encoder.eval()
+    result: dict[str, Any] = {"history": history, "out": config.out, "weights_checksum": None, "tiles": n}
+    if config.out:
+        result["weights_checksum"] = save_encoder(encoder, config.out)
+        encoder.weights_checksum = result["weights_checksum"]
+        _write_record(config, encoder, result)
+        if ckpt is not None:
+            ckpt.unlink(missing_ok=True)
+    return result
+
+
+def save_encoder(encoder: nn.Module, path: str | Path) -> str:
+    """Write the encoder's state dict (tensors only, on the CPU) atomically; return the file's sha256."""
+    from medwss.embed.encoders.weights import sha256_file
+    from medwss.io.atomic import atomic_path
+
+    state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return sha256_file(path)
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in IGNORED_ON_RESUME}
+
+
+def _save_checkpoint(
+    path: Path,
+    epoch: int,
+    encoder: nn.Module,
+    head: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    history: list[dict[str, float]],
+    config: PretrainConfig,
+) -> None:
+    from medwss.io.atomic import atomic_path
+
+    state = {
+        "epoch": epoch,
+        "encoder": encoder.state_dict(),
+        "head": head.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": history,
+        "config": config.model_dump(mode="json"),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _resume(
+    path: Path,
+    encoder: nn.Module,
+    head: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    config: PretrainConfig,
+) -> tuple[int, list[dict[str, float]]]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a checkpoint we cannot read is a user-actionable problem, whatever the cause
+        raise ConfigError(f"cannot resume from this checkpoint ({exc}); delete it to start again", path) from exc
+    old, new = _comparable(state.get("config", {})), _comparable(config.model_dump(mode="json"))
+    if old != new:
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise ConfigError(
+            f"checkpoint was made with other settings ({', '.join(diff)}); delete it to start again", path
+        )
+    encoder.load_state_dict(state["encoder"])
+    head.load_state_dict(state["head"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return int(state["epoch"]), list(state["history"])
+
+
+def _write_record(config: PretrainConfig, encoder: Encoder, result: dict[str, Any]) -> None:
+    from medwss.runinfo import write_run_record
+
+    assert config.out is not None
+    metrics = {
+        "final_loss": result["history"][-1]["loss"] if result["history"] else None,
+        "history": result["history"],
+        "tiles": result["tiles"],
+        "weights": str(config.out),
+        "weights_checksum": result["weights_checksum"],
+        "encoder": encoder.config,
+    }
+    write_run_record(Path(config.out).parent, "encoder pretrain", config.model_dump(mode="json"), config.seed, metrics)
+
+
+class TileDataset(torch.utils.data.Dataset):
+    """The tiles of several cases as one dataset of float tensors in [0, 1] (read lazily).
+
+    Args:
+        readers: One `TileReader` per case.
+        index: ``(N, 2)`` pairs (reader number, tile number).
+    """
+
+    def __init__(self, readers: list[Any], index: np.ndarray) -> None:
+        self.readers = readers
+        self.index = np.asarray(index, dtype=np.int64).reshape(-1, 2)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        r, t = self.index[i]
+        return torch.from_numpy(self.readers[int(r)].read(int(t)))  # (C, *S)
+
+
+def tile_dataset(
+    cases: Sequence[Any],
+    tiles_dir: str | Path,
+    max_tiles_per_case: int | None = None,
+    group_by: str = "patient",
+    seed: int = 0,
+) -> tuple[TileDataset, np.ndarray, list[str]]:
+    """A `TileDataset` over the ``<case_id>.tiles.h5`` files of manifest cases.
+
+    Cases without a tile file, with no tiles, or whose first tile cannot be read are reported
+    (logged) and skipped.
+
+    Args:
+        cases: Manifest cases (`medwss.data.manifest.Case`).
+        tiles_dir: Folder of the tile files.
+        max_tiles_per_case: Random subset of each case's tiles (seeded); all when None.
+        group_by: ``patient`` or ``case``: what the returned group ids stand for.
+        seed: Seed of the subsets.
+
+    Returns:
+        The dataset, the ``(N,)`` group id of each tile, and the messages of the skipped cases.
+
+    Raises:
+        ConfigError: No case has usable tiles.
+    """
+    from medwss.embed.reader import TileReader
+    from medwss.embed.tiles import load_tiles
+    from medwss.errors import MedwssError
+
+    rng = np.random.default_rng(seed)
+    readers: list[TileReader] = []
+    index: list[np.ndarray] = []
+    groups: list[np.ndarray] = []
+    skipped: list[str] = []
+    group_of: dict[str, int] = {}
+    for case in cases:
+        path = Path(tiles_dir) / f"{case.case_id}.tiles.h5"
+        try:
+            tiles = load_tiles(path)
+            if len(tiles) == 0:
+                raise ConfigError("no tiles", path)
+            reader = TileReader(tiles, case.images, case.modality)
+            reader.read(0)
+        except (MedwssError, OSError, ValueError) as exc:
+            skipped.append(f"{case.case_id}: {exc}")
+            log.warning("skipping case %s: %s", case.case_id, exc)
+            continue
+        chosen = np.arange(len(tiles))
+        if max_tiles_per_case is not None and len(chosen) > max_tiles_per_case:
+            chosen = np.sort(rng.choice(chosen, max_tiles_per_case, replace=False))
+        key = case.patient_id if group_by == "patient" else case.case_id
+        gid = group_of.setdefault(key, len(group_of))
+        index.append(np.stack([np.full(len(chosen), len(readers)), chosen], axis=1))
+        groups.append(np.full(len(chosen), gid))
+        readers.append(reader)
+    if not readers:
+        raise ConfigError(f"no case has usable tiles in {tiles_dir} ({len(skipped)} skipped)")
+    return TileDataset(readers, np.concatenate(index)), np.concatenate(groups), skipped
