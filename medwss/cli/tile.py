@@ -10,8 +10,6 @@ patch inside the body (multi-channel cases on the first channel's grid).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 import time
 from pathlib import Path
@@ -26,7 +24,6 @@ from medwss.embed.tissue import TissueConfig
 
 SLIDE_TILE_SIZE = 224
 VOLUME_TILE_SIZE = 32
-FAILURE_COLUMNS = ("case_id", "image", "error")
 
 
 class TileConfig(StrictConfig):
@@ -143,38 +140,11 @@ def tile_case(case: Case, cfg: TileConfig, out: Path) -> TileSet:
     return tiles
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: its type and the first line of its message."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".strip()
-
-
-def read_failures(path: Path) -> dict[str, dict[str, str]]:
-    """Rows of an existing failures.csv by case_id (empty if there is none)."""
-    if not path.exists():
-        return {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        return {r["case_id"]: r for r in csv.DictReader(fh) if r.get("case_id")}
-
-
-def write_failures(path: Path, rows: dict[str, dict[str, str]]) -> None:
-    """Write failures.csv atomically; remove it when no case fails."""
-    from medwss.io.atomic import write_text
-
-    if not rows:
-        path.unlink(missing_ok=True)
-        return
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=FAILURE_COLUMNS, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows.values())
-    write_text(path, buf.getvalue())
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from medwss.data.manifest import load_manifest
+    from medwss.embed.failures import FailureLog, one_line
     from medwss.runinfo import write_run_record
 
     cfg = resolve(args)
@@ -182,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures_path = out / "failures.csv"
-    failures = read_failures(failures_path)
+    failures = FailureLog(failures_path)
     done = skipped = n_tiles = 0
     failed: list[str] = []
     start = time.perf_counter()
@@ -190,18 +160,17 @@ def run(args: argparse.Namespace) -> int:
         target = out / f"{case.case_id}.tiles.h5"
         if target.exists() and not getattr(args, "overwrite", False):
             skipped += 1
+            failures.clear(case.case_id)
             continue
         try:
             n_tiles += len(tile_case(case, cfg, out))
         except Exception as exc:  # one bad case is recorded and skipped, never the whole job
             failed.append(case.case_id)
-            failures[case.case_id] = {"case_id": case.case_id, "image": str(case.image), "error": one_line(exc)}
-            write_failures(failures_path, failures)
+            failures.record(case.case_id, case.image, exc)
             tqdm.write(f"medwss tile: {case.case_id} failed: {one_line(exc)}", file=sys.stderr)
             continue
         done += 1
-        if failures.pop(case.case_id, None) is not None:
-            write_failures(failures_path, failures)
+        failures.clear(case.case_id)
     seconds = time.perf_counter() - start
     metrics = {"done": done, "skipped": skipped, "failed": len(failed), "tiles": n_tiles, "seconds": round(seconds, 3)}
     config = {"manifest": str(Path(args.manifest).resolve()), **cfg.model_dump()}

@@ -95,8 +95,10 @@ def embed_manifest(
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = list(manifest.cases)
     mine = [cases[i] for i in shard([_tile_count(tiles_dir, c) for c in cases], info.world_size)[info.rank]]
-    name = "failures.csv" if info.world_size == 1 else f"failures.rank{info.rank}.csv"
-    failures = FailureLog(out_dir / name)
+    if info.world_size == 1:
+        failures = FailureLog(out_dir / "failures.csv")
+    else:
+        failures = FailureLog(out_dir / f"failures.rank{info.rank}.csv", fresh=True)
     device = resolve_device(config.device, info.local_rank)
     encoders = _Encoders(config, device)
     stats: dict[str, Any] = {"done": 0, "skipped": 0, "failed": 0, "tiles": 0, "seconds": 0.0, "rank": info.rank}
@@ -107,6 +109,7 @@ def embed_manifest(
         target = bag_path(out_dir, case.case_id)
         if not overwrite and bag_is_done(target, encoder=config.encoder):
             stats["skipped"] += 1
+            failures.clear(case.case_id)
             continue
         try:
             if not tiles_path(tiles_dir, case.case_id).exists():
@@ -120,14 +123,16 @@ def embed_manifest(
             save_bag(bag_from_tiles(reader, features, tokens, encoder), target, dtype=config.dtype)
             stats["done"] += 1
             stats["tiles"] += len(tiles)
-        except (MedwssError, OSError, ValueError, RuntimeError) as exc:
+            failures.clear(case.case_id)
+        except Exception as exc:  # one bad case is recorded and skipped, never the whole job
             failures.record(case.case_id, case.image, exc)
             stats["failed"] += 1
     stats["seconds"] = time.perf_counter() - t0
     barrier()
     if info.is_main:
         if info.world_size > 1:
-            merge_failures(sorted(out_dir.glob("failures.rank*.csv")), out_dir / "failures.csv")
+            finished = {c.case_id for c in cases if bag_path(out_dir, c.case_id).exists()}
+            merge_failures(sorted(out_dir.glob("failures.rank*.csv")), out_dir / "failures.csv", finished)
         stats["manifest"] = str(write_output_manifest(manifest, out_dir))
         stats["failures_total"] = len(read_failures(out_dir / "failures.csv"))
     barrier()
