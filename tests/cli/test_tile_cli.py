@@ -134,3 +134,24 @@ def test_config_file_and_flags(tmp_path):
     cfg_file.write_text("tissue:\n  colour: red\n")
     with pytest.raises(ConfigError, match="t.yaml"):
         tile.resolve(parse("m.csv", "--out", "o", "--config", str(cfg_file)))
+
+
+def test_volume_roi_labels_keep_tiles_near_the_kidneys(tmp_path, real):
+    from medwss.cli.main import main
+    from medwss.embed.tiles import load_tiles
+    from medwss.io import load_volume
+
+    vols = real / "volumes"
+    m = tmp_path / "m.csv"
+    m.write_text(
+        "case_id,patient_id,site,modality,image,mask\n"
+        f"ct,p,s,CT,{vols / 'example_ct_sm.nii.gz'},{vols / 'example_seg.nii.gz'}\n"
+    )
+    common = ["tile", str(m), "--tile-size", "8", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "all")]) == 0
+    assert main([*common, "--out", str(tmp_path / "roi"), "--roi-labels", "2,3", "--roi-margin-mm", "0"]) == 0
+    every, roi = load_tiles(tmp_path / "all" / "ct.tiles.h5"), load_tiles(tmp_path / "roi" / "ct.tiles.h5")
+    assert 0 < len(roi) < len(every)
+    seg = load_volume(vols / "example_seg.nii.gz").array
+    kidney_k = np.flatnonzero(np.isin(seg, [2, 3]).any(axis=(0, 1)))
+    assert set(roi.coords[:, 2]) <= set(kidney_k.tolist())  # only slices that hold kidney
