@@ -41,3 +41,15 @@ def test_run_record(tmp_path):
     rec = json.loads(path.read_text())
     assert rec["seed"] == 3 and rec["config"] == {"n": 2} and rec["metrics"] == {"x": 1.0}
     assert rec["versions"]["medwss"] and rec["versions"]["numpy"]
+
+
+def test_every_shipped_config_validates():
+    from medwss.cli.tile import TileConfig
+    from medwss.embed.engine import EmbedConfig
+    from medwss.embed.pretrain import PretrainConfig
+    from tests.conftest import ROOT
+
+    models = {"tile.yaml": TileConfig, "embed.yaml": EmbedConfig, "pretrain.yaml": PretrainConfig}
+    for name, model in models.items():
+        load_config(ROOT / "configs" / name, model)
+    assert load_config(ROOT / "configs" / "tile.yaml", TileConfig).roi_labels is None
