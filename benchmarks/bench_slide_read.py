@@ -11,7 +11,6 @@ noise hits all of them alike; the table reports tiles/s and the ratio to the bar
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -99,6 +98,8 @@ def to_markdown(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from medwss.runinfo import write_results
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny run for the smoke test")
     ap.add_argument("--slide", type=Path, help="slide to read (default: a synthetic pyramid)")
@@ -111,10 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         res = run(slide, args.mpp_target, 224, n_tiles, rounds)
     res["quick"] = args.quick
     name = "slide_read_quick" if args.quick else "slide_read"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(json.dumps(res, indent=2))
-    (args.out / f"{name}.md").write_text(to_markdown(res))
-    sys.stdout.write(to_markdown(res))
+    write_results(args.out, name, res, to_markdown(res))
     return 0
 
 

@@ -17,7 +17,6 @@ Targets: (a)/(b) >= 0.9 and (a)/(c) >= 1.5. Results: benchmarks/results/embed_th
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -167,6 +166,8 @@ def to_markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from medwss.runinfo import write_results
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny run for the smoke test")
     ap.add_argument("--encoder", default="resnet18")
@@ -196,10 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     res["quick"] = args.quick
     name = ("embed_throughput_quick" if args.quick else "embed_throughput") + args.tag
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(json.dumps(res, indent=2))
-    (args.out / f"{name}.md").write_text(to_markdown(res))
-    sys.stdout.write(to_markdown(res))
+    write_results(args.out, name, res, to_markdown(res))
     return 0
 
 

@@ -16,7 +16,6 @@ regressions, trained on all training tiles ("all") or on 16 tiles per class (mea
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -154,6 +153,8 @@ def to_markdown(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from medwss.runinfo import write_results
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny run for the smoke test (not a measurement)")
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds (default 100 101 102 103 104; quick: 100)")
@@ -202,10 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
     }
     name = "pretrain_probe_quick" if args.quick else "pretrain_probe"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(json.dumps(res, indent=2))
-    (args.out / f"{name}.md").write_text(to_markdown(res))
-    sys.stdout.write(to_markdown(res))
+    write_results(args.out, name, res, to_markdown(res))
     return 0
 
 

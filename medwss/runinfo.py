@@ -49,3 +49,13 @@ def write_run_record(
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     return write_text(Path(out_dir) / "run.json", json.dumps(record, indent=2, default=str) + "\n")
+
+
+def write_results(out_dir: str | Path, name: str, record: dict[str, Any], markdown: str, echo: bool = True) -> Path:
+    """Write a benchmark's ``<name>.json`` and ``<name>.md`` into `out_dir` (atomically); print the table."""
+    out = Path(out_dir)
+    write_text(out / f"{name}.json", json.dumps(record, indent=2, default=str) + "\n")
+    write_text(out / f"{name}.md", markdown)
+    if echo:
+        sys.stdout.write(markdown)
+    return out / f"{name}.json"
