@@ -1,0 +1,1 @@
+"""Multiple-instance learning: INSIGHT and baselines (mean, max, ABMIL, CLAM-SB, TransMIL), training, heatmaps."""
