@@ -1,0 +1,136 @@
+"""Bags for training: a manifest's cases with their feature bags and labels, as `Bag` tensors.
+
+Bags written by other tools (CLAM, TRIDENT) carry only ``features`` and ``coords``; their tile
+grid is inferred from the coordinates (the tile step is the most common gap between neighbouring
+coordinates), so the grid-based aggregators work on them too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from medwss.data.manifest import Case, Manifest
+from medwss.embed.store import FeatureBag, load_bag
+from medwss.errors import InvalidDataError
+from medwss.mil.base import Bag
+
+
+def infer_grid(coords: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Grid index (N, D) and grid shape from tile coordinates on a regular lattice.
+
+    For 2D slide coordinates (x, y) the index is (row, col) = (y, x) steps, matching medwss's tiles.
+    """
+    coords = np.asarray(coords, dtype=np.int64)
+    index = np.zeros_like(coords)
+    for axis in range(coords.shape[1]):
+        values = np.unique(coords[:, axis])
+        gaps = np.diff(values)
+        step = int(np.bincount(gaps).argmax()) if gaps.size else 1
+        index[:, axis] = np.round((coords[:, axis] - values[0]) / max(step, 1)).astype(np.int64)
+    if coords.shape[1] == 2:
+        index = index[:, ::-1]  # (x, y) -> (row, col)
+    shape = tuple(int(v) + 1 for v in index.max(axis=0)) if len(index) else (0,) * coords.shape[1]
+    return index, shape
+
+
+def bag_tensors(fb: FeatureBag, tokens: bool = False) -> Bag:
+    """A `Bag` (float32 tensors) from a stored feature bag, inferring the grid when the file has none."""
+    grid_index, grid_shape = fb.grid_index, fb.grid_shape
+    if (grid_index is None or grid_shape is None) and fb.coords is not None and len(fb):
+        grid_index, grid_shape = infer_grid(fb.coords)
+    as_t = lambda a, dt=torch.float32: None if a is None else torch.as_tensor(np.asarray(a), dtype=dt)  # noqa: E731
+    return Bag(
+        features=as_t(fb.features),
+        grid_index=as_t(grid_index, torch.long),
+        grid_shape=tuple(int(v) for v in grid_shape) if grid_shape is not None else None,
+        tokens=as_t(fb.tokens) if tokens else None,
+        coords=as_t(fb.coords, torch.long),
+    )
+
+
+@dataclass
+class LabelledBag:
+    case: Case
+    bag: Bag
+    target: torch.Tensor  # (K,) float: 1 for the positive class (binary) or one-hot (K classes)
+
+
+def n_outputs(labels: list[int]) -> int:
+    """K: 1 for a binary task (labels 0/1), the number of classes otherwise."""
+    return 1 if max(labels, default=1) <= 1 else max(labels) + 1
+
+
+def target_of(label: int, k: int) -> torch.Tensor:
+    if k == 1:
+        return torch.tensor([float(label)])
+    t = torch.zeros(k)
+    t[label] = 1.0
+    return t
+
+
+def load_bags(cases: list[Case], k: int, tokens: bool = False, require_label: bool = True) -> list[LabelledBag]:
+    """Load every case's bag (manifest `features` column); a case without one is an error naming it."""
+    out = []
+    for c in cases:
+        if c.features is None:
+            raise InvalidDataError(f"case {c.case_id} has no 'features' bag (run `medwss embed` first)", c.image)
+        if require_label and c.label is None:
+            raise InvalidDataError(f"case {c.case_id} has no label", c.features)
+        fb = load_bag(c.features, tokens=tokens)
+        if len(fb) == 0:
+            raise InvalidDataError("bag holds no instances", c.features)
+        target = target_of(c.label, k) if c.label is not None else torch.full((k,), float("nan"))
+        out.append(LabelledBag(c, bag_tensors(fb, tokens), target))
+    return out
+
+
+def patient_split(manifest: Manifest, val_fraction: float, seed: int) -> dict[str, list[Case]]:
+    """train/val/test cases: the manifest's `split` column when set, else a seeded patient-level split.
+
+    Cases marked ``test`` stay out of training; without ``val`` cases, `val_fraction` of the training
+    patients (stratified by the patients' highest label) become validation.
+    """
+    cases = [c for c in manifest.cases if c.label is not None]
+    test = [c for c in cases if c.split == "test"]
+    val = [c for c in cases if c.split == "val"]
+    train = [c for c in cases if c.split not in ("test", "val")]
+    if not val and val_fraction > 0:
+        patients: dict[str, int] = {}
+        for c in train:
+            patients[c.patient_id] = max(patients.get(c.patient_id, 0), int(c.label or 0))
+        rng = np.random.default_rng(seed)
+        chosen: set[str] = set()
+        for lab in sorted(set(patients.values())):
+            ids = sorted(p for p, v in patients.items() if v == lab)
+            rng.shuffle(ids)
+            chosen |= set(ids[: max(1, round(len(ids) * val_fraction))] if len(ids) > 1 else [])
+        val = [c for c in train if c.patient_id in chosen]
+        train = [c for c in train if c.patient_id not in chosen]
+    return {"train": train, "val": val, "test": test}
+
+
+def kfold_splits(manifest: Manifest, folds: int, seed: int) -> list[dict[str, list[Case]]]:
+    """Patient-level stratified k-fold: fold i validates on the i-th share of patients, trains on the rest."""
+    cases = [c for c in manifest.cases if c.label is not None and c.split != "test"]
+    patients: dict[str, int] = {}
+    for c in cases:
+        patients[c.patient_id] = max(patients.get(c.patient_id, 0), int(c.label or 0))
+    rng = np.random.default_rng(seed)
+    fold_of: dict[str, int] = {}
+    for lab in sorted(set(patients.values())):
+        ids = sorted(p for p, v in patients.items() if v == lab)
+        rng.shuffle(ids)
+        for i, p in enumerate(ids):
+            fold_of[p] = i % folds
+    test = [c for c in manifest.cases if c.split == "test" and c.label is not None]
+    return [
+        {
+            "train": [c for c in cases if fold_of[c.patient_id] != f],
+            "val": [c for c in cases if fold_of[c.patient_id] == f],
+            "test": test,
+        }
+        for f in range(folds)
+    ]
