@@ -49,7 +49,7 @@ class Bag:
 
     def to(self, device: torch.device | str) -> Bag:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Bag(move(self.features), move(self.grid_index), self.grid_shape, move(self.tokens), move(self.coords))
+        return Bag(self.features.to(device), move(self.grid_index), self.grid_shape, move(self.tokens), move(self.coords))
 
 
 @dataclass
@@ -72,7 +72,7 @@ class Aggregator(nn.Module):
         self.in_dim = in_dim
         self.n_classes = n_classes
 
-    def forward(self, bag: Bag) -> MILOutput:  # pragma: no cover - abstract
+    def forward(self, bag: Bag, label: torch.Tensor | None = None) -> MILOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
 

@@ -43,7 +43,7 @@ def bag_tensors(fb: FeatureBag, tokens: bool = False) -> Bag:
         grid_index, grid_shape = infer_grid(fb.coords)
     as_t = lambda a, dt=torch.float32: None if a is None else torch.as_tensor(np.asarray(a), dtype=dt)  # noqa: E731
     return Bag(
-        features=as_t(fb.features),
+        features=torch.as_tensor(np.asarray(fb.features), dtype=torch.float32),
         grid_index=as_t(grid_index, torch.long),
         grid_shape=tuple(int(v) for v in grid_shape) if grid_shape is not None else None,
         tokens=as_t(fb.tokens) if tokens else None,

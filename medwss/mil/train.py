@@ -155,7 +155,7 @@ def train(
     amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     history: list[dict[str, float]] = []
-    state = {"best_auc": -1.0, "best_loss": math.inf, "best_epoch": -1, "bad": 0, "epoch": 0}
+    state: dict[str, Any] = {"best_auc": -1.0, "best_loss": math.inf, "best_epoch": -1, "bad": 0, "epoch": 0}
     best_weights = copy.deepcopy(model.state_dict())
     ckpt_path = out_dir / "checkpoint.pt"
     signature = {"aggregator": config.aggregator, "seed": config.seed, "n_train": len(train_bags)}
