@@ -49,7 +49,9 @@ class Bag:
 
     def to(self, device: torch.device | str) -> Bag:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Bag(self.features.to(device), move(self.grid_index), self.grid_shape, move(self.tokens), move(self.coords))
+        return Bag(
+            self.features.to(device), move(self.grid_index), self.grid_shape, move(self.tokens), move(self.coords)
+        )
 
 
 @dataclass
