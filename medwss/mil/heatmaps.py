@@ -1,0 +1,125 @@
+"""`medwss mil heatmap`: per-tile scores of a trained aggregator turned into viewer files.
+
+For every case with a bag: ``<case>_scores.csv`` and ``.h5`` (coordinates and scores); slides:
+``<case>_overlay.png`` (heatmap over the thumbnail), ``<case>_heatmap.tif`` (pyramidal TIFF with
+the slide's physical size, for QuPath) and ``<case>_heatmap.geojson`` (contours at the threshold);
+volumes: ``<case>_heatmap.nii.gz`` (on the image's grid, its affine kept, for 3D Slicer) and
+``<case>_montage.png``. One failing case is recorded in ``failures.csv`` and the rest go on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from medwss.data.manifest import Case, Manifest
+from medwss.embed.store import FeatureBag, load_bag
+
+
+@dataclass
+class CaseHeatmap:
+    """A case's dense heatmap and where it lies.
+
+    Attributes:
+        heatmap: (h, w) at `downsample` of level 0 (slides) or (I, J, K) on the image grid (volumes).
+        downsample: Level-0 pixels per heatmap pixel (slides), None for volumes.
+        extent: Level-0 (width, height) of the slide, or the volume's shape.
+        affine: The volume's affine (volumes).
+    """
+
+    heatmap: np.ndarray
+    downsample: float | None
+    extent: tuple[int, ...]
+    affine: np.ndarray | None = None
+
+
+def is_slide_bag(fb: FeatureBag) -> bool:
+    return fb.coords is not None and fb.coords.shape[1] == 2
+
+
+def dense_heatmap(case: Case, fb: FeatureBag, scores: np.ndarray, cells_per_tile: int = 2) -> CaseHeatmap:
+    """The dense heatmap of per-instance `scores` on the case's slide or volume geometry (NaN off-tissue)."""
+    from medwss.eval.heatmap import bag_heatmap
+
+    if is_slide_bag(fb):
+        from medwss.io.slide import open_slide
+
+        with open_slide(case.image) as s:
+            dims = s.dimensions
+        span = float(fb.attrs.get("span") or fb.attrs.get("patch_size") or 256)
+        ds = max(span / cells_per_tile, 1.0)
+        return CaseHeatmap(bag_heatmap(fb, scores, dims, ds), ds, tuple(dims))
+    from medwss.io.volumes import load_volume
+
+    vol = load_volume(case.image, nan="fill")
+    return CaseHeatmap(bag_heatmap(fb, scores, vol.shape[:3]), None, vol.shape[:3], vol.affine)
+
+
+def write_case(case: Case, fb: FeatureBag, scores: np.ndarray, out: Path, threshold: float) -> dict[str, Any]:
+    """Write every file of one case (see the module docstring); returns their paths."""
+    from medwss.viz.exports import (
+        export_geojson_contours,
+        export_heatmap_tiff,
+        export_nifti_heatmap,
+        export_scores_table,
+    )
+    from medwss.viz.overlay import heatmap_overlay_png, volume_montage_png
+
+    cid = case.case_id
+    files: dict[str, Any] = {}
+    assert fb.coords is not None
+    export_scores_table(
+        cid, fb.coords, scores, out / f"{cid}_scores.csv", out / f"{cid}_scores.h5", attrs=dict(fb.attrs)
+    )
+    files["scores"] = str(out / f"{cid}_scores.csv")
+    hm = dense_heatmap(case, fb, scores)
+    if hm.downsample is not None:
+        from medwss.io.slide import open_slide
+
+        with open_slide(case.image) as s:
+            thumb, mpp = s.thumbnail(1024), s.mpp
+        files["overlay"] = str(heatmap_overlay_png(thumb, hm.heatmap, out / f"{cid}_overlay.png",
+                                                   downsample=hm.downsample, dims_level0=hm.extent))  # fmt: skip
+        filled = np.nan_to_num(hm.heatmap, nan=0.0)
+        files["tiff"] = str(export_heatmap_tiff(filled, hm.downsample, hm.extent, mpp, out / f"{cid}_heatmap.tif"))
+        files["geojson"] = str(
+            export_geojson_contours(filled, hm.downsample, threshold, out / f"{cid}_heatmap.geojson")
+        )
+    else:
+        from medwss.io.volumes import load_volume
+
+        files["nifti"] = str(export_nifti_heatmap(hm.heatmap, hm.affine, out / f"{cid}_heatmap.nii.gz"))
+        image = load_volume(case.image, nan="fill").array
+        window = (-200.0, 300.0) if case.modality == "CT" else None
+        files["overlay"] = str(
+            volume_montage_png(image, hm.heatmap, out / f"{cid}_montage.png", window=window, affine=hm.affine)
+        )
+    return files
+
+
+def write_heatmaps(
+    manifest: Manifest, model_path: str | Path, out: str | Path, threshold: float = 0.5, progress: bool = True
+) -> dict[str, Any]:
+    """Heatmap files for every case of `manifest` with a bag; see the module docstring."""
+    from medwss.embed.failures import FailureLog
+    from medwss.mil.workflow import predict_manifest
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cases, outs = predict_manifest(manifest, model_path)
+    failures = FailureLog(out / "failures.csv")
+    done, records = 0, []
+    for case, o in tqdm(list(zip(cases, outs, strict=True)), desc="heatmaps", unit="case", disable=not progress):
+        try:
+            fb = load_bag(case.features)  # type: ignore[arg-type]
+            files = write_case(case, fb, o.scores[:, -1].numpy(), out, threshold)
+            records.append({"case_id": case.case_id, "prob": o.probs.tolist(), **files})
+            failures.clear(case.case_id)
+            done += 1
+        except Exception as exc:  # one bad case is recorded and skipped, never the whole job
+            failures.record(case.case_id, case.image, exc)
+    return {"done": done, "failed": len(failures), "cases": records}
