@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/medwss demo --out demo_out
+	$(BIN)/medwss demo --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

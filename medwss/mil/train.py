@@ -104,12 +104,12 @@ def _auc(bags: list[LabelledBag], outs: list[MILOutput]) -> float:
 
     y = np.stack([b.target.numpy() for b in bags])
     p = np.stack([o.probs.numpy() for o in outs])
-    try:
-        if y.shape[1] == 1:
-            return float(roc_auc_score(y[:, 0], p[:, 0]))
-        return float(roc_auc_score(y.argmax(1), p, multi_class="ovr"))
-    except ValueError:  # one class only
+    classes = np.unique(y[:, 0] if y.shape[1] == 1 else y.argmax(1))
+    if len(classes) < 2:  # one class only: no AUC
         return float("nan")
+    if y.shape[1] == 1:
+        return float(roc_auc_score(y[:, 0], p[:, 0]))
+    return float(roc_auc_score(y.argmax(1), p, multi_class="ovr"))
 
 
 def _class_weight(bags: list[LabelledBag], enabled: bool) -> torch.Tensor:
@@ -212,6 +212,7 @@ def train(
         row = {"epoch": epoch, "train_loss": total / max(len(mine), 1), "val_loss": val_loss, "val_auc": val_auc,
                "seconds": time.perf_counter() - t0}  # fmt: skip
         history.append(row)
+        # select on validation AUC, loss breaking ties; on loss alone when the validation set has one class
         score = -1.0 if math.isnan(val_auc) else val_auc
         improved = score > state["best_auc"] or (score == state["best_auc"] and val_loss < state["best_loss"])
         if improved:

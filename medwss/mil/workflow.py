@@ -37,11 +37,15 @@ def _fit(manifest: Manifest, split: dict[str, list[Case]], cfg: MILTrainConfig, 
     k = n_outputs(labels)
     bags = {name: load_bags(cases, k, tokens=cfg.tokens) for name, cases in split.items()}
     in_dim = bags["train"][0].bag.features.shape[1]
-    model = create_aggregator(cfg.aggregator, in_dim, k, **cfg.aggregator_kwargs)
+    kwargs = dict(cfg.aggregator_kwargs)
+    grid = bags["train"][0].bag.grid_index
+    if cfg.aggregator == "insight" and grid is not None and grid.shape[1] == 3:
+        kwargs.setdefault("spatial_dims", 3)  # volume bags: a 3D tile grid
+    model = create_aggregator(cfg.aggregator, in_dim, k, **kwargs)
     info = rank_info()
     device = resolve_device(cfg.device, info.local_rank)
     result = train(model, bags["train"], bags["val"], cfg, out, device, progress, info)
-    meta = {"aggregator": cfg.aggregator, "aggregator_kwargs": cfg.aggregator_kwargs, "in_dim": in_dim, "n_classes": k,
+    meta = {"aggregator": cfg.aggregator, "aggregator_kwargs": kwargs, "in_dim": in_dim, "n_classes": k,
             "encoder": _encoder_of(split["train"][0]), "config": cfg.model_dump()}  # fmt: skip
     metrics: dict[str, Any] = {"best_epoch": result["best_epoch"], "cases": {s: len(b) for s, b in bags.items()}}
     if info.is_main:
