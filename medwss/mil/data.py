@@ -31,7 +31,7 @@ def infer_grid(coords: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
         step = int(np.bincount(gaps).argmax()) if gaps.size else 1
         index[:, axis] = np.round((coords[:, axis] - values[0]) / max(step, 1)).astype(np.int64)
     if coords.shape[1] == 2:
-        index = index[:, ::-1]  # (x, y) -> (row, col)
+        index = np.ascontiguousarray(index[:, ::-1])  # (x, y) -> (row, col)
     shape = tuple(int(v) + 1 for v in index.max(axis=0)) if len(index) else (0,) * coords.shape[1]
     return index, shape
 
