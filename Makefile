@@ -32,4 +32,4 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) demo_out
+	rm -rf $(VENV) runs/demo
