@@ -32,18 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve(args: argparse.Namespace):  # noqa: ANN201
     """The config file's values overridden by the flags given."""
-    from medwss.config import load_config
+    from medwss.config import merge_config
     from medwss.embed.engine import EmbedConfig
-    from medwss.errors import ConfigError
 
-    base = load_config(args.config, EmbedConfig).model_dump() if args.config else {}
-    flags = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
-    if args.tokens:
-        flags["tokens"] = True
-    try:
-        return EmbedConfig(**{**base, **flags})
-    except ValueError as exc:
-        raise ConfigError(str(exc).splitlines()[-1].strip()) from exc
+    flags = {k: getattr(args, k) for k in _FLAGS} | {"tokens": True if args.tokens else None}
+    return merge_config(EmbedConfig, args.config, flags)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -62,17 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve(args: argparse.Namespace) -> PretrainConfig:
     """The config file's values, overridden by the flags given on the command line."""
-    from medwss.config import load_config
-    from medwss.errors import ConfigError
+    from medwss.config import merge_config
 
-    base = load_config(args.config, PretrainConfig).model_dump() if args.config else {}
-    flags: dict[str, Any] = {
-        key: getattr(args, flag) for flag, key in _FLAGS.items() if getattr(args, flag, None) is not None
-    }
-    try:
-        return PretrainConfig(**{**base, **flags, "out": str(args.out)})
-    except ValueError as exc:
-        raise ConfigError(str(exc).splitlines()[-1].strip(), args.config) from exc
+    flags: dict[str, Any] = {key: getattr(args, flag, None) for flag, key in _FLAGS.items()}
+    return merge_config(PretrainConfig, args.config, {**flags, "out": str(args.out)})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -48,16 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def resolve(args: argparse.Namespace):  # noqa: ANN201
-    from medwss.config import load_config
-    from medwss.errors import ConfigError
+    from medwss.config import merge_config
     from medwss.mil.train import MILTrainConfig
 
-    base = load_config(args.config, MILTrainConfig).model_dump() if args.config else {}
-    flags = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
-    try:
-        return MILTrainConfig(**{**base, **flags})
-    except ValueError as exc:
-        raise ConfigError(str(exc).splitlines()[-1].strip()) from exc
+    return merge_config(MILTrainConfig, args.config, {k: getattr(args, k) for k in _TRAIN_FLAGS})
 
 
 def run_train(args: argparse.Namespace) -> int:

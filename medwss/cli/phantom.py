@@ -33,18 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve(args: argparse.Namespace) -> PhantomConfig:
     """The config file's values, overridden by the flags given on the command line."""
-    from medwss.config import load_config
+    from medwss.config import merge_config
     from medwss.errors import ConfigError
 
-    base = load_config(args.config, PhantomConfig).model_dump() if args.config else {}
-    flags = {k: getattr(args, k) for k in ("kind", "n", "seed", "scale") if getattr(args, k) is not None}
-    merged = {**base, **flags}
-    if "kind" not in merged:
+    if args.kind is None and not args.config:
         raise ConfigError("say what to generate: medwss phantom wsi|ct|mri (or kind: in --config)")
-    try:
-        return PhantomConfig(**merged)
-    except ValueError as exc:
-        raise ConfigError(str(exc).splitlines()[-1].strip()) from exc
+    return merge_config(PhantomConfig, args.config, {k: getattr(args, k) for k in ("kind", "n", "seed", "scale")})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -82,18 +82,9 @@ _FLAGS = (
 
 def resolve(args: argparse.Namespace) -> TileConfig:
     """The config file's values, overridden by the flags given on the command line."""
-    from pydantic import ValidationError
+    from medwss.config import merge_config
 
-    from medwss.config import load_config
-    from medwss.errors import ConfigError
-
-    base = load_config(args.config, TileConfig).model_dump() if getattr(args, "config", None) else {}
-    flags = {k: getattr(args, k) for k in _FLAGS if getattr(args, k, None) is not None}
-    try:
-        return TileConfig(**{**base, **flags})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(problems) from exc
+    return merge_config(TileConfig, getattr(args, "config", None), {k: getattr(args, k, None) for k in _FLAGS})
 
 
 def roi_mask(case: Case, volume, labels: list[int], margin_mm: float):  # noqa: ANN001, ANN201

@@ -82,16 +82,18 @@ def write_case(case: Case, fb: FeatureBag, scores: np.ndarray, out: Path, thresh
 
         with open_slide(case.image) as s:
             thumb, mpp = s.thumbnail(1024), s.mpp
+        dims = (int(hm.extent[0]), int(hm.extent[1]))
         files["overlay"] = str(heatmap_overlay_png(thumb, hm.heatmap, out / f"{cid}_overlay.png",
-                                                   downsample=hm.downsample, dims_level0=hm.extent))  # fmt: skip
+                                                   downsample=hm.downsample, dims_level0=dims))  # fmt: skip
         filled = np.nan_to_num(hm.heatmap, nan=0.0)
-        files["tiff"] = str(export_heatmap_tiff(filled, hm.downsample, hm.extent, mpp, out / f"{cid}_heatmap.tif"))
+        files["tiff"] = str(export_heatmap_tiff(filled, hm.downsample, dims, mpp, out / f"{cid}_heatmap.tif"))
         files["geojson"] = str(
             export_geojson_contours(filled, hm.downsample, threshold, out / f"{cid}_heatmap.geojson")
         )
     else:
         from medwss.io.volumes import load_volume
 
+        assert hm.affine is not None
         files["nifti"] = str(export_nifti_heatmap(hm.heatmap, hm.affine, out / f"{cid}_heatmap.nii.gz"))
         image = load_volume(case.image, nan="fill").array
         window = (-200.0, 300.0) if case.modality == "CT" else None
