@@ -77,6 +77,8 @@ def summarise(runs: list[dict]) -> list[dict]:
                 "dice_mean": float(np.nanmean(dice)), "dice_sd": float(np.nanstd(dice)),
                 "dice_ci_lo_mean": float(np.nanmean([r["dice_lo"] for r in rs])),
                 "dice_ci_hi_mean": float(np.nanmean([r["dice_hi"] for r in rs])),
+                "froc_mean": float(np.nanmean([r.get("froc", np.nan) for r in rs])),
+                "froc_sd": float(np.nanstd([r.get("froc", np.nan) for r in rs])),
                 "train_seconds_mean": float(np.mean([r["train_seconds"] for r in rs])),
                 "n_test": rs[0]["n_test"], "n_dice": rs[0]["n_dice"],
             })  # fmt: skip
@@ -88,14 +90,16 @@ def to_markdown(res: dict) -> str:
         f"MIL on phantoms, stats encoder, seeds {res['seeds']}; test AUC and heatmap Dice: mean ± sd over seeds "
         "[mean of the per-seed bootstrap 95% CIs]",
         "",
-        "| data | aggregator | test AUC | heatmap Dice (positive test cases) | train s |",
-        "|---|---|---:|---:|---:|",
+        "| data | aggregator | test AUC | heatmap Dice (positive test cases) | FROC score (slides) | train s |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for r in res["summary"]:
         lines.append(
             f"| {r['kind']} (n_test {r['n_test']}) | {r['aggregator']} | {r['auc_mean']:.3f} ± {r['auc_sd']:.3f} "
             f"[{r['auc_ci_lo_mean']:.2f}, {r['auc_ci_hi_mean']:.2f}] | {r['dice_mean']:.3f} ± {r['dice_sd']:.3f} "
-            f"[{r['dice_ci_lo_mean']:.2f}, {r['dice_ci_hi_mean']:.2f}] | {r['train_seconds_mean']:.0f} |"
+            f"[{r['dice_ci_lo_mean']:.2f}, {r['dice_ci_hi_mean']:.2f}] | "
+            + ("—" if np.isnan(r["froc_mean"]) else f"{r['froc_mean']:.3f} ± {r['froc_sd']:.3f}")
+            + f" | {r['train_seconds_mean']:.0f} |"
         )
     if res.get("cost"):
         lines += ["", "Cost of one training step on one bag (C = 512), fresh process each:", "",

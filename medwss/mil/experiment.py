@@ -64,7 +64,7 @@ def evaluate(
     import time
 
     from medwss.embed.store import load_bag
-    from medwss.eval.metrics import bootstrap_ci, classification_report, dice
+    from medwss.eval.metrics import bootstrap_ci, classification_report, detections_from_heatmap, dice, froc
     from medwss.mil.heatmaps import dense_heatmap
     from medwss.mil.train import MILTrainConfig
     from medwss.mil.workflow import predict_manifest, train_from_manifest
@@ -80,13 +80,21 @@ def evaluate(
     y = np.array([c.label for c in cases])
     p = np.array([float(o.probs[-1]) for o in outs])
     report = classification_report(y, p, seed=seed)
-    dices = []
+    dices, detections, lesions, lesion_ds = [], [], [], []
     for c, o in zip(cases, outs, strict=True):
+        hm = dense_heatmap(c, load_bag(c.features), o.scores[:, -1].numpy())  # type: ignore[arg-type]
+        filled = np.nan_to_num(hm.heatmap, nan=0.0)
+        if hm.downsample is not None:  # slides: CAMELYON16-style lesion detection on every test slide
+            detections.append(detections_from_heatmap(filled, hm.downsample, threshold=0.05, min_distance=2))
+            lesions.append(truth(c, hm.extent, hm.downsample, positive_labels) if c.label == 1 and c.mask else None)
+            lesion_ds.append(hm.downsample)
         if c.label != 1 or c.mask is None:
             continue
-        hm = dense_heatmap(c, load_bag(c.features), o.scores[:, -1].numpy())  # type: ignore[arg-type]
         gt = truth(c, hm.extent, hm.downsample, positive_labels)
-        dices.append(dice(np.nan_to_num(hm.heatmap, nan=0.0) >= threshold, gt))
+        dices.append(dice(filled >= threshold, gt))
+    froc_score = (
+        float(froc(detections, lesions, lesion_ds).score) if any(m is not None for m in lesions) else float("nan")
+    )
     d = np.array(dices)
     dice_ci = (
         bootstrap_ci(lambda yy, pp: float(np.mean(pp)), np.zeros(len(d)), d, seed=seed, stratify=False)
@@ -95,7 +103,7 @@ def evaluate(
     )
     result = {"aggregator": aggregator, "seed": seed, "auc": report["auc"], "auc_lo": report["auc_lo"], "auc_hi": report["auc_hi"],
               "accuracy": report["accuracy"], "balanced_accuracy": report["balanced_accuracy"], "dice": float(dice_ci[0]),
-              "dice_lo": float(dice_ci[1]), "dice_hi": float(dice_ci[2]), "n_test": len(cases), "n_dice": len(d),
+              "dice_lo": float(dice_ci[1]), "dice_hi": float(dice_ci[2]), "n_test": len(cases), "n_dice": len(d), "froc": froc_score,
               "train_seconds": seconds, "best_epoch": fit.get("best_epoch"),
               "y": y.tolist(), "p": p.tolist()}  # fmt: skip
     write_text(out / "evaluation.json", json.dumps(result, indent=2))

@@ -171,6 +171,8 @@ def train(
         range(state["epoch"], config.epochs), desc=f"train {config.aggregator}", disable=not (progress and info.is_main)
     )
     for epoch in bar:
+        if state["bad"] >= config.patience:  # resumed after early stopping: nothing left to do
+            break
         net.train()
         t0 = time.perf_counter()
         order = np.random.default_rng(config.seed + epoch).permutation(len(train_bags))
