@@ -74,6 +74,9 @@ def evaluate(
     t0 = time.perf_counter()
     fit = train_from_manifest(m, cfg, out, progress=False)
     seconds = time.perf_counter() - t0
+    history = out / "history.json"
+    if history.exists():  # the training epochs' own time, also right when a finished run was resumed
+        seconds = float(sum(h["seconds"] for h in json.loads(history.read_text())))
     test = [c for c in m.cases if c.split == "test"]
     test_m = type(m)(m.path, test)
     cases, outs = predict_manifest(test_m, out / "model.pt")
