@@ -103,10 +103,11 @@ def to_markdown(res: dict) -> str:
         )
     if res.get("cost"):
         lines += ["", "Cost of one training step on one bag (C = 512), fresh process each:", "",
-                  "| aggregator | instances | s / step | peak memory growth, MB |", "|---|---:|---:|---:|"]  # fmt: skip
+                  "| aggregator | instances | s / step | peak RSS, MB | growth over the loaded bag, MB |",
+                  "|---|---:|---:|---:|---:|"]  # fmt: skip
         for c in res["cost"]:
             s = "—" if c["seconds_per_step"] is None else f"{c['seconds_per_step']:.2f}"
-            m = "—" if c["peak_growth_mb"] is None else f"{c['peak_growth_mb']:.0f}"
+            m = "— | —" if c["peak_growth_mb"] is None else f"{c['peak_rss_mb']:.0f} | {c['peak_growth_mb']:.0f}"
             lines.append(f"| {c['aggregator']} | {c['instances']:,} | {s} | {m} |")
     return "\n".join(lines) + "\n"
 
