@@ -1,6 +1,6 @@
 """Training an aggregator on bags: BCE on case probabilities plus the aggregator's auxiliary loss.
 
-Seeded; class weighting; early stopping on validation AUC (loss breaks ties); a checkpoint after
+Seeded; class weighting; early stopping on validation loss (after a minimum of epochs); a checkpoint after
 every epoch from which an interrupted run resumes; mixed precision and DDP (torchrun) when
 available; optional gradient checkpointing of the aggregator's forward.
 """
@@ -38,6 +38,7 @@ class MILTrainConfig(StrictConfig):
     weight_decay: float = Field(1e-4, ge=0)
     class_weighting: bool = True
     patience: int = Field(10, ge=1)
+    min_epochs: int = Field(10, ge=1)
     seed: int = 0
     val_fraction: float = Field(0.25, ge=0, lt=1)
     folds: int | None = Field(None, ge=2)
@@ -133,6 +134,9 @@ def train(
 ) -> dict[str, Any]:
     """Train `model`; returns the history and the best epoch. The best weights end in `model`.
 
+    The best epoch is the one with the lowest validation loss; training stops after `patience`
+    epochs without improvement once `min_epochs` have run.
+
     Writes ``out_dir/checkpoint.pt`` after each epoch (resumed from when present and compatible).
     """
     info = info or rank_info()
@@ -171,7 +175,7 @@ def train(
         range(state["epoch"], config.epochs), desc=f"train {config.aggregator}", disable=not (progress and info.is_main)
     )
     for epoch in bar:
-        if state["bad"] >= config.patience:  # resumed after early stopping: nothing left to do
+        if state["bad"] >= config.patience and epoch >= config.min_epochs:  # resumed after an early stop
             break
         net.train()
         t0 = time.perf_counter()
@@ -214,11 +218,10 @@ def train(
         row = {"epoch": epoch, "train_loss": total / max(len(mine), 1), "val_loss": val_loss, "val_auc": val_auc,
                "seconds": time.perf_counter() - t0}  # fmt: skip
         history.append(row)
-        # select on validation AUC, loss breaking ties; on loss alone when the validation set has one class
-        score = -1.0 if math.isnan(val_auc) else val_auc
-        improved = score > state["best_auc"] or (score == state["best_auc"] and val_loss < state["best_loss"])
+        # select on validation loss (AUC saturates on small validation sets), as CLAM does
+        improved = val_loss < state["best_loss"] - 1e-4
         if improved:
-            state.update(best_auc=score, best_loss=val_loss, best_epoch=epoch, bad=0)
+            state.update(best_auc=val_auc, best_loss=val_loss, best_epoch=epoch, bad=0)
             best_weights = copy.deepcopy(model.state_dict())
         else:
             state["bad"] += 1
@@ -228,7 +231,7 @@ def train(
             with atomic_path(ckpt_path) as tmp:
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                             "history": history, "state": state, "best": best_weights, "signature": signature}, tmp)  # fmt: skip
-        if state["bad"] >= config.patience:
+        if state["bad"] >= config.patience and epoch + 1 >= config.min_epochs:
             break
     model.load_state_dict(best_weights)
     return {"history": history, "best_epoch": state["best_epoch"], "best_val_auc": state["best_auc"]}

@@ -16,7 +16,7 @@ from medwss.errors import InvalidDataError
 from medwss.io.atomic import write_text
 from medwss.mil.base import MILOutput
 from medwss.mil.data import LabelledBag, kfold_splits, load_bags, n_outputs, patient_split
-from medwss.mil.train import MILTrainConfig, load_model, predict, save_model, train
+from medwss.mil.train import MILTrainConfig, load_model, predict, save_model, seed_everything, train
 
 
 def case_metrics(bags: list[LabelledBag], outs: list[MILOutput]) -> dict[str, Any]:
@@ -41,6 +41,7 @@ def _fit(manifest: Manifest, split: dict[str, list[Case]], cfg: MILTrainConfig, 
     grid = bags["train"][0].bag.grid_index
     if cfg.aggregator == "insight" and grid is not None and grid.shape[1] == 3:
         kwargs.setdefault("spatial_dims", 3)  # volume bags: a 3D tile grid
+    seed_everything(cfg.seed)  # the initial weights depend on the seed too
     model = create_aggregator(cfg.aggregator, in_dim, k, **kwargs)
     info = rank_info()
     device = resolve_device(cfg.device, info.local_rank)
