@@ -136,3 +136,14 @@ def test_torchrun_ddp_two_processes(bags_manifest, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (run / "model.pt").exists() and len(json.loads((run / "history.json").read_text())) == 2
+
+
+def test_same_seed_same_model(bags_manifest, tmp_path):
+    import torch
+
+    for name in ("a", "b"):
+        args = ["mil", "train", str(bags_manifest), "--out", str(tmp_path / name), "--aggregator", "insight"]
+        assert main([*args, "--epochs", "2", "--seed", "3", "--quiet"]) == 0
+    wa = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
+    wb = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
