@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
                     "data": kind,
                     "aggregator": agg,
                     **{
-                        k: r[k] for k in ("auc", "auc_lo", "auc_hi", "dice", "dice_lo", "dice_hi", "froc", "accuracy", "n_test")
+                        k: r[k]
+                        for k in ("auc", "auc_lo", "auc_hi", "dice", "dice_lo", "dice_hi", "froc", "accuracy", "n_test")
                     },
                 }
             )
