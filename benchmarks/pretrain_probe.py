@@ -27,40 +27,19 @@ import numpy as np
 def phantom_tiles(out: Path, n: int, seed: int, scale: float, tile: int, mpp: float):
     """Tiles (N, 3, S, S) in [0, 1] and labels of `n` WSI phantoms, on a grid inside the tissue."""
     import torch
-    from PIL import Image
 
     from medwss.data.manifest import load_manifest
     from medwss.data.phantoms import generate
+    from medwss.embed.pretrain.probe import labelled_phantom_tiles
     from medwss.embed.reader import TileReader
-    from medwss.embed.tiles import TileSet
 
     manifest = load_manifest(generate("wsi", out, n=n, seed=seed, scale=scale, progress=False))
     xs, ys = [], []
     for case in manifest:
-        ds = int(case.meta["mask_downsample"])
-        tumour = np.asarray(Image.open(case.mask)) > 0
-        tissue = np.asarray(Image.open(manifest.path.parent / case.meta["tissue"])) > 0
-        span = int(round(tile * mpp / float(case.meta["mpp"])))
-        k = span // ds
-        rows, cols = tissue.shape[0] // k, tissue.shape[1] // k
-        frac = [m[: rows * k, : cols * k].reshape(rows, k, cols, k).mean((1, 3)) for m in (tissue, tumour)]
-        r, c = np.nonzero((frac[0] >= 0.75) & ((frac[1] >= 0.5) | (frac[1] == 0)))
-        tiles = TileSet(
-            case.case_id,
-            str(case.image),
-            "slide",
-            np.stack([c * span, r * span], 1),
-            np.stack([r, c], 1),
-            (rows, cols),
-            (tile,),
-            frac[0][r, c],
-            mpp=mpp,
-            level=0,
-            span=span,
-        )
+        tiles, labels = labelled_phantom_tiles(case, manifest.path.parent, tile, mpp, min_tissue=0.75)
         reader = TileReader(tiles, case.images, case.modality)
         xs += [reader.read(i) for i in range(len(tiles))]
-        ys.append((frac[1][r, c] >= 0.5).astype(int))
+        ys.append(labels)
     return torch.from_numpy(np.stack(xs)), np.concatenate(ys)
 
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from medwss.data.manifest import Case, Manifest
 from medwss.embed.store import FeatureBag, load_bag
+from medwss.io.volume import Volume
 
 
 @dataclass
@@ -41,22 +42,34 @@ def is_slide_bag(fb: FeatureBag) -> bool:
     return fb.coords is not None and fb.coords.shape[1] == 2
 
 
-def dense_heatmap(case: Case, fb: FeatureBag, scores: np.ndarray, cells_per_tile: int = 2) -> CaseHeatmap:
-    """The dense heatmap of per-instance `scores` on the case's slide or volume geometry (NaN off-tissue)."""
+def dense_heatmap(
+    case: Case,
+    fb: FeatureBag,
+    scores: np.ndarray,
+    cells_per_tile: int = 2,
+    dims: tuple[int, int] | None = None,
+    volume: Volume | None = None,
+) -> CaseHeatmap:
+    """The dense heatmap of per-instance `scores` on the case's slide or volume geometry (NaN off-tissue).
+
+    `dims` (the slide's level-0 size) or `volume` (the loaded image) spare reading the image again.
+    """
     from medwss.eval.heatmap import bag_heatmap
 
     if is_slide_bag(fb):
-        from medwss.io.slide import open_slide
+        if dims is None:
+            from medwss.io.slide import open_slide
 
-        with open_slide(case.image) as s:
-            dims = s.dimensions
+            with open_slide(case.image) as s:
+                dims = s.dimensions
         span = float(fb.attrs.get("span") or fb.attrs.get("patch_size") or 256)
         ds = max(span / cells_per_tile, 1.0)
         return CaseHeatmap(bag_heatmap(fb, scores, dims, ds), ds, tuple(dims))
-    from medwss.io.volumes import load_volume
+    if volume is None:
+        from medwss.io.volumes import load_volume
 
-    vol = load_volume(case.image, nan="fill")
-    return CaseHeatmap(bag_heatmap(fb, scores, vol.shape[:3]), None, vol.shape[:3], vol.affine)
+        volume = load_volume(case.image, nan="fill")
+    return CaseHeatmap(bag_heatmap(fb, scores, volume.shape[:3]), None, volume.shape[:3], volume.affine)
 
 
 def write_case(case: Case, fb: FeatureBag, scores: np.ndarray, out: Path, threshold: float) -> dict[str, Any]:
@@ -76,13 +89,13 @@ def write_case(case: Case, fb: FeatureBag, scores: np.ndarray, out: Path, thresh
         cid, fb.coords, scores, out / f"{cid}_scores.csv", out / f"{cid}_scores.h5", attrs=dict(fb.attrs)
     )
     files["scores"] = str(out / f"{cid}_scores.csv")
-    hm = dense_heatmap(case, fb, scores)
-    if hm.downsample is not None:
+    if is_slide_bag(fb):
         from medwss.io.slide import open_slide
 
         with open_slide(case.image) as s:
-            thumb, mpp = s.thumbnail(1024), s.mpp
-        dims = (int(hm.extent[0]), int(hm.extent[1]))
+            thumb, mpp, dims = s.thumbnail(1024), s.mpp, s.dimensions
+        hm = dense_heatmap(case, fb, scores, dims=dims)
+        assert hm.downsample is not None
         files["overlay"] = str(heatmap_overlay_png(thumb, hm.heatmap, out / f"{cid}_overlay.png",
                                                    downsample=hm.downsample, dims_level0=dims))  # fmt: skip
         filled = np.nan_to_num(hm.heatmap, nan=0.0)
@@ -93,9 +106,10 @@ def write_case(case: Case, fb: FeatureBag, scores: np.ndarray, out: Path, thresh
     else:
         from medwss.io.volumes import load_volume
 
-        assert hm.affine is not None
-        files["nifti"] = str(export_nifti_heatmap(hm.heatmap, hm.affine, out / f"{cid}_heatmap.nii.gz"))
-        image = load_volume(case.image, nan="fill").array
+        volume = load_volume(case.image, nan="fill")
+        hm = dense_heatmap(case, fb, scores, volume=volume)
+        files["nifti"] = str(export_nifti_heatmap(hm.heatmap, volume.affine, out / f"{cid}_heatmap.nii.gz"))
+        image = volume.array
         window = (-200.0, 300.0) if case.modality == "CT" else None
         files["overlay"] = str(
             volume_montage_png(image, hm.heatmap, out / f"{cid}_montage.png", window=window, affine=hm.affine)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from medwss.embed.encoders import create_encoder
 from medwss.embed.pretrain import (
@@ -24,7 +23,7 @@ from medwss.embed.pretrain import (
     nt_xent,
     pretrain,
 )
-from medwss.embed.tiles import TileSet, save_tiles
+from medwss.embed.tiles import save_tiles
 from medwss.errors import ConfigError
 
 TINY = {"widen_factor": 0.125}  # resnet18 with 64 channels: fast on two cores
@@ -38,32 +37,13 @@ def phantom_tiles(out, n, seed, scale, tile=32, mpp=1.0, min_tissue=0.75):
     """
     from medwss.data.manifest import load_manifest
     from medwss.data.phantoms import generate
+    from medwss.embed.pretrain.probe import labelled_phantom_tiles
 
     manifest = load_manifest(generate("wsi", out, n=n, seed=seed, scale=scale, progress=False))
     cases = []
     for case in manifest:
-        ds = int(case.meta["mask_downsample"])
-        tumour = np.asarray(Image.open(case.mask)) > 0
-        tissue = np.asarray(Image.open(manifest.path.parent / case.meta["tissue"])) > 0
-        span = int(round(tile * mpp / float(case.meta["mpp"])))  # level-0 pixels per tile
-        k = span // ds  # mask pixels per tile
-        rows, cols = tissue.shape[0] // k, tissue.shape[1] // k
-        frac = [m[: rows * k, : cols * k].reshape(rows, k, cols, k).mean((1, 3)) for m in (tissue, tumour)]
-        r, c = np.nonzero((frac[0] >= min_tissue) & ((frac[1] >= 0.5) | (frac[1] == 0)))
-        tiles = TileSet(
-            case.case_id,
-            str(case.image),
-            "slide",
-            np.stack([c * span, r * span], 1),
-            np.stack([r, c], 1),
-            (rows, cols),
-            (tile,),
-            frac[0][r, c],
-            mpp=mpp,
-            level=0,
-            span=span,
-        )
-        cases.append((case, tiles, (frac[1][r, c] >= 0.5).astype(int)))
+        tiles, labels = labelled_phantom_tiles(case, manifest.path.parent, tile, mpp, min_tissue)
+        cases.append((case, tiles, labels))
     return manifest, cases
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from medwss.embed.encoders.base import Encoder
+from medwss.embed.tiles import TileSet
 
 
 @torch.no_grad()
@@ -61,3 +63,33 @@ def linear_probe(
     else:
         auc = float(roc_auc_score(y_test, proba, multi_class="ovr", labels=model.classes_))
     return {"auc": auc, "accuracy": float(accuracy_score(y_test, model.predict(x_test)))}
+
+
+def labelled_phantom_tiles(
+    case: Any, root: Path, tile: int, mpp: float, min_tissue: float = 0.75
+) -> tuple[TileSet, np.ndarray]:
+    """Tiles of a WSI phantom on a regular grid with their ground-truth label (1 = tumour).
+
+    Keeps tiles with at least `min_tissue` tissue that are either clearly tumour (≥ 50%) or free of
+    it, from the phantom's tissue and tumour masks (at the manifest's ``meta_mask_downsample``).
+
+    Args:
+        case: A `Case` of a WSI phantom manifest.
+        root: The manifest's folder (``meta_tissue`` is relative to it).
+        tile: Tile side in pixels at `mpp`.
+        mpp: Microns per pixel of the tiles.
+        min_tissue: Minimum tissue fraction of a kept tile.
+    """
+    from PIL import Image
+
+    ds = int(case.meta["mask_downsample"])
+    tumour = np.asarray(Image.open(case.mask)) > 0
+    tissue = np.asarray(Image.open(root / case.meta["tissue"])) > 0
+    span = int(round(tile * mpp / float(case.meta["mpp"])))  # level-0 pixels per tile
+    k = span // ds  # mask pixels per tile
+    rows, cols = tissue.shape[0] // k, tissue.shape[1] // k
+    frac = [m[: rows * k, : cols * k].reshape(rows, k, cols, k).mean((1, 3)) for m in (tissue, tumour)]
+    r, c = np.nonzero((frac[0] >= min_tissue) & ((frac[1] >= 0.5) | (frac[1] == 0)))
+    tiles = TileSet(case.case_id, str(case.image), "slide", np.stack([c * span, r * span], 1), np.stack([r, c], 1),
+                    (rows, cols), (tile,), frac[0][r, c], mpp=mpp, level=0, span=span)  # fmt: skip
+    return tiles, (frac[1][r, c] >= 0.5).astype(int)
