@@ -1,0 +1,87 @@
+"""Segmentation networks by name (MONAI UNet and DynUNet), 2D or 3D."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from medwss.errors import ConfigError
+
+
+def _unet(
+    spatial_dims: int, in_channels: int, out_channels: int, channels: Sequence[int], dropout: float
+) -> torch.nn.Module:
+    from monai.networks.nets import UNet
+
+    return UNet(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        channels=tuple(channels),
+        strides=(2,) * (len(channels) - 1),
+        num_res_units=1,
+        dropout=dropout,
+    )
+
+
+def _dynunet(
+    spatial_dims: int, in_channels: int, out_channels: int, channels: Sequence[int], dropout: float
+) -> torch.nn.Module:
+    from monai.networks.nets import DynUNet
+
+    n = len(channels)
+    if n < 3:
+        raise ConfigError(f"dynunet needs at least three levels of channels, got {tuple(channels)}")
+    strides = [1] + [2] * (n - 1)
+    return DynUNet(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel_size=[3] * n,
+        strides=strides,
+        upsample_kernel_size=strides[1:],
+        filters=list(channels),
+        dropout=dropout or None,
+        res_block=True,
+    )
+
+
+SEGMENTERS: dict[str, Callable[..., torch.nn.Module]] = {"unet": _unet, "dynunet": _dynunet}
+
+
+def create_segmenter(
+    name: str = "unet",
+    spatial_dims: int = 2,
+    in_channels: int = 1,
+    out_channels: int = 2,
+    channels: Sequence[int] = (16, 32, 64, 128),
+    dropout: float = 0.0,
+) -> torch.nn.Module:
+    """A segmenter mapping (B, in_channels, *S) to logits (B, out_channels, *S).
+
+    Spatial sizes must be divisible by ``2 ** (len(channels) - 1)``; `medwss.seg.train` pads for you.
+
+    Args:
+        name: A key of `SEGMENTERS`: ``unet`` or ``dynunet``.
+        spatial_dims: 2 or 3.
+        in_channels: Image channels (e.g. 3 for T2, ADC, high-b).
+        out_channels: Classes, background included.
+        channels: Feature channels per resolution level.
+        dropout: Dropout probability (MC dropout needs it above 0).
+
+    Raises:
+        ConfigError: Unknown name or invalid dimensions.
+    """
+    if name not in SEGMENTERS:
+        raise ConfigError(f"unknown segmenter '{name}': choose one of {', '.join(SEGMENTERS)}")
+    if spatial_dims not in (2, 3):
+        raise ConfigError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    if len(channels) < 2:
+        raise ConfigError("channels needs at least two levels")
+    return SEGMENTERS[name](spatial_dims, in_channels, out_channels, channels, dropout)
+
+
+def size_multiple(channels: Sequence[int]) -> int:
+    """The factor every spatial size must be a multiple of for a network with these levels."""
+    return 2 ** (len(channels) - 1)
