@@ -55,6 +55,8 @@ class SegTrainConfig(StrictConfig):
     dropout: float = 0.0
     loss: Literal["partial_ce", "ce_dice"] = "partial_ce"
     size_weight: float = 0.0
+    size_warmup: int = 0
+    """Epochs over which the size weight ramps linearly from 0 (lets the CE term locate objects first)."""
     size_per_slice: bool = False
     negative_weight: float = 0.0
     epochs: int = 30
@@ -132,16 +134,26 @@ def augment(batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, t
     return {**batch, "image": image, "target": target, "valid": valid}
 
 
-def batch_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: SegTrainConfig) -> torch.Tensor:
-    """The configured loss on one (already device-placed) batch."""
+def size_weight_at(cfg: SegTrainConfig, epoch: int) -> float:
+    """The size-loss weight of an epoch: ramped linearly over `size_warmup` epochs, then constant."""
+    if cfg.size_warmup <= 0:
+        return cfg.size_weight
+    return cfg.size_weight * min(1.0, (epoch + 1) / cfg.size_warmup)
+
+
+def batch_loss(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: SegTrainConfig, size_weight: float | None = None
+) -> torch.Tensor:
+    """The configured loss on one (already device-placed) batch; `size_weight` overrides the config's."""
+    size_weight = cfg.size_weight if size_weight is None else size_weight
     logits = model(batch["image"])  # (B, K, *S)
     loss = partial_ce(logits, batch["target"])
     if cfg.loss == "ce_dice":
         loss = loss + dice_loss(logits, batch["target"])
-    if cfg.size_weight > 0:
+    if size_weight > 0:
         probs = torch.softmax(logits, 1) * batch["valid"]
         axis = cfg.spatial_dims - 1 if cfg.size_per_slice else None
-        loss = loss + cfg.size_weight * size_penalty(probs, batch["bounds"], slice_axis=axis)
+        loss = loss + size_weight * size_penalty(probs, batch["bounds"], slice_axis=axis)
     if cfg.negative_weight > 0:
         loss = loss + cfg.negative_weight * negative_ce(logits, batch["empty"])
     return loss
@@ -211,7 +223,7 @@ def train_segmenter(
             batch = collate([samples[i] for i in order[start : start + cfg.batch_size]], cfg)
             if cfg.augment:
                 batch = augment(batch, gen)
-            loss = batch_loss(model, {k: v.to(device) for k, v in batch.items()}, cfg)
+            loss = batch_loss(model, {k: v.to(device) for k, v in batch.items()}, cfg, size_weight_at(cfg, epoch))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

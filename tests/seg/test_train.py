@@ -105,3 +105,11 @@ def test_save_load_and_predict_crops_back(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"nope")
     with pytest.raises(CorruptFileError, match="bad.pt"):
         load_segmenter(tmp_path / "bad.pt")
+
+
+def test_size_weight_ramps_over_warmup():
+    from medwss.seg.train import size_weight_at
+
+    cfg = SegTrainConfig(size_weight=0.01, size_warmup=4)
+    assert [size_weight_at(cfg, e) for e in range(5)] == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01])
+    assert size_weight_at(SegTrainConfig(size_weight=0.01), 0) == 0.01
