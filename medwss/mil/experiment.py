@@ -64,7 +64,8 @@ def evaluate(
     import time
 
     from medwss.embed.store import load_bag
-    from medwss.eval.metrics import bootstrap_ci, classification_report, detections_from_heatmap, dice, froc
+    from medwss.eval.froc import detections_from_heatmap, froc
+    from medwss.eval.metrics import bootstrap_ci, classification_report, dice
     from medwss.mil.heatmaps import dense_heatmap
     from medwss.mil.train import MILTrainConfig
     from medwss.mil.workflow import predict_manifest, train_from_manifest

@@ -7,18 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medwss.eval.froc import camelyon_lesions, detections_from_heatmap, froc
 from medwss.eval.heatmap import bag_heatmap, heatmap_shape, rasterize_gt, resample_mask, slide_heatmap, volume_heatmap
-from medwss.eval.metrics import (
-    bootstrap_ci,
-    camelyon_lesions,
-    classification_report,
-    detections_from_heatmap,
-    dice,
-    froc,
-    heatmap_dice,
-    roc_auc,
-    roc_curve,
-)
+from medwss.eval.metrics import bootstrap_ci, classification_report, dice, heatmap_dice, roc_auc, roc_curve
 from medwss.io.annotations import write_geojson
 
 
