@@ -1,0 +1,196 @@
+"""Evaluate a folder of probability maps against a manifest's masks (`medwss evaluate`).
+
+Predictions are ``<case_id>.nii.gz`` (or ``.nii``) probability maps on the grid of the case's
+ground-truth mask. A case whose prediction is missing, unreadable, on another grid or not a
+probability map is reported in the failures and skipped; the others are evaluated.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from medwss.config import StrictConfig
+from medwss.data.manifest import Case, Manifest
+from medwss.errors import MedwssError
+from medwss.eval.segmentation import evaluate_case, summarize, summary_table
+from medwss.io.atomic import write_text
+
+CASE_COLUMNS = (
+    "case_id", "site", "split", "label", "case_score", "dice", "empty_agree", "n_gt_lesions", "n_candidates",
+    "n_tp", "n_fp", "gt_voxels", "pred_voxels", "gt_ml", "pred_ml",
+)  # fmt: skip
+
+
+class EvaluateConfig(StrictConfig):
+    """How `medwss evaluate` scores probability maps (configs/evaluate.yaml)."""
+
+    column: str = "mask"
+    gt_labels: list[int] | None = None
+    threshold: float = Field(0.5, gt=0, le=1)
+    mode: Literal["dynamic", "threshold"] = "dynamic"
+    rel_threshold: float = Field(0.4, gt=0, le=1)
+    floor: float = Field(0.01, ge=0, le=1)
+    min_voxels: int = Field(1, ge=1)
+    max_lesions: int | None = Field(10, ge=1)
+    connectivity: int = Field(1, ge=1, le=3)
+    iou: float = Field(0.1, ge=0, lt=1)
+    hit: Literal["iou", "overlap"] = "iou"
+    group_by: str | None = None
+    split: str | None = None
+    fp_rates: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0])
+    n_boot: int = Field(1000, ge=0)
+    seed: int = 0
+    affine_tol: float = Field(1e-3, gt=0)
+
+
+class CaseFailure(MedwssError):
+    """One case cannot be evaluated; the job records it and goes on."""
+
+
+def _gt_path(case: Case, column: str, root: Path | None) -> Path:
+    if column in ("mask", "scribble"):
+        path = getattr(case, column)
+    elif column.startswith("meta_") and case.meta.get(column[5:]):
+        path = Path(case.meta[column[5:]])
+        path = path if path.is_absolute() or root is None else root / path
+    else:
+        path = None
+    if path is None:
+        raise CaseFailure(f"no ground truth in column {column!r}")
+    return Path(path)
+
+
+def _prediction_path(folder: Path, case_id: str) -> Path:
+    for suffix in (".nii.gz", ".nii"):
+        if (folder / f"{case_id}{suffix}").exists():
+            return folder / f"{case_id}{suffix}"
+    raise CaseFailure(f"no prediction {case_id}.nii.gz in {folder}")
+
+
+def load_pair(
+    case: Case, predictions: Path, cfg: EvaluateConfig, root: Path | None
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """The case's probabilities and binary ground truth (both (i, j, k) on the mask's grid), and the spacing.
+
+    Raises:
+        CaseFailure (or another MedwssError): missing files, another grid, values outside [0, 1].
+    """
+    from medwss.io import load_volume
+
+    gt_vol = load_volume(_gt_path(case, cfg.column, root))
+    pred_path = _prediction_path(predictions, case.case_id)
+    pred_vol = load_volume(pred_path, nan="keep")
+    prob = np.asarray(pred_vol.array, dtype=np.float64)
+    if prob.ndim == 4 and prob.shape[3] == 1:
+        prob = prob[..., 0]
+    if prob.shape != gt_vol.shape[:3]:
+        raise CaseFailure(f"prediction shape {prob.shape} differs from the mask's {gt_vol.shape[:3]}", pred_path)
+    if not np.allclose(pred_vol.affine, gt_vol.affine, atol=cfg.affine_tol):
+        raise CaseFailure("prediction affine differs from the mask's (another grid); resample it first", pred_path)
+    finite = prob[np.isfinite(prob)]
+    if finite.size and (finite.min() < -1e-6 or finite.max() > 1 + 1e-6):
+        raise CaseFailure(f"values in [{finite.min():.3g}, {finite.max():.3g}], not probabilities", pred_path)
+    gt_arr = np.asarray(gt_vol.array).reshape(prob.shape)
+    gt = np.isin(gt_arr, cfg.gt_labels) if cfg.gt_labels else gt_arr != 0
+    return np.clip(prob, 0.0, 1.0), gt, gt_vol.spacing
+
+
+def evaluate_manifest(
+    manifest: Manifest, predictions: str | Path, cfg: EvaluateConfig, progress: bool = True
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Evaluate every case of `manifest` (of `cfg.split` when set) that has a prediction.
+
+    Returns:
+        (rows, failures): per-case dicts of `evaluate_case` with ``case_id``, ``patient_id``,
+        ``site``, ``split``, ``modality`` and the ``meta_*`` fields added; and one
+        ``{"case_id", "problem"}`` per case that could not be evaluated.
+    """
+    from tqdm import tqdm
+
+    folder = Path(predictions)
+    root = manifest.path.parent if manifest.path is not None else None
+    cases = [c for c in manifest.cases if cfg.split is None or c.split == cfg.split]
+    rows: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
+    for case in tqdm(cases, desc="evaluate", unit="case", disable=not progress):
+        try:
+            prob, gt, spacing = load_pair(case, folder, cfg, root)
+            row = evaluate_case(
+                prob, gt, spacing=spacing, threshold=cfg.threshold, mode=cfg.mode,
+                iou=cfg.iou, hit=cfg.hit, min_voxels=cfg.min_voxels, max_lesions=cfg.max_lesions,
+                rel_threshold=cfg.rel_threshold, floor=cfg.floor, connectivity=cfg.connectivity,
+            )  # fmt: skip
+        except (MedwssError, ValueError) as exc:
+            failures.append({"case_id": case.case_id, "problem": str(exc)})
+            continue
+        info = {"case_id": case.case_id, "patient_id": case.patient_id, "site": case.site, "split": case.split or ""}
+        rows.append({**info, "modality": case.modality, **{f"meta_{k}": v for k, v in case.meta.items()}, **row})
+    return rows, failures
+
+
+def jsonable(value: Any) -> Any:
+    """`value` with NaN and infinite floats replaced by None (strict JSON), recursively."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items() if k in columns})
+    return buf.getvalue()
+
+
+def _markdown(summary: list[dict[str, Any]], failures: list[dict[str, str]], cfg: EvaluateConfig, n: int) -> str:
+    rates = [f"sens@{r:g}fp" for r in cfg.fp_rates]
+    hit = f"IoU > {cfg.iou:g}" if cfg.hit == "iou" else "any overlap"
+    lines = [
+        "# Evaluation\n",
+        f"{summary[-1]['n']} of {n} case(s) evaluated; {len(failures)} failed. "
+        f"Candidates: {cfg.mode} extraction; a hit needs {hit}; Dice at threshold {cfg.threshold:g}. "
+        f"Intervals: {100 * 0.95:.0f}% bootstrap over cases ({cfg.n_boot} resamples, seed {cfg.seed}).\n",
+        summary_table(summary, ["dice", "dice_all", "auroc", "ap", *rates, "ranking"]),
+    ]
+    if failures:
+        lines += ["\n## Failures\n", *(f"- `{f['case_id']}`: {f['problem']}" for f in failures), ""]
+    return "\n".join(lines)
+
+
+def write_outputs(
+    out: str | Path, rows: list[dict[str, Any]], failures: list[dict[str, str]], cfg: EvaluateConfig, n_cases: int
+) -> dict[str, Any]:
+    """Write cases.csv, detections.csv, failures.csv, summary.json, summary.md and pr_froc.png.
+
+    Returns:
+        The summary record (also in summary.json); ``summary`` is empty when no case was evaluated.
+    """
+    from medwss.viz.curves import pr_froc_png
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(rows, cfg.group_by, cfg.seed, cfg.n_boot, fp_rates=cfg.fp_rates) if rows else []
+    record = {"n_cases": n_cases, "n_evaluated": len(rows), "summary": summary, "failures": failures}
+    text = json.dumps(jsonable({**record, "config": cfg.model_dump()}), indent=2, allow_nan=False)
+    write_text(out / "summary.json", text + "\n")
+    write_text(out / "cases.csv", _csv(rows, [c for c in CASE_COLUMNS if not rows or c in rows[0]]))
+    dets = [{"case_id": r["case_id"], "confidence": c, "is_tp": int(t)} for r in rows for c, t in r["detections"]]
+    write_text(out / "detections.csv", _csv(dets, ["case_id", "confidence", "is_tp"]))
+    write_text(out / "failures.csv", _csv(failures, ["case_id", "problem"]))
+    if summary:
+        write_text(out / "summary.md", _markdown(summary, failures, cfg, n_cases))
+        pr_froc_png(rows, out / "pr_froc.png", group_by=cfg.group_by, max_fp=max(cfg.fp_rates) * 2)
+    return record
