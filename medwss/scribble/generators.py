@@ -1,0 +1,241 @@
+"""Weak labels simulated from full masks: scribbles, disks, skeletons and boxes, in 2D and 3D.
+
+Every generator returns an int64 map of the mask's shape with ``-1`` where nothing is known and
+class ids where the simulated annotator drew. Each connected component of each class gets its own
+mark (so multi-class masks keep their classes); background marks (class 0) fall only on mask == 0.
+The same `seed` gives the same marks.
+
+Kinds (`WEAK_KINDS`):
+    circle: a circle (or an arc) of radius ``radius_fraction`` × the component's inscribed radius,
+        centred on its deepest point, drawn in every slice of the component (``slices="all"``) or
+        only in its largest slice (``slices="center"``) of 3D masks (Trombetta et al. 2024).
+    random_disk: a disk (ball in 3D) of ``radius`` pixels at a random point inside the component
+        where it fits.
+    centroid_disk: a disk (ball) at the centroid, moved by ``shift`` pixels in a random direction
+        (Kervadec et al.'s "small disc at the centre"); clipped to the component.
+    skeleton: the skeleton of the component eroded ``erosion`` times.
+    box: no foreground pixel; everything outside the (``box_margin``-dilated) bounding boxes is
+        background. Pair it with box size bounds (`box_map` + `medwss.seg.bounds.bounds_from_boxes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from medwss.errors import InvalidDataError
+
+UNLABELLED = -1
+WEAK_KINDS = ("circle", "random_disk", "centroid_disk", "skeleton", "box")
+
+
+def components(mask: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(class id, boolean component) for every connected component of every class > 0, in a fixed order."""
+    for c in np.unique(mask):
+        if c <= 0:
+            continue
+        lab, n = ndimage.label(mask == c)
+        for i in range(1, n + 1):
+            yield int(c), lab == i
+
+
+def _deepest(comp: np.ndarray) -> tuple[np.ndarray, float]:
+    """The point farthest from the component's border and that distance (the inscribed radius)."""
+    dist = ndimage.distance_transform_edt(np.pad(comp, 1))[tuple(slice(1, -1) for _ in comp.shape)]
+    idx = np.unravel_index(int(np.argmax(dist)), comp.shape)
+    return np.array(idx), float(dist[idx])
+
+
+def _ball(shape: tuple[int, ...], center: np.ndarray, radius: float) -> np.ndarray:
+    grids = np.ogrid[tuple(slice(0, s) for s in shape)]
+    d2 = sum((g - c) ** 2 for g, c in zip(grids, center, strict=True))
+    return np.asarray(d2 <= radius**2 + 1e-6)
+
+
+def _circle_2d(
+    comp: np.ndarray, rng: np.random.Generator, radius_fraction: float, arc: float, width: int
+) -> np.ndarray:
+    center, depth = _deepest(comp)
+    out = np.zeros_like(comp)
+    r = radius_fraction * depth
+    if r >= 1.0:
+        start = rng.uniform(0, 2 * np.pi)
+        n = max(8, int(np.ceil(4 * np.pi * r * arc)))
+        t = start + np.linspace(0, 2 * np.pi * arc, n, endpoint=arc < 1)
+        ii = np.round(center[0] + r * np.cos(t)).astype(int)
+        jj = np.round(center[1] + r * np.sin(t)).astype(int)
+        keep = (ii >= 0) & (ii < comp.shape[0]) & (jj >= 0) & (jj < comp.shape[1])
+        out[ii[keep], jj[keep]] = True
+        if width > 1:
+            out = ndimage.binary_dilation(out, iterations=width - 1)
+        out &= comp
+    if not out.any():
+        out[tuple(center)] = True  # too small for a circle: one click at the deepest point
+    return out
+
+
+def _circle(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
+    radius_fraction = float(opts.get("radius_fraction", 0.6))
+    arc = float(opts.get("arc", 1.0))
+    width = int(opts.get("width", 1))
+    if comp.ndim == 2:
+        return _circle_2d(comp, rng, radius_fraction, arc, width)
+    axis = int(opts.get("slice_axis", -1)) % comp.ndim
+    moved = np.moveaxis(comp, axis, 0)
+    areas = moved.reshape(moved.shape[0], -1).sum(1)
+    mode = opts.get("slices", "all")
+    if mode not in ("all", "center"):
+        raise InvalidDataError(f"circle: slices must be 'all' or 'center', got {mode!r}")
+    chosen = np.flatnonzero(areas) if mode == "all" else [int(np.argmax(areas))]
+    out = np.zeros_like(moved)
+    for z in chosen:
+        out[z] = _circle_2d(moved[z], rng, radius_fraction, arc, width)
+    return np.moveaxis(out, 0, axis)
+
+
+def _random_disk(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
+    radius = float(opts.get("radius", 2.0))
+    dist = ndimage.distance_transform_edt(np.pad(comp, 1))[tuple(slice(1, -1) for _ in comp.shape)]
+    fits = np.argwhere(dist > radius)
+    if len(fits) == 0:  # the disk fits nowhere: shrink it to the inscribed radius at the deepest point
+        center, depth = _deepest(comp)
+        return _ball(comp.shape, center, max(depth - 1.0, 0.0)) & comp
+    center = fits[rng.integers(len(fits))]
+    return _ball(comp.shape, center, radius) & comp
+
+
+def _centroid_disk(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
+    radius = float(opts.get("radius", 2.0))
+    shift = float(opts.get("shift", 0.0))
+    center = np.array(ndimage.center_of_mass(comp))
+    if shift > 0:
+        direction = rng.normal(size=comp.ndim)
+        center = center + shift * direction / max(float(np.linalg.norm(direction)), 1e-9)
+    out = _ball(comp.shape, center, radius) & comp
+    if not out.any():  # centroid outside a concave component: use the deepest point
+        deep, _ = _deepest(comp)
+        out[tuple(deep)] = True
+    return out
+
+
+def _skeleton(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
+    from skimage.morphology import skeletonize
+
+    erosion = int(opts.get("erosion", 1))
+    eroded = ndimage.binary_erosion(comp, iterations=erosion) if erosion > 0 else comp
+    if not eroded.any():
+        eroded = comp
+    out = skeletonize(eroded).astype(bool) & comp
+    if not out.any():
+        deep, _ = _deepest(comp)
+        out[tuple(deep)] = True
+    return out
+
+
+def _bbox(comp: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
+    idx = np.argwhere(comp)
+    lo, hi = idx.min(0) - margin, idx.max(0) + 1 + margin
+    return tuple(slice(max(int(a), 0), min(int(b), s)) for a, b, s in zip(lo, hi, comp.shape, strict=True))
+
+
+def box_map(mask: np.ndarray, margin: int = 0) -> np.ndarray:
+    """Each component's bounding box (grown by `margin` pixels) painted with its class; 0 elsewhere.
+
+    Args:
+        mask: Integer label map (2D or 3D).
+        margin: Pixels added on every side (a loose annotator).
+    """
+    out = np.zeros(mask.shape, dtype=np.int64)
+    for c, comp in components(np.asarray(mask)):
+        out[_bbox(comp, margin)] = c
+    return out
+
+
+_FOREGROUND = {"circle": _circle, "random_disk": _random_disk, "centroid_disk": _centroid_disk, "skeleton": _skeleton}
+
+
+def _background(mask: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
+    """Background marks: a one-pixel ring ``bg_margin`` pixels around the foreground plus random strokes."""
+    margin = int(opts.get("bg_margin", 3))
+    fg = mask > 0
+    keep_out = ndimage.binary_dilation(fg, iterations=margin) if fg.any() and margin > 0 else fg
+    ring = (ndimage.binary_dilation(keep_out) & ~keep_out) if fg.any() else np.zeros_like(fg)
+    strokes = np.zeros_like(fg)
+    n_strokes, length = int(opts.get("bg_strokes", 2)), int(opts.get("bg_length", max(4, min(mask.shape[:2]) // 4)))
+    allowed = ~keep_out
+    candidates = np.argwhere(allowed)
+    for _ in range(n_strokes if len(candidates) else 0):
+        start = candidates[rng.integers(len(candidates))].astype(float)
+        direction = np.zeros(mask.ndim)
+        direction[:2] = rng.normal(size=2)  # in-plane strokes (first two axes), as drawn on a slice
+        direction /= max(float(np.linalg.norm(direction)), 1e-9)
+        pts = np.round(start + np.arange(length)[:, None] * direction).astype(int)
+        inside = np.all((pts >= 0) & (pts < np.array(mask.shape)), axis=1)
+        pts = pts[inside]
+        strokes[tuple(pts.T)] = True
+    return (ring | strokes) & allowed
+
+
+def make_weak_label(mask: np.ndarray, kind: str, seed: int, background: bool = True, **options: Any) -> np.ndarray:
+    """A simulated weak annotation of an integer mask.
+
+    Args:
+        mask: (H, W) or (H, W, D) integer label map, 0 = background.
+        kind: One of `WEAK_KINDS`.
+        seed: Random seed (same seed, same marks).
+        background: Also mark background pixels (ring around lesions + random strokes; for
+            ``box``: everything outside the boxes).
+        **options: Per kind (see the module docstring): ``radius_fraction``, ``arc``, ``width``,
+            ``slices``, ``slice_axis`` (circle); ``radius`` (disks); ``shift`` (centroid_disk);
+            ``erosion`` (skeleton); ``box_margin`` (box); ``bg_margin``, ``bg_strokes``,
+            ``bg_length`` (background).
+
+    Returns:
+        int64 map of the mask's shape: -1 unlabelled, else the class id.
+
+    Raises:
+        InvalidDataError: Unknown kind, or a mask that is not 2D/3D integer.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim not in (2, 3):
+        raise InvalidDataError(f"weak labels need a 2D or 3D mask, got shape {mask.shape}")
+    is_int = np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.bool_)
+    if not is_int and not np.all(np.equal(np.mod(mask, 1), 0)):
+        raise InvalidDataError(f"mask must hold integer class ids, got dtype {mask.dtype}")
+    mask = mask.astype(np.int64)
+    if kind not in WEAK_KINDS:
+        raise InvalidDataError(f"unknown weak label kind '{kind}': choose one of {', '.join(WEAK_KINDS)}")
+    rng = np.random.default_rng(seed)
+    out = np.full(mask.shape, UNLABELLED, dtype=np.int64)
+    if kind == "box":
+        if background:
+            out[box_map(mask, int(options.get("box_margin", 0))) == 0] = 0
+        return out
+    if background:
+        out[_background(mask, rng, options)] = 0
+    draw = _FOREGROUND[kind]
+    for c, comp in components(mask):
+        box = _bbox(comp, margin=1)  # draw within the component's bounding box (fast on large volumes)
+        out[box][draw(comp[box], rng, options)] = c
+    return out
+
+
+def weak_label_stats(weak: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """How much a weak label covers and whether it is right: labelled fraction, precision per marked pixel.
+
+    Args:
+        weak: Output of `make_weak_label`.
+        mask: The full mask it came from.
+    """
+    labelled = weak != UNLABELLED
+    fg = labelled & (weak > 0)
+    total_fg = int((mask > 0).sum())
+    return {
+        "labelled_fraction": float(labelled.mean()),
+        "foreground_pixels": float(fg.sum()),
+        "foreground_coverage": float(fg.sum() / total_fg) if total_fg else 0.0,
+        "accuracy": float((weak[labelled] == mask[labelled]).mean()) if labelled.any() else 1.0,
+    }

@@ -1,0 +1,190 @@
+"""Train, predict and ensemble scribble-supervised lesion segmenters from a manifest.
+
+Layout of a training folder: ``model.pt`` (`medwss.seg.train.save_segmenter`, with the
+`ScribbleConfig` in its metadata), ``checkpoint.pt`` (resumed when a run is repeated),
+``history.json``, ``failures.json`` (cases skipped) and ``run.json`` (written by the CLI). An
+ensemble folder holds ``member_<i>/`` with seeds ``seed + i``. Predictions are
+``<out>/predictions/<case_id>.nii.gz``: float32 lesion probability on the grid of the case's T2
+image (= its ``mask``), zero outside the prostate crop, with the T2 affine — the input of
+`medwss evaluate`. An ensemble averages the members' probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from medwss.data.manifest import Case, Manifest
+from medwss.errors import ConfigError, InvalidDataError, MedwssError
+from medwss.io import save_nifti
+from medwss.io.atomic import write_text
+from medwss.scribble.config import ScribbleConfig
+from medwss.scribble.dataset import build_samples
+from medwss.scribble.mri_input import CaseInput, load_case, paste_back
+from medwss.seg.train import SegTrainConfig, load_segmenter, predict_probs, save_segmenter, train_segmenter
+
+Member = tuple[torch.nn.Module, SegTrainConfig, ScribbleConfig]
+
+
+def select(
+    cases: Sequence[Case], splits: Sequence[str] | None = None, sites: Sequence[str] | None = None
+) -> list[Case]:
+    """Cases whose split is in `splits` and site in `sites` (None: any)."""
+    return [c for c in cases if (splits is None or c.split in splits) and (sites is None or c.site in sites)]
+
+
+def _root(manifest: Manifest) -> Path | None:
+    return manifest.path.parent if manifest.path is not None else None
+
+
+def train_model(
+    manifest: Manifest,
+    cfg: ScribbleConfig,
+    out: str | Path,
+    train_cases: Sequence[Case] | None = None,
+    val_cases: Sequence[Case] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train one segmenter; the epoch of best validation Dice (full masks of `val_cases`) is kept.
+
+    Args:
+        manifest: The manifest (its folder resolves relative paths).
+        cfg: Input, supervision and training settings.
+        out: Output folder.
+        train_cases: Cases to train on (default: split ``train``).
+        val_cases: Cases with masks for model selection (default: split ``val``; empty: last epoch).
+        progress: Show progress bars.
+
+    Returns:
+        Summary: sample counts, skipped cases, final and best validation Dice.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    root = _root(manifest)
+    train_cases = manifest.split("train") if train_cases is None else list(train_cases)
+    val_cases = manifest.split("val") if val_cases is None else list(val_cases)
+    samples, failures = build_samples(train_cases, cfg, root, progress=progress)
+    val, val_failures = build_samples(val_cases, cfg, root, validation=True, progress=progress)
+    failures += val_failures
+    write_text(out / "failures.json", json.dumps(failures, indent=2) + "\n")
+    if not samples:
+        raise InvalidDataError(f"no training samples from {len(train_cases)} case(s) ({len(failures)} failed)")
+    ckpt = out / "checkpoint.pt"
+    _check_resume(out, cfg)
+    seg = cfg.seg_config()
+    model, history = train_segmenter(samples, seg, val or None, checkpoint=ckpt, progress=progress)
+    save_segmenter(model, seg, out / "model.pt", meta={"scribble": cfg.model_dump(mode="json")})
+    write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
+    dices = [h["val_dice"] for h in history if "val_dice" in h]
+    return {
+        "train_cases": len(train_cases),
+        "train_samples": len(samples),
+        "val_samples": len(val),
+        "failed": len(failures),
+        "final_loss": history[-1]["loss"],
+        "best_val_dice": max(dices) if dices else None,
+    }
+
+
+def _check_resume(out: Path, cfg: ScribbleConfig) -> None:
+    """Record the config beside the checkpoint; refuse to resume a checkpoint trained with another config."""
+    record = out / "config.json"
+    current = cfg.model_dump(mode="json")
+    if (out / "checkpoint.pt").exists() and record.exists():
+        before = json.loads(record.read_text())
+        changed = sorted(k for k in set(before) | set(current) if before.get(k) != current.get(k) and k != "device")
+        if changed:
+            raise ConfigError(
+                f"holds a checkpoint trained with other settings ({', '.join(changed)}); use a new folder or delete it",
+                out,
+            )
+    write_text(record, json.dumps(current, indent=2) + "\n")
+
+
+def train_ensemble(
+    manifest: Manifest,
+    cfg: ScribbleConfig,
+    out: str | Path,
+    k: int,
+    train_cases: Sequence[Case] | None = None,
+    val_cases: Sequence[Case] | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Train `k` members with seeds ``cfg.seed + i`` into ``out/member_<i>``; members already done are kept."""
+    paths = []
+    for i in range(k):
+        member = Path(out) / f"member_{i}"
+        if not (member / "model.pt").exists():
+            train_model(
+                manifest, cfg.model_copy(update={"seed": cfg.seed + i}), member, train_cases, val_cases, progress
+            )
+        paths.append(member / "model.pt")
+    return paths
+
+
+def load_members(paths: Sequence[str | Path]) -> list[Member]:
+    """Models with their configs; all must share the input settings (sequences, crop, spacing)."""
+    members: list[Member] = []
+    for p in paths:
+        model, seg, meta = load_segmenter(p)
+        if "scribble" not in meta:
+            raise InvalidDataError("not a scribble model (no input settings in its metadata)", p)
+        members.append((model, seg, ScribbleConfig.model_validate(meta["scribble"])))
+    keys = ("sequences", "crop_mm", "spacing_mm", "use_zones")
+    first = members[0][2] if members else None
+    for _, _, c in members[1:]:
+        if first is not None and any(getattr(c, k) != getattr(first, k) for k in keys):
+            raise InvalidDataError("ensemble members differ in their input settings (sequences, crop, spacing)")
+    return members
+
+
+def lesion_prob(members: Sequence[Member], ci: CaseInput) -> np.ndarray:
+    """(X, Y, Z) lesion probability on the crop grid, averaged over members."""
+    acc = np.zeros(ci.image.shape[1:], np.float32)
+    for model, seg, _ in members:
+        if seg.spatial_dims == 2:
+            slices = [ci.image[..., z] for z in range(ci.image.shape[-1])]
+            probs = predict_probs(model, slices, seg)
+            acc += np.stack([p[1] for p in probs], axis=-1)
+        else:
+            acc += predict_probs(model, [ci.image], seg, batch_size=1)[0][1]
+    return acc / max(len(members), 1)
+
+
+def predict_cases(
+    manifest: Manifest,
+    cases: Sequence[Case],
+    model_paths: Sequence[str | Path],
+    out: str | Path,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write ``out/predictions/<case_id>.nii.gz`` for every case (members averaged); skip existing files.
+
+    Returns:
+        ``{"done", "skipped", "failed": [{"case_id", "error"}]}``.
+    """
+    members = load_members(model_paths)
+    cfg = members[0][2]
+    pred_dir = Path(out) / "predictions"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    done, skipped, failed = 0, 0, []
+    for case in tqdm(cases, desc="predict", disable=not progress, leave=False):
+        target = pred_dir / f"{case.case_id}.nii.gz"
+        if target.exists() and not overwrite:
+            skipped += 1
+            continue
+        try:
+            ci = load_case(case, cfg.sequences, cfg.crop_mm, cfg.spacing_mm, _root(manifest), cfg.use_zones)
+            prob = paste_back(lesion_prob(members, ci), ci.grid, ci.reference)
+            save_nifti(ci.reference.with_array(prob), target)
+            done += 1
+        except (MedwssError, OSError, ValueError) as exc:
+            failed.append({"case_id": case.case_id, "error": str(exc)})
+    return {"done": done, "skipped": skipped, "failed": failed}

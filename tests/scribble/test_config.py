@@ -1,0 +1,42 @@
+"""Shipped scribble configs validate and map onto the trainer's config."""
+
+from __future__ import annotations
+
+import pytest
+
+from medwss.config import load_config
+from medwss.scribble.config import ScribbleConfig
+from tests.conftest import ROOT
+
+CONFIGS = sorted((ROOT / "configs").glob("scribble_*.yaml"))
+
+
+def test_the_five_configs_exist():
+    names = {p.stem for p in CONFIGS}
+    assert {
+        "scribble_weak_size_2d",
+        "scribble_weak_pce_2d",
+        "scribble_full_2d",
+        "scribble_weak_size_3d",
+        "scribble_full_3d",
+    } <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_config_validates(path):
+    cfg = load_config(path, ScribbleConfig)
+    seg = cfg.seg_config()
+    assert seg.in_channels == len(cfg.sequences) == 3 and seg.num_classes == 2
+    assert seg.spatial_dims == (3 if path.stem.endswith("3d") else 2)
+    if "full" in path.stem:
+        assert cfg.supervision == "full" and seg.size_weight == 0
+    if "size" in path.stem:
+        assert cfg.supervision == "weak" and seg.size_weight > 0 and cfg.bounds != "none"
+    if "pce" in path.stem:
+        assert seg.size_weight == 0
+
+
+def test_seg_config_override_keeps_the_rest():
+    cfg = ScribbleConfig(size_weight=0.02, epochs=7)
+    warm = cfg.seg_config(size_weight=0.0)
+    assert warm.size_weight == 0.0 and warm.epochs == 7 and cfg.seg_config().size_weight == 0.02
