@@ -1,0 +1,25 @@
+"""Slice-based active learning with a contrastive-metric Coreset (Vepa et al., NeurIPS 2024).
+
+Pool the axial slices of a manifest's volumes (`pool`), learn a slice metric with NT-Xent plus
+volume / patient / adjacent-slice positives (`metric`), pick slices by k-center greedy in it
+(`coreset`, `strategies`), and run annotation rounds on disk for a real team (`state`, `export`,
+`ingest`, `rounds`) or simulated with an oracle (`simulate`, `plot`).
+"""
+
+from medwss.active.coreset import kcenter_greedy, kcenter_naive
+from medwss.active.pool import SlicePool, SliceRef, build_pool
+from medwss.active.state import ALConfig, ALState
+from medwss.active.strategies import STRATEGIES, SelectionContext, get_strategy
+
+__all__ = [
+    "STRATEGIES",
+    "ALConfig",
+    "ALState",
+    "SelectionContext",
+    "SlicePool",
+    "SliceRef",
+    "build_pool",
+    "get_strategy",
+    "kcenter_greedy",
+    "kcenter_naive",
+]

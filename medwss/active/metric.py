@@ -1,0 +1,138 @@
+"""The contrastive slice metric: an encoder trained with NT-Xent plus volume, patient and adjacent-slice positives.
+
+Two augmented views of every slice attract (weight 1.0); so do other slices of the same volume
+(0.35) and of the same patient (0.05), and optionally the slices just above and below (±1) in the
+same volume; related slices are kept out of each other's negatives (Vepa et al., NeurIPS 2024,
+temperature 0.5). The loss is `weighted_group_nt_xent`; views come from the pretraining `Augment`,
+the projection head is the pretraining `ProjectionHead`. Selection uses the encoder's pooled
+embedding (L2-normalised), as the paper does.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+from tqdm.auto import tqdm
+
+from medwss.config import StrictConfig
+from medwss.embed.encoders import Encoder, create_encoder
+from medwss.embed.pretrain.augment import Augment, AugmentConfig
+from medwss.embed.pretrain.ntxent import weighted_group_nt_xent
+from medwss.embed.pretrain.probe import embed
+from medwss.embed.pretrain.trainer import ProjectionHead, resolve_device, save_encoder
+
+
+class MetricConfig(StrictConfig):
+    """How the slice metric is learned (configs/al.yaml, key ``metric``)."""
+
+    encoder: str = "resnet18"
+    encoder_kwargs: dict[str, Any] = Field(default_factory=lambda: {"widen_factor": 0.125})
+    epochs: int = Field(default=30, ge=0)
+    batch_size: int = Field(default=64, ge=2)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    temperature: float = Field(default=0.5, gt=0)
+    instance_weight: float = Field(default=1.0, ge=0)
+    volume_weight: float = Field(default=0.35, ge=0)
+    patient_weight: float = Field(default=0.05, ge=0)
+    adjacent_weight: float = Field(default=0.0, ge=0)
+    """Weight of the ±1 neighbours in the same volume (0: off)."""
+    exclude_groups_from_negatives: bool = True
+    projection_dim: int = Field(default=128, ge=1)
+    projection_hidden: int = Field(default=256, ge=1)
+    augment: AugmentConfig = AugmentConfig(rot90=False, blur_p=0.2)
+    seed: int = 0
+    device: str = "auto"
+
+
+def make_encoder(cfg: MetricConfig, weights: str | Path | None = None) -> Encoder:
+    """The slice encoder (1 channel, 2D) of a config, random or with saved weights."""
+    return create_encoder(cfg.encoder, spatial_dims=2, in_channels=1, weights=weights, **cfg.encoder_kwargs)
+
+
+def batch_groups(volume: torch.Tensor, patient: torch.Tensor, index: torch.Tensor, cfg: MetricConfig) -> dict:
+    """The positives relations of one batch, by name, for `weighted_group_nt_xent`."""
+    groups: dict[str, torch.Tensor] = {"volume": volume, "patient": patient}
+    if cfg.adjacent_weight > 0:
+        same = volume[:, None] == volume[None, :]
+        groups["adjacent"] = same & ((index[:, None] - index[None, :]).abs() == 1)  # (B, B)
+    return groups
+
+
+def train_metric(
+    thumbs: np.ndarray,
+    volume: np.ndarray,
+    patient: np.ndarray,
+    index: np.ndarray,
+    cfg: MetricConfig,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[Encoder, list[dict[str, float]]]:
+    """Train the slice encoder on a pool's thumbnails.
+
+    Args:
+        thumbs: ``(N, 1, T, T)`` slices in [0, 1].
+        volume: ``(N,)`` volume id of each slice.
+        patient: ``(N,)`` patient id of each slice.
+        index: ``(N,)`` slice index in its volume.
+        cfg: Settings.
+        out: Where the encoder's weights go (atomically); nothing saved when None.
+        progress: Show a progress bar.
+
+    Returns:
+        The encoder (eval mode, CPU) and one history row per epoch.
+    """
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    encoder = make_encoder(cfg).to(device).train()
+    head = ProjectionHead(encoder.embed_dim, cfg.projection_hidden, cfg.projection_dim).to(device).train()
+    params = list(encoder.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = len(thumbs)
+    batch = min(cfg.batch_size, n)
+    total = max(1, cfg.epochs * (n // batch))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    augment = Augment(cfg.augment, spatial_dims=2)
+    x_all = torch.from_numpy(np.asarray(thumbs, dtype=np.float32))
+    ids = {
+        k: torch.as_tensor(np.asarray(v), dtype=torch.long) for k, v in (("v", volume), ("p", patient), ("i", index))
+    }
+    weights = {
+        "instance": cfg.instance_weight,
+        "volume": cfg.volume_weight,
+        "patient": cfg.patient_weight,
+        "adjacent": cfg.adjacent_weight,
+    }
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict[str, float]] = []
+    for epoch in tqdm(range(cfg.epochs), desc="contrastive metric", disable=not progress, leave=False):
+        t0, losses = time.perf_counter(), []
+        order = torch.randperm(n, generator=gen)
+        for s in range(0, n - batch + 1, batch):
+            idx = order[s : s + batch]
+            x = x_all[idx].to(device)  # (B, 1, T, T)
+            views = torch.cat([augment(x, gen), augment(x, gen)])  # (2B, 1, T, T)
+            z = head(encoder(views))  # (2B, P)
+            groups = batch_groups(ids["v"][idx], ids["p"][idx], ids["i"][idx], cfg)
+            loss = weighted_group_nt_xent(z, groups, weights, cfg.temperature, cfg.exclude_groups_from_negatives)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0})
+    encoder = encoder.cpu().eval()
+    if out is not None:
+        save_encoder(encoder, out)
+    return encoder, history
+
+
+def slice_features(encoder: Encoder, thumbs: np.ndarray, device: str = "auto") -> np.ndarray:
+    """``(N, D)`` L2-normalised embeddings of ``(N, 1, T, T)`` thumbnails."""
+    feats = embed(encoder, torch.from_numpy(np.asarray(thumbs, dtype=np.float32)), device=resolve_device(device))
+    return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-8)

@@ -1,0 +1,162 @@
+"""On-disk state of an active-learning project: the pool, the rounds, the annotations, the model.
+
+Layout of a state folder (every file written atomically, so an interrupted command leaves either
+the old or the new version, never half a file)::
+
+    config.json          resolved ALConfig
+    pool.csv             one row per slice (slice_id, case, patient, volume, index, image, label)
+    pool_thumbs.npy      (N, 1, T, T) thumbnails for the metric encoder
+    rounds.json          one record per selection round: strategy, budget, selected slice ids
+    annotations.json     slice_id → round, kind (full | scribble), stored label file, source file
+    labels/<id>.npz      ingested labels (int64, -1 = unlabelled) and size bounds
+    features/            metric encoder weights and cached embeddings
+    model/               segmenter.pt, training checkpoints, run.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from medwss.active.metric import MetricConfig
+from medwss.active.pool import SlicePool
+from medwss.config import StrictConfig
+from medwss.errors import ConfigError, InvalidDataError, require_file
+from medwss.io.atomic import atomic_path, write_text
+from medwss.seg.train import SegTrainConfig
+
+UNLABELLED_IN_FILES = 255
+"""The value that marks unlabelled pixels in exported and ingested scribble files (uint8 NIfTI has no -1)."""
+
+
+class ALConfig(StrictConfig):
+    """An active-learning project (configs/al.yaml)."""
+
+    window: tuple[float, float] | None = (-160.0, 240.0)
+    """Intensity window mapped to [0, 1] (CT in HU); None: per-volume 1st–99th percentiles."""
+    thumb_size: int = Field(default=64, ge=8)
+    classes: list[list[int]] | None = None
+    """Class c + 1 gathers these source labels of the masks (None: the masks' labels as they are)."""
+    num_classes: int = Field(default=2, ge=2)
+    """Classes including background (must be len(classes) + 1 when classes is given)."""
+    splits: list[Literal["train", "val", "test"]] | None = None
+    """Manifest splits whose volumes form the pool (None: all)."""
+    strategy: str = "contrastive_coreset"
+    budget: str = "1%"
+    """Slices per round: a percentage of the pool (``1%``, at least one slice) or a count (``12``)."""
+    fuse: dict[str, float] = Field(default_factory=dict)
+    """Extra features fused into contrastive_coreset: ``untrained`` → weight."""
+    mc_samples: int = Field(default=8, ge=2)
+    metric: MetricConfig = MetricConfig()
+    seg: SegTrainConfig = SegTrainConfig(
+        channels=(8, 16, 32), dropout=0.1, epochs=40, batch_size=4, lr=3e-3, loss="ce_dice"
+    )
+    size_weight: float = Field(default=0.005, ge=0)
+    """Size-penalty weight when training on scribbles."""
+    size_upper_fraction: float = Field(default=0.5, gt=0, le=1)
+    """Scribble bounds: a scribbled class covers at most this fraction of the slice (and at least its scribble)."""
+    min_steps: int = Field(default=150, ge=0)
+    """Segmenter training runs at least this many steps (more epochs when few slices are annotated)."""
+    seed: int = 0
+    device: str = "auto"
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.classes is not None and self.num_classes != len(self.classes) + 1:
+            raise ConfigError(f"num_classes is {self.num_classes} but classes lists {len(self.classes)} (+ background)")
+
+
+def parse_budget(budget: str | int, pool_size: int) -> int:
+    """``"1%"`` → ceil(1% of the pool), at least 1; ``"12"`` → 12."""
+    text = str(budget).strip()
+    try:
+        n = math.ceil(float(text[:-1]) / 100 * pool_size) if text.endswith("%") else int(text)
+    except ValueError as exc:
+        raise ConfigError(f"budget '{budget}' is neither a percentage (1%) nor a count (12)") from exc
+    if n < 1:
+        raise ConfigError(f"budget '{budget}' selects no slice from a pool of {pool_size}")
+    return max(1, n)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def read_json(path: Path, default: Any) -> Any:
+    if not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InvalidDataError(f"not valid JSON ({exc})", path) from exc
+
+
+class ALState:
+    """A state folder (see the module docstring); every mutation is written through at once."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        cfg_path = require_file(self.folder / "config.json")
+        self.config = ALConfig.model_validate(read_json(cfg_path, {}))
+        self.pool = SlicePool.load(self.folder)
+        self.rounds: list[dict[str, Any]] = read_json(self.folder / "rounds.json", [])
+        self.annotations: dict[str, dict[str, Any]] = read_json(self.folder / "annotations.json", {})
+
+    @staticmethod
+    def create(folder: str | Path, pool: SlicePool, config: ALConfig, source: str = "") -> ALState:
+        """Write a new state folder (refuses to overwrite one that has rounds)."""
+        folder = Path(folder)
+        if (folder / "rounds.json").exists() and read_json(folder / "rounds.json", []):
+            raise ConfigError("this state folder already has selection rounds; use another folder", folder)
+        pool.save(folder)
+        write_json(folder / "config.json", {**config.model_dump(mode="json")})
+        write_json(folder / "source.json", {"manifest": source, "slices": len(pool)})
+        return ALState(folder)
+
+    # Sets of slices.
+    def selected_ids(self) -> list[str]:
+        return [s for r in self.rounds for s in r["selected"]]
+
+    def pending_ids(self) -> list[str]:
+        """Selected but not annotated yet."""
+        return [s for s in self.selected_ids() if s not in self.annotations]
+
+    def round_of(self, slice_id: str) -> int | None:
+        for r in self.rounds:
+            if slice_id in r["selected"]:
+                return int(r["round"])
+        return None
+
+    # Mutations (each written through).
+    def add_round(self, record: dict[str, Any]) -> None:
+        taken = set(self.selected_ids())
+        again = [s for s in record["selected"] if s in taken]
+        if again:
+            raise InvalidDataError(f"slices already selected in an earlier round: {', '.join(again[:5])}")
+        self.rounds.append(record)
+        write_json(self.folder / "rounds.json", self.rounds)
+
+    def add_annotation(
+        self, slice_id: str, label: np.ndarray, kind: str, source: str, bounds: np.ndarray | None = None
+    ) -> None:
+        path = self.folder / "labels" / f"{slice_id}.npz"
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            arrays: dict[str, np.ndarray] = {"label": label.astype(np.int64)}
+            if bounds is not None:
+                arrays["bounds"] = bounds.astype(np.float32)
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+        self.annotations[slice_id] = {
+            "round": self.round_of(slice_id),
+            "kind": kind,
+            "file": f"labels/{slice_id}.npz",
+            "source": source,
+        }
+        write_json(self.folder / "annotations.json", self.annotations)
+
+    def load_annotation(self, slice_id: str) -> tuple[np.ndarray, np.ndarray | None]:
+        with np.load(require_file(self.folder / self.annotations[slice_id]["file"])) as z:
+            return z["label"], (z["bounds"] if "bounds" in z.files else None)

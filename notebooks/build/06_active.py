@@ -1,0 +1,121 @@
+"""Build notebooks/06_active_learning.ipynb with nbformat (no outputs stored).
+
+.venv/bin/python notebooks/build/06_active.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+OUT = Path(__file__).resolve().parents[1] / "06_active_learning.ipynb"
+
+CELLS = [
+    new_markdown_cell(
+        "# Slice-based active learning with a contrastive-metric Coreset\n\n"
+        "Annotating a whole CT volume takes hours; annotating a few well-chosen *slices* takes minutes. Following "
+        "Vepa et al. (NeurIPS 2024), `medwss al` learns a slice metric with NT-Xent whose positives also include other "
+        "slices of the same volume (weight 0.35) and of the same patient (0.05), then picks slices by k-center greedy "
+        "(Coreset) in that metric. This notebook runs the rounds an annotation team runs — init, select, annotate "
+        "(here a script plays the annotator), ingest, train, select again — and then a small simulated learning curve."
+    ),
+    new_code_cell(
+        "OUT = 'runs/notebook_active'  # output folder\nN = 8  # phantom CT cases (the pool is their train/val slices)\n"
+        "SEED = 0\nSCALE = 0.5  # phantom voxel scale (0.5: 48×48×24 volumes)",
+        metadata={"tags": ["parameters"]},
+    ),
+    new_code_cell(
+        "import csv\nimport json\nfrom pathlib import Path\n\nimport matplotlib.pyplot as plt\nimport numpy as np\n"
+        "import yaml\nfrom IPython.display import Image, display\n\n"
+        "from medwss.active.pool import remap_labels\nfrom medwss.cli.main import main\n"
+        "from medwss.data.phantoms import generate\nfrom medwss.io import load_volume, save_nifti\nfrom medwss.io.volume import Volume\n\n"
+        "out = Path(OUT)\nTINY = N <= 4  # the notebook test runs with N=2: one-epoch trainings\n"
+        "manifest = generate('ct', out / 'phantom', n=max(N, 4), seed=SEED, scale=SCALE, progress=False)\n"
+        "CLASSES = [[1], [2, 3], [7]]  # liver, kidneys (right + left), spleen\n"
+        "cfg = {'classes': CLASSES, 'num_classes': 4, 'window': [-100.0, 150.0], 'thumb_size': 32 if TINY else 48, 'seed': SEED,\n"
+        "       'metric': {'epochs': 1 if TINY else 20, 'batch_size': 64},\n"
+        "       'seg': {'channels': [8, 16, 32], 'dropout': 0.1, 'epochs': 1 if TINY else 10, 'batch_size': 4, 'lr': 0.01, 'augment': False},\n"
+        "       'min_steps': 0 if TINY else 150}\n"
+        "(out / 'al.yaml').write_text(yaml.safe_dump(cfg))\nstate = out / 'state'\nprint(manifest)"
+    ),
+    new_markdown_cell(
+        "## 1. Start a project\n`medwss al init` cuts the manifest's train/val volumes into axial slices (the pool), "
+        "keeping patient, volume and slice index, and writes a state folder. Everything the project knows lives there."
+    ),
+    new_code_cell(
+        "import shutil\nshutil.rmtree(state, ignore_errors=True)\n"
+        "main(['al', 'init', str(manifest), '--state', str(state), '--config', str(out / 'al.yaml'), '--quiet'])"
+    ),
+    new_markdown_cell(
+        "## 2. Select slices to annotate\n`medwss al select` trains the contrastive metric once (cached in "
+        "`state/features/`), runs k-center greedy in it and exports the chosen slices as 2D NIfTI that keep their "
+        "position in the scanner (they open over the full volume in ITK-SNAP or 3D Slicer), with PNG previews, a CSV "
+        "and instructions."
+    ),
+    new_code_cell(
+        "main(['al', 'select', '--state', str(state), '--budget', '3%', '--quiet'])\n"
+        "export = state / 'rounds' / 'round_001'\nrows = list(csv.DictReader(open(export / 'selection.csv')))\n"
+        "print((export / 'README.txt').read_text())\n"
+        "fig, axes = plt.subplots(1, len(rows), figsize=(2.5 * len(rows), 2.7))\n"
+        "for ax, r in zip(np.atleast_1d(axes), rows):\n"
+        "    ax.imshow(plt.imread(export / 'previews' / f\"{r['slice_id']}.png\")); ax.set_title(r['slice_id'], fontsize=8); ax.axis('off')\n"
+        "plt.show()"
+    ),
+    new_markdown_cell(
+        "## 3. Annotate (a script plays the annotator) and ingest\nHere the annotator copies the phantom's ground truth "
+        "onto each exported slice and saves it on the slice's grid as `<slice_id>_label.nii.gz`. For one slice it "
+        "draws scribbles instead (255 = unlabelled). A file saved on the wrong grid is rejected with a message that "
+        "names it; the good ones are ingested."
+    ),
+    new_code_cell(
+        "ann = out / 'annotations_round1'\npool = {r['slice_id']: r for r in csv.DictReader(open(state / 'pool.csv'))}\n"
+        "for i, r in enumerate(rows):\n"
+        "    img = load_volume(export / 'images' / f\"{r['slice_id']}.nii.gz\")\n"
+        "    ref = pool[r['slice_id']]\n"
+        "    lab = remap_labels(load_volume(ref['label']).array[:, :, int(ref['index'])], CLASSES).astype(np.uint8)\n"
+        "    if i == 0:  # scribble: keep every fourth row of the mask, the rest unlabelled\n"
+        "        lab[np.arange(lab.shape[0]) % 4 != 0] = 255\n"
+        "    save_nifti(Volume(lab[:, :, None], img.affine), ann / f\"{r['slice_id']}_label.nii.gz\")\n"
+        "moved = img.affine.copy(); moved[2, 3] += 6.0  # saved one slice too high\n"
+        "save_nifti(Volume(lab[:, :, None], moved), out / 'wrong' / f\"{r['slice_id']}_label.nii.gz\")\n"
+        "print('exit code', main(['al', 'ingest', str(out / 'wrong'), '--state', str(state)]))\n"
+        "print('exit code', main(['al', 'ingest', str(ann), '--state', str(state)]))"
+    ),
+    new_markdown_cell(
+        "## 4. Train, and select the next round\n`medwss al train` uses CE + Dice on full masks, and partial CE + the size "
+        "penalty as soon as scribbles are present. It checkpoints every epoch and resumes if interrupted. Uncertainty "
+        "strategies (entropy, margin, BALD) use this model from round two on."
+    ),
+    new_code_cell(
+        "main(['al', 'train', '--state', str(state), '--quiet'])\n"
+        "main(['al', 'select', '--state', str(state), '--budget', '2', '--strategy', 'bald', '--quiet'])\n"
+        "main(['al', 'status', '--state', str(state)])"
+    ),
+    new_markdown_cell(
+        "## 5. Simulated learning curves\n`medwss al simulate` repeats rounds with an oracle (the ground truth, or "
+        "scribbles drawn from it) and scores each round's model by 3D Dice on held-out test volumes. The full "
+        "comparison (7 strategies, 3 seeds, full and scribble annotations, and the real CT) is "
+        "`benchmarks/al_curves.py`; its results are in the README."
+    ),
+    new_code_cell(
+        "sim = {'strategies': ['random', 'coreset', 'contrastive_coreset'], 'seeds': [SEED] if TINY else [SEED, SEED + 1, SEED + 2],\n"
+        "       'modes': ['full'], 'rounds': 2 if TINY else 4, 'budget': '1%', 'al': cfg}\n"
+        "(out / 'sim.yaml').write_text(yaml.safe_dump(sim))\n"
+        "main(['al', 'simulate', str(manifest), '--out', str(out / 'simulate'), '--config', str(out / 'sim.yaml'), '--quiet'])\n"
+        "display(Image(filename=str(out / 'simulate' / 'al_curves.png')))"
+    ),
+]
+
+
+def main() -> None:
+    nb = new_notebook(
+        cells=CELLS, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    nbformat.write(nb, OUT)
+    print(OUT)
+
+
+if __name__ == "__main__":
+    main()
