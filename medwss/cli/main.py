@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from medwss import __version__
-from medwss.cli import al, demo, embed, encoder, evaluate, info, manifest, mil, phantom, scribble, tile
+from medwss.cli import al, demo, embed, encoder, evaluate, info, manifest, mil, phantom, pseudo, scribble, tile
 from medwss.errors import MedwssError
 
-GROUPS = (info, manifest, phantom, tile, embed, encoder, mil, evaluate, scribble, al, demo)
+GROUPS = (info, manifest, phantom, tile, embed, encoder, mil, evaluate, scribble, al, pseudo, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,195 @@
+"""`medwss pseudo box|cam|dhr|fuse|sweep|agmm|cpal|par|dupl|evaluate`: pseudo-labels from cheap labels.
+
+Input: a manifest of volumes (CT phantoms, real CT; 2D images work as one-slice volumes). Tags
+(which classes a slice contains), boxes, scribbles and points are derived from the `mask` column
+unless given (`--boxes` for a detector's CSV/JSON, the `scribble` column for scribbles). Output,
+in `--out`: ``labels/<case>.nii.gz`` (int16 on the source grid, -1 = ignore), ``previews/<case>.png``,
+``run.json`` and, where masks exist, ``metrics.csv``/``metrics.json`` (per-class Dice, mIoU,
+coverage, minor-class recall).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+_COMMON = ("labels", "downsample", "seed")
+_FLAGS: dict[str, tuple[str, ...]] = {
+    "box": ("segmenter", "checkpoint", "box_threshold", "ring"),
+    "cam": ("cam_source", "cam_epochs", "cam_tau"),
+    "dhr": ("cam_source", "cam_epochs", "cam_tau", "prior", "eps"),
+    "fuse": ("cam_source", "cam_epochs", "foreground", "tau", "band"),
+    "sweep": ("cam_source", "cam_epochs", "foreground"),
+    "agmm": ("weak", "iterations", "confidence"),
+    "cpal": ("cam_source", "cam_epochs", "cam_tau", "contexts", "top_k", "alpha"),
+    "par": ("cam_source", "cam_epochs", "cam_tau", "par_iter"),
+    "dupl": ("cam_source", "cam_epochs", "cam_tau", "iterations", "confidence"),
+}
+_TYPES: dict[str, Any] = {
+    "downsample": int, "seed": int, "box_threshold": float, "ring": int, "cam_epochs": int, "cam_tau": float,
+    "eps": float, "tau": float, "band": float, "iterations": int, "confidence": float, "contexts": int,
+    "top_k": int, "alpha": float, "par_iter": int,
+}  # fmt: skip
+_FLAG_HELP = {
+    "labels": "mask values -> classes: ct_phantom, totalseg, binary",
+    "downsample": "in-plane downsampling of the slices (1 = native)",
+    "segmenter": "box, random_walker, chan_vese, otsu, sam, medsam",
+    "checkpoint": "local SAM/MedSAM checkpoint (nothing is downloaded)",
+    "ring": "ignore ring (pixels) around every mask boundary",
+    "cam_source": "activation maps from points (default) or a tag classifier (tags)",
+    "tau": "fusion threshold; omitted: chosen by a sweep on the val split",
+    "prior": "DHR class prior: volume or uniform",
+    "iterations": "training steps (agmm, dupl)",
+    "confidence": "posterior below which the output abstains (-1)",
+}
+_HELP = {
+    "box": "segment inside boxes (random walker, Chan-Vese, Otsu, SAM/MedSAM)",
+    "cam": "plain activation-map threshold (the baseline every method is compared with)",
+    "dhr": "Sinkhorn rebalancing of CAMs (DHR) so minor classes survive",
+    "fuse": "foreground-prior fusion with a threshold and ignore band (WSSS-BED)",
+    "sweep": "Dice against the fusion threshold on the val split",
+    "agmm": "Gaussian-mixture learning from sparse labels (AGMM)",
+    "cpal": "CAMs completed by context prototypes (CPAL)",
+    "par": "CAMs refined by pixel-adaptive affinity (PAR)",
+    "dupl": "dual students with dynamic threshold and loss-GMM filter (DuPL)",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pseudo", help="pseudo-labels from tags, boxes, scribbles, points", description=__doc__)
+    psub = p.add_subparsers(dest="pseudo_command", metavar="SUBCOMMAND", required=True)
+    for name, flags in _FLAGS.items():
+        s = psub.add_parser(name, help=_HELP[name])
+        s.add_argument("manifest", help="manifest CSV (image, and mask for tags/derived weak labels and metrics)")
+        s.add_argument("--out", required=True, help="output folder")
+        s.add_argument("--config", help="YAML config (configs/pseudo_*.yaml); flags override it")
+        for flag in _COMMON + flags:
+            s.add_argument("--" + flag.replace("_", "-"), type=_TYPES.get(flag, str), help=_FLAG_HELP.get(flag))
+        if name == "box":
+            s.add_argument("--boxes", help="detector output (CSV/JSON); boxes from the masks if omitted")
+        if name == "agmm":
+            s.add_argument("--offline", action="store_true", help="GMM refiner on intensity/position, no training")
+        s.add_argument("--quiet", action="store_true")
+        s.set_defaults(func=run_method, method=name)
+    e = psub.add_parser("evaluate", help="metrics of pseudo-label NIfTIs against the manifest's masks")
+    e.add_argument("labels_dir", help="folder of <case_id>.nii.gz pseudo-labels")
+    e.add_argument("manifest")
+    e.add_argument("--out", required=True, help="output folder (metrics.csv, metrics.json, run.json)")
+    e.add_argument("--config")
+    e.add_argument("--labels", help="label preset of the manifest's masks")
+    e.add_argument("--downsample", type=int, help="in-plane downsampling used for the metrics")
+    e.set_defaults(func=run_evaluate)
+
+
+def resolve(args: argparse.Namespace):  # noqa: ANN201
+    from medwss.config import merge_config
+    from medwss.pseudo.config import PseudoConfig
+
+    flags = _COMMON + _FLAGS.get(getattr(args, "method", ""), ())
+    return merge_config(PseudoConfig, args.config, {k: getattr(args, k, None) for k in flags})
+
+
+def _compute(method: str, cases: list, cfg: Any, args: argparse.Namespace) -> tuple[list, dict[str, Any]]:
+    from medwss.pseudo import workflow as wf
+
+    extra: dict[str, Any] = {}
+    if method == "box":
+        return wf.run_box(cases, cfg, args.boxes, progress=not args.quiet), extra
+    if method == "agmm":
+        return wf.run_agmm(cases, cfg, offline=args.offline, progress=not args.quiet), extra
+    cams, feats = wf.compute_cams(cases, cfg, progress=not args.quiet)
+    if method == "cam":
+        return wf.cam_baseline(cams, cfg), extra
+    if method == "dhr":
+        return wf.run_dhr(cases, cams, cfg), extra
+    if method in ("fuse", "sweep"):
+        labels, tau = wf.run_fuse(cases, cams, cfg)
+        extra["tau"] = tau
+        if method == "sweep":
+            extra["sweep"] = wf.sweep(cases, cams, cfg)
+        return labels, extra
+    if method == "cpal":
+        return wf.run_cpal(cases, cams, feats, cfg), extra
+    if method == "par":
+        return wf.run_par(cases, cams, cfg), extra
+    labels, history = wf.run_dupl(cases, cams, cfg, progress=not args.quiet)
+    extra["final_tau"] = history[-1]["tau"]
+    extra["discarded_last"] = history[-1]["discarded"]
+    return labels, extra
+
+
+def run_method(args: argparse.Namespace) -> int:
+    from medwss.data.manifest import load_manifest
+    from medwss.errors import InvalidDataError
+    from medwss.io.atomic import write_text
+    from medwss.pseudo.outputs import write_outputs
+    from medwss.pseudo.workflow import load_cases
+    from medwss.runinfo import write_run_record
+
+    cfg = resolve(args)
+    cases, failed = load_cases(load_manifest(args.manifest), cfg, progress=not args.quiet)
+    for f in failed:
+        print(f"skipped {f}")
+    if not cases:
+        raise InvalidDataError("no case could be loaded", args.manifest)
+    labels, extra = _compute(args.method, cases, cfg, args)
+    metrics = write_outputs(cases, labels, args.out, cfg)
+    if "sweep" in extra:
+        write_text(Path(args.out) / "sweep.json", json.dumps(extra["sweep"], indent=2) + "\n")
+    record = {
+        "pooled": metrics["pooled"] if metrics else None,
+        "failed": failed,
+        **{k: v for k, v in extra.items() if k != "sweep"},
+    }
+    write_run_record(args.out, f"pseudo {args.method}", cfg.model_dump(), seed=cfg.seed, metrics=record)
+    msg = f"pseudo {args.method}: {len(cases)} case(s) -> {Path(args.out) / 'labels'}"
+    if metrics:
+        p = metrics["pooled"]
+        msg += f"; Dice {p['mean_dice']:.3f}, coverage {p['coverage']:.3f}, minor recall {p['minor_recall']:.3f}"
+    if "tau" in extra:
+        msg += f"; tau {extra['tau']:.2f}"
+    print(msg)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from medwss.data.manifest import load_manifest
+    from medwss.errors import InvalidDataError
+    from medwss.io.volumes import load_volume
+    from medwss.pseudo.outputs import evaluate, metrics_csv
+    from medwss.pseudo.workflow import load_cases
+    from medwss.runinfo import write_run_record
+
+    cfg = resolve(args)
+    cases, failed = load_cases(load_manifest(args.manifest), cfg)
+    labels, kept = [], []
+    for c in cases:
+        path = Path(args.labels_dir) / f"{c.case_id}.nii.gz"
+        if not path.exists() or c.gts is None:
+            failed.append(f"{c.case_id}: no pseudo-label file or no mask")
+            continue
+        arr = np.asarray(load_volume(path).array).astype(np.int64)
+        s = cfg.downsample
+        labels.append([arr[::s, ::s, k] for k in range(arr.shape[2])])
+        kept.append(c)
+    metrics = evaluate(kept, labels, cfg)
+    if metrics is None:
+        raise InvalidDataError("no case has both a pseudo-label file and a mask", args.labels_dir)
+    from medwss.io.atomic import write_text
+
+    write_text(Path(args.out) / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_text(Path(args.out) / "metrics.csv", metrics_csv(metrics))
+    write_run_record(
+        args.out,
+        "pseudo evaluate",
+        cfg.model_dump(),
+        seed=cfg.seed,
+        metrics={"pooled": metrics["pooled"], "failed": failed},
+    )
+    p = metrics["pooled"]
+    print(f"{len(kept)} case(s): Dice {p['mean_dice']:.3f}, mIoU {p['miou']:.3f}, coverage {p['coverage']:.3f}")
+    return 0

@@ -1,0 +1,49 @@
+"""Pseudo-label toolkit: six natural-image WSSS methods made weight-free for CT, MRI and slide tiles.
+
+Convention: a pseudo-label map is an int array with 0 = background, 1..K-1 = classes and
+`IGNORE` = -1 where the method abstains (the `medwss.seg` target convention; int16 in NIfTI).
+
+Components (one module each):
+
+* `boxes`, `segmenters`, `sam`: box prompts → masks (random walker, Chan-Vese, Otsu, SAM/MedSAM).
+* `dhr`: Sinkhorn rebalancing so minor classes survive; prototype heatmaps; class grouping.
+* `fusion`: WSSS-BED foreground-prior fusion with an ignore band; `threshold_sweep`.
+* `agmm`, `agmm_train`: Gaussian-mixture loss for sparse labels; offline GMM refiner.
+* `cpal`: context prototypes and prototype-aware activation maps.
+* `dupl`: dual-student training with a dynamic threshold and a loss-GMM noise filter.
+* `par`: pixel-adaptive refinement of activation maps.
+* `metrics`: per-class Dice/IoU, coverage, minor-class recall.
+* `cams`, `nets`, `weak`: weight-free activation maps, a tiny network, sparse labels from full maps.
+"""
+
+from medwss.pseudo.boxes import boxes_from_activation, boxes_from_labels, boxes_to_labels, load_boxes
+from medwss.pseudo.dhr import prototype_heatmaps, rebalance, sinkhorn, uniform_prior, volume_prior
+from medwss.pseudo.fusion import foreground_prior, fuse, threshold_sweep
+from medwss.pseudo.metrics import PseudoLabelMeter, pseudo_label_metrics
+from medwss.pseudo.par import PAR, refine_cams
+from medwss.pseudo.protocol import IGNORE, Box, PromptableSegmenter
+from medwss.pseudo.segmenters import BOX_SEGMENTERS, create_box_segmenter
+
+__all__ = [
+    "BOX_SEGMENTERS",
+    "IGNORE",
+    "PAR",
+    "Box",
+    "PromptableSegmenter",
+    "PseudoLabelMeter",
+    "boxes_from_activation",
+    "boxes_from_labels",
+    "boxes_to_labels",
+    "create_box_segmenter",
+    "foreground_prior",
+    "fuse",
+    "load_boxes",
+    "prototype_heatmaps",
+    "pseudo_label_metrics",
+    "rebalance",
+    "refine_cams",
+    "sinkhorn",
+    "threshold_sweep",
+    "uniform_prior",
+    "volume_prior",
+]

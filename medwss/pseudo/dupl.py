@@ -1,0 +1,201 @@
+"""DuPL: two students teach each other, with a dynamic threshold and a loss-GMM noise filter.
+
+Each student (a small segmenter) is trained on pseudo-labels made by the *other* one: the peer's
+confident predictions (top probability ≥ a threshold that decays along a cosine from
+`tau_start` to `tau_end`), falling back on the initial pseudo-labels where the peer abstains.
+A two-component Gaussian mixture on the per-pixel losses (fitted per class, after warm-up)
+separates clean from noisy labels; noisy
+(discarded) pixels are not supervised but get a consistency loss between the student's
+predictions on a weak and a strong view. A discrepancy loss keeps the students' features apart
+so they do not collapse into one. The initial pseudo-labels remain an anchor term (loss-filtered as
+well), the role DuPL's image-label-trained CAM branch plays: without it, confident background
+predictions of the peer erase small organs. Strong augmentation is medically safe: intensity changes only
+(gamma, contrast, noise, blur), no flips (left and right organs differ) and no warps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from medwss.config import StrictConfig
+from medwss.pseudo.nets import TinyFCN, class_weights
+from medwss.pseudo.protocol import IGNORE
+
+
+class DuPLConfig(StrictConfig):
+    """Dual-student training settings."""
+
+    iterations: int = 200
+    batch_size: int = 4
+    lr: float = 3e-3
+    width: int = 16
+    tau_start: float = 0.95
+    tau_end: float = 0.7
+    warmup: int = 50
+    w_discrepancy: float = 0.1
+    w_consistency: float = 0.5
+    w_anchor: float = 1.0
+    gmm_filter: bool = True
+    seed: int = 0
+
+
+def dynamic_threshold(step: int, total: int, tau_start: float = 0.95, tau_end: float = 0.7) -> float:
+    """Cosine decay from `tau_start` (step 0) to `tau_end` (step `total`)."""
+    t = min(max(step / max(total, 1), 0.0), 1.0)
+    return tau_end + (tau_start - tau_end) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def _gmm_1d(x: np.ndarray, n_iter: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-component 1D Gaussian mixture by EM: (means, standard deviations, (N, 2) posteriors)."""
+    mu = np.percentile(x, [10.0, 90.0])
+    sd = np.full(2, max(float(x.std()), 1e-3))
+    w = np.full(2, 0.5)
+    for _ in range(n_iter):
+        logp = -0.5 * ((x[:, None] - mu) / sd) ** 2 - np.log(sd) + np.log(w)
+        logp -= logp.max(axis=1, keepdims=True)
+        post = np.exp(logp)
+        post /= post.sum(axis=1, keepdims=True)
+        nk = post.sum(axis=0) + 1e-9
+        w = nk / nk.sum()
+        mu = (post * x[:, None]).sum(axis=0) / nk
+        sd = np.sqrt((post * (x[:, None] - mu) ** 2).sum(axis=0) / nk) + 1e-4
+    return mu, sd, post
+
+
+def gmm_clean_mask(losses: np.ndarray, separation: float = 2.0) -> np.ndarray:
+    """True for pixels in the low-loss component of a two-component GMM on per-pixel losses.
+
+    A two-component mixture splits any distribution; the split is used only when the components
+    are apart: ``mean_high - mean_low > separation * (sd_low + sd_high)``. Otherwise all are clean.
+    """
+    x = np.asarray(losses, dtype=np.float64).reshape(-1)
+    if x.shape[0] < 4 or np.ptp(x) < 1e-6:
+        return np.ones(x.shape[0], dtype=bool)
+    mu, sd, post = _gmm_1d(x)
+    lo, hi = int(np.argmin(mu)), int(np.argmax(mu))
+    if lo == hi or mu[hi] - mu[lo] <= separation * (sd[lo] + sd[hi]):
+        return np.ones(x.shape[0], dtype=bool)
+    return post[:, lo] > 0.5
+
+
+def strong_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Intensity-only strong view of (B, C, H, W) normalised images (gamma, contrast, noise, blur)."""
+    b = x.shape[0]
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, 1, 1, 1, generator=generator)
+
+    lo = x.amin(dim=(1, 2, 3), keepdim=True)
+    span = (x.amax(dim=(1, 2, 3), keepdim=True) - lo).clamp_min(1e-6)
+    y = ((x - lo) / span).clamp(0, 1) ** u(0.7, 1.5) * span + lo  # gamma
+    y = (y - y.mean(dim=(2, 3), keepdim=True)) * u(0.75, 1.25) + y.mean(dim=(2, 3), keepdim=True)  # contrast
+    k = torch.tensor([0.25, 0.5, 0.25])
+    blur = F.conv2d(
+        F.pad(y, (1, 1, 1, 1), mode="replicate"),
+        (k[:, None] * k[None, :]).view(1, 1, 3, 3).expand(y.shape[1], 1, 3, 3),
+        groups=y.shape[1],
+    )
+    y = torch.where(torch.rand(b, 1, 1, 1, generator=generator) < 0.5, blur, y)
+    return y + 0.1 * x.std() * torch.randn(y.shape, generator=generator)
+
+
+def discrepancy_loss(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """Mean per-pixel cosine similarity of the two students' features, mapped to [0, 1] (minimised)."""
+    return ((F.cosine_similarity(fa, fb, dim=1) + 1.0) / 2.0).mean()
+
+
+def _peer_targets(peer_logits: torch.Tensor, initial: torch.Tensor, tau: float, warm: bool) -> torch.Tensor:
+    """Pseudo-labels from the peer's confident predictions, the initial labels where it abstains."""
+    if not warm:
+        return initial
+    conf, lab = torch.softmax(peer_logits.detach(), dim=1).max(dim=1)
+    return torch.where(conf >= tau, lab, initial)
+
+
+def _student_loss(
+    logits: torch.Tensor, strong_logits: torch.Tensor, target: torch.Tensor, cfg: DuPLConfig, warm: bool
+) -> tuple[torch.Tensor, float]:
+    """CE on clean labelled pixels + consistency on discarded ones; returns (loss, share discarded).
+
+    The loss filter starts after warm-up: at initialisation low loss only means "agrees with the
+    random network", and filtering then collapses training onto one class.
+    """
+    pix = F.cross_entropy(logits, target.clamp_min(0), reduction="none")  # (B, H, W)
+    lab = target != IGNORE
+    clean = lab.clone()
+    if cfg.gmm_filter and warm and lab.sum() > 8:  # before warm-up every loss is noise: filter nothing
+        for c in target[lab].unique().tolist():  # per class: a hard minor class is not discarded wholesale
+            sel = target == c
+            if sel.sum() > 8:
+                clean[sel] = torch.from_numpy(gmm_clean_mask(pix[sel].detach().numpy()))
+    w = class_weights(target, logits.shape[1])[target.clamp_min(0)]  # (B, H, W) class-balanced weights
+    ce = (pix * w)[clean].sum() / w[clean].sum() if clean.any() else logits.sum() * 0.0
+    discarded = ~clean
+    cons = logits.sum() * 0.0
+    if discarded.any():
+        weak = logits.detach().argmax(dim=1)
+        cons = F.cross_entropy(strong_logits, weak, reduction="none")[discarded].mean()
+    share = float((lab & ~clean).sum()) / max(int(lab.sum()), 1)
+    return ce + cfg.w_consistency * cons, share
+
+
+def train_dupl(
+    images: Sequence[np.ndarray], initial: Sequence[np.ndarray], n_classes: int, cfg: DuPLConfig, progress: bool = False
+) -> tuple[tuple[TinyFCN, TinyFCN], list[dict[str, float]]]:
+    """Train two students on (C, H, W) images with initial (H, W) pseudo-labels (`IGNORE` allowed).
+
+    Returns:
+        ``((student_a, student_b), history)``; history has per step the loss, threshold and the
+        share of labelled pixels the GMM filter discarded.
+    """
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    x = torch.from_numpy(np.stack(images).astype(np.float32))
+    y0 = torch.from_numpy(np.stack(initial).astype(np.int64))
+    a = TinyFCN(x.shape[1], n_classes, width=cfg.width)
+    torch.manual_seed(cfg.seed + 1)
+    b = TinyFCN(x.shape[1], n_classes, width=cfg.width)
+    opt = torch.optim.Adam(list(a.parameters()) + list(b.parameters()), lr=cfg.lr)
+    history: list[dict[str, float]] = []
+    for step in tqdm(range(cfg.iterations), desc="dupl", disable=not progress):
+        idx = torch.from_numpy(rng.choice(len(x), size=min(cfg.batch_size, len(x)), replace=False))
+        xw, xs = x[idx], strong_augment(x[idx], gen)
+        fa, fb = a.forward_features(xw), b.forward_features(xw)  # (B, F, H, W)
+        la, lb = a.forward_head(fa), b.forward_head(fb)  # (B, K, H, W)
+        tau = dynamic_threshold(step, cfg.iterations, cfg.tau_start, cfg.tau_end)
+        warm = step >= cfg.warmup
+        sa, sb = a(xs), b(xs)  # strong views
+        loss_a, drop_a = _student_loss(la, sa, _peer_targets(lb, y0[idx], tau, warm), cfg, warm)
+        loss_b, drop_b = _student_loss(lb, sb, _peer_targets(la, y0[idx], tau, warm), cfg, warm)
+        loss = loss_a + loss_b + cfg.w_discrepancy * discrepancy_loss(fa, fb)
+        if warm and cfg.w_anchor > 0:  # the initial labels stay an anchor (filtered too), as DuPL's CAM branch is
+            loss = loss + cfg.w_anchor * (
+                _student_loss(la, sa, y0[idx], cfg, warm)[0] + _student_loss(lb, sb, y0[idx], cfg, warm)[0]
+            )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append({"loss": float(loss.detach()), "tau": tau, "discarded": (drop_a + drop_b) / 2})
+    return (a.eval(), b.eval()), history
+
+
+@torch.no_grad()
+def dupl_labels(
+    students: tuple[torch.nn.Module, torch.nn.Module], images: Sequence[np.ndarray], confidence: float = 0.7
+) -> list[np.ndarray]:
+    """Pseudo-labels from the mean of both students' probabilities; `IGNORE` below `confidence`."""
+    out = []
+    for img in images:
+        t = torch.from_numpy(np.asarray(img, np.float32))[None]
+        p = (torch.softmax(students[0](t), 1) + torch.softmax(students[1](t), 1))[0] / 2
+        conf, lab = p.max(dim=0)
+        lab[conf < confidence] = IGNORE
+        out.append(lab.numpy().astype(np.int64))
+    return out

@@ -1,0 +1,83 @@
+"""The pseudo-label contract: label maps with `IGNORE`, boxes, and the promptable-segmenter protocol.
+
+A pseudo-label map is an integer array on the image grid: ``0`` background, ``1..K-1`` classes,
+and `IGNORE` (-1) where the method abstains (uncertain ring, overlapping boxes, the ignore band of
+a threshold). It is the target convention of `medwss.seg` (``-1`` = ignore), and is stored as
+int16 NIfTI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+IGNORE = -1
+"""Value of abstained pixels/voxels in a pseudo-label map."""
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box in array-index order, half-open: ``lo[d] <= index < hi[d]``.
+
+    Attributes:
+        lo: First index along each array axis.
+        hi: One past the last index along each axis.
+        label: Class the box stands for (its mask gets this value).
+        score: Detector confidence, or the peak activation of the component it came from.
+    """
+
+    lo: tuple[int, ...]
+    hi: tuple[int, ...]
+    label: int = 1
+    score: float = 1.0
+
+    def __post_init__(self) -> None:
+        if len(self.lo) != len(self.hi) or any(h <= lo for lo, h in zip(self.lo, self.hi, strict=True)):
+            raise ValueError(f"empty or malformed box lo={self.lo} hi={self.hi}")
+
+    @property
+    def slices(self) -> tuple[slice, ...]:
+        return tuple(slice(lo, h) for lo, h in zip(self.lo, self.hi, strict=True))
+
+    def clip(self, shape: tuple[int, ...]) -> Box:
+        """The box clipped to an array of `shape`."""
+        lo = tuple(max(0, int(v)) for v in self.lo)
+        hi = tuple(min(int(s), int(v)) for v, s in zip(self.hi, shape, strict=True))
+        return Box(lo, hi, self.label, self.score)
+
+    def grow(self, margin: int, shape: tuple[int, ...]) -> Box:
+        """The box grown by `margin` on every side, clipped to `shape`."""
+        return Box(tuple(v - margin for v in self.lo), tuple(v + margin for v in self.hi), self.label, self.score).clip(
+            shape
+        )
+
+    def mask(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Boolean array of `shape`, True inside the box."""
+        out = np.zeros(shape, dtype=bool)
+        out[self.slices] = True
+        return out
+
+
+@runtime_checkable
+class PromptableSegmenter(Protocol):
+    """Anything that turns an image and a box prompt into a foreground probability map.
+
+    ``segment(image, box)`` takes a 2D (or, where the method allows, 3D) intensity array and a
+    `Box` on its grid, and returns a float array of the image's shape in [0, 1] (zero far
+    outside the box). Classical segmenters, SAM and MedSAM all satisfy it.
+    """
+
+    name: str
+
+    def segment(self, image: np.ndarray, box: Box) -> np.ndarray: ...
+
+
+def normalize_intensity(image: np.ndarray, window: tuple[float, float] | None = None) -> np.ndarray:
+    """Scale `image` to [0, 1] using `window` (e.g. a HU window) or its 1st-99th percentiles."""
+    x = np.asarray(image, dtype=np.float64)
+    lo, hi = (float(window[0]), float(window[1])) if window else tuple(np.percentile(x, [1.0, 99.0]).tolist())
+    if hi <= lo:
+        return np.zeros_like(x)
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0)

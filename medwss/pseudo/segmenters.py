@@ -1,0 +1,200 @@
+"""Weight-free promptable segmenters: random walker, morphological Chan-Vese, Otsu-in-box, raw box.
+
+All take an image and a `Box` and return a foreground probability on the image grid; they work on
+2D images and 3D volumes alike (scikit-image). Each crops the box plus a margin, so cost follows
+the box, not the image.
+
+Example:
+    >>> seg = create_box_segmenter("random_walker")
+    >>> prob = seg.segment(ct_slice, Box((20, 30), (50, 70), label=2))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from scipy import ndimage
+
+from medwss.errors import ConfigError
+from medwss.pseudo.protocol import Box, normalize_intensity
+
+
+def _crop(image: np.ndarray, box: Box, margin: int, window: tuple[float, float] | None) -> tuple[np.ndarray, Box, Box]:
+    """The normalised crop of box+margin, the grown box, and the box in crop coordinates."""
+    shape = tuple(image.shape)
+    box = box.clip(shape)
+    outer = box.grow(margin, shape)
+    crop = normalize_intensity(image[outer.slices], window)
+    inner = Box(
+        tuple(a - o for a, o in zip(box.lo, outer.lo, strict=True)),
+        tuple(b - o for b, o in zip(box.hi, outer.lo, strict=True)),
+        box.label,
+        box.score,
+    )
+    return crop, outer, inner
+
+
+def _core(inner: Box, shape: tuple[int, ...], fraction: float) -> np.ndarray:
+    """An ellipsoid around the box centre whose semi-axes are `fraction` of the box's half-sizes."""
+    grids = np.ogrid[tuple(slice(0, s) for s in shape)]
+    r = np.zeros(shape)
+    for g, lo, hi in zip(grids, inner.lo, inner.hi, strict=True):
+        c, h = (lo + hi - 1) / 2.0, max((hi - lo) / 2.0 * fraction, 1.0)  # at least the central pixel(s)
+        r = r + ((g - c) / h) ** 2
+    return r <= 1.0
+
+
+def _paste(prob_crop: np.ndarray, outer: Box, inner: Box, shape: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros(shape, dtype=np.float32)
+    keep = np.zeros(prob_crop.shape, dtype=bool)
+    keep[inner.slices] = True
+    out[outer.slices] = np.where(keep, prob_crop, 0.0)
+    return out
+
+
+class BoxSegmenter:
+    """The raw box as the mask (the baseline every box method must beat)."""
+
+    name = "box"
+
+    def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
+        return box.clip(tuple(image.shape)).mask(tuple(image.shape)).astype(np.float32)
+
+
+class RandomWalkerSegmenter:
+    """Random walker seeded from the box: pixels outside it are background, a central core is object.
+
+    Args:
+        beta: Edge sensitivity of the random walker.
+        margin: Pixels around the box used as background seeds.
+        core: Semi-axes of the object seed, as a fraction of the box half-sizes.
+        window: Intensity window (e.g. HU) for normalisation; percentiles of the crop if None.
+    """
+
+    name = "random_walker"
+
+    def __init__(
+        self, beta: float = 130.0, margin: int = 3, core: float = 0.3, window: tuple[float, float] | None = None
+    ) -> None:
+        self.beta = beta
+        self.margin = margin
+        self.core = core
+        self.window = window
+
+    def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
+        from skimage.segmentation import random_walker
+
+        crop, outer, inner = _crop(image, box, self.margin, self.window)
+        seeds = np.zeros(crop.shape, dtype=np.int32)
+        outside = ~inner.mask(crop.shape)
+        if not outside.any():  # box covers the whole image: use its border as background
+            outside = ~ndimage.binary_erosion(np.ones(crop.shape, dtype=bool))
+        seeds[outside] = 2
+        seeds[_core(inner, crop.shape, self.core)] = 1
+        if not (seeds == 0).any() or not (seeds == 1).any():  # nothing to solve (tiny box)
+            return _paste((seeds == 1).astype(np.float32), outer, inner, tuple(image.shape))
+        with warnings.catch_warnings():  # tiny overshoots of [0, 1] from the linear solver are clipped below
+            warnings.simplefilter("ignore", UserWarning)
+            prob = random_walker(
+                crop, seeds, beta=self.beta, mode="bf" if crop.size < 4000 else "cg_j", return_full_prob=True
+            )
+        fg = prob[0] if prob.shape[1:] == crop.shape else (seeds == 1).astype(np.float64)
+        return _paste(np.clip(fg, 0.0, 1.0), outer, inner, tuple(image.shape))
+
+
+class ChanVeseSegmenter:
+    """Morphological Chan-Vese (active contour without edges) started from an ellipse inscribed in the box.
+
+    Args:
+        iterations: Number of morphological iterations.
+        smoothing: Smoothing steps per iteration.
+        margin: Pixels of context around the box.
+        window: Intensity window for normalisation.
+    """
+
+    name = "chan_vese"
+
+    def __init__(
+        self, iterations: int = 60, smoothing: int = 1, margin: int = 3, window: tuple[float, float] | None = None
+    ) -> None:
+        self.iterations = iterations
+        self.smoothing = smoothing
+        self.margin = margin
+        self.window = window
+
+    def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
+        from skimage.segmentation import morphological_chan_vese
+
+        crop, outer, inner = _crop(image, box, self.margin, self.window)
+        init = _core(inner, crop.shape, 0.8)
+        ls = morphological_chan_vese(crop, self.iterations, init_level_set=init, smoothing=self.smoothing)
+        ls = ls.astype(bool)
+        if ls[inner.slices].mean() > 0.95 or not (ls & init).any():  # took the complement: flip
+            ls = ~ls
+        return _paste(_component_at(ls, init).astype(np.float32), outer, inner, tuple(image.shape))
+
+
+class OtsuBoxSegmenter:
+    """Otsu threshold inside the box; the side containing the box centre, its component at the centre, holes filled.
+
+    Args:
+        margin: Pixels of context around the box (used for the threshold statistics).
+        window: Intensity window for normalisation.
+    """
+
+    name = "otsu"
+
+    def __init__(self, margin: int = 0, window: tuple[float, float] | None = None) -> None:
+        self.margin = margin
+        self.window = window
+
+    def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
+        from skimage.filters import threshold_otsu
+
+        crop, outer, inner = _crop(image, box, self.margin, self.window)
+        values = crop[inner.slices]
+        if np.ptp(values) == 0:
+            return _paste(inner.mask(crop.shape).astype(np.float32), outer, inner, tuple(image.shape))
+        t = threshold_otsu(values)
+        core = _core(inner, crop.shape, 0.3)
+        bright = crop > t
+        fg = bright if bright[core].mean() >= 0.5 else ~bright
+        fg &= inner.mask(crop.shape)
+        fg = ndimage.binary_fill_holes(_component_at(fg, core))
+        return _paste(fg.astype(np.float32), outer, inner, tuple(image.shape))
+
+
+def _component_at(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """The connected components of `mask` touching `seed` (all of `mask` if none does)."""
+    lab, n = ndimage.label(mask)
+    hit = np.unique(lab[seed & mask])
+    hit = hit[hit > 0]
+    return np.isin(lab, hit) if hit.size else mask
+
+
+_SEGMENTERS: dict[str, Callable[..., object]] = {
+    "box": BoxSegmenter,
+    "random_walker": RandomWalkerSegmenter,
+    "chan_vese": ChanVeseSegmenter,
+    "otsu": OtsuBoxSegmenter,
+}
+BOX_SEGMENTERS: tuple[str, ...] = (*_SEGMENTERS, "sam", "medsam")
+
+
+def create_box_segmenter(name: str, **kwargs: object) -> object:
+    """A promptable segmenter by name: ``box``, ``random_walker``, ``chan_vese``, ``otsu``, ``sam``, ``medsam``.
+
+    ``sam``/``medsam`` need ``checkpoint=`` (a local file) and the optional `segment_anything` package.
+
+    Raises:
+        ConfigError: Unknown name.
+    """
+    if name in ("sam", "medsam"):
+        from medwss.pseudo.sam import SamSegmenter
+
+        return SamSegmenter(flavour=name, **kwargs)  # type: ignore[arg-type]
+    if name not in _SEGMENTERS:
+        raise ConfigError(f"unknown box segmenter '{name}': choose one of {', '.join(BOX_SEGMENTERS)}")
+    return _SEGMENTERS[name](**kwargs)

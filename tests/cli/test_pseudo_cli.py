@@ -1,0 +1,162 @@
+"""`medwss pseudo ...`: every method from the CLI on the real CT and on phantoms; files, records, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medwss.cli.main import main
+
+METHODS = ["box", "cam", "dhr", "fuse", "sweep", "cpal", "par", "agmm", "dupl"]
+
+
+def _manifest(path: Path, rows: list[dict[str, str]]) -> Path:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def real_manifest(tmp_path, real) -> Path:
+    vol = real / "volumes"
+    row = {"case_id": "real_ct", "patient_id": "p0", "site": "ts", "modality": "CT"}
+    row |= {"image": str(vol / "example_ct_sm.nii.gz"), "mask": str(vol / "example_seg.nii.gz")}
+    return _manifest(tmp_path / "real.csv", [row])
+
+
+@pytest.fixture(scope="module")
+def phantom_manifest(tmp_path_factory) -> Path:
+    from medwss.data.phantoms import generate
+
+    return generate("ct", tmp_path_factory.mktemp("ct"), n=3, seed=0, scale=0.35, progress=False)
+
+
+def test_box_on_real_ct_writes_labels_previews_metrics(real_manifest, tmp_path, real, capsys):
+    import nibabel as nib
+
+    out = tmp_path / "box"
+    argv = ["pseudo", "box", str(real_manifest), "--out", str(out), "--labels", "totalseg", "--downsample", "2"]
+    assert main(argv + ["--quiet"]) == 0
+    assert "Dice" in capsys.readouterr().out
+    img = nib.load(out / "labels" / "real_ct.nii.gz")
+    src = nib.load(real / "volumes" / "example_ct_sm.nii.gz")
+    assert img.get_data_dtype() == np.int16 and img.shape == src.shape and np.allclose(img.affine, src.affine)
+    values = set(np.unique(np.asarray(img.dataobj)).tolist())
+    assert values <= {-1, 0, 1, 2, 3, 4} and {-1, 0, 3, 4} <= values
+    assert (out / "previews" / "real_ct.png").stat().st_size > 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"] == "pseudo box" and run["config"]["segmenter"] == "random_walker"
+    pooled = run["metrics"]["pooled"]
+    assert pooled["per_class"]["right_kidney"]["dice"] > 0.6 and pooled["per_class"]["left_kidney"]["dice"] > 0.6
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert rows[0]["case_id"] == "pooled" and float(rows[0]["dice_left_kidney"]) > 0.6
+    ev = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "pseudo",
+                "evaluate",
+                str(out / "labels"),
+                str(real_manifest),
+                "--out",
+                str(ev),
+                "--labels",
+                "totalseg",
+                "--downsample",
+                "2",
+            ]
+        )
+        == 0
+    )
+    again = json.loads((ev / "metrics.json").read_text())["pooled"]
+    assert again["mean_dice"] == pytest.approx(pooled["mean_dice"], abs=1e-6)
+
+
+def test_fuse_records_swept_tau_and_skips_a_bad_case(phantom_manifest, tmp_path, capsys):
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    rows = list(csv.DictReader(phantom_manifest.open()))
+    for r in rows:
+        r["image"], r["mask"] = str(phantom_manifest.parent / r["image"]), str(phantom_manifest.parent / r["mask"])
+    rows.append({**rows[0], "case_id": "broken", "patient_id": "px", "image": str(bad), "split": "train"})
+    man = _manifest(tmp_path / "m.csv", rows)
+    out = tmp_path / "sweep"
+    assert main(["pseudo", "sweep", str(man), "--out", str(out), "--quiet"]) == 0
+    assert "skipped broken" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert run["metrics"]["tau"] == sweep["best_tau"] and sweep["best_dice"] == max(sweep["dice"])
+    assert run["metrics"]["failed"][0].startswith("broken:")
+    assert len(list((out / "labels").glob("*.nii.gz"))) == 3
+
+
+def test_errors_are_one_line(tmp_path, real_manifest, capsys):
+    assert main(["pseudo", "box", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert "none.csv" in capsys.readouterr().err
+    argv = [
+        "pseudo",
+        "box",
+        str(real_manifest),
+        "--out",
+        str(tmp_path / "o"),
+        "--segmenter",
+        "sam",
+        "--checkpoint",
+        "x.pth",
+    ]
+    assert main(argv) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("medwss: error:") and "segment_anything" in last
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("eps: -1\n")
+    assert main(["pseudo", "dhr", str(real_manifest), "--out", str(tmp_path / "o"), "--config", str(cfg)]) == 2
+    assert "eps" in capsys.readouterr().err
+
+
+def test_shipped_configs_validate():
+    from medwss.config import load_config
+    from medwss.pseudo.config import PseudoConfig
+    from tests.conftest import ROOT
+
+    files = sorted((ROOT / "configs").glob("pseudo_*.yaml"))
+    assert len(files) >= 8
+    for f in files:
+        assert load_config(f, PseudoConfig).seed == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_on_real_ct_and_phantoms(method, real_manifest, phantom_manifest, tmp_path):
+    extra = ["--iterations", "12"] if method in ("agmm", "dupl") else []
+    for name, man, labels in (("real", real_manifest, "totalseg"), ("phantom", phantom_manifest, "ct_phantom")):
+        out = tmp_path / name
+        argv = ["pseudo", method, str(man), "--out", str(out), "--labels", labels, "--downsample", "2", "--quiet"]
+        assert main(argv + extra) == 0
+        run = json.loads((out / "run.json").read_text())
+        assert run["command"] == f"pseudo {method}" and 0 <= run["metrics"]["pooled"]["coverage"] <= 1
+        assert (out / "metrics.csv").exists() and any((out / "labels").glob("*.nii.gz"))
+    if method == "agmm":
+        assert (
+            main(
+                [
+                    "pseudo",
+                    "agmm",
+                    str(real_manifest),
+                    "--out",
+                    str(tmp_path / "off"),
+                    "--labels",
+                    "totalseg",
+                    "--offline",
+                    "--downsample",
+                    "2",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
