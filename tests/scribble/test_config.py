@@ -36,7 +36,6 @@ def test_config_validates(path):
         assert seg.size_weight == 0
 
 
-def test_seg_config_override_keeps_the_rest():
-    cfg = ScribbleConfig(size_weight=0.02, epochs=7)
-    warm = cfg.seg_config(size_weight=0.0)
-    assert warm.size_weight == 0.0 and warm.epochs == 7 and cfg.seg_config().size_weight == 0.02
+def test_seg_config_passes_training_keys_through():
+    seg = ScribbleConfig(size_weight=0.02, size_warmup=3, epochs=7, sequences=("t2", "adc")).seg_config()
+    assert (seg.size_weight, seg.size_warmup, seg.epochs, seg.in_channels) == (0.02, 3, 7, 2)
