@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from medwss import __version__
-from medwss.cli import al, demo, embed, encoder, evaluate, info, manifest, mil, phantom, pseudo, scribble, tile
+from medwss.cli import al, coin, demo, embed, encoder, evaluate, info, manifest, mil, phantom, pseudo, scribble, tile
 from medwss.errors import MedwssError
 
-GROUPS = (info, manifest, phantom, tile, embed, encoder, mil, evaluate, scribble, al, pseudo, demo)
+GROUPS = (info, manifest, phantom, tile, embed, encoder, mil, pseudo, evaluate, scribble, demo, al, coin)
 
 
 def build_parser() -> argparse.ArgumentParser:

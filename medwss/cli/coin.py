@@ -1,0 +1,222 @@
+"""`medwss coin train-classifier|train|segment|baselines`: tumour masks from image-level labels (COIN).
+
+1. ``train-classifier``: slices of the manifest's volumes (CT window, crop around the organ, resize),
+   labelled abnormal where the mask holds ``--tumour-labels``; a small MONAI ResNet → classifier.pt.
+2. ``train``: the counterfactual generator learns to make the frozen classifier say "normal" with
+   the smallest, most realistic change → generator.pt, history.json.
+3. ``segment``: ``|x − x_cf|`` scaled to [0, 1], thresholded (0.25) and cleaned → one NIfTI mask per
+   case with the source affine, PNG overlays, IoU/validity/realism when masks are known.
+4. ``baselines``: Grad-CAM, LayerCAM, ScoreCAM, RISE, occlusion under the same protocol.
+Every command writes run.json beside its outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+_CLF_FLAGS = ("epochs", "batch_size", "lr", "seed")
+_COIN_FLAGS = (
+    "iterations",
+    "batch_size",
+    "lr",
+    "lambda_adv",
+    "lambda_kl",
+    "lambda_rec",
+    "lambda_cyc",
+    "lambda_tv",
+    "d_steps",
+    "g_steps",
+    "seed",
+)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def _window(text: str) -> tuple[float, float] | None:
+    if text.lower() in ("none", "auto"):
+        return None
+    lo, hi = (float(v) for v in text.split(","))
+    return (lo, hi)
+
+
+def _mask_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold", type=float, default=0.25, help="map threshold (default 0.25)")
+    p.add_argument("--opening", type=int, default=0, help="radius of a binary opening (pixels, 0 = none)")
+    p.add_argument("--closing", type=int, default=0, help="radius of a binary closing (pixels, 0 = none)")
+    p.add_argument("--largest", action="store_true", help="keep the largest connected component per slice")
+    p.add_argument("--scale", choices=("max", "range"), default="max", help="difference scaling: per-slice max or /2")
+    p.add_argument("--split", help="only the cases of this split (train, val, test)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("coin", help="COIN counterfactual inpainting and attribution baselines", description=__doc__)
+    csub = p.add_subparsers(dest="coin_command", metavar="SUBCOMMAND", required=True)
+    c = csub.add_parser("train-classifier", help="normal/abnormal slice classifier")
+    c.add_argument("manifest", help="manifest CSV with image and mask columns")
+    c.add_argument("--out", required=True, help="output folder (classifier.pt, run.json)")
+    c.add_argument("--config", help="YAML (configs/coin_classifier.yaml); flags override it")
+    c.add_argument("--tumour-labels", type=_ints, default=(4,), help="mask values of the lesion, e.g. 4 or 4,5")
+    c.add_argument("--roi-labels", type=_ints, default=(2, 3), help="organ labels to crop around ('' = whole slice)")
+    c.add_argument(
+        "--window",
+        type=_window,
+        default=(-160.0, 240.0),
+        help="intensity window, written --window=LOW,HIGH (HU; default -160,240) or auto",
+    )
+    c.add_argument("--size", type=int, default=64, help="slice side in pixels (default 64)")
+    c.add_argument("--margin", type=int, default=6, help="voxels around the organ box")
+    for flag, typ in (("--epochs", int), ("--batch-size", int), ("--lr", float), ("--seed", int)):
+        c.add_argument(flag, type=typ)
+    c.add_argument("--train-split", default="train", help="split to train on ('all' = every case; default train)")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=run_train_classifier)
+    t = csub.add_parser("train", help="train the counterfactual generator against a frozen classifier")
+    t.add_argument("manifest")
+    t.add_argument("--classifier", required=True, help="classifier.pt from train-classifier")
+    t.add_argument("--out", required=True, help="output folder (generator.pt, history.json, run.json)")
+    t.add_argument("--config", help="YAML (configs/coin.yaml); flags override it")
+    for flag, typ in (
+        ("--iterations", int),
+        ("--batch-size", int),
+        ("--lr", float),
+        ("--lambda-adv", float),
+        ("--lambda-kl", float),
+        ("--lambda-rec", float),
+        ("--lambda-cyc", float),
+        ("--lambda-tv", float),
+        ("--d-steps", int),
+        ("--g-steps", int),
+        ("--seed", int),
+    ):
+        t.add_argument(flag, type=typ)
+    t.add_argument("--train-split", default="train", help="split to train on ('all' = every case; default train)")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=run_train)
+    s = csub.add_parser("segment", help="COIN masks (NIfTI) and overlays for every case")
+    s.add_argument("manifest")
+    s.add_argument("--classifier", required=True)
+    s.add_argument("--generator", required=True, help="generator.pt from `medwss coin train`")
+    s.add_argument("--out", required=True)
+    _mask_flags(s)
+    s.set_defaults(func=run_segment)
+    b = csub.add_parser("baselines", help="attribution baselines (Grad-CAM, LayerCAM, ScoreCAM, RISE, occlusion)")
+    b.add_argument("manifest")
+    b.add_argument("--classifier", required=True)
+    b.add_argument("--out", required=True)
+    b.add_argument("--methods", default="gradcam,layercam,scorecam,rise,occlusion", help="comma-separated names")
+    b.add_argument("--sweep-split", help="choose each method's threshold on the cases of this split (e.g. val)")
+    _mask_flags(b)
+    b.set_defaults(func=run_baselines)
+
+
+def _settings(args: argparse.Namespace):  # noqa: ANN202
+    from medwss.counterfactual.segment import MaskSettings
+
+    return MaskSettings(
+        threshold=args.threshold, opening=args.opening, closing=args.closing, largest=args.largest, scale=args.scale
+    )
+
+
+def _cases(args: argparse.Namespace) -> list:
+    from medwss.data.manifest import load_manifest
+    from medwss.errors import InvalidDataError
+
+    cases = list(load_manifest(args.manifest))
+    if getattr(args, "split", None):
+        cases = [c for c in cases if c.split == args.split]
+        if not cases:
+            raise InvalidDataError(f"no case in split {args.split!r}", args.manifest)
+    return cases
+
+
+def _failures(metrics: dict) -> None:
+    for line in metrics.get("failed", []):
+        print(f"skipped {line}")
+
+
+def run_train_classifier(args: argparse.Namespace) -> int:
+    from medwss.config import merge_config
+    from medwss.counterfactual.classifier import ClassifierConfig
+    from medwss.counterfactual.slices import SliceSpec
+    from medwss.counterfactual.workflow import classifier_step
+    from medwss.runinfo import write_run_record
+
+    cfg = merge_config(ClassifierConfig, args.config, {k: getattr(args, k) for k in _CLF_FLAGS})
+    spec = SliceSpec(args.window, args.size, tuple(args.tumour_labels), tuple(args.roi_labels), args.margin)
+    out = Path(args.out)
+    metrics = classifier_step(_cases(args), spec, cfg, out, not args.quiet, args.train_split)
+    write_run_record(out, "coin train-classifier", {**cfg.model_dump(), "spec": spec.as_dict()}, cfg.seed, metrics)
+    _failures(metrics)
+    auc = metrics.get("val_auc")
+    print(
+        f"classifier on {metrics['n_slices']} slices ({metrics['n_abnormal']} abnormal)"
+        + (f", validation AUC {auc:.3f}" if auc is not None else "")
+    )
+    print(f"model: {out / 'classifier.pt'}")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from medwss.config import merge_config
+    from medwss.counterfactual.train import CoinConfig
+    from medwss.counterfactual.workflow import coin_step
+    from medwss.runinfo import write_run_record
+
+    cfg = merge_config(CoinConfig, args.config, {k: getattr(args, k) for k in _COIN_FLAGS})
+    out = Path(args.out)
+    metrics = coin_step(_cases(args), args.classifier, cfg, out, not args.quiet, args.train_split)
+    write_run_record(out, "coin train", {**cfg.model_dump(), "classifier": str(args.classifier)}, cfg.seed, metrics)
+    _failures(metrics)
+    print(f"generator: {out / 'generator.pt'} (trained on {metrics['n_slices']} slices)")
+    return 0
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    from medwss.counterfactual.workflow import segment_step
+    from medwss.runinfo import write_run_record
+
+    out = Path(args.out)
+    s = _settings(args)
+    metrics = segment_step(_cases(args), args.classifier, args.generator, s, out, not args.quiet)
+    write_run_record(
+        out,
+        "coin segment",
+        {**s.__dict__, "classifier": str(args.classifier), "generator": str(args.generator)},
+        None,
+        metrics,
+    )
+    _failures(metrics)
+    line = f"masks for {metrics['n_cases']} case(s) in {out / 'masks'}"
+    if "iou" in metrics:
+        line += f"; IoU {metrics['iou']:.3f} [{metrics['iou_lo']:.3f}, {metrics['iou_hi']:.3f}], validity {metrics['validity']:.2f}"
+    print(line)
+    return 0 if metrics["n_cases"] else 2
+
+
+def run_baselines(args: argparse.Namespace) -> int:
+    from medwss.counterfactual.workflow import baselines_step
+    from medwss.io.atomic import write_text
+    from medwss.runinfo import write_run_record
+
+    out = Path(args.out)
+    s = _settings(args)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    tune = []
+    if args.sweep_split:
+        from medwss.data.manifest import load_manifest
+
+        tune = [c for c in load_manifest(args.manifest) if c.split == args.sweep_split]
+    res = baselines_step(_cases(args), args.classifier, methods, s, out, not args.quiet, tune)
+    write_text(out / "baselines.json", json.dumps(res, indent=1) + "\n")
+    write_run_record(
+        out, "coin baselines", {**s.__dict__, "methods": methods, "sweep_split": args.sweep_split}, None, res
+    )
+    _failures(res)
+    for name, r in res["methods"].items():
+        print(f"{name}: threshold {r['threshold']:.2f}" + (f", IoU {r['iou']:.3f}" if "iou" in r else ""))
+    return 0
