@@ -21,10 +21,11 @@ from tqdm.auto import tqdm
 
 from medwss.config import StrictConfig
 from medwss.embed.encoders import Encoder, create_encoder
+from medwss.embed.engine import resolve_device
 from medwss.embed.pretrain.augment import Augment, AugmentConfig
 from medwss.embed.pretrain.ntxent import weighted_group_nt_xent
 from medwss.embed.pretrain.probe import embed
-from medwss.embed.pretrain.trainer import ProjectionHead, resolve_device, save_encoder
+from medwss.embed.pretrain.trainer import ProjectionHead, save_encoder
 
 
 class MetricConfig(StrictConfig):

@@ -23,6 +23,7 @@ from torch import nn
 
 from medwss.config import StrictConfig
 from medwss.embed.encoders.base import Encoder
+from medwss.embed.engine import resolve_device
 from medwss.embed.pretrain.augment import Augment, AugmentConfig
 from medwss.embed.pretrain.ntxent import get_positives, nt_xent
 from medwss.errors import ConfigError
@@ -95,13 +96,6 @@ class _Indexed(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return torch.as_tensor(self.data[i], dtype=torch.float32), i
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; other names as torch spells them."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _schedule(step: int, total: int, warmup: int) -> float:
