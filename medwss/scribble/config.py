@@ -68,24 +68,6 @@ class ScribbleConfig(StrictConfig):
     device: str = "auto"
 
     def seg_config(self) -> SegTrainConfig:
-        """The trainer's config."""
-        return SegTrainConfig(
-            network=self.network,
-            spatial_dims=self.spatial_dims,
-            in_channels=len(self.sequences),
-            num_classes=2,
-            channels=self.channels,
-            dropout=self.dropout,
-            loss=self.loss,
-            size_weight=self.size_weight,
-            size_warmup=self.size_warmup,
-            size_per_slice=self.size_per_slice,
-            negative_weight=self.negative_weight,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            augment=self.augment,
-            seed=self.seed,
-            device=self.device,
-        )
+        """The trainer's config: every key the two configs share, plus the channels and two classes."""
+        shared = {k: getattr(self, k) for k in SegTrainConfig.model_fields if k in type(self).model_fields}
+        return SegTrainConfig(**shared, in_channels=len(self.sequences), num_classes=2)
