@@ -59,3 +59,15 @@ def write_results(out_dir: str | Path, name: str, record: dict[str, Any], markdo
     if echo:
         sys.stdout.write(markdown)
     return out / f"{name}.json"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, so that a run with the same seed starts from the same weights."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

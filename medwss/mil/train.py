@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from medwss.errors import ConfigError
 from medwss.io.atomic import atomic_path
 from medwss.mil.base import Aggregator, Bag, MILOutput
 from medwss.mil.data import LabelledBag
+from medwss.runinfo import seed_everything
 
 
 class MILTrainConfig(StrictConfig):
@@ -47,12 +47,6 @@ class MILTrainConfig(StrictConfig):
     amp: bool = True
     grad_checkpointing: bool = False
     device: str = "auto"
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _bce(probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,6 @@ shapes train together. With a checkpoint path, training saves every epoch and re
 from __future__ import annotations
 
 import pickle
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from medwss.config import StrictConfig
 from medwss.embed.engine import resolve_device
 from medwss.errors import CorruptFileError, InvalidDataError, require_file
 from medwss.io.atomic import atomic_path
+from medwss.runinfo import seed_everything
 from medwss.seg.losses import IGNORE, dice_loss, negative_ce, partial_ce, size_penalty
 from medwss.seg.networks import create_segmenter, size_multiple
 
@@ -66,12 +66,6 @@ class SegTrainConfig(StrictConfig):
     augment: bool = True
     seed: int = 0
     device: str = "auto"
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def build(cfg: SegTrainConfig) -> torch.nn.Module:
