@@ -52,7 +52,7 @@ def toy_images(n: int, seed: int, size: int = 32) -> list[tuple[np.ndarray, np.n
 
 def run_toy(quick: bool, seed: int) -> list[dict]:
     """Dice of full, partial CE, and partial CE + size (true ± 10%, constant prior) on the toy."""
-    from medwss.scribble.generators import make_weak_label
+    from medwss.data.weak import make_weak_label
     from medwss.seg.bounds import bounds_from_mask, bounds_from_tags
     from medwss.seg.train import SegSample, SegTrainConfig, predict_probs, train_segmenter
 

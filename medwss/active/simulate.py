@@ -1,7 +1,7 @@
 """Simulated active learning with an oracle annotator: learning curves for every strategy.
 
 The oracle answers a selection with the ground-truth slice (``full``) or with a simulated scribble
-of it (``scribble``: `medwss.scribble.generators.make_weak_label`, with oracle size bounds, the true
+of it (``scribble``: `medwss.data.weak.make_weak_label`, with oracle size bounds, the true
 size ±10%, as in Kervadec et al.). After each round a fresh segmenter is trained on every slice
 annotated so far and scored by 3D Dice on held-out test volumes (never on pool slices). Each
 (mode, strategy, seed) run is saved as it finishes, so an interrupted simulation resumes.
@@ -48,7 +48,7 @@ def oracle(gt: np.ndarray, mode: str, seed: int, cfg: SimulateConfig) -> tuple[n
     """The annotation of a slice: its full mask, or a scribble with the true size ±margin as bounds."""
     if mode == "full":
         return gt, None
-    from medwss.scribble.generators import make_weak_label
+    from medwss.data.weak import make_weak_label
     from medwss.seg.bounds import bounds_from_mask
 
     weak = make_weak_label(gt, cfg.weak_kind, seed, background=True, **cfg.weak_options)

@@ -54,7 +54,7 @@ def write_weak_labels(
     from medwss.data.manifest import write_manifest
     from medwss.io import load_volume
     from medwss.scribble.dataset import case_seed
-    from medwss.scribble.generators import make_weak_label, weak_label_stats
+    from medwss.data.weak import make_weak_label, weak_label_stats
 
     out = Path(out)
     rows = manifest_rows(manifest)

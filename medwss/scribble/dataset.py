@@ -14,7 +14,7 @@ from medwss.data.manifest import Case
 from medwss.errors import InvalidDataError, MedwssError
 from medwss.io import load_volume
 from medwss.scribble.config import ScribbleConfig
-from medwss.scribble.generators import box_map, make_weak_label
+from medwss.data.weak import box_map, make_weak_label
 from medwss.scribble.mri_input import CaseInput, load_case, to_grid
 from medwss.seg.bounds import bounds_from_boxes, bounds_from_mask, bounds_from_tags, upper_only
 from medwss.seg.train import SegSample

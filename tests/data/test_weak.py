@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medwss.errors import InvalidDataError
-from medwss.scribble.generators import WEAK_KINDS, box_map, make_weak_label, weak_label_stats
+from medwss.data.weak import WEAK_KINDS, box_map, make_weak_label, weak_label_stats
 
 
 def two_discs() -> np.ndarray:

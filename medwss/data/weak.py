@@ -1,6 +1,7 @@
-"""Weak labels simulated from full masks: scribbles, disks, skeletons and boxes, in 2D and 3D.
+"""The one weak-label module: annotations simulated from full masks, in 2D and 3D, multi-class.
 
-Every generator returns an int64 map of the mask's shape with ``-1`` where nothing is known and
+Used by scribble training, the pseudo-label toolkit and active learning alike. Every generator
+returns an int64 map of the mask's shape with `IGNORE` (-1) where nothing is known and
 class ids where the simulated annotator drew. Each connected component of each class gets its own
 mark (so multi-class masks keep their classes); background marks (class 0) fall only on mask == 0.
 The same `seed` gives the same marks.
@@ -14,8 +15,12 @@ Kinds (`WEAK_KINDS`):
     centroid_disk: a disk (ball) at the centroid, moved by ``shift`` pixels in a random direction
         (Kervadec et al.'s "small disc at the centre"); clipped to the component.
     skeleton: the skeleton of the component eroded ``erosion`` times.
+    point: ``n_points`` clicks at random pixels at least ``depth`` pixels inside the component.
+    block: a ``size``-wide square (cube) at the component's deepest point, clipped to it.
     box: no foreground pixel; everything outside the (``box_margin``-dilated) bounding boxes is
         background. Pair it with box size bounds (`box_map` + `medwss.seg.bounds.bounds_from_boxes`).
+
+Image tags (which classes occur) are the cheapest weak label: `tags_of`.
 """
 
 from __future__ import annotations
@@ -26,10 +31,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from medwss.data.labels import IGNORE
 from medwss.errors import InvalidDataError
 
-UNLABELLED = -1
-WEAK_KINDS = ("circle", "random_disk", "centroid_disk", "skeleton", "box")
+WEAK_KINDS = ("circle", "random_disk", "centroid_disk", "skeleton", "point", "block", "box")
 
 
 def components(mask: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -135,6 +140,26 @@ def _skeleton(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) 
     return out
 
 
+def _interior(comp: np.ndarray, depth: int) -> np.ndarray:
+    inner = ndimage.binary_erosion(comp, iterations=depth) if depth > 0 else comp
+    return inner if inner.any() else comp
+
+
+def _point(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
+    idx = np.flatnonzero(_interior(comp, int(opts.get("depth", 2))))
+    out = np.zeros_like(comp)
+    out.flat[rng.choice(idx, size=min(int(opts.get("n_points", 1)), idx.size), replace=False)] = True
+    return out
+
+
+def _block(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
+    half = int(opts.get("size", 3)) // 2
+    center, _ = _deepest(comp)
+    out = np.zeros_like(comp)
+    out[tuple(slice(max(0, int(p) - half), int(p) + half + 1) for p in center)] = True
+    return out & comp
+
+
 def _bbox(comp: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
     idx = np.argwhere(comp)
     lo, hi = idx.min(0) - margin, idx.max(0) + 1 + margin
@@ -154,7 +179,14 @@ def box_map(mask: np.ndarray, margin: int = 0) -> np.ndarray:
     return out
 
 
-_FOREGROUND = {"circle": _circle, "random_disk": _random_disk, "centroid_disk": _centroid_disk, "skeleton": _skeleton}
+_FOREGROUND = {
+    "circle": _circle,
+    "random_disk": _random_disk,
+    "centroid_disk": _centroid_disk,
+    "skeleton": _skeleton,
+    "point": _point,
+    "block": _block,
+}
 
 
 def _background(mask: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
@@ -190,7 +222,7 @@ def make_weak_label(mask: np.ndarray, kind: str, seed: int, background: bool = T
             ``box``: everything outside the boxes).
         **options: Per kind (see the module docstring): ``radius_fraction``, ``arc``, ``width``,
             ``slices``, ``slice_axis`` (circle); ``radius`` (disks); ``shift`` (centroid_disk);
-            ``erosion`` (skeleton); ``box_margin`` (box); ``bg_margin``, ``bg_strokes``,
+            ``erosion`` (skeleton); ``n_points``, ``depth`` (point); ``size`` (block); ``box_margin`` (box); ``bg_margin``, ``bg_strokes``,
             ``bg_length`` (background).
 
     Returns:
@@ -209,7 +241,7 @@ def make_weak_label(mask: np.ndarray, kind: str, seed: int, background: bool = T
     if kind not in WEAK_KINDS:
         raise InvalidDataError(f"unknown weak label kind '{kind}': choose one of {', '.join(WEAK_KINDS)}")
     rng = np.random.default_rng(seed)
-    out = np.full(mask.shape, UNLABELLED, dtype=np.int64)
+    out = np.full(mask.shape, IGNORE, dtype=np.int64)
     if kind == "box":
         if background:
             out[box_map(mask, int(options.get("box_margin", 0))) == 0] = 0
@@ -230,7 +262,7 @@ def weak_label_stats(weak: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         weak: Output of `make_weak_label`.
         mask: The full mask it came from.
     """
-    labelled = weak != UNLABELLED
+    labelled = weak != IGNORE
     fg = labelled & (weak > 0)
     total_fg = int((mask > 0).sum())
     return {
@@ -239,3 +271,9 @@ def weak_label_stats(weak: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         "foreground_coverage": float(fg.sum() / total_fg) if total_fg else 0.0,
         "accuracy": float((weak[labelled] == mask[labelled]).mean()) if labelled.any() else 1.0,
     }
+
+
+def tags_of(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(K,)`` bool: which classes (background included) occur in a label map (image-level tags)."""
+    m = np.asarray(mask)
+    return np.array([(m == c).any() for c in range(num_classes)])
