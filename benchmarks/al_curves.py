@@ -86,16 +86,18 @@ def kcenter_speed(n: int, d: int, budget: int, naive_budget: int, threads: int =
 def real_manifest(work: Path, block: int = 5, test_blocks: tuple[int, ...] = (1, 4), step: int = 2) -> Path:
     """Pseudo-volumes of `block` consecutive slices of the real CT and its organ map (every `step`-th voxel
     in-plane: 3 mm → 6 mm, affine adjusted exactly), as a manifest."""
-    from medwss.active.export import slice_affine
     from medwss.data.manifest import write_manifest
+    from medwss.data.orientation import canonical
+    from medwss.data.slicer import plan_slices
     from medwss.io import load_volume, save_nifti
     from medwss.io.volume import Volume
 
-    ct, seg = load_volume(REAL / "example_ct_sm.nii.gz"), load_volume(REAL / "example_seg.nii.gz")
+    ct, _ = canonical(load_volume(REAL / "example_ct_sm.nii.gz"))  # axial = last axis
+    seg, _ = canonical(load_volume(REAL / "example_seg.nii.gz"))
     rows = []
     for b in range(ct.shape[2] // block):
         ks = (slice(None, None, step), slice(None, None, step), slice(b * block, (b + 1) * block))
-        aff = slice_affine(ct.affine, b * block) @ np.diag([step, step, 1.0, 1.0])
+        aff = plan_slices(ct, indices=[b * block]).slice_affine(0) @ np.diag([step, step, 1.0, 1.0])
         save_nifti(Volume(np.ascontiguousarray(ct.array[ks]), aff), work / f"images/real_{b}.nii.gz")
         save_nifti(Volume(np.ascontiguousarray(seg.array[ks]), aff), work / f"labels/real_{b}.nii.gz")
         rows.append(
@@ -144,7 +146,7 @@ def curves(
     al = base.al
     if real:
         metric = al.metric.model_copy(update={"patient_weight": 0.0})
-        al = al.model_copy(update={"classes": [[5], [2, 3], [1]], "metric": metric})
+        al = al.model_copy(update={"classes": {"liver": [5], "kidneys": [2, 3], "spleen": [1]}, "metric": metric})
     if metric_update:
         al = al.model_copy(update={"metric": al.metric.model_copy(update=metric_update)})
     if quick:

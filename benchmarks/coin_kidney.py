@@ -52,7 +52,7 @@ def phantom_sets(seed: int, n_cases: int, work: Path, scale: float = 1.0) -> tup
 
     path = generate("ct", work / f"phantom_seed{seed}", n=n_cases, seed=100 + seed, scale=scale, progress=False)
     cases = list(load_manifest(path))
-    spec = SliceSpec(tumour_labels=(4,), roi_labels=(2, 3))
+    spec = SliceSpec()  # kidney_tumour labels: kidney 2, 3; tumour 4
     return tuple(manifest_slices([c for c in cases if c.split == s], spec, False)[0] for s in ("train", "val", "test"))
 
 
@@ -67,10 +67,11 @@ def run_one(setting: str, seed: int, sets: tuple, args: argparse.Namespace) -> d
     from medwss.counterfactual.attribution import attribute
     from medwss.counterfactual.classifier import ClassifierConfig, penultimate_features, predict_proba, train_classifier
     from medwss.counterfactual.evaluate import sweep_threshold
-    from medwss.counterfactual.metrics import frechet_distance, mmd_rbf, per_slice_iou, validity
+    from medwss.counterfactual.metrics import frechet_distance, mmd_rbf, validity
     from medwss.counterfactual.segment import MaskSettings, coin_masks, threshold_maps
     from medwss.counterfactual.train import CoinConfig, counterfactuals, train_coin
     from medwss.eval.metrics import roc_auc
+    from medwss.eval.overlap import iou_per_slice
 
     train, val, test = sets
     LARGEST = MaskSettings(largest=True)  # noqa: N806
@@ -108,11 +109,11 @@ def run_one(setting: str, seed: int, sets: tuple, args: argparse.Namespace) -> d
         )
         res["mmd_cf_normal"], res["mmd_abnormal_normal"] = mmd_rbf(fake, real_n), mmd_rbf(real_a, real_n)
         gated = dec[tum][:, None, None] > 0
-        out_iou["coin@0.25"] = per_slice_iou(threshold_maps(maps[tum], MaskSettings()) & gated, sl.masks[tum])
+        out_iou["coin@0.25"] = iou_per_slice(threshold_maps(maps[tum], MaskSettings()) & gated, sl.masks[tum])
         s = MaskSettings(threshold=thresholds["coin@val"])
-        out_iou["coin@val"] = per_slice_iou(threshold_maps(maps[tum], s) & gated, sl.masks[tum])
+        out_iou["coin@val"] = iou_per_slice(threshold_maps(maps[tum], s) & gated, sl.masks[tum])
         s = replace(LARGEST, threshold=thresholds["coin@val+largest"])
-        out_iou["coin@val+largest"] = per_slice_iou(threshold_maps(maps[tum], s) & gated, sl.masks[tum])
+        out_iou["coin@val+largest"] = iou_per_slice(threshold_maps(maps[tum], s) & gated, sl.masks[tum])
     t = time.perf_counter()
     for m in METHODS:
         kw = {"n_masks": args.rise_masks} if m == "rise" else {}
@@ -122,7 +123,7 @@ def run_one(setting: str, seed: int, sets: tuple, args: argparse.Namespace) -> d
         tt = test.labels == 1
         t_dec = (predict_proba(clf, test.images[tt]) >= 0.5)[:, None, None]
         mask = threshold_maps(attribute(m, clf, test.images[tt], **kw), MaskSettings(threshold=thresholds[m])) & t_dec
-        out_iou[m] = per_slice_iou(mask, test.masks[tt])
+        out_iou[m] = iou_per_slice(mask, test.masks[tt])
     times["baselines_s"] = time.perf_counter() - t
     res.update(times=times, thresholds=thresholds, iou={k: v.tolist() for k, v in out_iou.items()})
     return res

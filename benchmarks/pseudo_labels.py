@@ -11,13 +11,14 @@ Data (2D axial slices):
   * ``phantom``: CT phantoms (`medwss phantom ct`, scale 0.5: 48×48×24) with liver, kidneys,
     spleen and kidney tumour (the minor class); the manifest's patient-level train/val/test splits.
 
-Weak labels are derived from the ground truth: slice tags, 3 points per class (activation maps =
-intensity likelihood × closeness to the points), scribbles (skeletons), one box per connected
-component. Stage 1 scores each method's pseudo-labels on the train slices (Dice and mIoU over
-foreground classes on the pixels labelled, coverage, minor-class recall) against the plain
-activation-map threshold and the raw box. Stage 2 trains the shared `medwss.seg` U-Net (CE + soft
-Dice on the labelled pixels, ignore = -1 unsupervised, no flips) on the train slices with each kind
-of pseudo-label and reports test Dice against the same network trained on the full ground truth. Results: benchmarks/results/pseudo_labels[_quick].json/.md.
+Weak labels are derived from the ground truth (`medwss.data.weak.make_weak_label`): slice tags, 3
+points per component (activation maps = intensity likelihood × closeness to the points), scribbles
+(skeletons), one box per connected component. Stage 1 scores each method's pseudo-labels on the
+train slices (Dice and mIoU over foreground classes on the pixels labelled, coverage, minor-class
+recall) against the plain activation-map threshold and the raw box. Stage 2 trains the shared
+`medwss.seg` U-Net (CE + soft Dice on the labelled pixels, ignore = -1 unsupervised, no flips) on
+the train slices with each kind of pseudo-label and reports test Dice against the same network
+trained on the full ground truth. Results: benchmarks/results/pseudo_labels[_quick].json/.md.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ STAGE2 = ("full", "cam", "box", "box+random_walker", "dhr", "fuse", "agmm_refine
 
 
 def real_cases(cfg):  # noqa: ANN001, ANN201
-    """The real CT as three SliceCases (train/val/test slice blocks)."""
+    """The real CT as three SliceCases (train/val/test blocks of axial slices)."""
     from medwss.data.manifest import Case
     from medwss.pseudo.volumes import slice_case
 
@@ -49,16 +49,7 @@ def real_cases(cfg):  # noqa: ANN001, ANN201
     out = []
     for split, ids in blocks.items():
         ks = [k for b in ids for k in range(5 * b, 5 * b + 5) if k < len(full.images)]
-        out.append(
-            replace(
-                full,
-                case_id=f"real_{split}",
-                split=split,
-                images=[full.images[k] for k in ks],
-                raw=[full.raw[k] for k in ks],
-                gts=[full.gts[k] for k in ks],
-            )
-        )
+        out.append(full.subset(ks, case_id=f"real_{split}", split=split))
     return out
 
 
@@ -240,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         cases = real_cases(cfg) if ds == "real" else phantom_cases(cfg, work, 4 if args.quick else 8, args.seed)
         if args.quick and ds == "phantom":
-            cases = [replace(c, images=c.images[6:14], raw=c.raw[6:14], gts=c.gts[6:14]) for c in cases]
+            cases = [c.subset(range(6, 14)) for c in cases]
         labels, extra = pseudo_labels(cases, cfg, args.quick)
         methods = ("full", "cam", "box+random_walker") if args.quick else STAGE2
         results["datasets"][ds] = {

@@ -103,11 +103,12 @@ def build_manifest(work: Path, n_per_site: int, seed: int) -> Path:
     """Phantoms of three sites, re-split for the domain-shift experiment (site_c held out)."""
     from medwss.data.manifest import load_manifest, write_manifest
     from medwss.data.phantoms import generate
+    from medwss.data.splits import split_cases
     from medwss.scribble.annotate import manifest_rows
-    from medwss.scribble.shift import domain_splits
+    from medwss.scribble.shift import SHIFT_FRACTIONS
 
     m = load_manifest(generate("mri", work / "phantoms", n=3 * n_per_site, seed=seed, scale=0.5, progress=False))
-    splits = domain_splits(m.cases, ["site_a", "site_b"], seed=seed)
+    splits = split_cases(m.cases, SHIFT_FRACTIONS, seed=seed, stratify=("site", "label"), sites=["site_a", "site_b"])
     rows = manifest_rows(m)
     for r in rows:
         r["split"] = splits[str(r["case_id"])]

@@ -1,8 +1,10 @@
-"""Export selected slices for annotation: 2D NIfTI with their source geometry, PNG previews and a CSV.
+"""Export selected slices for annotation: 2D NIfTI with their world geometry, PNG previews and a CSV.
 
-Each slice is written as an ``(H, W, 1)`` NIfTI whose affine is the volume's affine moved to the
-slice (voxel ``(i, j, 0)`` of the slice lands where voxel ``(i, j, k)`` of the volume is), so the
-slice overlays its volume in world space in ITK-SNAP or 3D Slicer, and an annotation saved on it
+Each slice is cut by the one slicer (`medwss.data.slicer`) on the canonical RAS+ grid and written
+as an ``(H, W, 1)`` NIfTI with its original intensities and the affine `SliceGeometry.slice_affine`
+gives it (voxel ``(i, j, 0)`` of the slice lands where the matching voxel of the volume is), so the
+slice overlays its volume in world space in ITK-SNAP or 3D Slicer whatever the volume's stored axis
+order (a permuted copy of a volume exports the very same files), and an annotation saved on it
 keeps that geometry, which `medwss.active.ingest` checks.
 """
 
@@ -16,29 +18,26 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from medwss.active.pool import SliceRef, normalise
+from medwss.active.pool import SliceRef
+from medwss.data.orientation import Orientation
 from medwss.io.atomic import atomic_path, write_text
+from medwss.transforms.intensity import Window, normalise
 
 README = """Slices to annotate (round {round}, {n} slices, strategy {strategy})
 
 images/<slice_id>.nii.gz   the slice, with its position in the scanner (opens over the full volume)
 previews/<slice_id>.png    a quick look
-selection.csv              slice_id, case, patient, slice index, source volume, world position
+selection.csv              slice_id, case, patient, axial slice index (0 = the feet end), source volume,
+                           its stored orientation, world position
 
 Draw a label map on each image in ITK-SNAP or 3D Slicer and save it, on the same image grid, as
     <slice_id>.nii.gz  (or <slice_id>_label.nii.gz / <slice_id>_seg.nii.gz)
 in one folder, then run:  medwss al ingest THAT_FOLDER --state STATE
 Label values: {labels}.
 Full masks: every pixel gets a class (0 = background).
-Scribbles: pixels you did not mark must be {unlabelled} (= unlabelled); marked pixels get their class.
+Scribbles: pixels you did not mark are unlabelled: -1 (int16 files), 255 in a uint8 file{unlabelled};
+marked pixels get their class.
 """
-
-
-def slice_affine(affine: np.ndarray, index: int) -> np.ndarray:
-    """The affine of slice `index` along the last array axis: the volume's, translated to that slice."""
-    out = np.asarray(affine, dtype=np.float64).copy()
-    out[:3, 3] = affine[:3, :3] @ np.array([0.0, 0.0, float(index)]) + affine[:3, 3]
-    return out
 
 
 def preview_png(image: np.ndarray, path: Path) -> None:
@@ -57,33 +56,46 @@ def preview_png(image: np.ndarray, path: Path) -> None:
 def export_slices(
     refs: Sequence[SliceRef],
     out: str | Path,
-    window: tuple[float, float] | None,
+    window: Window = "soft_tissue",
     round_number: int = 0,
     strategy: str = "",
     class_names: Sequence[str] = (),
-    unlabelled: int = 255,
+    unlabelled: int | None = None,
     progress: bool = True,
 ) -> Path:
     """Write ``images/``, ``previews/``, ``selection.csv`` and ``README.txt`` for the given slices into `out`.
 
+    Args:
+        refs: The slices (``index`` = canonical axial index).
+        out: Export folder.
+        window: Intensity window of the PNG previews (the NIfTI keep the original intensities).
+        round_number: Round number, for the README.
+        strategy: Strategy name, for the README.
+        class_names: Class names, background first, for the README.
+        unlabelled: The project's own "unlabelled" value, if any (told to annotators in the README).
+        progress: Show a progress bar.
+
     Returns:
         The path of ``selection.csv``.
     """
+    from medwss.data.orientation import canonical
+    from medwss.data.slicer import plan_slices
     from medwss.io import load_volume, save_nifti
     from medwss.io.volume import Volume
 
     out = Path(out)
     rows = []
-    cache: dict[str, Volume] = {}
+    cache: dict[str, tuple[Volume, Orientation]] = {}
     for ref in tqdm(list(refs), desc="export slices", disable=not progress, leave=False):
         if ref.image not in cache:
             cache.clear()
-            cache[ref.image] = load_volume(ref.image)
-        vol = cache[ref.image]
-        array = vol.array[:, :, ref.index : ref.index + 1]  # (H, W, 1), original intensities
-        affine = slice_affine(vol.affine, ref.index)
-        save_nifti(Volume(np.ascontiguousarray(array), affine), out / "images" / f"{ref.slice_id}.nii.gz")
-        preview_png(normalise(array[:, :, 0], window), out / "previews" / f"{ref.slice_id}.png")
+            cache[ref.image] = canonical(load_volume(ref.image))
+        vol, orientation = cache[ref.image]
+        geom = plan_slices(orientation, indices=[ref.index])
+        image = geom.cut_canonical(vol.array)[0].astype(vol.array.dtype)  # (H, W), original intensities
+        affine = geom.slice_affine(0)
+        save_nifti(Volume(image[:, :, None], affine), out / "images" / f"{ref.slice_id}.nii.gz")
+        preview_png(normalise(image, "window", window), out / "previews" / f"{ref.slice_id}.png")
         x, y, z = (affine[:3, 3]).tolist()
         rows.append(
             {
@@ -92,6 +104,7 @@ def export_slices(
                 "patient_id": ref.patient_id,
                 "slice_index": ref.index,
                 "source_image": ref.image,
+                "source_orientation": orientation.codes,
                 "origin_x_mm": f"{x:.3f}",
                 "origin_y_mm": f"{y:.3f}",
                 "origin_z_mm": f"{z:.3f}",
@@ -102,8 +115,9 @@ def export_slices(
     writer.writeheader()
     writer.writerows(rows)
     labels = ", ".join(f"{i} = {n}" for i, n in enumerate(class_names)) or "0 = background, 1.. = classes"
+    own = f", or {unlabelled}" if unlabelled is not None else ""
     write_text(
         out / "README.txt",
-        README.format(round=round_number, n=len(rows), strategy=strategy, labels=labels, unlabelled=unlabelled),
+        README.format(round=round_number, n=len(rows), strategy=strategy, labels=labels, unlabelled=own),
     )
     return write_text(out / "selection.csv", buf.getvalue())

@@ -1,8 +1,13 @@
-"""The slice pool: every slice of the volumes of a manifest, with its patient, volume and slice index.
+"""The slice pool: every axial slice of the volumes of a manifest, with its patient, volume and slice index.
 
 A `SlicePool` keeps a table of slices (`SliceRef`) and a stack of small thumbnails (``(N, 1, T, T)``
 in [0, 1]) for the metric encoder; full-resolution slices and their ground truth are read from the
-volumes on demand (`SliceReader`, caching one volume at a time), so pools of many volumes stay small.
+volumes on demand (`SliceReader`, caching a few volumes at a time), so pools of many volumes stay small.
+
+Slices are cut by the one slicer (`medwss.data.slicer.plan_slices`) on the canonical RAS+ grid, so
+they are axial whatever the stored axis order, and a slice's ``index`` is its canonical axial index:
+a volume and a permuted copy of it give the same pool. Intensities are mapped by
+`medwss.transforms.intensity.normalise`, mask labels by a `medwss.data.labels.LabelSpec`.
 """
 
 from __future__ import annotations
@@ -17,12 +22,19 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from medwss.data.labels import LabelSpec
+from medwss.data.slicer import plan_slices
 from medwss.errors import InvalidDataError
+from medwss.io.volume import Volume
+from medwss.transforms.intensity import Window, normalise
 
 
 @dataclass(frozen=True)
 class SliceRef:
-    """One slice of the pool: ``slice_id`` is ``<case_id>_z<index>`` (also the exported file name)."""
+    """One slice of the pool: ``slice_id`` is ``<case_id>_z<index>`` (also the exported file name).
+
+    ``index`` is the canonical axial index (`medwss.data.slicer`), not an index into the stored array.
+    """
 
     slice_id: str
     case_id: str
@@ -38,24 +50,6 @@ def slice_name(case_id: str, index: int) -> str:
     """The file-safe identifier of slice `index` of case `case_id`."""
     safe = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in case_id)
     return f"{safe}_z{index:03d}"
-
-
-def normalise(array: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
-    """Intensities to [0, 1]: clipped to `window` (CT in HU), else to the 1st–99th percentile."""
-    a = np.asarray(array, dtype=np.float32)
-    lo, hi = window if window is not None else (float(np.percentile(a, 1)), float(np.percentile(a, 99)))
-    return np.clip((a - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
-
-
-def remap_labels(label: np.ndarray, classes: Sequence[Sequence[int]] | None) -> np.ndarray:
-    """Label map → classes ``0..K-1``: class ``c + 1`` gathers the source labels ``classes[c]`` (None: as is)."""
-    lab = np.asarray(label).astype(np.int64)
-    if classes is None:
-        return lab
-    out = np.zeros(lab.shape, dtype=np.int64)
-    for c, values in enumerate(classes, start=1):
-        out[np.isin(lab, list(values))] = c
-    return out
 
 
 def thumbnail(slices: np.ndarray, size: int) -> np.ndarray:
@@ -116,45 +110,54 @@ class SlicePool:
         return cls(refs, thumbs)
 
 
+def _load_3d(path: str | Path) -> Volume:
+    from medwss.io import load_volume
+
+    vol = load_volume(path)
+    if vol.array.ndim != 3:
+        raise InvalidDataError(f"expected a 3D volume, got shape {vol.shape}", path)
+    return vol
+
+
 def build_pool(
     cases: Sequence,  # medwss.data.manifest.Case
-    window: tuple[float, float] | None = (-1000.0, 1000.0),
+    window: Window = "wide",
     thumb_size: int = 64,
     slice_range: tuple[int, int] | None = None,
     progress: bool = True,
 ) -> tuple[SlicePool, list[str]]:
-    """The axial slices (last array axis) of every case's image.
+    """The axial slices of every case's image (canonical axial axis, whatever the stored axis order).
 
     Args:
         cases: Manifest cases; their ``image`` is read and their ``mask`` (if any) kept as the label path.
-        window: Intensity window for the thumbnails (None: per-volume percentiles).
+        window: Intensity window of the thumbnails: ``(low, high)``, a name of
+            `medwss.transforms.intensity.CT_WINDOWS`, or None for per-volume 1st–99th percentiles.
         thumb_size: Side of the thumbnails.
-        slice_range: Keep slices ``lo <= k < hi`` only (None: all).
+        slice_range: Keep canonical axial slices ``lo <= k < hi`` only (None: all).
         progress: Show a progress bar.
 
     Returns:
         The pool and one message per case that could not be read (skipped).
     """
     from medwss.errors import MedwssError
-    from medwss.io import load_volume
 
     refs: list[SliceRef] = []
     thumbs: list[np.ndarray] = []
     skipped: list[str] = []
     for vol_id, case in enumerate(tqdm(list(cases), desc="slice pool", disable=not progress)):
         try:
-            vol = load_volume(case.image)
-            if vol.array.ndim != 3:
-                raise InvalidDataError(f"expected a 3D volume, got shape {vol.shape}", case.image)
+            vol = _load_3d(case.image)
+            geom = plan_slices(vol)
         except (MedwssError, OSError, ValueError) as exc:
             skipped.append(f"{case.case_id}: {exc}")
             continue
-        arr = normalise(vol.array, window)
-        lo, hi = slice_range if slice_range is not None else (0, arr.shape[2])
-        ks = list(range(max(lo, 0), min(hi, arr.shape[2])))
-        thumbs.append(thumbnail(np.moveaxis(arr[:, :, ks], 2, 0), thumb_size))
+        if slice_range is not None:
+            n = len(geom)
+            ks = list(range(max(slice_range[0], 0), min(slice_range[1], n)))
+            geom = plan_slices(geom.orientation, indices=ks)
+        thumbs.append(thumbnail(geom.cut(normalise(vol.array, "window", window)), thumb_size))
         label = str(case.mask) if case.mask is not None else ""
-        for k in ks:
+        for k in geom.indices:
             refs.append(
                 SliceRef(
                     slice_name(case.case_id, k),
@@ -173,30 +176,41 @@ def build_pool(
 
 
 class SliceReader:
-    """Full-resolution slices (normalised images and remapped labels) of a pool, one volume cached at a time."""
+    """Full-resolution axial slices of a pool (normalised images, class-mapped labels), a few volumes cached.
 
-    def __init__(self, window: tuple[float, float] | None, classes: Sequence[Sequence[int]] | None = None) -> None:
+    Args:
+        window: Intensity window (as for `build_pool`).
+        classes: How mask labels become classes ``0..K-1`` (None: the masks' labels as they are).
+    """
+
+    def __init__(self, window: Window = "soft_tissue", classes: LabelSpec | None = None) -> None:
         self.window = window
         self.classes = classes
         self._cache: dict[str, np.ndarray] = {}
 
-    def _volume(self, path: str, label: bool) -> np.ndarray:
-        from medwss.io import load_volume
-
+    def _slices(self, path: str, label: bool) -> np.ndarray:
+        """Every axial slice of a volume, ``(Z, H, W)``: canonical slice ``k`` is row ``k``."""
         key = ("L:" if label else "I:") + path
         if key not in self._cache:
             if len(self._cache) >= 4:
                 self._cache.clear()
-            arr = load_volume(path).array
-            self._cache[key] = remap_labels(arr, self.classes) if label else normalise(arr, self.window)
+            if label:
+                from medwss.data.labels import load_label_map
+
+                vol = load_label_map(path)
+                arr = vol.array if self.classes is None else self.classes.remap(vol.array)
+            else:
+                vol = _load_3d(path)
+                arr = normalise(vol.array, "window", self.window)
+            self._cache[key] = plan_slices(vol).cut(arr, label=label)
         return self._cache[key]
 
     def image(self, ref: SliceRef) -> np.ndarray:
         """``(1, H, W)`` float32 in [0, 1]."""
-        return self._volume(ref.image, False)[None, :, :, ref.index].astype(np.float32)
+        return self._slices(ref.image, False)[ref.index][None]
 
     def label(self, ref: SliceRef) -> np.ndarray:
-        """``(H, W)`` int64 classes from the case's mask (the oracle)."""
+        """``(H, W)`` int64 classes from the case's mask (the oracle), -1 where the mask is unlabelled."""
         if not ref.label:
             raise InvalidDataError(f"slice {ref.slice_id} has no ground-truth mask in the manifest")
-        return self._volume(ref.label, True)[:, :, ref.index]
+        return self._slices(ref.label, True)[ref.index]

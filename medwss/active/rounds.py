@@ -16,7 +16,7 @@ from typing import Any
 from medwss.active.features import feature_provider
 from medwss.active.ingest import scan_folder
 from medwss.active.pool import SliceReader, build_pool
-from medwss.active.state import UNLABELLED_IN_FILES, ALConfig, ALState, parse_budget, write_json
+from medwss.active.state import ALConfig, ALState, parse_budget, write_json
 from medwss.active.strategies import SelectionContext, get_strategy
 from medwss.active.training import make_predictor, scribble_bounds, seg_config, train_on
 from medwss.errors import ConfigError, InvalidDataError
@@ -79,7 +79,7 @@ def select_round(
     k = parse_budget(budget or cfg.budget, len(state.pool))
     if k > len(state.pool) - len(taken):
         raise InvalidDataError(f"budget {k} exceeds the {len(state.pool) - len(taken)} slices left", state.folder)
-    reader = SliceReader(cfg.window, cfg.classes)
+    reader = SliceReader(cfg.window, cfg.label_spec)
     predict = None
     if _model_path(state).exists():
         model, seg_cfg, _ = load_segmenter(_model_path(state))
@@ -97,8 +97,9 @@ def select_round(
     chosen = fn(ctx, k)
     refs = [state.pool.refs[i] for i in chosen]
     export = Path(out) if out else state.folder / "rounds" / f"round_{number:03d}"
-    names = ["background"] + [f"class {c}" for c in range(1, cfg.num_classes)]
-    export_slices(refs, export, cfg.window, number, name, names, UNLABELLED_IN_FILES, progress)
+    spec = cfg.label_spec
+    names = spec.names if spec is not None else ["background"] + [f"class {c}" for c in range(1, cfg.num_classes)]
+    export_slices(refs, export, cfg.window, number, name, names, cfg.unlabelled, progress)
     record = {
         "round": number,
         "strategy": name,
@@ -112,8 +113,17 @@ def select_round(
     return record
 
 
-def ingest_annotations(state: ALState, folder: str | Path, kind: str = "auto") -> tuple[list[str], list[str]]:
+def ingest_annotations(
+    state: ALState, folder: str | Path, kind: str = "auto", unlabelled: int | None = None
+) -> tuple[list[str], list[str]]:
     """Read the annotation files of a folder into the state.
+
+    Args:
+        state: The project.
+        folder: Folder of annotation files.
+        kind: ``full``, ``scribble`` or ``auto``.
+        unlabelled: The value meaning "unlabelled" in these files, besides -1 and 255 in uint8
+            files (default: the config's ``unlabelled``).
 
     Returns:
         The ids ingested and one message per rejected file.
@@ -121,12 +131,13 @@ def ingest_annotations(state: ALState, folder: str | Path, kind: str = "auto") -
     cfg = state.config
     selected = set(state.selected_ids())
     refs = {r.slice_id: r for r in state.pool.refs if r.slice_id in selected}
-    accepted, rejected = scan_folder(folder, refs, cfg.num_classes, UNLABELLED_IN_FILES, kind)
+    value = unlabelled if unlabelled is not None else cfg.unlabelled
+    accepted, rejected = scan_folder(folder, refs, cfg.num_classes, value, kind)
     for ann in accepted:
         bounds = (
             scribble_bounds(ann.label, cfg.num_classes, cfg.size_upper_fraction) if ann.kind == "scribble" else None
         )
-        state.add_annotation(ann.slice_id, ann.label, ann.kind, str(ann.source), bounds)
+        state.add_annotation(ann.slice_id, ann.label, ann.kind, str(ann.source), bounds, ann.affine)
     return [a.slice_id for a in accepted], rejected
 
 
@@ -149,7 +160,7 @@ def train_model(state: ALState, epochs: int | None = None, progress: bool = True
     seg_cfg = seg_config(base, kinds, len(ids), cfg.size_weight, cfg.min_steps)
     digest = hashlib.sha256(("|".join(ids) + seg_cfg.model_dump_json()).encode()).hexdigest()[:12]
     ckpt = state.folder / "model" / f"train_{digest}.ckpt"
-    reader = SliceReader(cfg.window, cfg.classes)
+    reader = SliceReader(cfg.window, cfg.label_spec)
     t0 = time.perf_counter()
     model = train_on(refs, [lab for lab, _ in loaded], [b for _, b in loaded], reader, seg_cfg, ckpt, progress)
     meta = {"slices": ids, "kinds": sorted(set(kinds)), "rounds": len(state.rounds)}

@@ -23,7 +23,7 @@ from medwss.active.features import feature_provider
 from medwss.active.pool import SlicePool, SliceReader, SliceRef, build_pool
 from medwss.active.state import ALConfig, parse_budget, write_json
 from medwss.active.strategies import STRATEGIES, SelectionContext, get_strategy
-from medwss.active.training import make_predictor, seg_config, train_on, volume_dice
+from medwss.active.training import make_predictor, seg_config, train_on
 from medwss.config import StrictConfig
 from medwss.errors import ConfigError
 
@@ -57,6 +57,7 @@ def oracle(gt: np.ndarray, mode: str, seed: int, cfg: SimulateConfig) -> tuple[n
 
 def evaluate(model: Any, seg_cfg: Any, test: Sequence[list[SliceRef]], reader: SliceReader, k: int) -> dict[str, Any]:
     """Mean 3D Dice over test volumes (and per class) of a segmenter applied slice by slice."""
+    from medwss.eval.overlap import dice_per_class
     from medwss.seg.train import predict_probs
 
     per_volume = []
@@ -64,7 +65,7 @@ def evaluate(model: Any, seg_cfg: Any, test: Sequence[list[SliceRef]], reader: S
         probs = predict_probs(model, [reader.image(r) for r in refs], seg_cfg, batch_size=32)
         pred = np.stack([p.argmax(0) for p in probs], axis=-1)
         gt = np.stack([reader.label(r) for r in refs], axis=-1)
-        per_volume.append(volume_dice(pred, gt, k))
+        per_volume.append(dice_per_class(pred, gt, k))
     arr = np.array(per_volume)  # (V, K-1)
     return {"dice": float(arr.mean()), "dice_per_class": arr.mean(0).tolist()}
 
@@ -169,7 +170,7 @@ def simulate(
     if any(r.label == "" for r in pool.refs):
         raise ConfigError("simulation needs a ground-truth mask for every pool volume (the manifest's mask column)")
     out = Path(out)
-    reader = SliceReader(cfg.al.window, cfg.al.classes)
+    reader = SliceReader(cfg.al.window, cfg.al.label_spec)
     rows: list[dict[str, Any]] = []
     jobs = [(m, s, st) for m in cfg.modes for s in cfg.seeds for st in cfg.strategies]
     providers: dict[int, Any] = {}

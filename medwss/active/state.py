@@ -7,8 +7,8 @@ the old or the new version, never half a file)::
     pool.csv             one row per slice (slice_id, case, patient, volume, index, image, label)
     pool_thumbs.npy      (N, 1, T, T) thumbnails for the metric encoder
     rounds.json          one record per selection round: strategy, budget, selected slice ids
-    annotations.json     slice_id → round, kind (full | scribble), stored label file, source file
-    labels/<id>.npz      ingested labels (int64, -1 = unlabelled) and size bounds
+    annotations.json     slice_id → round, kind (full | scribble), stored label file, source file, size bounds
+    labels/<id>.nii.gz   ingested labels on the exported slice's grid (int16 NIfTI, -1 = unlabelled)
     features/            metric encoder weights and cached embeddings
     model/               segmenter.pt, training checkpoints, run.json
 """
@@ -26,24 +26,27 @@ from pydantic import Field
 from medwss.active.metric import MetricConfig
 from medwss.active.pool import SlicePool
 from medwss.config import StrictConfig
+from medwss.data.labels import LabelSpec, label_spec
 from medwss.errors import ConfigError, InvalidDataError, require_file
-from medwss.io.atomic import atomic_path, write_text
+from medwss.io.atomic import write_text
 from medwss.seg.train import SegTrainConfig
-
-UNLABELLED_IN_FILES = 255
-"""The value that marks unlabelled pixels in exported and ingested scribble files (uint8 NIfTI has no -1)."""
 
 
 class ALConfig(StrictConfig):
     """An active-learning project (configs/al.yaml)."""
 
-    window: tuple[float, float] | None = (-160.0, 240.0)
-    """Intensity window mapped to [0, 1] (CT in HU); None: per-volume 1st–99th percentiles."""
+    window: tuple[float, float] | str | None = "soft_tissue"
+    """Intensity window mapped to [0, 1]: a name of `medwss.transforms.intensity.CT_WINDOWS`
+    (``soft_tissue`` = -160..240 HU), ``(low, high)``, or None for per-volume 1st–99th percentiles."""
     thumb_size: int = Field(default=64, ge=8)
-    classes: list[list[int]] | None = None
-    """Class c + 1 gathers these source labels of the masks (None: the masks' labels as they are)."""
+    classes: str | dict[str, list[int] | int] | list[list[int]] | None = None
+    """How mask labels become classes: a `medwss.data.labels.LABEL_SPECS` name (``totalseg``), a
+    mapping ``{kidney: [2, 3], tumour: 4}``, or value groups ``[[1], [2, 3], [7]]`` (class c + 1
+    gathers ``classes[c]``); None: the masks' labels as they are."""
     num_classes: int = Field(default=2, ge=2)
-    """Classes including background (must be len(classes) + 1 when classes is given)."""
+    """Classes including background (must equal the label spec's when classes is given)."""
+    unlabelled: int | None = None
+    """A value meaning "unlabelled" in ingested annotation files, besides -1 (and 255 in uint8 files)."""
     splits: list[Literal["train", "val", "test"]] | None = None
     """Manifest splits whose volumes form the pool (None: all)."""
     strategy: str = "contrastive_coreset"
@@ -66,8 +69,28 @@ class ALConfig(StrictConfig):
     device: str = "auto"
 
     def model_post_init(self, __context: Any) -> None:
-        if self.classes is not None and self.num_classes != len(self.classes) + 1:
-            raise ConfigError(f"num_classes is {self.num_classes} but classes lists {len(self.classes)} (+ background)")
+        from medwss.errors import MedwssError
+        from medwss.transforms.intensity import resolve_window
+
+        try:
+            resolve_window(self.window)
+            spec = self.label_spec
+        except MedwssError as exc:
+            raise ConfigError(exc.message) from exc
+        if spec is not None and self.num_classes != spec.num_classes:
+            raise ConfigError(
+                f"num_classes is {self.num_classes} but classes has {spec.num_classes - 1} (+ background): "
+                f"set num_classes: {spec.num_classes}"
+            )
+
+    @property
+    def label_spec(self) -> LabelSpec | None:
+        """`classes` as a `LabelSpec` (None: labels used as they are)."""
+        if self.classes is None:
+            return None
+        if isinstance(self.classes, list):
+            return LabelSpec.from_groups(self.classes)
+        return label_spec(self.classes)
 
 
 def parse_budget(budget: str | int, pool_size: int) -> int:
@@ -141,22 +164,38 @@ class ALState:
         write_json(self.folder / "rounds.json", self.rounds)
 
     def add_annotation(
-        self, slice_id: str, label: np.ndarray, kind: str, source: str, bounds: np.ndarray | None = None
+        self,
+        slice_id: str,
+        label: np.ndarray,
+        kind: str,
+        source: str,
+        bounds: np.ndarray | None = None,
+        affine: np.ndarray | None = None,
     ) -> None:
-        path = self.folder / "labels" / f"{slice_id}.npz"
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            arrays: dict[str, np.ndarray] = {"label": label.astype(np.int64)}
-            if bounds is not None:
-                arrays["bounds"] = bounds.astype(np.float32)
-            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+        """Store an ingested label ``(H, W)`` (-1 = unlabelled) as int16 NIfTI on the slice's grid, then record it."""
+        from medwss.data.labels import save_label_map
+
+        name = f"labels/{slice_id}.nii.gz"
+        save_label_map(label[:, :, None], self.folder / name, np.eye(4) if affine is None else affine)
         self.annotations[slice_id] = {
             "round": self.round_of(slice_id),
             "kind": kind,
-            "file": f"labels/{slice_id}.npz",
+            "file": name,
             "source": source,
+            "bounds": None if bounds is None else [[None if math.isnan(v) else float(v) for v in b] for b in bounds],
         }
         write_json(self.folder / "annotations.json", self.annotations)
 
     def load_annotation(self, slice_id: str) -> tuple[np.ndarray, np.ndarray | None]:
-        with np.load(require_file(self.folder / self.annotations[slice_id]["file"])) as z:
-            return z["label"], (z["bounds"] if "bounds" in z.files else None)
+        """The stored label ``(H, W)`` int64 (-1 = unlabelled) and its size bounds ``(K, 2)`` (NaN = none)."""
+        from medwss.data.labels import load_label_map
+
+        record = self.annotations[slice_id]
+        path = require_file(self.folder / record["file"])
+        if path.suffix == ".npz":  # state folders written before labels were NIfTI
+            with np.load(path) as z:
+                return z["label"], (z["bounds"] if "bounds" in z.files else None)
+        label = load_label_map(path).array[:, :, 0]
+        b = record.get("bounds")
+        bounds = None if b is None else np.array([[np.nan if v is None else v for v in r] for r in b], np.float32)
+        return label, bounds

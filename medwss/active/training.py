@@ -68,13 +68,3 @@ def make_predictor(model: torch.nn.Module, cfg: SegTrainConfig, refs: Sequence[S
         return predict_probs(model, images, cfg, device=device, batch_size=32, mc_dropout=mc_dropout)
 
     return predict
-
-
-def volume_dice(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> list[float]:
-    """Per foreground class Dice of two label volumes (a class absent from both counts 1)."""
-    out = []
-    for c in range(1, num_classes):
-        a, b = pred == c, gt == c
-        denom = int(a.sum()) + int(b.sum())
-        out.append(1.0 if denom == 0 else 2.0 * int((a & b).sum()) / denom)
-    return out

@@ -3,7 +3,8 @@
 A project lives in a state folder. `init` builds the slice pool of a manifest's volumes; `select`
 picks the next slices (contrastive Coreset by default) and exports them as 2D NIfTI with their
 scanner geometry, PNG previews and a CSV; annotate them in ITK-SNAP or 3D Slicer (full masks, or
-scribbles with 255 = unlabelled); `ingest` checks and stores the annotations; `train` fits the
+scribbles with -1 = unlabelled, 255 in uint8 files, or a value of your own given by --unlabelled);
+`ingest` checks and stores the annotations (int16 NIfTI, -1 = unlabelled); `train` fits the
 segmenter (CE + Dice on full masks, partial CE + size penalty on scribbles); `status` reports.
 `simulate` runs whole learning curves with an oracle from ground truth.
 """
@@ -39,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("folder")
     g.add_argument("--state", required=True)
     g.add_argument("--kind", choices=("auto", "full", "scribble"), default="auto")
+    g.add_argument(
+        "--unlabelled",
+        type=int,
+        help="value meaning unlabelled in the files, besides -1 and 255 in uint8 files (default: the config's)",
+    )
     g.set_defaults(func=run_ingest)
     t = asub.add_parser("train", help="train the segmenter on every annotated slice (resumes)")
     t.add_argument("--state", required=True)
@@ -91,7 +97,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     from medwss.active.state import ALState
 
     state = ALState(args.state)
-    ids, rejected = ingest_annotations(state, args.folder, args.kind)
+    ids, rejected = ingest_annotations(state, args.folder, args.kind, args.unlabelled)
     for msg in rejected:
         print(f"medwss: rejected {msg}", file=sys.stderr)
     print(f"ingested {len(ids)} annotations; {len(state.pending_ids())} selected slices still pending")

@@ -1,7 +1,8 @@
 """`medwss coin train-classifier|train|segment|baselines`: tumour masks from image-level labels (COIN).
 
-1. ``train-classifier``: slices of the manifest's volumes (CT window, crop around the organ, resize),
-   labelled abnormal where the mask holds ``--tumour-labels``; a small MONAI ResNet → classifier.pt.
+1. ``train-classifier``: axial slices of the manifest's volumes (named CT window, crop around the
+   ``--roi`` class, resize), labelled abnormal where the mask holds the ``--lesion`` class of the
+   ``--labels`` spec (default kidney_tumour: kidney = 2, 3, tumour = 4); a small MONAI ResNet → classifier.pt.
 2. ``train``: the counterfactual generator learns to make the frozen classifier say "normal" with
    the smallest, most realistic change → generator.pt, history.json.
 3. ``segment``: ``|x − x_cf|`` scaled to [0, 1], thresholded (0.25) and cleaned → one NIfTI mask per
@@ -36,11 +37,45 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
 
 
-def _window(text: str) -> tuple[float, float] | None:
+def _window(text: str) -> str | tuple[float, float] | None:
+    """A CT window name, ``LOW,HIGH``, or ``auto`` (per-volume percentiles)."""
     if text.lower() in ("none", "auto"):
         return None
+    if "," not in text:
+        return text
     lo, hi = (float(v) for v in text.split(","))
     return (lo, hi)
+
+
+def _labels(text: str) -> str | dict[str, list[int]]:
+    """A label spec name, or ``class=values;class=values`` (e.g. ``kidney=2,3;tumour=4``)."""
+    if "=" not in text:
+        return text
+    out: dict[str, list[int]] = {}
+    for part in text.split(";"):
+        if part.strip():
+            name, _, values = part.partition("=")
+            out[name.strip()] = list(_ints(values))
+    return out
+
+
+def _slice_spec(args: argparse.Namespace):  # noqa: ANN202
+    """The `SliceSpec` of the flags; ``--tumour-labels`` / ``--roi-labels`` replace the values of the two classes."""
+    from medwss.counterfactual.slices import SliceSpec
+    from medwss.data.labels import label_spec
+
+    labels, roi = _labels(args.labels), (None if args.roi.lower() in ("", "none") else args.roi)
+    if args.tumour_labels is not None or args.roi_labels is not None:
+        classes = label_spec(labels).as_dict()
+        if args.tumour_labels is not None:
+            classes[args.lesion] = list(args.tumour_labels)
+        if args.roi_labels is not None and not args.roi_labels:
+            roi = None
+        elif args.roi_labels is not None:
+            roi = roi or "roi"
+            classes[roi] = list(args.roi_labels)
+        labels = classes
+    return SliceSpec(labels, args.lesion, roi, args.window, args.size, args.margin)
 
 
 def _mask_flags(p: argparse.ArgumentParser) -> None:
@@ -60,13 +95,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("manifest", help="manifest CSV with image and mask columns")
     c.add_argument("--out", required=True, help="output folder (classifier.pt, run.json)")
     c.add_argument("--config", help="YAML (configs/coin_classifier.yaml); flags override it")
-    c.add_argument("--tumour-labels", type=_ints, default=(4,), help="mask values of the lesion, e.g. 4 or 4,5")
-    c.add_argument("--roi-labels", type=_ints, default=(2, 3), help="organ labels to crop around ('' = whole slice)")
+    c.add_argument(
+        "--labels",
+        default="kidney_tumour",
+        help="label spec of the masks: a name (kidney_tumour, ct_phantom, ...) or 'kidney=2,3;tumour=4'",
+    )
+    c.add_argument("--lesion", default="tumour", help="class of the label spec that makes a slice abnormal")
+    c.add_argument("--roi", default="kidney", help="class to crop around ('none' = whole slices)")
+    c.add_argument("--tumour-labels", type=_ints, help="shorthand: mask values of the lesion class, e.g. 4 or 4,5")
+    c.add_argument("--roi-labels", type=_ints, help="shorthand: mask values of the roi class ('' = whole slices)")
     c.add_argument(
         "--window",
         type=_window,
-        default=(-160.0, 240.0),
-        help="intensity window, written --window=LOW,HIGH (HU; default -160,240) or auto",
+        default="soft_tissue",
+        help="CT window: a name (soft_tissue, abdomen, wide, ...), --window=LOW,HIGH in HU, or auto",
     )
     c.add_argument("--size", type=int, default=64, help="slice side in pixels (default 64)")
     c.add_argument("--margin", type=int, default=6, help="voxels around the organ box")
@@ -142,12 +184,11 @@ def _failures(metrics: dict) -> None:
 def run_train_classifier(args: argparse.Namespace) -> int:
     from medwss.config import merge_config
     from medwss.counterfactual.classifier import ClassifierConfig
-    from medwss.counterfactual.slices import SliceSpec
     from medwss.counterfactual.workflow import classifier_step
     from medwss.runinfo import write_run_record
 
     cfg = merge_config(ClassifierConfig, args.config, {k: getattr(args, k) for k in _CLF_FLAGS})
-    spec = SliceSpec(args.window, args.size, tuple(args.tumour_labels), tuple(args.roi_labels), args.margin)
+    spec = _slice_spec(args)
     out = Path(args.out)
     metrics = classifier_step(_cases(args), spec, cfg, out, not args.quiet, args.train_split)
     write_run_record(out, "coin train-classifier", {**cfg.model_dump(), "spec": spec.as_dict()}, cfg.seed, metrics)

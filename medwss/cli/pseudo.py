@@ -33,8 +33,8 @@ _TYPES: dict[str, Any] = {
     "top_k": int, "alpha": float, "par_iter": int,
 }  # fmt: skip
 _FLAG_HELP = {
-    "labels": "mask values -> classes: ct_phantom, totalseg, binary",
-    "downsample": "in-plane downsampling of the slices (1 = native)",
+    "labels": "label spec of the masks (mask values -> classes): ct_phantom, totalseg, binary, ...",
+    "downsample": "in-plane downsampling of the axial slices (1 = native)",
     "segmenter": "box, random_walker, chan_vese, otsu, sam, medsam",
     "checkpoint": "local SAM/MedSAM checkpoint (nothing is downloaded)",
     "ring": "ignore ring (pixels) around every mask boundary",
@@ -43,6 +43,8 @@ _FLAG_HELP = {
     "prior": "DHR class prior: volume or uniform",
     "iterations": "training steps (agmm, dupl)",
     "confidence": "posterior below which the output abstains (-1)",
+    "weak": "sparse labels derived from the masks when there is no scribble column: "
+    "skeleton, point, block, box, circle, random_disk, centroid_disk",
 }
 _HELP = {
     "box": "segment inside boxes (random walker, Chan-Vese, Otsu, SAM/MedSAM)",
@@ -78,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("manifest")
     e.add_argument("--out", required=True, help="output folder (metrics.csv, metrics.json, run.json)")
     e.add_argument("--config")
-    e.add_argument("--labels", help="label preset of the manifest's masks")
+    e.add_argument("--labels", help="label spec of the manifest's masks (ct_phantom, totalseg, binary, ...)")
     e.add_argument("--downsample", type=int, help="in-plane downsampling used for the metrics")
     e.set_defaults(func=run_evaluate)
 
@@ -155,27 +157,16 @@ def run_method(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from medwss.data.manifest import load_manifest
     from medwss.errors import InvalidDataError
-    from medwss.io.volumes import load_volume
-    from medwss.pseudo.outputs import evaluate, metrics_csv
+    from medwss.pseudo.outputs import evaluate, metrics_csv, read_labels
     from medwss.pseudo.workflow import load_cases
     from medwss.runinfo import write_run_record
 
     cfg = resolve(args)
     cases, failed = load_cases(load_manifest(args.manifest), cfg)
-    labels, kept = [], []
-    for c in cases:
-        path = Path(args.labels_dir) / f"{c.case_id}.nii.gz"
-        if not path.exists() or c.gts is None:
-            failed.append(f"{c.case_id}: no pseudo-label file or no mask")
-            continue
-        arr = np.asarray(load_volume(path).array).astype(np.int64)
-        s = cfg.downsample
-        labels.append([arr[::s, ::s, k] for k in range(arr.shape[2])])
-        kept.append(c)
+    kept, labels, missing = read_labels(cases, args.labels_dir)
+    failed += missing
     metrics = evaluate(kept, labels, cfg)
     if metrics is None:
         raise InvalidDataError("no case has both a pseudo-label file and a mask", args.labels_dir)

@@ -1,10 +1,11 @@
 """`medwss scribble make|train|predict|shift`: weak labels in; lesion probability maps and reports out.
 
-``make`` simulates weak labels (circle scribbles, disks, skeletons, boxes) from a manifest's masks;
+``make`` simulates weak labels (circle scribbles, disks, skeletons, points, blocks, boxes) from a
+manifest's masks (drawn on the canonical grid, written int16 on the mask grid, -1 = unlabelled);
 ``train`` trains one segmenter (or an ensemble) on weak or full labels with the size constraint;
-``predict`` writes ``<out>/predictions/<case_id>.nii.gz`` on each case's T2/mask grid (the input of
-``medwss evaluate``); ``shift`` trains on some sites and reports in- vs out-of-domain, single vs
-ensemble, for several configs.
+``predict`` writes ``<out>/predictions/<case_id>.nii.gz`` on each case's stored reference (T2) and
+mask grid (the input of ``medwss evaluate``); ``shift`` trains on some sites and reports in- vs
+out-of-domain, single vs ensemble, for several configs.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ def _options(pairs: list[str] | None) -> dict[str, object]:
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    from medwss.data.weak import WEAK_KINDS
+
     p.add_argument("--config", help="YAML config (configs/scribble_*.yaml); flags override it")
     p.add_argument("--supervision", choices=["weak", "full"])
-    p.add_argument("--weak-kind", help="circle, random_disk, centroid_disk, skeleton, box")
+    p.add_argument("--weak-kind", choices=WEAK_KINDS)
     p.add_argument("--bounds", help="size bounds: tag, true, box, upper, none")
     p.add_argument("--size-weight", type=float)
     p.add_argument("--size-warmup", type=int, help="epochs without the size term first")
@@ -57,6 +60,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.data.weak import WEAK_KINDS
+
     p = sub.add_parser(
         "scribble", help="scribble-supervised lesion segmentation with size constraints", description=__doc__
     )
@@ -64,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = ssub.add_parser("make", help="simulate weak labels from the masks of a manifest")
     m.add_argument("manifest")
     m.add_argument("--out", required=True, help="folder for scribbles/ and manifest.csv (scribble column set)")
-    m.add_argument("--kind", default="circle", help="circle (default), random_disk, centroid_disk, skeleton, box")
+    m.add_argument("--kind", default="circle", choices=WEAK_KINDS, help="weak-label kind (default circle)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--no-background", action="store_true", help="no background marks")
     m.add_argument("--option", action="append", metavar="KEY=VALUE", help="generator option, e.g. arc=0.5 or radius=3")

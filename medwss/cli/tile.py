@@ -4,7 +4,9 @@ Writes ``DIR/<case_id>.tiles.h5`` per case, QA images ``DIR/qa/<case_id>_tissue.
 ``DIR/qa/<case_id>_tiles.png``, ``DIR/failures.csv`` (cases that failed, one line each) and
 ``DIR/run.json``. Cases whose tile file exists are skipped (``--overwrite`` redoes them). Slides
 (modality WSI) are tiled at a target mpp inside tissue; volumes by axial slice, 2.5D stack or 3D
-patch inside the body (multi-channel cases on the first channel's grid).
+patch inside the body, on their canonical RAS+ grid whatever the stored axis order (tile
+coordinates are canonical voxels; the tile file records the source orientation), multi-channel
+cases on the first channel's grid.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ def tile_case(case: Case, cfg: TileConfig, out: Path) -> TileSet:
         InvalidDataError: No tile has enough tissue. Any reading error of the image.
     """
     from medwss.embed.tiles import save_tiles
-    from medwss.embed.tiling import patch_size, tile_slide, tile_volume, tiles_png
+    from medwss.embed.tiling import tile_slide, tile_volume, tiles_png
     from medwss.embed.tissue import body_mask, detect_tissue, save_body_png, save_tissue_png
     from medwss.errors import InvalidDataError, MissingMetadataError
     from medwss.io.slide import open_slide
@@ -133,18 +135,15 @@ def tile_case(case: Case, cfg: TileConfig, out: Path) -> TileSet:
     else:
         what = "body"
         volume = load_volume(case.image, nan="fill")
-        fg = body_mask(volume, case.modality)
+        fg = body_mask(volume, case.modality)  # on the stored grid; tile_volume moves it to the canonical one
         if cfg.roi_labels:
             fg = fg & roi_mask(case, volume, cfg.roi_labels, cfg.roi_margin_mm)
             what = f"body inside the ROI of labels {cfg.roi_labels}"
-        size = cfg.tile_size or VOLUME_TILE_SIZE
-        ps = patch_size(cfg.mode, volume.spacing, size, cfg.depth, cfg.tile_mm)
-        step = [max(1, round(s * (1 - cfg.overlap))) for s in ps]
-        if cfg.mode != "patch3d":
-            step[2] = 1
         tiles = tile_volume(
-            volume, case.case_id, cfg.mode, size, cfg.depth, step, cfg.min_tissue, fg, case.modality, cfg.tile_mm
-        )
+            volume, case.case_id, cfg.mode, cfg.tile_size or VOLUME_TILE_SIZE, depth=cfg.depth,
+            min_foreground=cfg.min_tissue, foreground=fg, modality=case.modality, tile_mm=cfg.tile_mm,
+            overlap=cfg.overlap,
+        )  # fmt: skip
         tiles.source = str(case.image)
         if len(case.images) > 1:
             tiles.attrs["channels"] = ",".join(case.images)

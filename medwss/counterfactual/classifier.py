@@ -14,8 +14,10 @@ from torch import nn
 
 from medwss.config import StrictConfig
 from medwss.counterfactual.slices import SliceSpec
+from medwss.embed.engine import resolve_device
 from medwss.errors import InvalidDataError, require_file
 from medwss.io.atomic import atomic_path
+from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
 
 class ClassifierConfig(StrictConfig):
@@ -28,7 +30,12 @@ class ClassifierConfig(StrictConfig):
     lr: float = 1e-3
     weight_decay: float = 1e-4
     augment: bool = True
+    """Left–right flips, gain and Gaussian noise (`PRESETS["classifier"]`), on the device. The noise makes the
+    classifier less sensitive to faint, image-wide perturbations, the cheapest (and wrong) way for a
+    counterfactual generator to flip its decision."""
     seed: int = 0
+    device: str = "auto"
+    """Where training runs (``auto``: the GPU when there is one); the model is returned on the CPU."""
 
 
 def create_classifier(channels: tuple[int, ...] = (16, 32, 64, 128), stem_stride: int = 2) -> nn.Module:
@@ -48,19 +55,6 @@ def create_classifier(channels: tuple[int, ...] = (16, 32, 64, 128), stem_stride
     )
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random left-right flips, intensity gain and Gaussian noise on a batch (B, 1, H, W).
-
-    The noise makes the classifier less sensitive to faint, image-wide perturbations, which is the
-    cheapest (and wrong) way for a counterfactual generator to flip its decision.
-    """
-    flip = torch.rand(x.shape[0], generator=gen) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    gain = 1 + 0.1 * (torch.rand(x.shape[0], 1, 1, 1, generator=gen) - 0.5)
-    sigma = 0.05 * torch.rand(x.shape[0], 1, 1, 1, generator=gen)
-    return (x * gain + sigma * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
-
-
 def train_classifier(
     images: np.ndarray, labels: np.ndarray, cfg: ClassifierConfig, progress: bool = True
 ) -> tuple[nn.Module, list[float]]:
@@ -71,11 +65,13 @@ def train_classifier(
         raise InvalidDataError("classifier training needs normal and abnormal slices")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = create_classifier(cfg.channels, cfg.stem_stride)
+    device = resolve_device(cfg.device)
+    model = create_classifier(cfg.channels, cfg.stem_stride).to(device)
+    pipeline = augment_pipeline(PRESETS["classifier"], label_keys=(), mask_keys=())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     x, y = torch.from_numpy(images).float(), torch.from_numpy(labels).long()
     counts = torch.bincount(y, minlength=2).float()
-    loss_fn = nn.CrossEntropyLoss(weight=counts.sum() / (2 * counts))
+    loss_fn = nn.CrossEntropyLoss(weight=(counts.sum() / (2 * counts)).to(device))
     steps = cfg.epochs * int(np.ceil(len(y) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     history = []
@@ -84,15 +80,17 @@ def train_classifier(
         order, total = torch.randperm(len(y), generator=gen), 0.0
         for i in range(0, len(y), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            xb = _augment(x[idx], gen) if cfg.augment else x[idx]
-            loss = loss_fn(model(xb), y[idx])  # (B, 2) logits
+            xb, yb = x[idx].to(device), y[idx].to(device)  # (B, 1, S, S), (B,)
+            if cfg.augment:
+                xb = augment_batch(pipeline, {"image": xb}, seed=gen)["image"]
+            loss = loss_fn(model(xb), yb)  # (B, 2) logits
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
         history.append(total / len(y))
-    return model.eval(), history
+    return model.cpu().eval(), history
 
 
 @torch.no_grad()

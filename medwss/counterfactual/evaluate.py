@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from medwss.counterfactual.metrics import per_slice_dice, per_slice_iou
 from medwss.counterfactual.segment import MaskSettings, threshold_maps
+from medwss.eval.overlap import dice_per_slice, iou, iou_per_slice
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
 
@@ -23,18 +23,16 @@ def seg_scores(pred: np.ndarray, gt: np.ndarray, n_boot: int = 1000, seed: int =
     keep = np.asarray(gt).any(axis=(1, 2))
     if not keep.any():
         return {"n": 0}
-    ious = per_slice_iou(pred[keep], gt[keep])
-    dices = per_slice_dice(pred[keep], gt[keep])
+    ious = iou_per_slice(pred[keep], gt[keep])
+    dices = dice_per_slice(pred[keep], gt[keep])
     lo, hi = bootstrap_mean(ious, n_boot, seed)
-    inter = np.logical_and(pred[keep], gt[keep]).sum()
-    union = np.logical_or(pred[keep], gt[keep]).sum()
     return {
         "n": int(keep.sum()),
         "iou": float(ious.mean()),
         "iou_lo": lo,
         "iou_hi": hi,
         "dice": float(dices.mean()),
-        "iou_pooled": float(inter / max(union, 1)),
+        "iou_pooled": iou(pred[keep], gt[keep]),
     }
 
 
@@ -56,6 +54,6 @@ def sweep_threshold(
     curve = {}
     for t in thresholds:
         pred = threshold_maps(maps[keep], replace(settings, threshold=float(t)))
-        curve[float(t)] = float(per_slice_iou(pred, gt[keep]).mean()) if keep.any() else 0.0
+        curve[float(t)] = float(iou_per_slice(pred, gt[keep]).mean()) if keep.any() else 0.0
     best = max(curve, key=lambda t: curve[t])
     return best, curve

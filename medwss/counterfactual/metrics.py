@@ -1,4 +1,4 @@
-"""Weak-segmentation and counterfactual metrics: IoU, Dice, validity, realism (Fréchet distance, MMD).
+"""Counterfactual metrics: validity, realism (Fréchet distance, MMD); IoU and Dice are `medwss.eval.overlap`.
 
 Realism compares counterfactuals with real normal slices in the feature space of the frozen
 classifier (its pooled last-stage features): the Fréchet distance between Gaussians fitted to the
@@ -9,27 +9,6 @@ median-distance bandwidth. Lower is more realistic; both are 0 for identical set
 from __future__ import annotations
 
 import numpy as np
-
-
-def iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    """``|A ∩ B| / |A ∪ B|`` of two masks; two empty masks give 1.0."""
-    a, b = np.asarray(pred) > 0, np.asarray(gt) > 0
-    if a.shape != b.shape:
-        raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
-    union = int(np.logical_or(a, b).sum())
-    return 1.0 if union == 0 else int(np.logical_and(a, b).sum()) / union
-
-
-def per_slice_iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """IoU of each slice (N,) for masks (N, H, W)."""
-    return np.array([iou(p, g) for p, g in zip(pred, gt, strict=True)], dtype=np.float64)
-
-
-def per_slice_dice(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Dice of each slice (N,) for masks (N, H, W)."""
-    from medwss.eval.metrics import dice
-
-    return np.array([dice(p, g) for p, g in zip(pred, gt, strict=True)], dtype=np.float64)
 
 
 def validity(p_before: np.ndarray, p_after: np.ndarray, confident: float = 0.8, drop: float = 0.8) -> float:

@@ -1,14 +1,19 @@
-"""From counterfactuals to masks: ``|x − x_cf|`` scaled to [0, 1], thresholded, cleaned.
+"""From counterfactuals to masks: ``|x − x_cf|`` scaled to [0, 1], thresholded, cleaned, put back in the volume.
 
 The same `threshold_maps` serves the attribution baselines, whose maps are already in [0, 1].
+`volume_mask` pastes a case's slice masks onto its source grid (the shared `SliceGeometry`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    from medwss.data.slicer import SliceGeometry
 
 
 @dataclass(frozen=True)
@@ -76,3 +81,11 @@ def coin_masks(
     maps = difference_maps(x, x_cf, s.scale)
     masks = threshold_maps(maps, s) & (np.asarray(decisions) > 0)[:, None, None]
     return maps, masks
+
+
+def volume_mask(masks: np.ndarray, geometry: SliceGeometry) -> np.ndarray:
+    """A case's slice masks (N, S, S) as one 0/1 mask (int64) on its *source* grid; voxels no slice covers are 0.
+
+    Write it with the source affine, ``geometry.orientation.affine``.
+    """
+    return geometry.paste(np.asarray(masks).astype(np.int64), label=True)

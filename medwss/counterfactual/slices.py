@@ -1,66 +1,96 @@
-"""2D slice sets from volumes: CT window, crop around an organ, resize, slice labels from a mask.
+"""COIN slice sets: a volume's axial slices through the organ, windowed to [-1, 1], with lesion masks and labels.
 
-Every slice set holds images normalised to ``[-1, 1]`` (so a tanh output fits), the lesion mask
-of each slice on the same grid and the slice label (1 = abnormal: the slice holds lesion voxels).
-`SliceGeometry` remembers where each slice came from, so a 2D mask can go back into its volume.
+Slicing is the shared one (`medwss.data.slicer`): axial slices on the canonical grid whatever the
+stored axis order, a square box around the organ (`plan_slices`), and `SliceGeometry.paste` to put
+2D masks back onto the *source* grid. Intensities go through `medwss.transforms.intensity.normalise`
+(a named CT window by default) to ``[-1, 1]``, so a tanh output fits; which mask values are the
+organ and the lesion comes from a `medwss.data.labels.LabelSpec`. A slice is abnormal (label 1)
+when it holds lesion voxels inside the box.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import ndimage
 
+from medwss.data.labels import LabelSpec, decode_labels, label_spec
+from medwss.data.orientation import orientation_of
+from medwss.data.slicer import SliceGeometry, plan_slices
 from medwss.errors import InvalidDataError
 from medwss.io.volume import Volume
+from medwss.transforms.intensity import Window, normalise, resolve_window
 
 
 @dataclass(frozen=True)
 class SliceSpec:
-    """How volumes become slices.
+    """How volumes become COIN slices (stored in ``classifier.pt`` so later commands slice the same way).
 
     Attributes:
-        window: Intensity window ``(low, high)`` (HU for CT) mapped to ``[-1, 1]``; None: per-volume 1–99 percentiles.
+        labels: The masks' label spec: a name of `medwss.data.labels.LABEL_SPECS` or ``{class: values}``.
+        lesion: Class of `labels` that makes a slice abnormal.
+        roi: Class of `labels` to crop around (only its slices are kept); None: whole slices.
+        window: Intensity window mapped to ``[-1, 1]``: a name of `CT_WINDOWS`, ``(low, high)``, or
+            None for each volume's 1st–99th percentiles.
         size: Side of the square output slices.
-        tumour_labels: Mask values that count as lesion.
-        roi_labels: Mask values of the organ to crop around (and whose slices are kept); empty: whole slices.
         margin: Voxels added around the organ box.
-        axis: Slicing axis (2 = axial for RAS volumes).
     """
 
-    window: tuple[float, float] | None = (-160.0, 240.0)
+    labels: str | Mapping[str, Sequence[int]] = "kidney_tumour"
+    lesion: str = "tumour"
+    roi: str | None = "kidney"
+    window: Window = "soft_tissue"
     size: int = 64
-    tumour_labels: tuple[int, ...] = (4,)
-    roi_labels: tuple[int, ...] = (2, 3)
     margin: int = 6
-    axis: int = 2
+
+    def __post_init__(self) -> None:
+        spec = self.label_spec
+        spec.index(self.lesion)
+        if self.roi is not None:
+            spec.index(self.roi)
+        resolve_window(self.window)
+
+    @property
+    def label_spec(self) -> LabelSpec:
+        return label_spec(self.labels)
 
     def as_dict(self) -> dict[str, object]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        """Plain types (for ``torch.save(..., weights_only=True)`` checkpoints and run records)."""
+        labels = (
+            self.labels
+            if isinstance(self.labels, str)
+            else {k: list(np.atleast_1d(v).tolist()) for k, v in self.labels.items()}
+        )
+        window = list(self.window) if isinstance(self.window, tuple | list) else self.window
+        return {
+            "labels": labels,
+            "lesion": self.lesion,
+            "roi": self.roi,
+            "window": window,
+            "size": self.size,
+            "margin": self.margin,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> SliceSpec:
+    def from_dict(cls, d: Mapping) -> SliceSpec:
         kw = dict(d)
-        for k in ("window", "tumour_labels", "roi_labels"):
-            if kw.get(k) is not None:
-                kw[k] = tuple(kw[k])
+        if "tumour_labels" in kw or "roi_labels" in kw:  # classifier files written before label specs
+            tumour, roi = kw.pop("tumour_labels", [4]), kw.pop("roi_labels", [2, 3])
+            kw.pop("axis", None)
+            kw["labels"] = {"lesion": list(tumour), **({"organ": list(roi)} if roi else {})}
+            kw["lesion"], kw["roi"] = "lesion", ("organ" if roi else None)
+        if isinstance(kw.get("window"), list):
+            kw["window"] = tuple(float(v) for v in kw["window"])
         return cls(**kw)
 
 
 @dataclass
-class SliceGeometry:
-    """Where a case's slices sit in its volume: crop box ``(i0, i1, j0, j1)`` and slice indices."""
-
-    shape: tuple[int, int, int]
-    box: tuple[int, int, int, int]
-    indices: list[int]
-
-
-@dataclass
 class SliceSet:
-    """Slices with labels. ``images`` (N, 1, S, S) float32 in [-1, 1]; ``masks`` (N, S, S) bool; ``labels`` (N,)."""
+    """Slices with labels. ``images`` (N, 1, S, S) float32 in [-1, 1]; ``masks`` (N, S, S) bool; ``labels`` (N,).
+
+    ``slice_index`` holds each slice's canonical axial index in its volume.
+    """
 
     images: np.ndarray
     masks: np.ndarray
@@ -90,46 +120,6 @@ class SliceSet:
         )
 
 
-def window_normalise(values: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
-    """Map `window` (or the 1st–99th percentiles when None) linearly to ``[-1, 1]``, clipping outside."""
-    lo, hi = window if window is not None else tuple(np.percentile(values, [1, 99]))
-    if hi <= lo:
-        raise InvalidDataError(f"empty intensity window ({lo}, {hi})")
-    return (np.clip((values.astype(np.float32) - lo) / (hi - lo), 0, 1) * 2 - 1).astype(np.float32)
-
-
-def resize2d(a: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
-    """Resize a 2D array to `shape` (order 1 for images, 0 for masks)."""
-    zoom = (shape[0] / a.shape[0], shape[1] / a.shape[1])
-    out = ndimage.zoom(a.astype(np.float32), zoom, order=order, mode="nearest", grid_mode=True)
-    return out[: shape[0], : shape[1]]
-
-
-def roi_box(labels: np.ndarray, roi_labels: Sequence[int], margin: int, axis: int) -> tuple[tuple[int, ...], list[int]]:
-    """Square in-plane box around `roi_labels` (with `margin`) and the slice indices holding them."""
-    moved = np.moveaxis(labels, axis, -1)
-    if not roi_labels:
-        return (0, moved.shape[0], 0, moved.shape[1]), list(range(moved.shape[2]))
-    roi = np.isin(moved, list(roi_labels))
-    if not roi.any():
-        raise InvalidDataError(f"mask holds none of the organ labels {list(roi_labels)}")
-    ii, jj, kk = np.nonzero(roi)
-    i0, i1, j0, j1 = ii.min() - margin, ii.max() + 1 + margin, jj.min() - margin, jj.max() + 1 + margin
-    side = max(i1 - i0, j1 - j0)
-    ci, cj = (i0 + i1) // 2, (j0 + j1) // 2
-    i0, j0 = ci - side // 2, cj - side // 2
-    return (int(i0), int(i0 + side), int(j0), int(j0 + side)), sorted({int(k) for k in kk})
-
-
-def _crop(a2: np.ndarray, box: tuple[int, ...], fill: float) -> np.ndarray:
-    """Crop `a2` to `box`, padding with `fill` where the box leaves the array."""
-    i0, i1, j0, j1 = box
-    out = np.full((i1 - i0, j1 - j0), fill, dtype=np.float32)
-    si0, si1, sj0, sj1 = max(i0, 0), min(i1, a2.shape[0]), max(j0, 0), min(j1, a2.shape[1])
-    out[si0 - i0 : si1 - i0, sj0 - j0 : sj1 - j0] = a2[si0:si1, sj0:sj1]
-    return out
-
-
 def volume_slices(
     image: Volume, labels: Volume | None, spec: SliceSpec, case_id: str = ""
 ) -> tuple[SliceSet, SliceGeometry]:
@@ -141,39 +131,33 @@ def volume_slices(
         InvalidDataError: The grids differ or the mask holds no organ label.
     """
     img = image.array[..., 0] if image.array.ndim == 4 else image.array
-    if labels is not None and labels.array.shape[:3] != img.shape:
-        raise InvalidDataError(f"mask grid {labels.array.shape[:3]} differs from image grid {img.shape}")
-    lab = (
-        np.rint(labels.array[..., 0] if labels is not None and labels.array.ndim == 4 else labels.array).astype(int)
-        if labels is not None
-        else None
-    )
-    roi_labels = spec.roi_labels if lab is not None else ()
-    box, indices = roi_box(lab if lab is not None else np.zeros(img.shape, int), roi_labels, spec.margin, spec.axis)
-    norm = np.moveaxis(window_normalise(img, spec.window), spec.axis, -1)
-    lesion = np.moveaxis(np.isin(lab, list(spec.tumour_labels)), spec.axis, -1) if lab is not None else None
-    s = (spec.size, spec.size)
-    ims, masks = [], []
-    for k in indices:
-        ims.append(resize2d(_crop(norm[..., k], box, -1.0), s, 1))
-        m = lesion[..., k] if lesion is not None else np.zeros(norm.shape[:2], bool)
-        masks.append(resize2d(_crop(m.astype(np.float32), box, 0.0), s, 1) >= 0.5)
-    images = np.clip(np.stack(ims), -1, 1)[:, None].astype(np.float32)
-    mask_arr = np.stack(masks)
-    labels_arr: np.ndarray = np.asarray(mask_arr.reshape(len(indices), -1).any(1), dtype=np.int64)
-    geom = SliceGeometry(tuple(int(v) for v in np.moveaxis(img, spec.axis, -1).shape), box, indices)  # type: ignore[arg-type]
-    return SliceSet(images, mask_arr, labels_arr, [case_id] * len(indices), np.asarray(indices)), geom
-
-
-def paste_back(masks: np.ndarray, geom: SliceGeometry, axis: int) -> np.ndarray:
-    """Put 2D slice masks (N, S, S) back into a zero volume of the source grid (inverse of `volume_slices`)."""
-    out = np.zeros(geom.shape, dtype=np.uint8)
-    i0, i1, j0, j1 = geom.box
-    for m, k in zip(masks, geom.indices, strict=True):
-        big = resize2d(m.astype(np.float32), (i1 - i0, j1 - j0), 1) >= 0.5
-        si0, si1, sj0, sj1 = max(i0, 0), min(i1, geom.shape[0]), max(j0, 0), min(j1, geom.shape[1])
-        out[si0:si1, sj0:sj1, k] = big[si0 - i0 : si1 - i0, sj0 - j0 : sj1 - j0]
-    return np.moveaxis(out, -1, axis)
+    ls = spec.label_spec
+    lab = None
+    if labels is not None:
+        lab = decode_labels(labels.array, source=labels.path)
+        if lab.shape != img.shape:
+            raise InvalidDataError(f"mask grid {lab.shape} differs from image grid {img.shape}", labels.path)
+        if not np.array_equal(orientation_of(labels).ornt, orientation_of(image).ornt):
+            raise InvalidDataError("the mask's axes are stored in another order than the image's", labels.path)
+    roi = None
+    if lab is not None and spec.roi is not None:
+        roi = ls.mask(lab, spec.roi)
+        if not roi.any():
+            raise InvalidDataError(f"mask holds none of the '{spec.roi}' labels {list(ls.values(spec.roi))}")
+    geom = plan_slices(image, roi=roi, margin=spec.margin, size=spec.size, square=True)
+    norm = normalise(img, "window", window=spec.window, out_range=(-1.0, 1.0))
+    images = np.clip(geom.cut(norm, fill=-1.0), -1, 1)[:, None]  # (N, 1, S, S)
+    n = len(geom)
+    if lab is None:
+        masks = np.zeros((n, *geom.slice_shape), bool)
+        slice_labels: np.ndarray = np.zeros(n, np.int64)
+    else:
+        lesion = ls.mask(lab, spec.lesion)
+        masks = geom.cut(lesion, label=True) > 0
+        native = replace(geom, size=None).cut(lesion, label=True)  # lesion voxels in the box, before resizing
+        slice_labels = np.asarray(native.reshape(n, -1).any(1), dtype=np.int64)
+    s = SliceSet(images.astype(np.float32), masks, slice_labels, [case_id] * n, np.asarray(geom.indices, int))
+    return s, geom
 
 
 def manifest_slices(

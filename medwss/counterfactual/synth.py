@@ -10,17 +10,18 @@ the command-line tools run on these data too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from medwss.counterfactual.slices import SliceSet, SliceSpec, volume_slices
+from medwss.data.labels import label_spec
 from medwss.io.volume import Volume
 
-KIDNEY_LABELS = (2, 3)
-TUMOUR_LABEL = 9  # free value in the example organ map
+KIDNEY_TUMOUR = label_spec("kidney_tumour")
+"""Labels of the written cases: kidney = 2, 3 (as in the example organ map), tumour = 4."""
 
 
 @dataclass
@@ -42,10 +43,10 @@ class BlobSettings:
 
 
 def load_kidney_source(image: Volume, labels: Volume, spec: SliceSpec) -> KidneySource:
-    """Cut the kidney slices (``spec.roi_labels``) out of a CT and its organ map."""
-    s, _ = volume_slices(
-        image, labels, SliceSpec(spec.window, spec.size, spec.roi_labels, spec.roi_labels, spec.margin)
-    )
+    """Cut the organ slices (class ``spec.roi`` of the spec's labels) and their organ masks out of a CT."""
+    if spec.roi is None:
+        raise ValueError("load_kidney_source needs a spec with an organ (roi) class")
+    s, _ = volume_slices(image, labels, replace(spec, lesion=spec.roi))
     return KidneySource(s.images[:, 0], s.masks)
 
 
@@ -115,24 +116,27 @@ def make_kidney_slices(
 
 
 def write_kidney_cases(image: Volume, organs: Volume, out: str | Path, n: int, seed: int) -> Path:
-    """Write `n` copies of a CT, about half with 3D tumours (label `TUMOUR_LABEL`) in a kidney, and a manifest.
+    """Write `n` copies of a CT, about half with 3D tumours in a kidney, and a manifest.
 
     Each copy gets its own noise, intensity jitter and (when abnormal) one ellipsoidal-star tumour of
-    radius 6–15 mm and contrast ±40–100 HU. The mask keeps the kidney labels and adds the tumour.
+    radius 6–15 mm and contrast ±40–100 HU. The mask (int16 label map) keeps the kidney labels (2, 3)
+    and adds the tumour (4): the labels of `KIDNEY_TUMOUR`, the default `SliceSpec`.
     """
+    from medwss.data.labels import save_label_map
     from medwss.data.manifest import write_manifest
     from medwss.io.volumes import save_nifti
 
     out = Path(out)
     rng = np.random.default_rng(seed)
     lab = np.rint(organs.array).astype(np.int16)
-    kid = np.isin(lab, KIDNEY_LABELS)
+    kid = KIDNEY_TUMOUR.mask(lab, "kidney")
+    tumour = KIDNEY_TUMOUR.values("tumour")[0]
     spacing = np.array(image.spacing)
     rows = []
     grid = np.stack(np.meshgrid(*[np.arange(s) for s in lab.shape], indexing="ij"), -1).astype(np.float32)
     for i in range(n):
         hu = image.array.astype(np.float32) * rng.uniform(0.95, 1.05) + rng.uniform(-15, 15)
-        new = np.where(kid, lab, 0).astype(np.uint8)
+        new = np.where(kid, lab, 0).astype(np.int16)
         abnormal = i % 2 == 1
         if abnormal:
             pts = np.argwhere(ndimage.binary_erosion(kid, iterations=1))
@@ -143,11 +147,11 @@ def write_kidney_cases(image: Volume, organs: Volume, out: str | Path, n: int, s
             r = rng.uniform(6, 15) * (1 + 0.15 * np.cos(3 * theta + rng.uniform(0, 6.28)))
             alpha = np.clip(r - dist + 0.5, 0, 1)
             hu += rng.choice([-1, 1]) * rng.uniform(40, 100) * alpha
-            new[alpha >= 0.5] = TUMOUR_LABEL
+            new[alpha >= 0.5] = tumour
         hu += rng.normal(0, 8, hu.shape)
         cid = f"kidney_{i:03d}"
         ip = save_nifti(image.with_array(hu.astype(np.float32)), out / "images" / f"{cid}.nii.gz")
-        mp = save_nifti(organs.with_array(new), out / "labels" / f"{cid}.nii.gz")
+        mp = save_label_map(new, out / "labels" / f"{cid}.nii.gz", organs.affine)
         split = "train" if i < int(0.6 * n) else ("val" if i < int(0.8 * n) else "test")
         rows.append(
             {

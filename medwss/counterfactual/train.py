@@ -23,8 +23,10 @@ from medwss.config import StrictConfig
 from medwss.counterfactual import losses
 from medwss.counterfactual.discriminator import PatchDiscriminator
 from medwss.counterfactual.generator import CounterfactualGenerator
+from medwss.embed.engine import resolve_device
 from medwss.errors import InvalidDataError, require_file
 from medwss.io.atomic import atomic_path
+from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
 
 class CoinConfig(StrictConfig):
@@ -47,6 +49,8 @@ class CoinConfig(StrictConfig):
     smooth_sigma: float = 1.0
     disc_channels: tuple[int, ...] = (16, 32, 64)
     seed: int = 0
+    device: str = "auto"
+    """Where training runs (``auto``: the GPU when there is one); the generator is returned on the CPU."""
 
 
 def _pools(
@@ -85,19 +89,21 @@ def train_coin(
         p.requires_grad_(False)
     classifier.eval()
     xa_pool, xn_pool = _pools(classifier, images, cfg.decision_threshold, labels)
+    device = resolve_device(cfg.device)
+    xa_pool, xn_pool, classifier = xa_pool.to(device), xn_pool.to(device), classifier.to(device)
     G = CounterfactualGenerator(
         cfg.gen_channels, (2,) * (len(cfg.gen_channels) - 1), cfg.gen_res_units, cfg.smooth_sigma
-    )
-    D = PatchDiscriminator(cfg.disc_channels)
+    ).to(device)
+    D = PatchDiscriminator(cfg.disc_channels).to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=cfg.betas)
-    ones, zeros = torch.ones(cfg.batch_size), torch.zeros(cfg.batch_size)
+    ones, zeros = torch.ones(cfg.batch_size, device=device), torch.zeros(cfg.batch_size, device=device)
+    flips = augment_pipeline(PRESETS["lr_flip"], label_keys=(), mask_keys=())
     history: list[dict[str, float]] = []
 
     def batch(pool: torch.Tensor) -> torch.Tensor:
-        x = pool[torch.randint(len(pool), (cfg.batch_size,), generator=gen)]
-        flip = torch.rand(cfg.batch_size, generator=gen) < 0.5
-        return torch.where(flip[:, None, None, None], x.flip(-1), x)  # (B, 1, H, W)
+        x = pool[torch.randint(len(pool), (cfg.batch_size,), generator=gen)]  # (B, 1, H, W) on the device
+        return augment_batch(flips, {"image": x}, seed=gen)["image"]  # random left-right flips
 
     bar = tqdm(range(cfg.iterations), desc="coin", disable=not progress, leave=False)
     for it in bar:
@@ -138,7 +144,8 @@ def train_coin(
             }
             history.append(rec_row)
             bar.set_postfix(kl=f"{kl.item():.2f}", rec=f"{rec.item():.3f}")
-    return G.eval(), history
+    classifier.cpu()
+    return G.cpu().eval(), history
 
 
 @torch.no_grad()

@@ -17,18 +17,28 @@ from medwss.counterfactual.classifier import (
     train_classifier,
 )
 from medwss.counterfactual.evaluate import seg_scores, sweep_threshold
-from medwss.counterfactual.segment import MaskSettings, coin_masks, threshold_maps
-from medwss.counterfactual.slices import SliceSet, SliceSpec, manifest_slices, paste_back
+from medwss.counterfactual.segment import MaskSettings, coin_masks, threshold_maps, volume_mask
+from medwss.counterfactual.slices import SliceSet, SliceSpec, manifest_slices
 from medwss.counterfactual.train import CoinConfig, counterfactuals, load_generator, save_generator, train_coin
 from medwss.io.atomic import write_text
 
 
 def pick(cases: Sequence, split: str | None = "train") -> list:
-    """Cases of `split`; all cases when `split` is None or ``"all"`` or when no case carries it."""
+    """Cases of `split`; all cases when `split` is None or ``"all"``.
+
+    Raises:
+        ManifestError: No case is in `split` (pass ``"all"`` to use every case).
+    """
+    from medwss.data.manifest import select_cases
+    from medwss.errors import ManifestError
+
     cases = list(cases)
     if not split or split == "all":
         return cases
-    return [c for c in cases if c.split == split] or cases
+    try:
+        return select_cases(cases, split)
+    except ManifestError as exc:
+        raise ManifestError([f"{exc.problems[0]}; train on every case with split 'all'"], exc.path) from None
 
 
 def classifier_step(
@@ -63,8 +73,8 @@ def coin_step(
 
 
 def _case_outputs(cases: Sequence, sl: SliceSet, geoms: dict, masks: np.ndarray, out: Path, folder: str) -> list[dict]:
-    """Write one NIfTI mask per case (source affine) and return per-case rows."""
-    from medwss.io.volumes import load_volume, save_nifti
+    """Write one mask per case (int16 NIfTI on the source grid, source affine) and return per-case rows."""
+    from medwss.data.labels import save_label_map
 
     rows = []
     ids = np.array(sl.case_ids)
@@ -72,9 +82,9 @@ def _case_outputs(cases: Sequence, sl: SliceSet, geoms: dict, masks: np.ndarray,
         if c.case_id not in geoms:
             continue
         sel = ids == c.case_id
-        vol = paste_back(masks[sel], geoms[c.case_id], 2)
-        src = load_volume(c.image)
-        save_nifti(src.with_array(vol), out / folder / f"{c.case_id}.nii.gz")
+        geom = geoms[c.case_id]
+        vol = volume_mask(masks[sel], geom)
+        save_label_map(vol, out / folder / f"{c.case_id}.nii.gz", geom.orientation.affine)
         rows.append({"case_id": c.case_id, "slices": int(sel.sum()), "mask_voxels": int(vol.sum())})
     return rows
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,9 +68,55 @@ class Manifest:
     def split(self, name: str) -> list[Case]:
         return [c for c in self.cases if c.split == name]
 
+    def select(self, split: str | Sequence[str] | None = None, sites: Sequence[str] | None = None) -> list[Case]:
+        """The cases in `split` (one name or several) and at `sites`; None selects any.
+
+        Raises:
+            ManifestError: No case matches (never a silent fallback to every case).
+        """
+        return select_cases(self.cases, split, sites, self.path)
+
     @property
     def channels(self) -> list[str]:
         return list(self.cases[0].images) if self.cases else []
+
+
+def select_cases(
+    cases: Sequence[Case],
+    split: str | Sequence[str] | None = None,
+    sites: Sequence[str] | None = None,
+    source: str | Path | None = None,
+) -> list[Case]:
+    """The `cases` in `split` (one name or several) and at `sites` (None: any), as `Manifest.select`.
+
+    Raises:
+        ManifestError: An unknown split name, or no case matches; the message says which splits
+            and sites the cases do have. `source` (the manifest) is named in it.
+    """
+    splits = None if split is None else [split] if isinstance(split, str) else list(split)
+    unknown = [s for s in splits or [] if s not in SPLITS]
+    if unknown:
+        raise ManifestError([f"unknown split {', '.join(map(repr, unknown))}: use {', '.join(SPLITS)}"], source)
+    chosen = [c for c in cases if (splits is None or c.split in splits) and (sites is None or c.site in sites)]
+    if not chosen:
+        wanted = " and ".join(
+            part
+            for part in (
+                f"split {'/'.join(splits)}" if splits is not None else "",
+                f"site {'/'.join(sites)}" if sites is not None else "",
+            )
+            if part
+        )
+        have_splits = sorted({c.split or "(none)" for c in cases})
+        have_sites = sorted({c.site for c in cases})
+        raise ManifestError(
+            [
+                f"no case in {wanted or 'the manifest'} (of {len(cases)} case(s); splits: "
+                f"{', '.join(have_splits) or '-'}; sites: {', '.join(have_sites) or '-'})"
+            ],
+            source,
+        )
+    return chosen
 
 
 def _is_image_column(col: str) -> bool:

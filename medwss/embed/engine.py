@@ -21,6 +21,9 @@ from pydantic import Field
 from medwss.config import StrictConfig
 from medwss.embed.reader import TileReader
 from medwss.embed.store import FeatureBag
+from medwss.train.device import resolve_device
+
+__all__ = ["EmbedConfig", "bag_from_tiles", "embed_tiles", "iter_batches", "resolve_device"]
 
 
 class EmbedConfig(StrictConfig):
@@ -37,13 +40,6 @@ class EmbedConfig(StrictConfig):
     device: str = "auto"
     mpp_override: float | None = None
     ct_window: tuple[float, float] = (-200.0, 300.0)
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` is this rank's GPU when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(name)
 
 
 def iter_batches(reader: TileReader, batch_size: int, workers: int, prefetch: int) -> Iterator[np.ndarray]:

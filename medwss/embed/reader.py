@@ -1,9 +1,11 @@
 """`TileReader`: the pixels of a `TileSet`'s tiles as float tensors in [0, 1], channel-first.
 
 Slides give (3, S, S) RGB tiles read at the tile set's mpp. Volumes are normalised once per case
-(CT: a Hounsfield window; MR and others: 1st–99th percentile), multi-channel cases resampled onto
-the first channel's grid, and give (C, S, S) axial tiles, (C·D, S, S) 2.5D stacks (the D slices of
-each channel as channels) or (C, S, S, D) 3D patches.
+with `medwss.transforms.intensity.normalise` (CT: a Hounsfield window, ``abdomen`` by default; MR
+and others: 1st–99th percentile), multi-channel cases resampled onto the first channel's grid, and
+the result put on the canonical RAS+ grid the tile coordinates refer to (`TileSet.orientation`);
+they give (C, S, S) axial tiles, (C·D, S, S) 2.5D stacks (the D slices of each channel as
+channels) or (C, S, S, D) 3D patches.
 """
 
 from __future__ import annotations
@@ -13,22 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from medwss.embed.tiles import TileSet
+from medwss.errors import InvalidDataError
 from medwss.io.slide import Slide
-
-CT_WINDOW = (-200.0, 300.0)  # abdominal soft-tissue window, HU
-
-
-def normalise_intensity(
-    array: np.ndarray, modality: str | None, ct_window: tuple[float, float] = CT_WINDOW
-) -> np.ndarray:
-    """Scale a volume to [0, 1]: a HU window for CT, the 1st–99th percentile otherwise."""
-    a = array.astype(np.float32)
-    if modality == "CT":
-        lo, hi = ct_window
-    else:
-        finite = a[np.isfinite(a)]
-        lo, hi = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
-    return np.clip((a - lo) / max(float(hi - lo), 1e-6), 0, 1)
+from medwss.transforms.intensity import Window, normalise
 
 
 class TileReader:
@@ -39,7 +28,7 @@ class TileReader:
         images: Image paths of the case (channel name → path); defaults to ``tiles.source``.
         modality: ``CT``, ``MR``, ``WSI``, ... (chooses the intensity normalisation of volumes).
         mpp_override: Microns per pixel of slides that lack it.
-        ct_window: HU window for CT.
+        ct_window: HU window for CT: ``(low, high)`` or a name of `medwss.transforms.intensity.CT_WINDOWS`.
     """
 
     def __init__(
@@ -48,7 +37,7 @@ class TileReader:
         images: dict[str, Path] | None = None,
         modality: str | None = None,
         mpp_override: float | None = None,
-        ct_window: tuple[float, float] = CT_WINDOW,
+        ct_window: Window = "abdomen",
     ) -> None:
         self.tiles = tiles
         self.images = images or {"image": Path(tiles.source)}
@@ -68,21 +57,37 @@ class TileReader:
         return state
 
     def open(self) -> None:
-        """Open the image (slides) or load and normalise the volume; reads call this themselves."""
+        """Open the image (slides) or load, normalise and canonicalise the volume; reads call this themselves.
+
+        Raises:
+            InvalidDataError: The tile set records another source grid than the image's.
+        """
         if self.tiles.kind == "slide":
             if self._slide is None:
                 from medwss.io.slide import open_slide
 
                 self._slide = open_slide(next(iter(self.images.values())), mpp=self.mpp_override)
         elif self._array is None:
+            from medwss.data.orientation import orientation_of
             from medwss.io.resample import resample_to
             from medwss.io.volumes import load_volume
 
             vols = [load_volume(p, nan="fill") for p in self.images.values()]
             ref = vols[0]
+            orient = orientation_of(ref)
+            expected = self.tiles.orientation
+            if expected is not None and (
+                expected.shape != orient.shape or not np.array_equal(expected.ornt, orient.ornt)
+            ):
+                raise InvalidDataError(
+                    f"the tiles were made on a {expected.codes} grid of shape {expected.shape}, the image is "
+                    f"{orient.codes} of shape {orient.shape}; tile it again",
+                    ref.path,
+                )
             chans = [ref] + [resample_to(v, ref) for v in vols[1:]]
-            arrays = [normalise_intensity(v.array, self.modality, self.ct_window) for v in chans]
-            self._array = np.stack(arrays, axis=0)  # (C, I, J, K)
+            window = self.ct_window if self.modality == "CT" else None  # None: percentiles
+            arrays = [orient.to_canonical(normalise(v.array, window=window)) for v in chans]
+            self._array = np.stack(arrays, axis=0)  # (C, I, J, K) on the canonical grid
 
     def read(self, index: int) -> np.ndarray:
         """Tile `index` as float32 in [0, 1], channel-first; areas outside the image are 0 (white for slides)."""

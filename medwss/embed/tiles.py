@@ -2,20 +2,25 @@
 
 Slides: ``coords`` are the top-left corners of tiles in level-0 pixels (x, y); each tile covers
 ``tile_size`` pixels at ``mpp`` µm/px, that is ``span`` level-0 pixels, read from ``level``.
-Volumes: ``coords`` are the first voxel (i, j, k) of each patch; ``patch_size`` is its extent in
-voxels along (i, j, k) (a 2D axial tile has 1 along k, a 2.5D stack has the stack depth).
+Volumes: ``coords`` are the first voxel (i, j, k) of each patch on the volume's canonical RAS+ grid
+(`medwss.data.orientation.canonical`: k is the axial axis whatever the stored axis order);
+``tile_size`` is its extent in voxels along (i, j, k) (a 2D axial tile has 1 along k, a 2.5D stack
+has the stack depth), and ``attrs["orientation"]`` records how the stored grid maps onto the
+canonical one (`TileSet.orientation`), so results go back onto the stored grid.
 ``grid_index`` places every tile on the case's tile grid (row, col[, depth]), ``grid_shape`` is
 that grid's size, so aggregators can rebuild the spatial layout.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medwss.data.orientation import Orientation
 from medwss.errors import CorruptFileError, require_file
 from medwss.io.atomic import atomic_path
 
@@ -39,7 +44,7 @@ class TileSet:
         level: Pyramid level the tiles are read from (slides).
         span: Tile side in level-0 pixels (slides).
         spacing: Voxel spacing in mm (volumes).
-        attrs: Other facts (tissue detection settings, overlap, ...).
+        attrs: Other facts (tissue detection settings, overlap, the source orientation of volumes, ...).
     """
 
     case_id: str
@@ -69,6 +74,12 @@ class TileSet:
     def __len__(self) -> int:
         return len(self.coords)
 
+    @property
+    def orientation(self) -> Orientation | None:
+        """How the stored volume maps onto the canonical grid the coords are on (None: slides, old files)."""
+        d = self.attrs.get("orientation")
+        return Orientation.from_dict(d) if isinstance(d, dict) else None
+
     def subset(self, index: np.ndarray) -> TileSet:
         """The tiles selected by a boolean mask or an index array (e.g. one rank's share)."""
         return TileSet(
@@ -97,7 +108,10 @@ def save_tiles(tiles: TileSet, path: str | Path) -> Path:
         if tiles.spacing is not None:
             f.attrs["spacing"] = np.asarray(tiles.spacing, dtype=np.float64)
         for key, value in tiles.attrs.items():
-            f.attrs[f"extra_{key}"] = value
+            if isinstance(value, dict):  # HDF5 attributes hold no mappings: stored as JSON
+                f.attrs[f"json_{key}"] = json.dumps(value)
+            else:
+                f.attrs[f"extra_{key}"] = value
     return Path(path)
 
 
@@ -109,6 +123,8 @@ def load_tiles(path: str | Path) -> TileSet:
     try:
         with h5py.File(p, "r") as f:
             a = dict(f.attrs)
+            extra = {k[len("extra_") :]: _plain(v) for k, v in a.items() if k.startswith("extra_")}
+            extra.update({k[len("json_") :]: json.loads(v) for k, v in a.items() if k.startswith("json_")})
             return TileSet(
                 case_id=str(a["case_id"]),
                 source=str(a["source"]),
@@ -122,9 +138,9 @@ def load_tiles(path: str | Path) -> TileSet:
                 level=int(a["level"]) if "level" in a else None,
                 span=float(a["span"]) if "span" in a else None,
                 spacing=tuple(float(s) for s in a["spacing"]) if "spacing" in a else None,
-                attrs={k[len("extra_") :]: _plain(v) for k, v in a.items() if k.startswith("extra_")},
+                attrs=extra,
             )
-    except (OSError, KeyError) as exc:
+    except (OSError, KeyError, ValueError) as exc:
         raise CorruptFileError(f"not a medwss tile file ({exc})", p) from exc
 
 

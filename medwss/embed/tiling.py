@@ -3,6 +3,7 @@
 Tissue fractions are box sums over the mask, computed for the whole grid at once from cumulative
 sums along each axis (linear interpolation between cumulative sums gives exact area-weighted sums
 for boxes that cut mask pixels), so a slide of 100,000 tiles costs no Python loop per tile.
+Volumes are tiled on their canonical RAS+ grid (axial = last axis), whatever their stored axis order.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from medwss.data.orientation import canonical
 from medwss.embed.tiles import TileSet
 from medwss.embed.tissue import (
     TissueConfig,
@@ -224,42 +226,58 @@ def tile_volume(
     foreground: np.ndarray | None = None,
     modality: str | None = None,
     tile_mm: float | Sequence[float] | None = None,
+    overlap: float = 0.0,
 ) -> TileSet:
-    """The patches of a volume that lie in the body (or in `foreground`).
+    """The patches of a volume that lie in the body (or in `foreground`), on its canonical RAS+ grid.
+
+    The volume is first put on its canonical grid (`medwss.data.orientation.canonical`: axes
+    right, anterior, superior; k is the axial axis whatever the stored axis order), so a file
+    stored as (slices, H, W) gives the same tiles as its RAS copy. Coordinates, grid and spacing are
+    those of the canonical grid; ``attrs["orientation"]`` (`TileSet.orientation`) maps results back
+    onto the stored grid, ``attrs["source_orientation"]`` is the stored orientation code.
 
     Modes: ``axial2d`` tiles every axial slice (patch (si, sj, 1)); ``stack25d`` gives, for every
     slice, the stack of `depth` slices centred on it (patch (si, sj, depth), first slice
     ``k - depth // 2``, which may be negative or run past the end: readers pad with zeros; its
-    foreground fraction is that of its centre slice); ``patch3d`` tiles 3D blocks. Slices are along
-    the array's third axis. Coordinates are the patch's first voxel (i, j, k); grid indices (gi, gj, gk).
+    foreground fraction is that of its centre slice); ``patch3d`` tiles 3D blocks. Coordinates are
+    the patch's first voxel (i, j, k); grid indices (gi, gj, gk).
 
     Args:
-        volume: The volume (3D, or 4D: channel 0 gives the foreground).
+        volume: The volume as stored (3D, or 4D: channel 0 gives the foreground).
         case_id: Case identifier stored in the tile set.
         mode: ``axial2d``, ``stack25d`` or ``patch3d``.
         tile_size: In-plane size in voxels (one value or (si, sj), or (si, sj, sk) for patch3d).
         depth: Slices per 2.5D stack.
-        stride: Step in voxels (one value or three); default: the patch size in-plane, one slice
-            along k for axial2d and stack25d, the patch depth for patch3d.
+        stride: Step in voxels (one value or three, on the canonical grid); default: the patch size
+            times ``1 - overlap`` in-plane, one slice along k for axial2d and stack25d, the patch
+            depth times ``1 - overlap`` for patch3d.
         min_foreground: Keep patches whose foreground fraction is at least this.
-        foreground: (I, J, K) bool mask; default `body_mask(volume, modality)`.
+        foreground: (I, J, K) bool mask on the volume's stored grid; default `body_mask(volume, modality)`.
         modality: ``CT``, ``MR``, ... (chooses the body-mask rule); default from the volume.
-        tile_mm: Patch size in mm instead of `tile_size` (one, two or three values).
+        tile_mm: Patch size in mm instead of `tile_size` (one, two or three values, along the canonical axes).
+        overlap: Fraction of a patch shared with its neighbour, in [0, 1) (when `stride` is None).
 
     Raises:
         ValueError: Invalid sizes, or a foreground mask of the wrong shape.
     """
-    if not 0 <= min_foreground <= 1:
-        raise ValueError(f"{volume.path}: min_foreground must be in [0, 1], got {min_foreground}")
-    shape = volume.shape[:3]
-    size = patch_size(mode, volume.spacing, tile_size, depth, tile_mm)
+    if not 0 <= min_foreground <= 1 or not 0 <= overlap < 1:
+        raise ValueError(
+            f"{volume.path}: need 0 <= min_foreground <= 1 and 0 <= overlap < 1, got {min_foreground}, {overlap}"
+        )
+    if foreground is not None and np.shape(foreground) != volume.shape[:3]:
+        raise ValueError(
+            f"{volume.path}: foreground shape {np.shape(foreground)} is not the volume's {volume.shape[:3]}"
+        )
+    cvol, orient = canonical(volume)
+    shape = cvol.shape[:3]
+    size = patch_size(mode, cvol.spacing, tile_size, depth, tile_mm)
     if stride is None:
-        step = (size[0], size[1], size[2] if mode == "patch3d" else 1)
+        step = [max(1, round(s * (1 - overlap))) for s in size]
+        if mode != "patch3d":
+            step[2] = 1
     else:
-        step = tuple(max(1, round(s)) for s in _three(stride, "stride"))  # type: ignore[assignment]
-    fg = body_mask(volume, modality) if foreground is None else np.asarray(foreground, dtype=bool)
-    if fg.shape != shape:
-        raise ValueError(f"{volume.path}: foreground shape {fg.shape} is not the volume's {shape}")
+        step = [max(1, round(s)) for s in _three(stride, "stride")]
+    fg = body_mask(cvol, modality) if foreground is None else orient.to_canonical(np.asarray(foreground, bool))
     si, sj, sk = size
     starts_i, starts_j = grid_starts(shape[0], si, step[0]), grid_starts(shape[1], sj, step[1])
     if mode == "stack25d":
@@ -272,7 +290,13 @@ def tile_volume(
     gi, gj, gk = np.nonzero(frac >= min_foreground - 1e-9)
     coords = np.stack([starts_i[gi], starts_j[gj], starts_k[gk]], axis=1).astype(np.int64)
     mod = modality or volume.modality
-    attrs = {"stride": list(step), "min_foreground": float(min_foreground), "shape": list(shape)}
+    attrs = {
+        "stride": list(step),
+        "min_foreground": float(min_foreground),
+        "shape": list(shape),
+        "source_orientation": orient.codes,
+        "orientation": orient.as_dict(),
+    }
     if mod:
         attrs["modality"] = mod
     return TileSet(
@@ -284,7 +308,7 @@ def tile_volume(
         grid_shape=frac.shape,
         tile_size=size,
         tissue_fraction=frac[gi, gj, gk],
-        spacing=volume.spacing,
+        spacing=cvol.spacing,
         attrs=attrs,
     )
 
@@ -327,6 +351,8 @@ def _slide_png(source: Slide | TissueMask | np.ndarray, tiles: TileSet, max_size
 
 
 def _volume_png(source: Volume | np.ndarray, tiles: TileSet, n_slices: int) -> np.ndarray:
+    if isinstance(source, Volume):  # the tiles are on its canonical grid
+        source = canonical(source)[0]
     shape = source.shape[:3]
     k0 = np.clip(tiles.coords[:, 2], 0, shape[2] - 1) if len(tiles) else np.arange(shape[2])
     k1 = np.clip(tiles.coords[:, 2] + tiles.tile_size[2] - 1, 0, shape[2] - 1) if len(tiles) else k0
@@ -357,8 +383,9 @@ def tiles_png(
     """QA image of a tile set, written atomically.
 
     Slides: the thumbnail (from the slide, a `TissueMask`, or an RGB array) with the tiles drawn,
-    tinted from yellow (little tissue) to green (all tissue). Volumes (a `Volume` or an (I, J, K)
-    array): a montage of up to `n_slices` axial slices with the patches that cross each slice.
+    tinted from yellow (little tissue) to green (all tissue). Volumes (a `Volume` as stored, or an
+    (I, J, K) array already on the tiles' canonical grid): a montage of up to `n_slices` axial
+    slices with the patches that cross each slice.
 
     Args:
         source: What to draw on.

@@ -6,7 +6,8 @@ and not pen ink (a green-to-blue hue). The mask is then closed, its holes filled
 smaller than a minimum area dropped. Sizes are given in µm and converted with the slide's mpp.
 
 Volumes: CT keeps voxels above a Hounsfield threshold, other modalities above Otsu's threshold;
-the largest connected component is kept and its holes filled slice by slice.
+the largest connected component is kept and its holes filled slice by slice along the axial axis.
+QA images show axial slices of the canonical RAS+ grid, whatever the stored axis order.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import Field
 from scipy import ndimage
 
 from medwss.config import StrictConfig
+from medwss.data.orientation import canonical, orientation_of
 from medwss.errors import InvalidDataError
 from medwss.io.atomic import atomic_path
 from medwss.io.volume import Volume
@@ -292,12 +294,6 @@ def _first_channel(volume: Volume) -> np.ndarray:
     return a if a.ndim == 3 else a.reshape(a.shape[:3] + (-1,))[..., 0]
 
 
-def axial_axis(volume: Volume) -> int:
-    """The array axis closest to the head-foot direction (the one axial slices are stacked along)."""
-    direction = np.abs(volume.affine[:3, :3]) / np.maximum(np.linalg.norm(volume.affine[:3, :3], axis=0), 1e-12)
-    return int(np.argmax(direction[2]))
-
-
 def _largest_component(mask: np.ndarray) -> np.ndarray:
     labels, n = ndimage.label(mask)
     if n <= 1:
@@ -316,7 +312,8 @@ def body_mask(
     `low_fraction` of the 99th percentile if that is lower (when the field of view is all body, Otsu
     splits fat from muscle instead of body from air). A small opening detaches the table and noise,
     the largest connected component is kept, and its holes (lungs, bowel gas) are filled slice by
-    slice along the axial axis. Multi-channel volumes use channel 0.
+    slice along the axial axis (`Orientation.axial_axis`, whatever the stored axis order: a
+    permuted copy of a file gets the permuted mask). Multi-channel volumes use channel 0.
 
     Args:
         volume: The volume.
@@ -337,7 +334,7 @@ def body_mask(
         fg = ndimage.binary_dilation(_largest_component(opened), iterations=1) & fg
     else:
         fg = _largest_component(fg)
-    axis = axial_axis(volume)
+    axis = orientation_of(volume).axial_axis
     moved = np.moveaxis(fg, axis, -1)
     for k in range(moved.shape[-1]):
         if moved[..., k].any():
@@ -409,19 +406,22 @@ def crop_to_labels(
 
 
 def slices_rgb(volume: Volume | np.ndarray, ks: Sequence[int], modality: str | None = None) -> list[np.ndarray]:
-    """Axial slices `ks` (along the array's third axis) as RGB images, rows = j, columns = i.
+    """Axial slices `ks` as RGB images, rows = j, columns = i.
 
-    Intensities are scaled once for the whole volume: a HU window for CT, percentiles otherwise.
+    A `Volume` is put on its canonical RAS+ grid first, so `ks` index the axial axis whatever the
+    stored axis order; a bare array is taken as already canonical (k = third axis). Intensities are
+    scaled once for the whole volume (`medwss.transforms.intensity.normalise`): the abdominal HU
+    window for CT, the 1st–99th percentiles otherwise.
     """
-    from medwss.embed.reader import normalise_intensity
+    from medwss.transforms.intensity import normalise
 
+    if isinstance(volume, Volume):
+        volume = canonical(volume)[0]
     a = volume.array if isinstance(volume, Volume) else np.asarray(volume)
     a = a if a.ndim == 3 else a.reshape(a.shape[:3] + (-1,))[..., 0]
     mod = modality or (volume.modality if isinstance(volume, Volume) else None)
-    if mod == "CT":
-        grey = np.stack([normalise_intensity(a[:, :, k], "CT") for k in ks], axis=-1)
-    else:
-        grey = normalise_intensity(a, mod)[:, :, list(ks)]
+    picks = list(ks)  # CT: a fixed window, so only the slices shown need scaling
+    grey = normalise(a[:, :, picks], window="abdomen") if mod == "CT" else normalise(a, "percentile")[:, :, picks]
     out = []
     for n in range(len(ks)):
         g = np.ascontiguousarray((grey[:, :, n].T * 255).astype(np.uint8))
@@ -444,13 +444,19 @@ def montage(images: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
 def save_body_png(
     volume: Volume, mask: np.ndarray, path: str | Path, modality: str | None = None, n_slices: int = 6
 ) -> Path:
-    """QA image for volumes: a few axial slices with the foreground outlined in green; atomic write."""
+    """QA image for volumes: a few axial slices with the foreground outlined in green; atomic write.
+
+    `mask` lies on the volume's stored grid (as `body_mask` returns it); both are shown on the
+    canonical grid, so the slices are axial whatever the stored axis order.
+    """
+    cvol, orient = canonical(volume)
+    mask = orient.to_canonical(np.asarray(mask, dtype=bool))
     ks = np.flatnonzero(mask.any(axis=(0, 1)))
     if ks.size == 0:
-        ks = np.arange(volume.shape[2])
+        ks = np.arange(cvol.shape[2])
     picks = np.unique(ks[np.linspace(0, len(ks) - 1, min(n_slices, len(ks))).round().astype(int)])
     panels = []
-    for k, image in zip(picks, slices_rgb(volume, picks.tolist(), modality), strict=True):
+    for k, image in zip(picks, slices_rgb(cvol, picks.tolist(), modality), strict=True):
         rgb, f = upscale(image, 256)
         m, _ = upscale(np.ascontiguousarray(mask[:, :, k].T), 256)
         rgb[_outline(m, max(1, f // 2))] = (0, 200, 0)

@@ -4,7 +4,9 @@ A slide heatmap at downsample ``d`` is a grid over level 0 whose pixel ``(r, c)`
 pixels ``[c d, (c + 1) d) × [r d, (r + 1) d)``; a slide of level-0 size ``W × H`` gives a grid of
 ``ceil(H / d) × ceil(W / d)``. Tiles (level-0 top-left ``(x, y)``, side ``span``) paint the pixels
 they overlap, weighted by the overlapped area; where tiles overlap, their scores are averaged.
-A volume heatmap lives on the volume's own voxel grid.
+A volume heatmap lives on the voxel grid of its coordinates: for medwss tile sets and bags, the
+canonical RAS+ grid (`medwss.data.orientation`); `medwss.mil.heatmaps.dense_heatmap` maps it back
+onto the stored grid with `Orientation.to_source`.
 """
 
 from __future__ import annotations

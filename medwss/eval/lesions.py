@@ -17,6 +17,8 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
+from medwss.eval.overlap import iou_from_counts
+
 Mode = Literal["dynamic", "threshold"]
 Hit = Literal["iou", "overlap"]
 Detections = Sequence[tuple[float, bool]] | np.ndarray
@@ -149,7 +151,7 @@ def match_lesions(
     is_tp = np.zeros(k, dtype=bool)
     for c in np.argsort(-conf, kind="stable") + 1:
         inter = joint[c, 1:]
-        ious = inter / np.maximum(cand_size[c] + gt_size[1:] - inter, 1)
+        ious = iou_from_counts(inter, cand_size[c], gt_size[1:])
         ok = (ious > iou) if hit == "iou" else (inter > 0)
         free = [g for g in np.flatnonzero(ok) if g + 1 not in matched]
         if free:

@@ -1,9 +1,8 @@
-"""Case-level classification metrics with bootstrap intervals, and overlap metrics (FROC: `medwss.eval.froc`).
+"""Case-level classification metrics with bootstrap intervals, and the Dice of a heatmap (FROC: `medwss.eval.froc`).
 
 Classification: ``y`` holds one label per case (0/1 for a binary task, 0..K-1 for K classes) and
 ``p`` the predicted probability of the positive class, (N,), or of each class, (N, K). Overlap
-metrics compare binary maps on one grid (use `medwss.eval.heatmap` to bring a ground truth to a
-heatmap's grid).
+metrics (Dice, IoU, HD95, ASSD, NSD) live in `medwss.eval.overlap`; `dice` is re-exported here.
 """
 
 from __future__ import annotations
@@ -11,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from medwss.eval.overlap import dice
+
+__all__ = ["bootstrap_ci", "classification_report", "dice", "heatmap_dice", "roc_auc", "roc_curve"]
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
@@ -231,19 +234,7 @@ def classification_report(
     return out
 
 
-# --- overlap --------------------------------------------------------------------------------------
-def dice(pred_mask: np.ndarray, gt_mask: np.ndarray) -> float:
-    """Dice coefficient ``2|A∩B| / (|A| + |B|)`` of two binary masks of the same shape.
-
-    Non-zero values count as foreground. Two empty masks give 1.0 (perfect agreement).
-    """
-    a, b = np.asarray(pred_mask) > 0, np.asarray(gt_mask) > 0
-    if a.shape != b.shape:
-        raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
-
-
+# --- overlap ---------------------------------------------------------------------------------------
 def heatmap_dice(scores_map: np.ndarray, gt_map: np.ndarray, threshold: float = 0.5) -> float:
     """Dice of a heatmap thresholded at ``>= threshold`` against a ground-truth mask on the same grid.
 

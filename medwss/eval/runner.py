@@ -23,7 +23,7 @@ from medwss.eval.segmentation import evaluate_case, summarize, summary_table
 from medwss.io.atomic import write_text
 
 CASE_COLUMNS = (
-    "case_id", "site", "split", "label", "case_score", "dice", "empty_agree", "n_gt_lesions", "n_candidates",
+    "case_id", "site", "split", "label", "case_score", "dice", "hd95", "assd", "empty_agree", "n_gt_lesions", "n_candidates",
     "n_tp", "n_fp", "gt_voxels", "pred_voxels", "gt_ml", "pred_ml",
 )  # fmt: skip
 
@@ -116,7 +116,7 @@ def evaluate_manifest(
 
     folder = Path(predictions)
     root = manifest.path.parent if manifest.path is not None else None
-    cases = [c for c in manifest.cases if cfg.split is None or c.split == cfg.split]
+    cases = manifest.select(cfg.split) if cfg.split is not None else list(manifest.cases)  # none in split: error
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     for case in tqdm(cases, desc="evaluate", unit="case", disable=not progress):

@@ -1,7 +1,8 @@
 """Segmentation and detection evaluation of probability maps, per case and per group (PI-CAI style).
 
-`evaluate_case` scores one map against its ground truth: Dice of the thresholded map, lesion
-candidates matched to ground-truth lesions, and the case score (maximum probability). `summarize`
+`evaluate_case` scores one map against its ground truth: Dice, HD95 and ASSD of the thresholded
+map (`medwss.eval.overlap`, in mm with the case's spacing), lesion candidates matched to
+ground-truth lesions, and the case score (maximum probability). `summarize`
 pools cases, overall and per group (site, split, ...): Dice, case-level AUROC, lesion-level AP,
 sensitivity at fixed false positives per case, and the PI-CAI ranking score ``(AUROC + AP) / 2``,
 each with a percentile bootstrap interval over cases. `compare` puts several settings side by side.
@@ -22,7 +23,7 @@ from medwss.eval.lesions import (
     match_lesions,
     sensitivity_at_fp,
 )
-from medwss.eval.metrics import dice
+from medwss.eval.overlap import assd, dice, hd95
 from medwss.eval.pooled import METRICS, PooledCases, paired_difference
 from medwss.eval.tables import COMPARE_METRICS, compare, summary_table
 
@@ -40,6 +41,7 @@ def evaluate_case(
     iou: float = 0.1,
     hit: Hit = "iou",
     connectivity: int = 1,
+    surface: bool = True,
     **candidate_kw: Any,
 ) -> dict[str, Any]:
     """Score one probability map against its ground-truth mask.
@@ -47,18 +49,21 @@ def evaluate_case(
     Args:
         prob: (…) probabilities in [0, 1] (2D or 3D); NaN counts as 0.
         gt: Ground truth on the same grid; non-zero voxels are lesion.
-        spacing: Voxel size in mm, for the volumes in ml (left out when None).
+        spacing: Voxel size in mm, for the volumes in ml (left out when None) and the surface
+            distances (in voxels when None).
         threshold: Threshold of the segmentation (``prob >= threshold``) scored by Dice.
         mode: Candidate extraction, ``dynamic`` or ``threshold`` (see `lesion_candidates`).
         iou: IoU a candidate must exceed to hit a lesion.
         hit: ``iou`` or ``overlap`` (any shared voxel is a hit).
         connectivity: Of candidates and lesions: 1 joins voxels sharing a face, ``prob.ndim`` any touching.
+        surface: Add ``hd95`` and ``assd`` of the thresholded map (2D or 3D maps only).
         **candidate_kw: Passed to `lesion_candidates` (min_voxels, max_lesions, floor, ...).
 
     Returns:
         ``case_score`` (maximum probability), ``label`` (1 when the ground truth has a lesion),
         ``dice`` (1.0 when prediction and ground truth are both empty; ``empty_agree`` marks
-        those cases), ``n_gt_lesions``, ``n_candidates``, ``n_tp``, ``n_fp``, ``gt_voxels``,
+        those cases), ``hd95`` and ``assd`` (with `surface`; 0 when both are empty, ``inf`` when
+        one is), ``n_gt_lesions``, ``n_candidates``, ``n_tp``, ``n_fp``, ``gt_voxels``,
         ``pred_voxels`` (plus ``gt_ml``, ``pred_ml`` with `spacing`) and ``detections``, a list
         of ``(confidence, is_tp)``.
     """
@@ -87,6 +92,9 @@ def evaluate_case(
     if spacing is not None:
         voxel_ml = float(np.prod(np.asarray(spacing, dtype=np.float64)[: p.ndim])) / 1000.0
         row |= {"gt_ml": row["gt_voxels"] * voxel_ml, "pred_ml": row["pred_voxels"] * voxel_ml}
+    if surface and p.ndim in (2, 3):
+        sp = None if spacing is None else tuple(float(v) for v in spacing)[: p.ndim]
+        row |= {"hd95": hd95(pred, g, spacing=sp), "assd": assd(pred, g, spacing=sp)}
     row["detections"] = detections
     return row
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from medwss.data.manifest import Case, Manifest
+from medwss.data.splits import kfold_cases, split_cases
 from medwss.embed.store import FeatureBag, load_bag
 from medwss.errors import InvalidDataError
 from medwss.mil.base import Bag
@@ -91,46 +92,30 @@ def patient_split(manifest: Manifest, val_fraction: float, seed: int) -> dict[st
     """train/val/test cases: the manifest's `split` column when set, else a seeded patient-level split.
 
     Cases marked ``test`` stay out of training; without ``val`` cases, `val_fraction` of the training
-    patients (stratified by the patients' highest label) become validation.
+    patients (stratified by the patients' highest label) become validation (`medwss.data.splits`).
     """
     cases = [c for c in manifest.cases if c.label is not None]
     test = [c for c in cases if c.split == "test"]
     val = [c for c in cases if c.split == "val"]
     train = [c for c in cases if c.split not in ("test", "val")]
-    if not val and val_fraction > 0:
-        patients: dict[str, int] = {}
-        for c in train:
-            patients[c.patient_id] = max(patients.get(c.patient_id, 0), int(c.label or 0))
-        rng = np.random.default_rng(seed)
-        chosen: set[str] = set()
-        for lab in sorted(set(patients.values())):
-            ids = sorted(p for p, v in patients.items() if v == lab)
-            rng.shuffle(ids)
-            chosen |= set(ids[: max(1, round(len(ids) * val_fraction))] if len(ids) > 1 else [])
-        val = [c for c in train if c.patient_id in chosen]
-        train = [c for c in train if c.patient_id not in chosen]
+    if not val and val_fraction > 0 and train:
+        split_of = split_cases(train, (1.0 - val_fraction, val_fraction, 0.0), seed, stratify=("label",))
+        val = [c for c in train if split_of[c.case_id] == "val"]
+        train = [c for c in train if split_of[c.case_id] == "train"]
     return {"train": train, "val": val, "test": test}
 
 
 def kfold_splits(manifest: Manifest, folds: int, seed: int) -> list[dict[str, list[Case]]]:
-    """Patient-level stratified k-fold: fold i validates on the i-th share of patients, trains on the rest."""
+    """Patient-level k-fold stratified by label (`medwss.data.splits`): fold i validates on the i-th share of
+    patients and trains on the rest; cases marked ``test`` are the test set of every fold."""
     cases = [c for c in manifest.cases if c.label is not None and c.split != "test"]
-    patients: dict[str, int] = {}
-    for c in cases:
-        patients[c.patient_id] = max(patients.get(c.patient_id, 0), int(c.label or 0))
-    rng = np.random.default_rng(seed)
-    fold_of: dict[str, int] = {}
-    for lab in sorted(set(patients.values())):
-        ids = sorted(p for p, v in patients.items() if v == lab)
-        rng.shuffle(ids)
-        for i, p in enumerate(ids):
-            fold_of[p] = i % folds
     test = [c for c in manifest.cases if c.split == "test" and c.label is not None]
+    held = [{c.case_id for c in part} for part in kfold_cases(cases, folds, seed, stratify=("label",))]
     return [
         {
-            "train": [c for c in cases if fold_of[c.patient_id] != f],
-            "val": [c for c in cases if fold_of[c.patient_id] == f],
+            "train": [c for c in cases if c.case_id not in ids],
+            "val": [c for c in cases if c.case_id in ids],
             "test": test,
         }
-        for f in range(folds)
+        for ids in held
     ]

@@ -3,8 +3,10 @@
 For every case with a bag: ``<case>_scores.csv`` and ``.h5`` (coordinates and scores); slides:
 ``<case>_overlay.png`` (heatmap over the thumbnail), ``<case>_heatmap.tif`` (pyramidal TIFF with
 the slide's physical size, for QuPath) and ``<case>_heatmap.geojson`` (contours at the threshold);
-volumes: ``<case>_heatmap.nii.gz`` (on the image's grid, its affine kept, for 3D Slicer) and
-``<case>_montage.png``. One failing case is recorded in ``failures.csv`` and the rest go on.
+volumes: ``<case>_heatmap.nii.gz`` (on the image's stored grid, its affine kept, for 3D Slicer;
+the bag's coordinates are on the canonical RAS+ grid and are mapped back with
+`Orientation.to_source`) and ``<case>_montage.png``. One failing case is recorded in
+``failures.csv`` and the rest go on.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class CaseHeatmap:
     """A case's dense heatmap and where it lies.
 
     Attributes:
-        heatmap: (h, w) at `downsample` of level 0 (slides) or (I, J, K) on the image grid (volumes).
+        heatmap: (h, w) at `downsample` of level 0 (slides), or (I, J, K) on the image's stored grid
+            (volumes).
         downsample: Level-0 pixels per heatmap pixel (slides), None for volumes.
         extent: Level-0 (width, height) of the slide, or the volume's shape.
         affine: The volume's affine (volumes).
@@ -52,8 +55,12 @@ def dense_heatmap(
 ) -> CaseHeatmap:
     """The dense heatmap of per-instance `scores` on the case's slide or volume geometry (NaN off-tissue).
 
+    Volumes: the scores are painted on the canonical RAS+ grid the tile coordinates refer to, then
+    mapped back onto the image's stored grid (`Orientation.to_source`), so the heatmap matches the
+    stored image, its label map and its affine whatever the stored axis order.
     `dims` (the slide's level-0 size) or `volume` (the loaded image) spare reading the image again.
     """
+    from medwss.data.orientation import orientation_of
     from medwss.eval.heatmap import bag_heatmap
 
     if is_slide_bag(fb):
@@ -69,11 +76,14 @@ def dense_heatmap(
         from medwss.io.volumes import load_volume
 
         volume = load_volume(case.image, nan="fill")
-    return CaseHeatmap(bag_heatmap(fb, scores, volume.shape[:3]), None, volume.shape[:3], volume.affine)
+    orient = orientation_of(volume)
+    heat = orient.to_source(bag_heatmap(fb, scores, orient.canonical_shape))
+    return CaseHeatmap(heat, None, volume.shape[:3], volume.affine)
 
 
 def write_case(case: Case, fb: FeatureBag, scores: np.ndarray, out: Path, threshold: float) -> dict[str, Any]:
     """Write every file of one case (see the module docstring); returns their paths."""
+    from medwss.transforms.intensity import CT_WINDOWS
     from medwss.viz.exports import (
         export_geojson_contours,
         export_heatmap_tiff,
@@ -110,7 +120,7 @@ def write_case(case: Case, fb: FeatureBag, scores: np.ndarray, out: Path, thresh
         hm = dense_heatmap(case, fb, scores, volume=volume)
         files["nifti"] = str(export_nifti_heatmap(hm.heatmap, volume.affine, out / f"{cid}_heatmap.nii.gz"))
         image = volume.array
-        window = (-200.0, 300.0) if case.modality == "CT" else None
+        window = CT_WINDOWS["abdomen"] if case.modality == "CT" else None
         files["overlay"] = str(
             volume_montage_png(image, hm.heatmap, out / f"{cid}_montage.png", window=window, affine=hm.affine)
         )

@@ -1,31 +1,36 @@
 """Training an aggregator on bags: BCE on case probabilities plus the aggregator's auxiliary loss.
 
-Seeded; class weighting; early stopping on validation loss (after a minimum of epochs); a checkpoint after
-every epoch from which an interrupted run resumes; mixed precision and DDP (torchrun) when
-available; optional gradient checkpointing of the aggregator's forward.
+Runs on the one engine (`medwss.train.fit`): seeded; class weighting; model selection on
+validation loss (or AUC, `monitor`); plateau-aware early stopping (patience counts only once the
+training loss has left its starting plateau, after `min_epochs`); a checkpoint after every epoch
+from which an interrupted run resumes with the same final weights; mixed precision on CUDA; DDP
+under torchrun; optional gradient checkpointing of the aggregator's forward. Models are saved as
+the one model file (kind ``mil``).
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import math
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from pydantic import Field
-from tqdm import tqdm
 
 from medwss.config import StrictConfig
 from medwss.embed.distributed import RankInfo, rank_info
-from medwss.errors import ConfigError
-from medwss.io.atomic import atomic_path
+from medwss.errors import ConfigError, UnsupportedFormatError
 from medwss.mil.base import Aggregator, Bag, MILOutput
 from medwss.mil.data import LabelledBag
-from medwss.runinfo import seed_everything
+from medwss.train import EngineConfig, fit, register_model_kind
+from medwss.train import load_model as load_any_model
+from medwss.train import save_model as save_any_model
+
+RUN_ONLY = ("epochs",)
+"""MILTrainConfig keys a resumed run may change (besides `medwss.train.RUN_ONLY`): more epochs continue the run."""
+MODEL_CONFIG_KEYS = ("aggregator", "aggregator_kwargs", "in_dim", "n_classes")
+"""What the ``mil`` model kind is built from."""
 
 
 class MILTrainConfig(StrictConfig):
@@ -38,13 +43,21 @@ class MILTrainConfig(StrictConfig):
     weight_decay: float = Field(1e-4, ge=0)
     class_weighting: bool = True
     patience: int = Field(10, ge=1)
+    """Epochs without improvement of `monitor` before stopping, counted once off the starting plateau."""
     min_epochs: int = Field(10, ge=1)
+    monitor: Literal["val_loss", "val_auc"] = "val_loss"
+    """What selects the best epoch (the training loss when there are no validation cases)."""
+    mode: Literal["auto", "min", "max"] = "auto"
+    """Direction of `monitor`; auto: min for losses, max for AUC."""
+    plateau_tol: float = Field(0.05, ge=0, lt=1)
+    """Relative drop below the first epoch's training loss that ends the starting plateau."""
     seed: int = 0
     val_fraction: float = Field(0.25, ge=0, lt=1)
     folds: int | None = Field(None, ge=2)
     max_instances: int | None = Field(None, ge=1)
     tokens: bool = False
     amp: bool = True
+    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
     grad_checkpointing: bool = False
     device: str = "auto"
 
@@ -116,6 +129,16 @@ def _class_weight(bags: list[LabelledBag], enabled: bool) -> torch.Tensor:
     return (0.5 / pos) if k > 1 else torch.tensor([1.0])  # binary: per-case weights below
 
 
+def _engine_config(config: MILTrainConfig, device: torch.device, progress: bool, has_val: bool) -> EngineConfig:
+    monitor = config.monitor if has_val else "train_loss"
+    mode = config.mode if config.mode != "auto" else ("max" if monitor == "val_auc" else "min")
+    return EngineConfig(
+        epochs=config.epochs, monitor=monitor, mode=mode, min_delta=1e-4, patience=config.patience,
+        min_rounds=config.min_epochs, plateau_tol=config.plateau_tol, seed=config.seed, device=str(device),
+        amp=config.amp, amp_dtype=config.amp_dtype, progress=progress, desc=f"train {config.aggregator}",
+    )  # fmt: skip
+
+
 def train(
     model: Aggregator,
     train_bags: list[LabelledBag],
@@ -128,129 +151,93 @@ def train(
 ) -> dict[str, Any]:
     """Train `model`; returns the history and the best epoch. The best weights end in `model`.
 
-    The best epoch is the one with the lowest validation loss; training stops after `patience`
-    epochs without improvement once `min_epochs` have run.
+    The best epoch is the one with the best `config.monitor` (validation loss by default);
+    training stops after `patience` epochs without improvement, counted once the training loss
+    has left its starting plateau and not before `min_epochs` (`medwss.train.EngineConfig`).
 
-    Writes ``out_dir/checkpoint.pt`` after each epoch (resumed from when present and compatible).
+    Writes ``out_dir/history.json`` and ``out_dir/checkpoint.pt`` after each epoch; the checkpoint
+    is resumed from when present (a `ConfigError` names the settings that changed, `epochs` may grow).
     """
     info = info or rank_info()
     if not train_bags:
         raise ConfigError("no training cases with labels and bags")
-    seed_everything(config.seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
-    net: torch.nn.Module = model
-    if info.world_size > 1 and torch.distributed.is_initialized():
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, find_unused_parameters=True)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     k_weight = _class_weight(train_bags, config.class_weighting).to(device)
     labels = np.array([float(b.target[0]) for b in train_bags])
     pos_rate = float(np.clip(labels.mean(), 0.05, 0.95))
-    amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    history: list[dict[str, float]] = []
-    state: dict[str, Any] = {"best_auc": -1.0, "best_loss": math.inf, "best_epoch": -1, "bad": 0, "epoch": 0}
-    best_weights = copy.deepcopy(model.state_dict())
-    ckpt_path = out_dir / "checkpoint.pt"
-    signature = {"aggregator": config.aggregator, "seed": config.seed, "n_train": len(train_bags)}
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ck.get("signature") == signature:
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["opt"])
-            sched.load_state_dict(ck["sched"])
-            history, state, best_weights = ck["history"], ck["state"], ck["best"]
-    rng = np.random.default_rng(config.seed)
-    bar = tqdm(
-        range(state["epoch"], config.epochs), desc=f"train {config.aggregator}", disable=not (progress and info.is_main)
-    )
-    for epoch in bar:
-        if state["bad"] >= config.patience and epoch >= config.min_epochs:  # resumed after an early stop
-            break
-        net.train()
-        t0 = time.perf_counter()
+
+    def data(epoch: int) -> list[int]:
+        """This rank's cases for `epoch`: a seeded permutation, split across ranks (padded to equal length)."""
         order = np.random.default_rng(config.seed + epoch).permutation(len(train_bags))
         per_rank = math.ceil(len(order) / info.world_size)
-        mine = np.resize(order, per_rank * info.world_size)[info.rank :: info.world_size]
-        total = 0.0
-        for i in mine:
-            lb = train_bags[int(i)]
-            bag = _subsample(lb.bag, config.max_instances, rng).to(device)
-            target = lb.target.to(device)
-            w = (
-                k_weight
-                if target.numel() > 1
-                else k_weight * (0.5 / pos_rate if target[0] > 0.5 else 0.5 / (1 - pos_rate))
-            )
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                out = forward(net, bag, target, config.grad_checkpointing)
-            loss = _bce(out.probs, target, w) + (out.aux_loss.float() if out.aux_loss is not None else 0.0)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            total += float(loss.detach())
-        sched.step()
-        val_outs = predict(model, val_bags, device) if val_bags else []
-        val_loss = (
-            float(
-                np.mean(
-                    [
-                        float(_bce(o.probs, b.target, torch.ones_like(b.target)))
-                        for o, b in zip(val_outs, val_bags, strict=True)
-                    ]
-                )
-            )
-            if val_bags
-            else total / max(len(mine), 1)
-        )
-        val_auc = _auc(val_bags, val_outs) if val_bags else float("nan")
-        row = {"epoch": epoch, "train_loss": total / max(len(mine), 1), "val_loss": val_loss, "val_auc": val_auc,
-               "seconds": time.perf_counter() - t0}  # fmt: skip
-        history.append(row)
-        # select on validation loss (AUC saturates on small validation sets), as CLAM does
-        improved = val_loss < state["best_loss"] - 1e-4
-        if improved:
-            state.update(best_auc=val_auc, best_loss=val_loss, best_epoch=epoch, bad=0)
-            best_weights = copy.deepcopy(model.state_dict())
-        else:
-            state["bad"] += 1
-        state["epoch"] = epoch + 1
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_auc=f"{val_auc:.3f}")
-        if info.is_main:
-            with atomic_path(ckpt_path) as tmp:
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                            "history": history, "state": state, "best": best_weights, "signature": signature}, tmp)  # fmt: skip
-        if state["bad"] >= config.patience and epoch + 1 >= config.min_epochs:
-            break
-    model.load_state_dict(best_weights)
-    return {"history": history, "best_epoch": state["best_epoch"], "best_val_auc": state["best_auc"]}
+        return [int(i) for i in np.resize(order, per_rank * info.world_size)[info.rank :: info.world_size]]
+
+    def step(i: int, ctx: Any) -> torch.Tensor:
+        lb = train_bags[i]
+        rng = np.random.default_rng([config.seed, ctx.epoch, i])  # the subsample: a function of seed, epoch, case
+        bag = _subsample(lb.bag, config.max_instances, rng).to(ctx.device)
+        target = lb.target.to(ctx.device)
+        w = k_weight if target.numel() > 1 else k_weight * (0.5 / pos_rate if target[0] > 0.5 else 0.5 / (1 - pos_rate))
+        out = forward(ctx.model, bag, target, config.grad_checkpointing)
+        return _bce(out.probs, target, w) + (out.aux_loss.float() if out.aux_loss is not None else 0.0)
+
+    def validate(ctx: Any) -> dict[str, float]:
+        outs = predict(ctx.modules["model"], val_bags, ctx.device)
+        losses = [
+            float(_bce(o.probs, b.target, torch.ones_like(b.target))) for o, b in zip(outs, val_bags, strict=True)
+        ]
+        return {"val_loss": float(np.mean(losses)), "val_auc": _auc(val_bags, outs)}
+
+    result = fit(
+        model, opt, step, data, _engine_config(config, device, progress, bool(val_bags)),
+        validate=validate if val_bags else None, schedulers=sched, out_dir=out_dir,
+        checkpoint=out_dir / "checkpoint.pt", run_config={**config.model_dump(mode="json"), "n_train": len(train_bags)},
+        run_only=RUN_ONLY, find_unused_parameters=True, info=info,
+    )  # fmt: skip
+    best = result.best_row
+    return {"history": result.history, "best_epoch": result.best_epoch,
+            "best_val_auc": float(best.get("val_auc", float("nan"))), "stopped_early": result.stopped_early}  # fmt: skip
+
+
+def _build(config: dict[str, Any]) -> Aggregator:
+    from medwss.mil.registry import create_aggregator
+
+    return create_aggregator(
+        config["aggregator"], int(config["in_dim"]), int(config["n_classes"]), **(config.get("aggregator_kwargs") or {})
+    )
+
+
+register_model_kind("mil", _build)
 
 
 def save_model(path: str | Path, model: Aggregator, meta: dict[str, Any]) -> Path:
-    """Save weights and what is needed to rebuild the model (aggregator name, kwargs, dims), atomically."""
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": model.state_dict(), "meta": json.loads(json.dumps(meta, default=str))}, tmp)
-    return Path(path)
+    """Save `model` as the one model file (kind ``mil``), atomically.
+
+    Args:
+        path: The file to write.
+        model: The trained aggregator.
+        meta: ``aggregator``, ``aggregator_kwargs``, ``in_dim``, ``n_classes`` (the build config)
+            and anything else to keep (``encoder``, ``config``: the training config).
+    """
+    config = {k: meta.get(k, {} if k == "aggregator_kwargs" else None) for k in MODEL_CONFIG_KEYS}
+    rest = {k: v for k, v in meta.items() if k not in MODEL_CONFIG_KEYS}
+    if "config" in rest:
+        rest["train_config"] = rest.pop("config")
+    return save_any_model(path, "mil", model, config, rest)
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[Aggregator, dict[str, Any]]:
-    """Rebuild a model saved by `save_model` (weights loaded with weights_only=True)."""
-    from medwss.errors import CorruptFileError, require_file
-    from medwss.mil.registry import create_aggregator
+    """Rebuild a MIL model (a model file, or the older MIL format); returns it and its build config plus meta.
 
-    p = require_file(path)
-    try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
-        meta = blob["meta"]
-        model = create_aggregator(
-            meta["aggregator"], meta["in_dim"], meta["n_classes"], **meta.get("aggregator_kwargs", {})
-        )
-        model.load_state_dict(blob["state_dict"])
-    except (KeyError, RuntimeError, OSError) as exc:
-        raise CorruptFileError(f"not a medwss MIL model ({exc})", p) from exc
-    return model.to(device).eval(), meta
+    Raises:
+        UnsupportedFormatError: The file holds another kind of model, or no model (one line, naming the file).
+        CorruptFileError: The file cannot be read or its weights do not fit.
+    """
+    model, record = load_any_model(path, device)
+    if record.kind != "mil":
+        raise UnsupportedFormatError(f"a {record.kind!r} model file, not a MIL model", path)
+    return model, {**record.meta, **record.config}  # type: ignore[return-value]

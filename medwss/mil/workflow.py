@@ -11,13 +11,13 @@ import torch
 
 from medwss.data.manifest import Case, Manifest
 from medwss.embed.distributed import init_process_group, rank_info
-from medwss.embed.engine import resolve_device
 from medwss.errors import InvalidDataError
 from medwss.io.atomic import write_text
 from medwss.mil.base import MILOutput
 from medwss.mil.data import LabelledBag, kfold_splits, load_bags, n_outputs, patient_split
 from medwss.mil.train import MILTrainConfig, load_model, predict, save_model, train
 from medwss.runinfo import seed_everything
+from medwss.train import resolve_device
 
 
 def case_metrics(bags: list[LabelledBag], outs: list[MILOutput]) -> dict[str, Any]:
@@ -49,10 +49,10 @@ def _fit(manifest: Manifest, split: dict[str, list[Case]], cfg: MILTrainConfig, 
     result = train(model, bags["train"], bags["val"], cfg, out, device, progress, info)
     meta = {"aggregator": cfg.aggregator, "aggregator_kwargs": kwargs, "in_dim": in_dim, "n_classes": k,
             "encoder": _encoder_of(split["train"][0]), "config": cfg.model_dump()}  # fmt: skip
-    metrics: dict[str, Any] = {"best_epoch": result["best_epoch"], "cases": {s: len(b) for s, b in bags.items()}}
+    metrics: dict[str, Any] = {"best_epoch": result["best_epoch"], "stopped_early": result["stopped_early"],
+                               "cases": {s: len(b) for s, b in bags.items()}}  # fmt: skip
     if info.is_main:
         save_model(out / "model.pt", model.cpu(), meta)
-        write_text(out / "history.json", json.dumps(result["history"], indent=1))
         for name in ("val", "test"):
             if bags[name]:
                 metrics[name] = case_metrics(bags[name], predict(model, bags[name], torch.device("cpu")))

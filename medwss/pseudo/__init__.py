@@ -1,7 +1,10 @@
 """Pseudo-label toolkit: six natural-image WSSS methods made weight-free for CT, MRI and slide tiles.
 
 Convention: a pseudo-label map is an int array with 0 = background, 1..K-1 = classes and
-`IGNORE` = -1 where the method abstains (the `medwss.seg` target convention; int16 in NIfTI).
+`IGNORE` = -1 where the method abstains (the one label convention of `medwss.data.labels`; written
+as int16 NIfTI with -1 = unlabelled on the source grid). Cases are cut into axial slices and the
+results pasted back by the shared slicer (`medwss.data.slicer`); class maps come from
+`medwss.data.labels.LABEL_SPECS`, weak labels from `medwss.data.weak`.
 
 Components (one module each):
 
@@ -13,15 +16,17 @@ Components (one module each):
 * `dupl`: dual-student training with a dynamic threshold and a loss-GMM noise filter.
 * `par`: pixel-adaptive refinement of activation maps.
 * `metrics`: per-class Dice/IoU, coverage, minor-class recall.
-* `cams`, `nets`, `weak`: weight-free activation maps, a tiny network, sparse labels from full maps.
+* `cams`, `nets`: weight-free activation maps, a tiny network.
+* `volumes`, `outputs`, `workflow`: slicing cases, writing and reading pseudo-labels, one function per method.
 """
 
+from medwss.data.labels import IGNORE
 from medwss.pseudo.boxes import boxes_from_activation, boxes_from_labels, boxes_to_labels, load_boxes
 from medwss.pseudo.dhr import prototype_heatmaps, rebalance, sinkhorn, uniform_prior, volume_prior
 from medwss.pseudo.fusion import foreground_prior, fuse, threshold_sweep
 from medwss.pseudo.metrics import PseudoLabelMeter, pseudo_label_metrics
 from medwss.pseudo.par import PAR, refine_cams
-from medwss.pseudo.protocol import IGNORE, Box, PromptableSegmenter
+from medwss.pseudo.protocol import Box, PromptableSegmenter
 from medwss.pseudo.segmenters import BOX_SEGMENTERS, create_box_segmenter
 
 __all__ = [

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medwss.data.labels import IGNORE
 from medwss.pseudo.nets import class_weights
-from medwss.pseudo.protocol import IGNORE
 
 
 @dataclass

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from medwss.embed.engine import resolve_device
 from medwss.pseudo.agmm import AGMMLoss
 from medwss.pseudo.nets import TinyFCN
 
@@ -25,11 +26,13 @@ def train_agmm(
     loss: AGMMLoss | None = None,
     progress: bool = False,
     model: TinyFCN | None = None,
+    device: str = "auto",
 ) -> tuple[TinyFCN, list[float]]:
     """Train on (C, H, W) images with (H, W) sparse labels (`IGNORE` elsewhere).
 
     Args:
         model: Network to train (`forward_features`/`forward_head`); a `TinyFCN` of `width` if None.
+        device: Where training runs (``auto``: the GPU when there is one); the model is returned on the CPU.
 
     Returns:
         ``(model, history)``: the trained network and, per step, the full AGMM objective (mixture term
@@ -37,10 +40,11 @@ def train_agmm(
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    x = torch.from_numpy(np.stack(images).astype(np.float32))
-    y = torch.from_numpy(np.stack(sparse).astype(np.int64))
-    pres = None if present is None else torch.from_numpy(np.stack(present).astype(bool))
-    model = model if model is not None else TinyFCN(x.shape[1], n_classes, width=width)
+    dev = resolve_device(device)
+    x = torch.from_numpy(np.stack(images).astype(np.float32)).to(dev)
+    y = torch.from_numpy(np.stack(sparse).astype(np.int64)).to(dev)
+    pres = None if present is None else torch.from_numpy(np.stack(present).astype(bool)).to(dev)
+    model = (model if model is not None else TinyFCN(x.shape[1], n_classes, width=width)).to(dev)
     crit = loss or AGMMLoss(n_classes)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = []
@@ -54,7 +58,7 @@ def train_agmm(
         parts.total.backward()
         opt.step()
         history.append(parts.ce + crit.w_gmm * parts.gmm + crit.w_sep * parts.separation + crit.w_neg * parts.negative)
-    return model.eval(), history
+    return model.cpu().eval(), history
 
 
 @torch.no_grad()

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from medwss.data.labels import IGNORE
 from medwss.errors import InvalidDataError, require_file
-from medwss.pseudo.protocol import IGNORE, Box, PromptableSegmenter
+from medwss.pseudo.protocol import Box, PromptableSegmenter
 
 
 def boxes_from_labels(labels: np.ndarray, classes: Sequence[int] | None = None, min_size: int = 1) -> list[Box]:

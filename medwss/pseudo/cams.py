@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from medwss.embed.engine import resolve_device
 from medwss.pseudo.nets import TinyFCN
+from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
 
 def lse_pool(maps: torch.Tensor, r: float = 5.0) -> torch.Tensor:
@@ -71,6 +73,7 @@ def train_tag_classifier(
     seed: int = 0,
     progress: bool = False,
     downsample: int = 2,
+    device: str = "auto",
 ) -> TinyFCN:
     """Train a tag classifier on 2D images.
 
@@ -84,25 +87,32 @@ def train_tag_classifier(
         seed: Seed of initialisation and batch order.
         progress: Show a progress bar.
         downsample: Internal resolution divisor of the network (CAMs are upsampled back).
+        device: Where training runs (``auto``: the GPU when there is one); the model is returned on the CPU.
+
+    The first channel (the image) gets a random gain and offset (`PRESETS["intensity"]`), on the device.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    dev = resolve_device(device)
     x = torch.from_numpy(np.stack(images).astype(np.float32))
     y = torch.from_numpy(np.stack(tags).astype(np.float32))
-    model = TinyFCN(x.shape[1], y.shape[1], width=width, coords=False, downsample=downsample)
+    model = TinyFCN(x.shape[1], y.shape[1], width=width, coords=False, downsample=downsample).to(dev)
+    gain = augment_pipeline(PRESETS["intensity"], label_keys=(), mask_keys=())
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in tqdm(range(epochs), desc="tag classifier", disable=not progress):
         order = rng.permutation(len(x))
         for i in range(0, len(order), batch_size):
             idx = torch.from_numpy(order[i : i + batch_size])
-            xb = x[idx].clone()
-            xb[:, :1] = xb[:, :1] * (1 + 0.1 * torch.randn(len(idx), 1, 1, 1)) + 0.05 * torch.randn(len(idx), 1, 1, 1)
-            loss = F.binary_cross_entropy_with_logits(lse_pool(model(xb), r=2.0), y[idx])
+            xb, yb = x[idx].to(dev), y[idx].to(dev)  # (B, C, H, W): the image, then the coordinate channels
+            image = augment_batch(gain, {"image": xb[:, :1]}, seed=gen)["image"]
+            xb = torch.cat([image, xb[:, 1:]], dim=1)
+            loss = F.binary_cross_entropy_with_logits(lse_pool(model(xb), r=2.0), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return model.eval()
+    return model.cpu().eval()
 
 
 def train_cam_model(

@@ -4,32 +4,26 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from medwss.config import StrictConfig
-
-LABEL_PRESETS: dict[str, dict[int, tuple[int, str]]] = {
-    "ct_phantom": {
-        1: (1, "liver"),
-        2: (2, "right_kidney"),
-        3: (3, "left_kidney"),
-        7: (4, "spleen"),
-        4: (5, "kidney_tumor"),
-    },
-    "totalseg": {5: (1, "liver"), 1: (2, "spleen"), 2: (3, "right_kidney"), 3: (4, "left_kidney")},
-    "binary": {1: (1, "foreground")},
-}
-"""Source label value → (pseudo-label class, name); other values become background."""
+from medwss.data.labels import LabelSpec, label_spec
+from medwss.data.weak import WEAK_KINDS
+from medwss.errors import MedwssError
+from medwss.transforms.intensity import resolve_window
 
 
 class PseudoConfig(StrictConfig):
     """Settings shared by the pseudo-label commands.
 
     Attributes:
-        labels: A preset of `LABEL_PRESETS` mapping the manifest's mask values to classes.
+        labels: The label spec of the manifest's masks: a name of `medwss.data.labels.LABEL_SPECS`
+            (``ct_phantom``, ``totalseg``, ``binary``, ...) or a ``{class name: source values}`` mapping.
         minor: Names of the classes reported as minor (recall).
-        window: HU (or intensity) window used to normalise images.
-        downsample: Integer in-plane downsampling of slices (1 = native grid).
+        window: HU (or intensity) window used to normalise images: a name of
+            `medwss.transforms.intensity.CT_WINDOWS` or ``(low, high)``.
+        downsample: In-plane downsampling of the axial slices (1 = native grid; slices are resized
+            to ``ceil(side / downsample)`` by the shared slicer).
         segmenter: Box segmenter (``box``, ``random_walker``, ``chan_vese``, ``otsu``, ``sam``, ``medsam``).
         checkpoint: Local SAM/MedSAM checkpoint.
         box_threshold, ring: Mask threshold and ignore ring (pixels) of box pseudo-labels.
@@ -44,7 +38,8 @@ class PseudoConfig(StrictConfig):
         foreground: Foreground prior of fusion (``body``, ``hu``, ``otsu``).
         tau: Fusion threshold; None = chosen by a sweep on the ``val`` split.
         band: Ignore band around tau.
-        weak: Sparse-label kind for AGMM when the manifest has no scribble column.
+        weak: Sparse-label kind for AGMM when the manifest has no scribble column (a kind of
+            `medwss.data.weak.make_weak_label`; ``point`` draws 3 clicks per component).
         iterations: Training steps of AGMM and DuPL.
         confidence: Posterior below which AGMM/DuPL outputs abstain.
         contexts, top_k, alpha: CPAL context prototypes per class, neighbours, PAM weight.
@@ -52,9 +47,9 @@ class PseudoConfig(StrictConfig):
         seed: Seed of every random step.
     """
 
-    labels: Literal["ct_phantom", "totalseg", "binary"] = "ct_phantom"
+    labels: str | dict[str, list[int] | int] = "ct_phantom"
     minor: tuple[str, ...] = ("kidney_tumor", "right_kidney", "left_kidney")
-    window: tuple[float, float] = (-160.0, 240.0)
+    window: str | tuple[float, float] = "soft_tissue"
     downsample: int = Field(1, ge=1)
     segmenter: str = "random_walker"
     checkpoint: str | None = None
@@ -71,7 +66,7 @@ class PseudoConfig(StrictConfig):
     foreground: Literal["body", "hu", "otsu"] = "hu"
     tau: float | None = None
     band: float = Field(0.05, ge=0)
-    weak: Literal["points", "scribbles", "blocks", "boxes"] = "scribbles"
+    weak: str = "skeleton"
     iterations: int = Field(150, ge=1)
     confidence: float = Field(0.6, ge=0, lt=1)
     contexts: int = Field(4, ge=1)
@@ -80,10 +75,46 @@ class PseudoConfig(StrictConfig):
     par_iter: int = Field(10, ge=1)
     seed: int = 0
 
+    @field_validator("labels")
+    @classmethod
+    def _known_spec(cls, v: str | dict[str, list[int] | int]) -> str | dict[str, list[int] | int]:
+        try:
+            label_spec(v)  # unknown names and overlapping values are errors here, not mid-run
+        except MedwssError as exc:
+            raise ValueError(exc.message) from None
+        return v
+
+    @field_validator("window")
+    @classmethod
+    def _known_window(cls, v: str | tuple[float, float]) -> str | tuple[float, float]:
+        try:
+            w = resolve_window(v)
+        except MedwssError as exc:
+            raise ValueError(exc.message) from None
+        if w is None:
+            raise ValueError("give a named CT window or (low, high); percentile windows are not used here")
+        return v
+
+    @field_validator("weak")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        if v not in WEAK_KINDS:
+            raise ValueError(f"unknown weak label kind '{v}': choose one of {', '.join(WEAK_KINDS)}")
+        return v
+
+    def spec(self) -> LabelSpec:
+        """The `LabelSpec` of `labels`."""
+        return label_spec(self.labels)
+
+    def window_range(self) -> tuple[float, float]:
+        """``(low, high)`` of `window`."""
+        w = resolve_window(self.window)
+        assert w is not None  # checked by the validator
+        return w
+
     def classes(self) -> list[str]:
-        """Class names, background first."""
-        preset = LABEL_PRESETS[self.labels]
-        return ["background"] + [name for _, name in sorted(preset.values())]
+        """Class names, background first (from the label spec)."""
+        return self.spec().names
 
     def minor_ids(self) -> list[int]:
         names = self.classes()

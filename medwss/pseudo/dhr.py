@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medwss.pseudo.protocol import IGNORE
+from medwss.data.labels import IGNORE
 
 
 def sinkhorn(scores: np.ndarray, prior: np.ndarray, eps: float = 0.01, n_iter: int = 100) -> np.ndarray:

@@ -4,10 +4,10 @@ Each student (a small segmenter) is trained on pseudo-labels made by the *other*
 confident predictions (top probability ≥ a threshold that decays along a cosine from
 `tau_start` to `tau_end`), falling back on the initial pseudo-labels where the peer abstains.
 A two-component Gaussian mixture on the per-pixel losses (fitted per class, after warm-up)
-separates clean from noisy labels; noisy
-(discarded) pixels are not supervised but get a consistency loss between the student's
-predictions on a weak and a strong view. A discrepancy loss keeps the students' features apart
-so they do not collapse into one. The initial pseudo-labels remain an anchor term (loss-filtered as
+separates clean from noisy labels; noisy (discarded) pixels are not supervised but get a
+consistency loss between the student's predictions on a weak and a strong view (the MONAI
+pipeline `PRESETS["strong_intensity"]`, run on the device). A discrepancy loss keeps the students'
+features apart so they do not collapse into one. The initial pseudo-labels remain an anchor term (loss-filtered as
 well), the role DuPL's image-label-trained CAM branch plays: without it, confident background
 predictions of the peer erase small organs. Strong augmentation is medically safe: intensity changes only
 (gamma, contrast, noise, blur), no flips (left and right organs differ) and no warps.
@@ -24,8 +24,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from medwss.config import StrictConfig
+from medwss.data.labels import IGNORE
+from medwss.embed.engine import resolve_device
 from medwss.pseudo.nets import TinyFCN, class_weights
-from medwss.pseudo.protocol import IGNORE
+from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
 
 class DuPLConfig(StrictConfig):
@@ -43,6 +45,8 @@ class DuPLConfig(StrictConfig):
     w_anchor: float = 1.0
     gmm_filter: bool = True
     seed: int = 0
+    device: str = "auto"
+    """Where training runs (``auto``: the GPU when there is one); the students are returned on the CPU."""
 
 
 def dynamic_threshold(step: int, total: int, tau_start: float = 0.95, tau_end: float = 0.7) -> float:
@@ -84,27 +88,6 @@ def gmm_clean_mask(losses: np.ndarray, separation: float = 2.0) -> np.ndarray:
     return post[:, lo] > 0.5
 
 
-def strong_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Intensity-only strong view of (B, C, H, W) normalised images (gamma, contrast, noise, blur)."""
-    b = x.shape[0]
-
-    def u(lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(b, 1, 1, 1, generator=generator)
-
-    lo = x.amin(dim=(1, 2, 3), keepdim=True)
-    span = (x.amax(dim=(1, 2, 3), keepdim=True) - lo).clamp_min(1e-6)
-    y = ((x - lo) / span).clamp(0, 1) ** u(0.7, 1.5) * span + lo  # gamma
-    y = (y - y.mean(dim=(2, 3), keepdim=True)) * u(0.75, 1.25) + y.mean(dim=(2, 3), keepdim=True)  # contrast
-    k = torch.tensor([0.25, 0.5, 0.25])
-    blur = F.conv2d(
-        F.pad(y, (1, 1, 1, 1), mode="replicate"),
-        (k[:, None] * k[None, :]).view(1, 1, 3, 3).expand(y.shape[1], 1, 3, 3),
-        groups=y.shape[1],
-    )
-    y = torch.where(torch.rand(b, 1, 1, 1, generator=generator) < 0.5, blur, y)
-    return y + 0.1 * x.std() * torch.randn(y.shape, generator=generator)
-
-
 def discrepancy_loss(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
     """Mean per-pixel cosine similarity of the two students' features, mapped to [0, 1] (minimised)."""
     return ((F.cosine_similarity(fa, fb, dim=1) + 1.0) / 2.0).mean()
@@ -133,8 +116,8 @@ def _student_loss(
         for c in target[lab].unique().tolist():  # per class: a hard minor class is not discarded wholesale
             sel = target == c
             if sel.sum() > 8:
-                clean[sel] = torch.from_numpy(gmm_clean_mask(pix[sel].detach().numpy()))
-    w = class_weights(target, logits.shape[1])[target.clamp_min(0)]  # (B, H, W) class-balanced weights
+                clean[sel] = torch.from_numpy(gmm_clean_mask(pix[sel].detach().cpu().numpy())).to(clean.device)
+    w = class_weights(target, logits.shape[1]).to(logits.device)[target.clamp_min(0)]  # (B, H, W) class-balanced
     ce = (pix * w)[clean].sum() / w[clean].sum() if clean.any() else logits.sum() * 0.0
     discarded = ~clean
     cons = logits.sum() * 0.0
@@ -157,16 +140,19 @@ def train_dupl(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    x = torch.from_numpy(np.stack(images).astype(np.float32))
-    y0 = torch.from_numpy(np.stack(initial).astype(np.int64))
-    a = TinyFCN(x.shape[1], n_classes, width=cfg.width)
+    device = resolve_device(cfg.device)
+    x = torch.from_numpy(np.stack(images).astype(np.float32)).to(device)
+    y0 = torch.from_numpy(np.stack(initial).astype(np.int64)).to(device)
+    a = TinyFCN(x.shape[1], n_classes, width=cfg.width).to(device)
     torch.manual_seed(cfg.seed + 1)
-    b = TinyFCN(x.shape[1], n_classes, width=cfg.width)
+    b = TinyFCN(x.shape[1], n_classes, width=cfg.width).to(device)
+    strong = augment_pipeline(PRESETS["strong_intensity"], label_keys=(), mask_keys=())
     opt = torch.optim.Adam(list(a.parameters()) + list(b.parameters()), lr=cfg.lr)
     history: list[dict[str, float]] = []
     for step in tqdm(range(cfg.iterations), desc="dupl", disable=not progress):
         idx = torch.from_numpy(rng.choice(len(x), size=min(cfg.batch_size, len(x)), replace=False))
-        xw, xs = x[idx], strong_augment(x[idx], gen)
+        xw = x[idx]  # (B, C, H, W) on the device
+        xs = augment_batch(strong, {"image": xw}, seed=gen)["image"]  # the strong view
         fa, fb = a.forward_features(xw), b.forward_features(xw)  # (B, F, H, W)
         la, lb = a.forward_head(fa), b.forward_head(fb)  # (B, K, H, W)
         tau = dynamic_threshold(step, cfg.iterations, cfg.tau_start, cfg.tau_end)
@@ -183,7 +169,7 @@ def train_dupl(
         loss.backward()
         opt.step()
         history.append({"loss": float(loss.detach()), "tau": tau, "discarded": (drop_a + drop_b) / 2})
-    return (a.eval(), b.eval()), history
+    return (a.cpu().eval(), b.cpu().eval()), history
 
 
 @torch.no_grad()

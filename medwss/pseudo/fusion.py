@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from medwss.data.labels import IGNORE
 from medwss.errors import InvalidDataError
-from medwss.pseudo.protocol import IGNORE
+from medwss.eval.overlap import dice_from_counts, overlap_counts
 
 
 def _largest_filled(mask: np.ndarray) -> np.ndarray:
@@ -82,16 +83,6 @@ def fuse(cams: np.ndarray, prior: np.ndarray | None, tau: float, band: float = 0
     return out
 
 
-def _dice_sums(pred: np.ndarray, gt: np.ndarray, n_classes: int) -> np.ndarray:
-    """(K, 3) per-class [intersection, |pred|, |gt|] over non-ignored pixels."""
-    keep = pred != IGNORE
-    out = np.zeros((n_classes, 3))
-    for c in range(n_classes):
-        p, g = (pred == c) & keep, (gt == c) & keep
-        out[c] = [(p & g).sum(), p.sum(), g.sum()]
-    return out
-
-
 def threshold_sweep(
     cams: Sequence[np.ndarray],
     gts: Sequence[np.ndarray],
@@ -120,9 +111,9 @@ def threshold_sweep(
     for tau in taus:
         sums = np.zeros((n_classes, 3))
         for cam, gt, pr in zip(cams, gts, priors, strict=True):
-            sums += _dice_sums(fuse(cam, pr, tau, band), gt, n_classes)
+            sums += overlap_counts(fuse(cam, pr, tau, band), gt, n_classes)  # ignored pixels left out
         present = sums[:, 2] > 0
-        d = 2 * sums[:, 0] / np.maximum(sums[:, 1] + sums[:, 2], 1e-9)
+        d = dice_from_counts(sums[:, 0], sums[:, 1], sums[:, 2])
         scores.append(float(d[present].mean()) if present.any() else 0.0)
     best = int(np.argmax(scores))
     return {"taus": taus, "dice": scores, "best_tau": taus[best], "best_dice": scores[best]}

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from medwss.eval.overlap import dice_from_counts, iou_from_counts
 from medwss.pseudo.protocol import IGNORE
 
 
@@ -51,9 +52,9 @@ class PseudoLabelMeter:
         fp = labelled.sum(axis=0) - tp
         fn = labelled.sum(axis=1) - tp
         gt_all = self.cm.sum(axis=1).astype(np.float64)
+        dice = dice_from_counts(tp, tp + fp, tp + fn, empty=np.nan)
+        iou = iou_from_counts(tp, tp + fp, tp + fn, empty=np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
-            dice = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
-            iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
             recall = np.where(gt_all > 0, tp / gt_all, np.nan)
         per = {
             self.names[c]: {

@@ -1,4 +1,9 @@
-"""Writing pseudo-labels: int16 NIfTI on the source grid, PNG previews, metrics CSV/JSON."""
+"""Writing pseudo-labels: int16 NIfTI (-1 = unlabelled) on the source grid, PNG previews, metrics CSV/JSON.
+
+Per-slice maps go back onto the stored grid through each case's `SliceGeometry` and are written
+by `medwss.data.labels.save_label_map` with the source affine; `read_labels` reads them back
+(`load_label_map`) and cuts them into the same slices.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from medwss.data.labels import IGNORE
 from medwss.pseudo.config import PseudoConfig
 from medwss.pseudo.metrics import PseudoLabelMeter
-from medwss.pseudo.volumes import SliceCase, to_volume
+from medwss.pseudo.volumes import SliceCase
 
 Labels = list[list[np.ndarray]]
 
@@ -52,24 +58,24 @@ def metrics_csv(metrics: dict[str, Any]) -> str:
 def write_outputs(
     cases: Sequence[SliceCase], labels: Labels, out: str | Path, cfg: PseudoConfig
 ) -> dict[str, Any] | None:
-    """Write ``labels/<case>.nii.gz`` (int16, source affine), ``previews/<case>.png`` and metrics files."""
+    """Write ``labels/<case>.nii.gz`` (int16, -1 = unlabelled, source grid and affine), ``previews/<case>.png``
+    and metrics files."""
+    from medwss.data.labels import save_label_map
     from medwss.io.atomic import write_text
-    from medwss.io.volumes import save_nifti
     from medwss.viz.overlay import volume_montage_png
 
     out = Path(out)
     for c, labs in zip(cases, labels, strict=True):
-        vol = to_volume(labs, c.volume.shape[:3], cfg.downsample).astype(np.int16)
-        save_nifti(c.volume.with_array(vol), out / "labels" / f"{c.case_id}.nii.gz")
-        heat = np.where(vol > 0, vol.astype(np.float64), np.nan)
-        heat[vol < 0] = 0.0
-        raw = c.volume.array[..., 0] if c.volume.array.ndim == 4 else c.volume.array
+        save_label_map(c.to_source(labs), out / "labels" / f"{c.case_id}.nii.gz", c.affine)
+        canon = c.geometry.paste_canonical(np.stack(labs), label=True, fill=IGNORE)  # previews: axial, RAS
+        heat = np.where(canon > 0, canon.astype(np.float64), np.nan)
+        heat[canon < 0] = 0.0
         volume_montage_png(
-            raw,
+            c.volume.array,
             heat,
             out / "previews" / f"{c.case_id}.png",
             n_slices=4,
-            window=cfg.window,
+            window=cfg.window_range(),
             cmap="tab10",
             vmin=0,
             vmax=9,
@@ -80,3 +86,29 @@ def write_outputs(
         write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         write_text(out / "metrics.csv", metrics_csv(metrics))
     return metrics
+
+
+def read_labels(cases: Sequence[SliceCase], folder: str | Path) -> tuple[list[SliceCase], Labels, list[str]]:
+    """Pseudo-label files ``<folder>/<case>.nii.gz`` read back and cut into each case's slices.
+
+    Returns:
+        The cases that have a file and a mask, their per-slice labels, and ``"case_id: reason"``
+        for the others.
+    """
+    from medwss.data.labels import load_label_map
+
+    kept, labels, failed = [], [], []
+    for c in cases:
+        path = Path(folder) / f"{c.case_id}.nii.gz"
+        if not path.exists() or c.gts is None:
+            failed.append(f"{c.case_id}: no pseudo-label file or no mask")
+            continue
+        vol = load_label_map(path)
+        if vol.shape[:3] != c.geometry.shape:
+            failed.append(
+                f"{c.case_id}: pseudo-labels of shape {vol.shape[:3]} do not fit the image {c.geometry.shape}"
+            )
+            continue
+        labels.append(c.from_source(vol.array))
+        kept.append(c)
+    return kept, labels, failed

@@ -2,8 +2,8 @@
 
 A pseudo-label map is an integer array on the image grid: ``0`` background, ``1..K-1`` classes,
 and `IGNORE` (-1) where the method abstains (uncertain ring, overlapping boxes, the ignore band of
-a threshold). It is the target convention of `medwss.seg` (``-1`` = ignore), and is stored as
-int16 NIfTI.
+a threshold). It is the one label convention of `medwss.data.labels` (``IGNORE = -1``), written
+as int16 NIfTI with -1 = unlabelled by `medwss.data.labels.save_label_map`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-IGNORE = -1
-"""Value of abstained pixels/voxels in a pseudo-label map."""
+from medwss.data.labels import IGNORE
+
+__all__ = ["IGNORE", "Box", "PromptableSegmenter"]  # IGNORE: re-exported for `pseudo.metrics`
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,3 @@ class PromptableSegmenter(Protocol):
     name: str
 
     def segment(self, image: np.ndarray, box: Box) -> np.ndarray: ...
-
-
-def normalize_intensity(image: np.ndarray, window: tuple[float, float] | None = None) -> np.ndarray:
-    """Scale `image` to [0, 1] using `window` (e.g. a HU window) or its 1st-99th percentiles."""
-    x = np.asarray(image, dtype=np.float64)
-    lo, hi = (float(window[0]), float(window[1])) if window else tuple(np.percentile(x, [1.0, 99.0]).tolist())
-    if hi <= lo:
-        return np.zeros_like(x)
-    return np.clip((x - lo) / (hi - lo), 0.0, 1.0)

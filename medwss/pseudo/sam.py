@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from medwss.errors import FileNotFound, InvalidDataError, MedwssError
-from medwss.pseudo.protocol import Box, normalize_intensity
+from medwss.pseudo.protocol import Box
+from medwss.transforms.intensity import Window, normalise
 
-DEFAULT_WINDOWS: dict[str, tuple[float, float] | None] = {"sam": None, "medsam": (-160.0, 240.0)}
+DEFAULT_WINDOWS: dict[str, Window] = {"sam": None, "medsam": "soft_tissue"}
+"""Intensity window per flavour (MedSAM: the soft-tissue CT window; SAM: percentiles)."""
 
 
 def build_sam_predictor(checkpoint: str | Path | None, model_type: str = "vit_b", device: str = "cpu") -> Any:
@@ -55,7 +57,7 @@ class SamSegmenter:
         flavour: ``sam`` or ``medsam`` (sets the default intensity window).
         model_type: SAM registry key, ``vit_b`` for MedSAM.
         predictor: An object with SAM's predictor interface (for tests or custom models).
-        window: Intensity window mapped to 0-255 before the RGB image is given to the predictor.
+        window: Intensity window (``(low, high)`` or a name of `CT_WINDOWS`) mapped to 0-255 before the RGB image is given to the predictor.
         device: Torch device for the model.
     """
 
@@ -65,7 +67,7 @@ class SamSegmenter:
         flavour: str = "sam",
         model_type: str = "vit_b",
         predictor: Any = None,
-        window: tuple[float, float] | None = None,
+        window: Window = None,
         device: str = "cpu",
     ) -> None:
         if flavour not in DEFAULT_WINDOWS:
@@ -82,7 +84,7 @@ class SamSegmenter:
         """The (H, W, 3) uint8 image the predictor sees."""
         if image.ndim != 2:
             raise InvalidDataError(f"SAM takes 2D images; got shape {image.shape} (segment slice by slice)")
-        gray = (normalize_intensity(image, self.window) * 255.0).round().astype(np.uint8)
+        gray = (normalise(image, "window", self.window) * 255.0).round().astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
 
     def segment(self, image: np.ndarray, box: Box) -> np.ndarray:

@@ -18,15 +18,16 @@ import numpy as np
 from scipy import ndimage
 
 from medwss.errors import ConfigError
-from medwss.pseudo.protocol import Box, normalize_intensity
+from medwss.pseudo.protocol import Box
+from medwss.transforms.intensity import Window, normalise
 
 
-def _crop(image: np.ndarray, box: Box, margin: int, window: tuple[float, float] | None) -> tuple[np.ndarray, Box, Box]:
+def _crop(image: np.ndarray, box: Box, margin: int, window: Window) -> tuple[np.ndarray, Box, Box]:
     """The normalised crop of box+margin, the grown box, and the box in crop coordinates."""
     shape = tuple(image.shape)
     box = box.clip(shape)
     outer = box.grow(margin, shape)
-    crop = normalize_intensity(image[outer.slices], window)
+    crop = normalise(image[outer.slices], "window", window)
     inner = Box(
         tuple(a - o for a, o in zip(box.lo, outer.lo, strict=True)),
         tuple(b - o for b, o in zip(box.hi, outer.lo, strict=True)),
@@ -70,14 +71,12 @@ class RandomWalkerSegmenter:
         beta: Edge sensitivity of the random walker.
         margin: Pixels around the box used as background seeds.
         core: Semi-axes of the object seed, as a fraction of the box half-sizes.
-        window: Intensity window (e.g. HU) for normalisation; percentiles of the crop if None.
+        window: Intensity window (``(low, high)`` or a name of `CT_WINDOWS`); percentiles of the crop if None.
     """
 
     name = "random_walker"
 
-    def __init__(
-        self, beta: float = 130.0, margin: int = 3, core: float = 0.3, window: tuple[float, float] | None = None
-    ) -> None:
+    def __init__(self, beta: float = 130.0, margin: int = 3, core: float = 0.3, window: Window = None) -> None:
         self.beta = beta
         self.margin = margin
         self.core = core
@@ -116,9 +115,7 @@ class ChanVeseSegmenter:
 
     name = "chan_vese"
 
-    def __init__(
-        self, iterations: int = 60, smoothing: int = 1, margin: int = 3, window: tuple[float, float] | None = None
-    ) -> None:
+    def __init__(self, iterations: int = 60, smoothing: int = 1, margin: int = 3, window: Window = None) -> None:
         self.iterations = iterations
         self.smoothing = smoothing
         self.margin = margin
@@ -146,7 +143,7 @@ class OtsuBoxSegmenter:
 
     name = "otsu"
 
-    def __init__(self, margin: int = 0, window: tuple[float, float] | None = None) -> None:
+    def __init__(self, margin: int = 0, window: Window = None) -> None:
         self.margin = margin
         self.window = window
 

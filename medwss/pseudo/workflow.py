@@ -1,8 +1,9 @@
 """Manifest-level pipelines behind `medwss pseudo ...`: one function per method, plus writing and evaluation.
 
 Every method takes sliced cases (`SliceCase`) and a `PseudoConfig` and returns, per case, a list of
-per-slice pseudo-label maps (int64, `IGNORE` = -1). `write_outputs` writes them as int16 NIfTI on
-the source grid with PNG previews and, where masks exist, metrics CSV/JSON.
+per-slice pseudo-label maps (int64, `IGNORE` = -1). `write_outputs` pastes them back onto the source
+grid (the case's `SliceGeometry`) and writes int16 NIfTI with PNG previews and, where masks exist,
+metrics CSV/JSON. Weak labels derived from the masks come from `medwss.data.weak.make_weak_label`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from medwss.data.weak import make_weak_label, tags_of
 from medwss.errors import InvalidDataError, MedwssError
 from medwss.pseudo.cams import cam_threshold_labels, cams_and_features, train_cam_model
 from medwss.pseudo.config import PseudoConfig
-from medwss.pseudo.volumes import SliceCase, slice_case, tags_of
+from medwss.pseudo.volumes import SliceCase, slice_boxes, slice_case
 
 Labels = list[list[np.ndarray]]
 
@@ -42,17 +44,16 @@ def slice_tags(cases: Sequence[SliceCase], n_classes: int) -> list[list[np.ndarr
     return out
 
 
-def case_points(cases: Sequence[SliceCase], cfg: PseudoConfig) -> list[list[np.ndarray]]:
-    """Per case and slice, point labels (3 per class present) derived from the masks."""
-    from medwss.pseudo.weak import point_labels
+def weak_slices(c: SliceCase, kind: str, seed: int, **options: Any) -> list[np.ndarray]:
+    """Per slice of a case, `make_weak_label` of its mask (seed ``seed + canonical slice index``)."""
+    if c.gts is None:
+        raise InvalidDataError(f"case {c.case_id} has no mask: {kind} labels are derived from the mask column")
+    return [make_weak_label(g, kind, seed + k, **options) for g, k in zip(c.gts, c.geometry.indices, strict=True)]
 
-    k = len(cfg.classes())
-    out = []
-    for c in cases:
-        if c.gts is None:
-            raise InvalidDataError(f"case {c.case_id} has no mask: point labels are derived from the mask column")
-        out.append([point_labels(g, k, per_class=3, seed=cfg.seed + i) for i, g in enumerate(c.gts)])
-    return out
+
+def case_points(cases: Sequence[SliceCase], cfg: PseudoConfig) -> list[list[np.ndarray]]:
+    """Per case and slice, point labels (3 clicks per component, background marks) derived from the masks."""
+    return [weak_slices(c, "point", cfg.seed, n_points=3) for c in cases]
 
 
 def compute_cams(
@@ -72,9 +73,8 @@ def compute_cams(
     if cfg.cam_source == "points":
         pts = case_points(cases, cfg)
         stats = point_stats([r for c in cases for r in c.raw], [p for ps in pts for p in ps], k)
-        sigma = cfg.point_sigma / cfg.downsample
         cams = [
-            [point_cams(r, p, k, stats, sigma) for r, p in zip(c.raw, ps, strict=True)]
+            [point_cams(r, p, k, stats, cfg.point_sigma * c.scale) for r, p in zip(c.raw, ps, strict=True)]
             for c, ps in zip(cases, pts, strict=True)
         ]
         feats = [[position_features(im[0]).astype(np.float32) for im in c.images] for c in cases]
@@ -100,30 +100,31 @@ def cam_baseline(cams: list[list[np.ndarray]], cfg: PseudoConfig) -> Labels:
 def run_box(
     cases: Sequence[SliceCase], cfg: PseudoConfig, boxes_file: str | None = None, progress: bool = False
 ) -> Labels:
-    """Box-prompted pseudo-labels: boxes from a detector file (3D, per case) or from each slice's mask."""
-    from medwss.pseudo.boxes import Box, boxes_from_labels, boxes_to_labels, load_boxes
+    """Box-prompted pseudo-labels: boxes from a detector file or from each slice's mask.
+
+    A detector file's boxes are in the stored image's array indices (3D, or 2D on its in-plane
+    axes), per case; they are mapped onto the axial slices (`slice_boxes`).
+    """
+    from medwss.pseudo.boxes import boxes_from_labels, boxes_to_labels, load_boxes
     from medwss.pseudo.segmenters import create_box_segmenter
 
     kwargs: dict[str, object] = {"checkpoint": cfg.checkpoint} if cfg.segmenter in ("sam", "medsam") else {}
     seg = create_box_segmenter(cfg.segmenter, **kwargs)
-    s = cfg.downsample
+    lo, hi = cfg.window_range()
     out: Labels = []
     for c in tqdm(cases, desc=f"box/{cfg.segmenter}", leave=False, disable=not progress):
-        file_boxes = load_boxes(boxes_file, case_id=c.case_id) if boxes_file else None
-        labels = []
-        for k, raw in enumerate(c.raw):
-            if file_boxes is not None:
-                bs = [
-                    Box((b.lo[0] // s, b.lo[1] // s), (-(-b.hi[0] // s), -(-b.hi[1] // s)), b.label, b.score)
-                    for b in file_boxes
-                    if len(b.lo) == 2 or b.lo[2] <= k < b.hi[2]
-                ]
-            elif c.gts is not None:
-                bs = boxes_from_labels(c.gts[k], min_size=2)
-            else:
-                raise InvalidDataError(f"case {c.case_id}: give --boxes or a mask to derive boxes from")
-            labels.append(boxes_to_labels(np.clip(raw, *cfg.window), bs, seg, cfg.box_threshold, cfg.ring)[0])  # type: ignore[arg-type]
-        out.append(labels)
+        if boxes_file:
+            per_slice = slice_boxes(load_boxes(boxes_file, case_id=c.case_id), c.geometry)
+        elif c.gts is not None:
+            per_slice = [boxes_from_labels(g, min_size=2) for g in c.gts]
+        else:
+            raise InvalidDataError(f"case {c.case_id}: give --boxes or a mask to derive boxes from")
+        out.append(
+            [
+                boxes_to_labels(np.clip(raw, lo, hi), bs, seg, cfg.box_threshold, cfg.ring)[0]  # type: ignore[arg-type]
+                for raw, bs in zip(c.raw, per_slice, strict=True)
+            ]
+        )
     return out
 
 
@@ -215,18 +216,18 @@ def run_cpal(
 
 
 def run_agmm(cases: Sequence[SliceCase], cfg: PseudoConfig, offline: bool = False, progress: bool = False) -> Labels:
-    """AGMM from sparse labels (manifest scribbles, or `cfg.weak` derived from the masks)."""
+    """AGMM from sparse labels (manifest scribbles, or `make_weak_label` of kind `cfg.weak` from the masks)."""
     from medwss.pseudo.agmm import gmm_refine, position_features
     from medwss.pseudo.agmm_train import predict_labels, train_agmm
-    from medwss.pseudo.weak import weak_labels
 
     k = len(cfg.classes())
+    options = {"n_points": 3} if cfg.weak == "point" else {}
     sparse = []
     for c in cases:
         if c.scribbles is not None:
             sparse.append(c.scribbles)
         elif c.gts is not None:
-            sparse.append([weak_labels(cfg.weak, g, k, seed=cfg.seed + i) for i, g in enumerate(c.gts)])
+            sparse.append(weak_slices(c, cfg.weak, cfg.seed, **options))
         else:
             raise InvalidDataError(f"case {c.case_id} has neither a scribble nor a mask column")
     if offline:

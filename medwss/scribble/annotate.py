@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from medwss.data.labels import IGNORE, load_label_map, save_label_map
 from medwss.data.manifest import Manifest
+from medwss.data.orientation import orientation_of
 from medwss.errors import MedwssError
-from medwss.io import save_nifti
 
 
 def manifest_rows(manifest: Manifest) -> list[dict[str, object]]:
@@ -45,16 +46,18 @@ def write_weak_labels(
     options: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Simulate weak labels from every case's mask onto its mask grid; write them and a manifest pointing at them.
+    """Simulate weak labels from every case's mask; write them on the mask grid and a manifest pointing at them.
 
-    Writes ``out/scribbles/<case_id>_scribble.nii.gz`` (int16, -1 unlabelled, else the class) and
-    ``out/manifest.csv`` (the input rows with the ``scribble`` column set). Cases without a mask
-    or whose mask fails to load keep no scribble and are reported.
+    The marks are drawn on the mask's canonical (RAS+) grid — slices are axial, background strokes
+    in-plane, whatever the stored axis order — and written back on the stored grid with the stored
+    affine (`medwss.data.labels.save_label_map`): ``out/scribbles/<case_id>_scribble.nii.gz``, int16,
+    -1 unlabelled, else the class. Also writes ``out/manifest.csv`` (the input rows with the
+    ``scribble`` column set). Cases without a mask or whose mask fails to load keep no scribble and
+    are reported.
     """
     from medwss.data.manifest import write_manifest
-    from medwss.io import load_volume
-    from medwss.scribble.dataset import case_seed
     from medwss.data.weak import make_weak_label, weak_label_stats
+    from medwss.scribble.dataset import case_seed
 
     out = Path(out)
     rows = manifest_rows(manifest)
@@ -66,11 +69,15 @@ def write_weak_labels(
             failed.append({"case_id": case.case_id, "error": "no mask"})
             continue
         try:
-            mask = load_volume(case.mask)
-            arr = np.rint(mask.array).astype(np.int64)
-            weak = make_weak_label(arr, kind, case_seed(case.case_id, seed), background, **(options or {}))
+            mask = load_label_map(case.mask)
+            arr = mask.array if mask.array.ndim == 3 else mask.array[..., 0]
+            o = orientation_of(mask)
+            canon = o.to_canonical(arr)
+            weak_c = make_weak_label(canon, kind, case_seed(case.case_id, seed), background, **(options or {}))
+            weak_c[canon == IGNORE] = IGNORE
+            weak = o.to_source(weak_c)
             target = out / "scribbles" / f"{case.case_id}_scribble.nii.gz"
-            save_nifti(mask.with_array(weak.astype(np.int16)), target)
+            save_label_map(weak, target, mask.affine)
             row["scribble"] = target
             stats.append(weak_label_stats(weak, arr))
         except (MedwssError, OSError, ValueError) as exc:

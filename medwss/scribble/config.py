@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator
 
 from medwss.config import StrictConfig
+from medwss.data.weak import WEAK_KINDS
 from medwss.seg.train import SegTrainConfig
 
-WeakKind = Literal["circle", "random_disk", "centroid_disk", "skeleton", "box"]
+
+def _weak_kind(kind: str) -> str:
+    if kind not in WEAK_KINDS:
+        raise ValueError(f"unknown weak label kind '{kind}': choose one of {', '.join(WEAK_KINDS)}")
+    return kind
+
+
+WeakKind = Annotated[str, AfterValidator(_weak_kind)]
+"""A name in `medwss.data.weak.WEAK_KINDS` (validated; the list lives there only)."""
 BoundsMode = Literal["none", "tag", "true", "box", "upper"]
 
 
 class ScribbleConfig(StrictConfig):
     """One scribble-supervised (or fully supervised reference) training run, stored as given.
 
-    Input: ``sequences`` are the manifest's ``image_<name>`` channels in network order; every case
-    goes onto a ``crop_mm`` × ``crop_mm`` in-plane grid at ``spacing_mm`` centred on the prostate
-    (zone map ``meta_zones`` when ``use_zones`` and present; else the volume centre).
+    Input: ``sequences`` are the manifest's ``image_<name>`` channels in network order (``image`` or
+    ``t2`` for a single-image manifest); every case goes onto a ``crop_mm`` × ``crop_mm`` axial grid at
+    ``spacing_mm`` built on the canonical grid of the reference channel (``t2`` when present, else the
+    first of ``sequences``), centred on the zone map ``meta_zones`` when ``use_zones`` and present, else
+    on the volume centre.
 
     Supervision: ``weak`` trains on weak labels — the manifest's ``scribble`` file when
-    ``use_scribble_column`` and present, else generated from ``mask`` by ``weak_kind`` with
-    ``weak_options`` and ``weak_seed``; ``full`` on the masks. Bounds (``bounds``): ``tag``
+    ``use_scribble_column`` and present, else generated from ``mask`` by ``weak_kind`` (one of
+    `medwss.data.weak.WEAK_KINDS`) with ``weak_options`` and ``weak_seed``; ``full`` on the masks. Bounds (``bounds``): ``tag``
     (``size_prior`` in mm² per slice for 2D or mm³ per volume for 3D when a lesion is marked,
     [0, 0] when the image is known empty), ``true`` (true size ± ``margin``), ``box``
     (bounding boxes of the mask: ``box_fill`` × box area to box area), ``upper`` (tag, upper side

@@ -1,4 +1,8 @@
-"""Manifest → `SegSample` list: 2D slices or 3D volumes on the prostate crop, weak targets, bounds, tags."""
+"""Manifest → `SegSample` list: 2D axial slices or 3D volumes on the crop grid, weak targets, bounds, tags.
+
+The crop grid is built on the reference channel's canonical (RAS+) grid (`medwss.scribble.mri_input`),
+so ``[..., z]`` of every crop-grid array is an axial slice whatever the stored axis order.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from medwss.data.labels import IGNORE
 from medwss.data.manifest import Case
+from medwss.data.weak import box_map, make_weak_label
 from medwss.errors import InvalidDataError, MedwssError
 from medwss.io import load_volume
 from medwss.scribble.config import ScribbleConfig
-from medwss.data.weak import box_map, make_weak_label
 from medwss.scribble.mri_input import CaseInput, load_case, to_grid
 from medwss.seg.bounds import bounds_from_boxes, bounds_from_mask, bounds_from_tags, upper_only
 from medwss.seg.train import SegSample
@@ -27,7 +32,7 @@ class PreparedCase:
     Attributes:
         case: The manifest row.
         input: Image, grids and mask (see `CaseInput`).
-        target: (X, Y, Z) int64: the weak label (-1 unlabelled) or the full mask.
+        target: (X, Y, Z) int64: the weak label (`IGNORE` unlabelled) or the full mask.
         negative: The case is known to hold no lesion (label 0).
     """
 
@@ -51,7 +56,7 @@ def prepare_case(case: Case, cfg: ScribbleConfig, root: Path | None) -> Prepared
     ci = load_case(case, cfg.sequences, cfg.crop_mm, cfg.spacing_mm, root, cfg.use_zones)
     negative = case.label == 0 if case.label is not None else ci.mask is not None and not (ci.mask > 0).any()
     if cfg.supervision == "weak" and cfg.use_scribble_column and case.scribble is not None:
-        target = to_grid(load_volume(case.scribble), ci.grid, fill=-1)
+        target = to_grid(load_volume(case.scribble), ci.grid, fill=IGNORE, num_classes=2)
     elif ci.mask is None:
         raise InvalidDataError(f"case {case.case_id} has no mask (needed for {cfg.supervision} targets)")
     elif cfg.supervision == "full":

@@ -73,8 +73,17 @@ def targets(results: Sequence[dict[str, Any]], weak: str, partial: str, full: st
     }
 
 
-def _overlays(manifest: Manifest, out: Path, cases_csv: Path, n: int = 2) -> list[tuple[str, Path]]:
-    """Montages of every setting's ensemble prediction on the first `n` out-of-domain lesion cases."""
+def _overlays(
+    manifest: Manifest, out: Path, cases_csv: Path, sequences: Sequence[str] = (), n: int = 2
+) -> list[tuple[str, Path]]:
+    """Montages of every setting's ensemble prediction on the first `n` out-of-domain lesion cases.
+
+    The reference channel (`medwss.scribble.mri_input.reference_channel`), the mask and the
+    prediction are shown on the canonical grid (`medwss.data.subject.load_subject`): axial slices
+    whatever the stored axis order.
+    """
+    from medwss.data.subject import load_subject
+    from medwss.scribble.mri_input import case_channels, reference_channel
     from medwss.viz.overlay import volume_montage_png
 
     if not cases_csv.exists():
@@ -89,20 +98,37 @@ def _overlays(manifest: Manifest, out: Path, cases_csv: Path, n: int = 2) -> lis
         case = by_id.get(case_id)
         if case is None:
             continue
-        t2 = load_volume(case.images.get("t2", case.image))
-        gt = load_volume(case.mask).array if case.mask is not None else None
-        slices = [int(np.argmax((gt > 0).sum((0, 1))))] if gt is not None and gt.any() else None
+        images = case_channels(case)
+        ref = images[reference_channel(images, list(sequences) or list(case.images))]
+        key = next(k for k, p in case.images.items() if p == ref)
+        subject = load_subject(case, channels=[key], labels=("mask",))
+        image, gt, o = subject.image, subject.label("mask"), subject.orientation
+        slices = [int(np.argmax((gt > 0).sum((0, 1))))] if gt is not None and (gt > 0).any() else None
         for setting in settings:
             pred = out / setting / "ensemble" / "predictions" / f"{case_id}.nii.gz"
             if not pred.exists():
                 continue
             png = out / "figures" / f"{case_id}_{setting}.png"
             png.parent.mkdir(parents=True, exist_ok=True)
+            prob = load_volume(pred).array
             volume_montage_png(
-                t2.array.astype(np.float32), load_volume(pred).array, png, min_value=0.1, slices=slices, columns=1
+                image.array.astype(np.float32),
+                o.to_canonical(prob) if o is not None else prob,
+                png,
+                min_value=0.1,
+                slices=slices,
+                columns=1,
+                affine=image.affine,
             )
             figs.append((f"{case_id} ({case.site}, out of domain): {setting} ensemble", png))
     return figs
+
+
+def _sequences(record: dict[str, Any]) -> list[str]:
+    """The input channels of the record's first setting (they choose the reference channel shown)."""
+    settings: dict[str, dict[str, Any]] = record.get("settings") or {}
+    first = next(iter(settings.values()), {})
+    return list(first.get("sequences", ()))
 
 
 def write_shift_report(manifest: Manifest, record: dict[str, Any], out: str | Path, title: str | None = None) -> Path:
@@ -150,6 +176,6 @@ def write_shift_report(manifest: Manifest, record: dict[str, Any], out: str | Pa
         title or "Scribble-supervised lesion segmentation: domain shift",
         rows,
         roc,
-        _overlays(manifest, out, cases_csv),
+        _overlays(manifest, out, cases_csv, _sequences(record)),
         notes,
     )

@@ -6,6 +6,10 @@ an ensemble of K members (seeds ``seed + i``) on the ``train`` cases of the trai
 training sites (in-domain) and every case of the other sites (out-of-domain) with each member
 alone and with the ensemble (averaged probabilities), and scores them with
 `medwss.eval.segmentation`. The single-model figure is the mean (± sd) over the K members.
+
+The splits come from `medwss.data.splits.split_cases` with ``sites=train_sites``, stratified by
+site and label (`SHIFT_FRACTIONS`): the training sites' patients are split train/val/test, every
+patient of another site is test.
 """
 
 from __future__ import annotations
@@ -26,39 +30,8 @@ from medwss.scribble.config import ScribbleConfig
 from medwss.scribble.workflow import predict_cases, select, train_ensemble
 
 METRICS = ("dice", "dice_all", "auroc", "ap", "ranking")
-
-
-def domain_splits(
-    cases: Sequence[Case], train_sites: Sequence[str], seed: int = 0, fractions: tuple[float, float] = (0.5, 0.15)
-) -> dict[str, str]:
-    """Patient-level train/val/test splits of the training sites, stratified by site and label; other sites: test.
-
-    Args:
-        cases: Manifest rows.
-        train_sites: Sites to split; every case of another site becomes ``test``.
-        seed: Seed of the shuffle.
-        fractions: Train and validation fractions (the rest is test) within each (site, label) stratum.
-
-    Returns:
-        case_id → split. Cases of one patient share a split (the first case's stratum decides).
-    """
-    rng = np.random.default_rng(seed)
-    by_patient: dict[str, list[Case]] = {}
-    for c in cases:
-        by_patient.setdefault(c.patient_id, []).append(c)
-    strata: dict[tuple[str, int], list[str]] = {}
-    for pid, cs in by_patient.items():
-        if cs[0].site in train_sites:
-            strata.setdefault((cs[0].site, int(cs[0].label or 0)), []).append(pid)
-    split_of = {pid: "test" for pid in by_patient}
-    for key in sorted(strata):
-        pids = sorted(strata[key])
-        order = [pids[i] for i in rng.permutation(len(pids))]
-        n_train = max(1, int(round(fractions[0] * len(order))))
-        n_val = max(1, int(round(fractions[1] * len(order)))) if len(order) > 2 else 0
-        for i, pid in enumerate(order):
-            split_of[pid] = "train" if i < n_train else "val" if i < n_train + n_val else "test"
-    return {c.case_id: split_of[c.patient_id] for c in cases}
+SHIFT_FRACTIONS = (0.5, 0.15, 0.35)
+"""Train, val and test fractions within each (site, label) stratum of the training sites."""
 
 
 def score_predictions(cases: Sequence[Case], pred_dir: Path, threshold: float = 0.5) -> list[dict[str, Any]]:
@@ -177,6 +150,8 @@ def _write_cases(path: Path, rows: list[dict[str, Any]]) -> None:
         "label",
         "case_score",
         "dice",
+        "hd95",
+        "assd",
         "n_tp",
         "n_fp",
         "gt_voxels",

@@ -4,9 +4,11 @@ Layout of a training folder: ``model.pt`` (`medwss.seg.train.save_segmenter`, wi
 `ScribbleConfig` in its metadata), ``checkpoint.pt`` (resumed when a run is repeated),
 ``history.json``, ``failures.json`` (cases skipped) and ``run.json`` (written by the CLI). An
 ensemble folder holds ``member_<i>/`` with seeds ``seed + i``. Predictions are
-``<out>/predictions/<case_id>.nii.gz``: float32 lesion probability on the grid of the case's T2
-image (= its ``mask``), zero outside the prostate crop, with the T2 affine — the input of
-`medwss evaluate`. An ensemble averages the members' probabilities.
+``<out>/predictions/<case_id>.nii.gz``: float32 lesion probability on the stored grid of the case's
+reference channel (T2, else the first of ``sequences``; = its ``mask`` grid), zero outside the crop,
+with the stored affine — the input of `medwss evaluate`. 2D models see the axial slices of the crop
+grid (built on the canonical grid, so axial whatever the stored axis order). An ensemble averages the
+members' probabilities.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ def load_members(paths: Sequence[str | Path]) -> list[Member]:
 
 
 def lesion_prob(members: Sequence[Member], ci: CaseInput) -> np.ndarray:
-    """(X, Y, Z) lesion probability on the crop grid, averaged over members."""
+    """(X, Y, Z) lesion probability on the crop grid, averaged over members (2D models: per axial slice ``[..., z]``)."""
     acc = np.zeros(ci.image.shape[1:], np.float32)
     for model, seg, _ in members:
         if seg.spatial_dims == 2:

@@ -25,6 +25,7 @@ from medwss.io.atomic import atomic_path
 from medwss.runinfo import seed_everything
 from medwss.seg.losses import IGNORE, dice_loss, negative_ce, partial_ce, size_penalty
 from medwss.seg.networks import create_segmenter, size_multiple
+from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
 
 @dataclass
@@ -111,23 +112,6 @@ def collate(samples: Sequence[SegSample], cfg: SegTrainConfig) -> dict[str, torc
     }
 
 
-def augment(batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random in-plane flips (the first two spatial axes) and a mild intensity scale and shift per channel."""
-    image, target, valid = batch["image"].clone(), batch["target"].clone(), batch["valid"].clone()
-    for i in range(image.shape[0]):
-        for axis in (0, 1):
-            if torch.rand((), generator=gen) < 0.5:
-                image[i] = image[i].flip(1 + axis)
-                target[i] = target[i].flip(axis)
-                valid[i] = valid[i].flip(1 + axis)
-        c = image.shape[1]
-        view = (c,) + (1,) * (image.ndim - 2)
-        scale = 1 + 0.1 * (2 * torch.rand(c, generator=gen) - 1)
-        shift = 0.1 * (2 * torch.rand(c, generator=gen) - 1)
-        image[i] = image[i] * scale.view(view) + shift.view(view) * valid[i]
-    return {**batch, "image": image, "target": target, "valid": valid}
-
-
 def size_weight_at(cfg: SegTrainConfig, epoch: int) -> float:
     """The size-loss weight of an epoch: ramped linearly over `size_warmup` epochs, then constant."""
     if cfg.size_warmup <= 0:
@@ -155,15 +139,11 @@ def batch_loss(
 
 def mean_dice(model: torch.nn.Module, samples: Sequence[SegSample], cfg: SegTrainConfig, device: torch.device) -> float:
     """Mean foreground Dice of the argmax over samples with full targets (classes absent in both count 1)."""
+    from medwss.eval.overlap import dice_per_class
+
     probs = predict_probs(model, [s.image for s in samples], cfg, device=device)
-    scores = []
-    for p, s in zip(probs, samples, strict=True):
-        pred, gt = p.argmax(0), s.target
-        for c in range(1, cfg.num_classes):
-            a, b = pred == c, gt == c
-            denom = a.sum() + b.sum()
-            scores.append(1.0 if denom == 0 else 2 * float((a & b).sum()) / float(denom))
-    return float(np.mean(scores)) if scores else float("nan")
+    scores = [dice_per_class(p.argmax(0), s.target, cfg.num_classes) for p, s in zip(probs, samples, strict=True)]
+    return float(np.mean(np.concatenate(scores))) if scores else float("nan")
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -197,6 +177,9 @@ def train_segmenter(
     model = build(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
+    pipeline = augment_pipeline(
+        PRESETS["segmentation"], label_keys=("target",), mask_keys=("valid",), spatial_dims=cfg.spatial_dims
+    )
     history: list[dict[str, float]] = []
     best: tuple[float, dict[str, torch.Tensor] | None] = (-1.0, None)
     ckpt = Path(checkpoint) if checkpoint else None
@@ -215,9 +198,10 @@ def train_segmenter(
         order, losses = order_rng.permutation(len(samples)), []
         for start in range(0, len(order), cfg.batch_size):
             batch = collate([samples[i] for i in order[start : start + cfg.batch_size]], cfg)
-            if cfg.augment:
-                batch = augment(batch, gen)
-            loss = batch_loss(model, {k: v.to(device) for k, v in batch.items()}, cfg, size_weight_at(cfg, epoch))
+            batch = {k: v.to(device) for k, v in batch.items()}
+            if cfg.augment:  # on the device; the seeded generator draws each batch's augmentation seed
+                batch = augment_batch(pipeline, batch, seed=gen)
+            loss = batch_loss(model, batch, cfg, size_weight_at(cfg, epoch))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

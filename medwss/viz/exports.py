@@ -182,7 +182,8 @@ def export_nifti_heatmap(heatmap: np.ndarray, affine: np.ndarray, path: str | Pa
     overlay or colour-maps it; both share the world grid because the affine is the source's.
 
     Args:
-        heatmap: (I, J, K) scores on the volume's voxel grid.
+        heatmap: (I, J, K) scores on the volume's stored voxel grid (a heatmap on the canonical RAS+
+            grid, as tile coordinates are, goes back first with `Orientation.to_source`).
         affine: (4, 4) voxel-to-world affine of the source volume (`Volume.affine`).
         path: Output ``.nii.gz`` or ``.nii``.
         nan_value: Value written for NaN voxels (no patch), which viewers handle poorly.

@@ -30,14 +30,16 @@ CELLS = [
     new_code_cell(
         "from pathlib import Path\n\nimport matplotlib.pyplot as plt\nimport numpy as np\nfrom IPython.display import HTML, Markdown, display\n\n"
         "from medwss.cli.main import main\nfrom medwss.data.manifest import load_manifest, write_manifest\n"
-        "from medwss.data.phantoms import generate\nfrom medwss.scribble.shift import domain_splits\n"
+        "from medwss.data.phantoms import generate\nfrom medwss.data.splits import split_cases\n"
+        "from medwss.scribble.shift import SHIFT_FRACTIONS\n"
         "from medwss.scribble.annotate import manifest_rows\nimport medwss\n\n"
         "CONFIGS = Path(medwss.__file__).resolve().parents[1] / 'configs'  # the shipped YAML configs\n"
         "out = Path(OUT)\nTINY = N <= 4  # the notebook test runs with N=2: one epoch, ensembles of two\n"
         "EPOCHS, K = ('1', '2') if TINY else ('30', '3')\n"
         "m = load_manifest(generate('mri', out / 'phantom', n=6 * N, seed=SEED, scale=SCALE, progress=False))\n"
         "# patient-level split of site_a and site_b (train / val / test); site_c is kept unseen\n"
-        "splits = domain_splits(m.cases, ['site_a', 'site_b'], seed=SEED)\nrows = manifest_rows(m)\n"
+        "splits = split_cases(m.cases, SHIFT_FRACTIONS, seed=SEED, stratify=('site', 'label'), sites=['site_a', 'site_b'])\n"
+        "rows = manifest_rows(m)\n"
         "for r in rows:\n    r['split'] = splits[r['case_id']]\n"
         "manifest = write_manifest(rows, out / 'manifest.csv')\nprint(manifest, len(rows), 'cases')"
     ),

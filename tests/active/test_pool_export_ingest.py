@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medwss.active.export import export_slices, slice_affine
+from medwss.active.export import export_slices
 from medwss.active.ingest import read_annotation, scan_folder, slice_id_of
-from medwss.active.pool import SlicePool, SliceRef, build_pool, remap_labels
+from medwss.active.pool import SlicePool, SliceReader, SliceRef, build_pool
+from medwss.data.labels import LabelSpec, save_label_map
 from medwss.data.manifest import load_manifest
 from medwss.errors import InvalidDataError
 from medwss.io import load_volume, save_nifti
@@ -32,16 +33,18 @@ def test_pool_keeps_patient_volume_index_and_roundtrips(ct_manifest, tmp_path):
     assert back.refs == pool.refs and np.array_equal(back.thumbs, pool.thumbs)
 
 
-def test_remap_labels():
-    lab = np.array([[0, 1, 2], [3, 7, 5]])
-    assert remap_labels(lab, [[1], [2, 3], [7]]).tolist() == [[0, 1, 2], [2, 3, 0]]
-
-
-def test_slice_affine_lands_on_the_volume_voxel():
-    a = np.array([[0.0, -2, 0, 10], [1.5, 0, 0.3, -4], [0, 0, 3, 7], [0, 0, 0, 1]])
-    s = slice_affine(a, 5)
-    for i, j in [(0, 0), (3, 7), (10, 2)]:
-        assert np.allclose(s @ [i, j, 0, 1], a @ [i, j, 5, 1])
+def test_reader_maps_mask_labels_through_the_label_spec(ct_manifest):
+    cases = list(load_manifest(ct_manifest))
+    pool, _ = build_pool(cases[:1], "soft_tissue", thumb_size=8, progress=False)
+    ref = pool.refs[12]
+    raw = load_volume(ref.label).array[:, :, 12]  # the phantom is stored RAS: canonical = stored
+    lab = SliceReader("soft_tissue", LabelSpec.from_groups([[1], [2, 3], [7]])).label(ref)
+    assert (
+        lab.dtype == np.int64
+        and lab.tolist() == np.select([raw == 1, np.isin(raw, [2, 3]), raw == 7], [1, 2, 3]).tolist()
+    )
+    img = SliceReader((-160.0, 240.0)).image(ref)
+    assert img.shape == (1, 48, 48) and np.array_equal(img, SliceReader("soft_tissue").image(ref))
 
 
 def _real_ref(tmp_path) -> SliceRef:
@@ -60,12 +63,14 @@ def test_export_real_ct_slice_keeps_world_geometry(tmp_path):
     assert out.shape == (122, 101, 1) and np.array_equal(out.array[:, :, 0], vol.array[:, :, 12])
     assert np.allclose(out.affine @ [40, 50, 0, 1], vol.affine @ [40, 50, 12, 1])
     assert (tmp_path / "exp" / "previews" / "example_z012.png").stat().st_size > 100
-    assert "example_z012" in csv_path.read_text() and "255" in (tmp_path / "exp" / "README.txt").read_text()
+    readme = (tmp_path / "exp" / "README.txt").read_text()
+    assert "example_z012" in csv_path.read_text() and "-1 (int16 files), 255 in a uint8 file" in readme
 
 
 def test_ingest_accepts_full_and_scribble_and_rejects_mismatches_naming_the_file(tmp_path):
     ref = _real_ref(tmp_path)
-    export_slices([ref], tmp_path / "exp", None, progress=False)
+    export_slices([ref], tmp_path / "exp", None, unlabelled=9, progress=False)
+    assert "255 in a uint8 file, or 9" in (tmp_path / "exp" / "README.txt").read_text()
     img = load_volume(tmp_path / "exp" / "images" / "example_z012.nii.gz")
     ann = tmp_path / "ann"
     full = np.zeros((122, 101, 1), np.uint8)
@@ -78,6 +83,12 @@ def test_ingest_accepts_full_and_scribble_and_rejects_mismatches_naming_the_file
     save_nifti(Volume(scrib, img.affine), ann / "example_z012.nii.gz")
     s = read_annotation(ann / "example_z012.nii.gz", ref, num_classes=3)
     assert s.kind == "scribble" and int((s.label == -1).sum()) == 122 * 101 - 10
+    own = np.where(scrib == 255, 9, scrib).astype(np.int16)
+    save_nifti(Volume(own, img.affine), ann / "own" / "example_z012.nii.gz")
+    o = read_annotation(ann / "own" / "example_z012.nii.gz", ref, num_classes=3, unlabelled=9)
+    assert np.array_equal(o.label, s.label)
+    save_label_map(s.label[:, :, None], ann / "ours" / "example_z012.nii.gz", img.affine)  # int16, -1
+    assert np.array_equal(read_annotation(ann / "ours" / "example_z012.nii.gz", ref, num_classes=3).label, s.label)
     with pytest.raises(InvalidDataError, match="declared a full mask"):
         read_annotation(ann / "example_z012.nii.gz", ref, num_classes=3, kind="full")
     moved = img.affine.copy()
@@ -90,7 +101,7 @@ def test_ingest_accepts_full_and_scribble_and_rejects_mismatches_naming_the_file
     with pytest.raises(InvalidDataError, match=r"shape \(100, 101, 1\) does not match"):
         read_annotation(bad / "example_z012.nii.gz", ref, num_classes=3)
     save_nifti(Volume(full * 3, img.affine), bad / "example_z012.nii.gz")
-    with pytest.raises(InvalidDataError, match=r"label values \[6\]"):
+    with pytest.raises(InvalidDataError, match=r"bad/example_z012.nii.gz: label values \[6\]"):
         read_annotation(bad / "example_z012.nii.gz", ref, num_classes=3)
     save_nifti(Volume(full, img.affine), bad / "other_z001.nii.gz")
     accepted, rejected = scan_folder(bad, {ref.slice_id: ref}, 3)

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from medwss.active import export as export_mod
-from medwss.active.pool import remap_labels
+from medwss.active.pool import SliceReader
 from medwss.active.rounds import ingest_annotations, init_project, project_status, select_round, train_model
 from medwss.active.state import ALState
+from medwss.data.labels import LabelSpec, save_label_map
 from medwss.errors import InvalidDataError
 from medwss.io import load_volume, save_nifti
 from medwss.io.volume import Volume
@@ -20,17 +21,21 @@ from tests.active.conftest import CLASSES, tiny_config
 
 
 def annotate(state: ALState, export: Path, out: Path, scribble: bool = False) -> list[str]:
-    """The scripted annotator: the ground truth of each exported slice, saved on the exported grid."""
+    """The scripted annotator: the ground truth of each exported slice, saved on the exported grid
+    (full masks as medwss writes labels, int16 with -1; scribbles as a viewer's uint8 with 255)."""
     refs = {r.slice_id: r for r in state.pool.refs}
+    reader = SliceReader(None, LabelSpec.from_groups(CLASSES))
     with open(export / "selection.csv") as fh:
         ids = [row["slice_id"] for row in csv.DictReader(fh)]
     for sid in ids:
         img = load_volume(export / "images" / f"{sid}.nii.gz")
-        ref = refs[sid]
-        lab = remap_labels(load_volume(ref.label).array[:, :, ref.index], CLASSES).astype(np.uint8)
+        lab = reader.label(refs[sid])
         if scribble:
-            lab[::2] = 255
-        save_nifti(Volume(lab[:, :, None], img.affine), out / f"{sid}_label.nii.gz")
+            scr = lab.astype(np.uint8)
+            scr[::2] = 255
+            save_nifti(Volume(scr[:, :, None], img.affine), out / f"{sid}_label.nii.gz")
+        else:
+            save_label_map(lab[:, :, None], out / f"{sid}_label.nii.gz", img.affine)
     return ids
 
 
@@ -57,6 +62,12 @@ def test_round_trip_and_never_twice(project, tmp_path):
     assert r2["model_used"] and len(r2["selected"]) == 2 and not set(r2["selected"]) & set(r1["selected"])
     annotate(state, Path(r2["export"]), tmp_path / "ann2", scribble=True)
     ingest_annotations(state, tmp_path / "ann2")
+    sid = r2["selected"][0]
+    stored = load_volume(state.folder / "labels" / f"{sid}.nii.gz")  # what medwss writes: int16, -1
+    exported = load_volume(Path(r2["export"]) / "images" / f"{sid}.nii.gz")
+    assert stored.array.dtype == np.int16 and stored.array.min() == -1 and np.allclose(stored.affine, exported.affine)
+    lab, bounds = ALState(project.folder).load_annotation(sid)
+    assert lab.shape == (48, 48) and (lab == -1).sum() == 24 * 48 and bounds is not None and bounds.shape == (4, 2)
     r3 = select_round(ALState(project.folder), budget="10", strategy="contrastive_coreset", progress=False)
     everything = r1["selected"] + r2["selected"] + r3["selected"]
     assert len(everything) == len(set(everything)) == 15

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from medwss.active.pool import remap_labels
 from medwss.cli.main import main
+from medwss.data.labels import LabelSpec
 from medwss.io import load_volume, save_nifti
 from medwss.io.volume import Volume
 
@@ -49,7 +49,8 @@ def test_al_round_trip_from_the_command_line(tmp_path, capsys):
         img = load_volume(export / "images" / f"{r['slice_id']}.nii.gz")
         lab = load_volume(str(r["source_image"]).replace("images", "labels")).array[:, :, int(r["slice_index"])]
         save_nifti(
-            Volume(remap_labels(lab, CLASSES).astype(np.uint8)[:, :, None], img.affine), ann / f"{r['slice_id']}.nii.gz"
+            Volume(LabelSpec.from_groups(CLASSES).remap(lab).astype(np.uint8)[:, :, None], img.affine),
+            ann / f"{r['slice_id']}.nii.gz",
         )
     first = load_volume(export / "images" / f"{rows[0]['slice_id']}.nii.gz")
     shifted = first.affine.copy()

@@ -43,9 +43,8 @@ def test_coin_commands_end_to_end(tiny):
         )
         == 0
     )
-    assert (clf / "classifier.pt").exists() and json.loads((clf / "run.json").read_text())["config"]["spec"][
-        "tumour_labels"
-    ] == [4]
+    spec = json.loads((clf / "run.json").read_text())["config"]["spec"]
+    assert (clf / "classifier.pt").exists() and spec["labels"]["tumour"] == [4] and spec["roi"] == "kidney"
     assert (
         main(
             [

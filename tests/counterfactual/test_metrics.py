@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from medwss.counterfactual.evaluate import seg_scores, sweep_threshold
-from medwss.counterfactual.metrics import frechet_distance, iou, mmd_rbf, per_slice_iou, validity
+from medwss.counterfactual.metrics import frechet_distance, mmd_rbf, validity
+from medwss.eval.overlap import iou, iou_per_slice
 
 
 def test_iou_hand_values():
@@ -17,7 +18,7 @@ def test_iou_hand_values():
     assert iou(a, b) == pytest.approx(0.25)
     assert iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
     assert iou(a, np.zeros_like(a)) == 0.0
-    np.testing.assert_allclose(per_slice_iou(np.stack([a, a]), np.stack([b, a])), [0.25, 1.0])
+    np.testing.assert_allclose(iou_per_slice(np.stack([a, a]), np.stack([b, a])), [0.25, 1.0])
     with pytest.raises(ValueError):
         iou(a, np.zeros((3, 3)))
 

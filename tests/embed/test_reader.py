@@ -6,9 +6,10 @@ import pickle
 
 import numpy as np
 
-from medwss.embed.reader import TileReader, normalise_intensity
+from medwss.embed.reader import TileReader
 from medwss.embed.tiles import TileSet
 from medwss.io import Volume, open_slide, save_nifti
+from medwss.transforms.intensity import normalise
 
 
 def test_slide_tiles_match_read_region_mpp(real):
@@ -34,7 +35,7 @@ def _ct(tmp_path, rng):
 
 def test_volume_tile_kinds(tmp_path, rng):
     path, arr = _ct(tmp_path, rng)
-    norm = normalise_intensity(arr, "CT")
+    norm = normalise(arr, window="abdomen")
     coords = np.array([[2, 3, 4]])
     for kind, size, shape in [
         ("axial2d", (8, 8, 1), (1, 8, 8)),
@@ -53,12 +54,20 @@ def test_volume_tile_kinds(tmp_path, rng):
     assert (tile[0, 4:, :] == 0).all() and (tile[0, :, 4:] == 0).all()  # zero beyond the volume
 
 
-def test_ct_window_and_percentiles():
-    hu = np.array([-1000, -200, 50, 300, 1000], np.float32)
-    np.testing.assert_allclose(normalise_intensity(hu, "CT"), [0, 0, 0.5, 1, 1])
-    mr = np.arange(1000, dtype=np.float32)
-    out = normalise_intensity(mr, "MR")
-    assert out.min() == 0 and out.max() == 1 and 0.45 < out[500] < 0.55
+def test_ct_window_and_percentiles(tmp_path):
+    hu = np.array([-1000, -200, 50, 300, 1000], np.int16)[:, None, None] * np.ones((1, 2, 2), np.int16)
+    path = save_nifti(Volume(hu, np.eye(4)), tmp_path / "hu.nii.gz")
+    tiles = TileSet("c", str(path), "patch3d", [[0, 0, 0]], [[0, 0, 0]], (1, 1, 1), (5, 2, 2), [1.0])
+    np.testing.assert_allclose(TileReader(tiles, modality="CT").read(0)[0, :, 0, 0], [0, 0, 0.5, 1, 1])
+    np.testing.assert_allclose(
+        TileReader(tiles, modality="CT", ct_window=(-1000, 1000)).read(0)[0, :, 0, 0], [0, 0.4, 0.525, 0.65, 1]
+    )
+    mr = np.arange(1000, dtype=np.float32).reshape(10, 10, 10)
+    path = save_nifti(Volume(mr, np.eye(4)), tmp_path / "mr.nii.gz")
+    tiles = TileSet("m", str(path), "patch3d", [[0, 0, 0]], [[0, 0, 0]], (1, 1, 1), (10, 10, 10), [1.0])
+    out = TileReader(tiles, modality="MR").read(0)[0]
+    np.testing.assert_allclose(out, normalise(mr, "percentile"))
+    assert out.min() == 0 and out.max() == 1 and 0.45 < out[5, 0, 0] < 0.55
 
 
 def test_multichannel_resampled_to_first(tmp_path, rng):

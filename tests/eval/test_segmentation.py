@@ -30,6 +30,11 @@ def test_evaluate_case_values():
     assert row["n_gt_lesions"] == 1 and row["n_candidates"] == 2 and row["n_tp"] == 1 and row["n_fp"] == 1
     assert row["detections"] == [(0.8, True), (0.3, False)]
     assert row["gt_ml"] == pytest.approx(8 * 4 / 1000) and row["pred_ml"] == pytest.approx(16 * 4 / 1000)
+    # boundary to boundary: prediction's ring (12) to truth 0 (x6), 1 (x2), 2 (x4) voxels; truth's (8)
+    # to the ring 0 (x6), 1 (x2, its inner column's middle): HD95 2 voxels, ASSD 12 / 20; 2 mm voxels
+    assert row["hd95"] == pytest.approx(2 * 2.0) and row["assd"] == pytest.approx(12 / 20 * 2.0)
+    assert evaluate_case(prob, gt)["hd95"] == pytest.approx(2.0)  # without spacing: voxels
+    assert "hd95" not in evaluate_case(prob, gt, surface=False)
     # threshold mode uses the Dice threshold unless told otherwise: the weak candidate disappears
     row = evaluate_case(prob, gt, mode="threshold")
     assert row["detections"] == [(0.8, True)]
@@ -38,8 +43,10 @@ def test_evaluate_case_values():
 def test_empty_ground_truth_and_empty_prediction_give_dice_one():
     row = evaluate_case(np.full((6, 6, 3), 0.2), np.zeros((6, 6, 3)))
     assert row["dice"] == 1.0 and row["empty_agree"] and row["label"] == 0
+    assert row["hd95"] == row["assd"] == 0.0
     row = evaluate_case(np.full((6, 6, 3), 0.7), np.zeros((6, 6, 3)))
     assert row["dice"] == 0.0 and not row["empty_agree"]
+    assert row["hd95"] == row["assd"] == np.inf
     with pytest.raises(ValueError, match="differ in shape"):
         evaluate_case(np.zeros((4, 4)), np.zeros((4, 5)))
 
@@ -120,3 +127,13 @@ def test_paired_difference_on_the_same_cases():
         paired_difference(good, [{**bad[0], "case_id": "other"}])
     with pytest.raises(ValueError, match="differs"):
         paired_difference(good[:1], [{**good[1], "case_id": "c0"}])
+
+
+def test_evaluate_manifest_refuses_an_empty_split(tmp_path):
+    from medwss.data.manifest import Case, Manifest
+    from medwss.errors import ManifestError
+    from medwss.eval.runner import EvaluateConfig, evaluate_manifest
+
+    m = Manifest(None, [Case("c0", "p0", "a", "MR", {}, split="train")])
+    with pytest.raises(ManifestError, match="no case in split test"):
+        evaluate_manifest(m, tmp_path, EvaluateConfig(split="test"), progress=False)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from medwss.data.weak import make_weak_label
 from medwss.pseudo.agmm import AGMMLoss, gmm_refine, position_features
 from medwss.pseudo.agmm_train import predict_labels, train_agmm
 from medwss.pseudo.nets import TinyFCN
-from medwss.pseudo.weak import scribble_labels
 
 
 def _toy(rng, n=4):
@@ -41,7 +41,7 @@ def test_loss_terms_and_gradients(rng):
 
 def test_training_decreases_loss(rng):
     images, gts = _toy(rng, 2)
-    sparse = [scribble_labels(g, 3) for g in gts]
+    sparse = [make_weak_label(g, "skeleton", seed=0) for g in gts]
     torch.manual_seed(0)
     net = TinyFCN(1, 3, width=4, dilations=(1,), coords=False)
     _, history = train_agmm(images, sparse, 3, None, iterations=15, lr=1e-2, batch_size=2, seed=0, model=net)
@@ -51,27 +51,33 @@ def test_training_decreases_loss(rng):
 @pytest.mark.slow
 def test_training_segments_from_scribbles(rng):
     images, gts = _toy(rng)
-    sparse = [scribble_labels(g, 3) for g in gts]
+    sparse = [make_weak_label(g, "skeleton", seed=0) for g in gts]
     assert all((s >= 0).mean() < 0.2 for s in sparse)
-    present = [np.array([True, True, False])] + [np.array([True, True, True])] * (len(gts) - 1)
     gts[0][gts[0] == 2] = 0  # image 0 is tagged without class 2: the negative term must clear it
     sparse[0][sparse[0] == 2] = -1
-    torch.manual_seed(0)
-    net = TinyFCN(1, 3, width=8, dilations=(1, 2), coords=False)
-    model, history = train_agmm(images, sparse, 3, present, iterations=60, lr=1e-2, seed=0, model=net)
-    assert np.mean(history[-5:]) < 0.5 * np.mean(history[:5])
-    pred = predict_labels(model, images)
-    acc = np.mean([(p == g).mean() for p, g in zip(pred, gts, strict=True)])
-    assert acc > 0.7  # from under 12 % of pixels labelled
-    assert (pred[0] == 2).mean() < 0.6 * 30 / 576  # the class-2-looking block (30 px) is mostly cleared
+
+    def class2_in_image0(tagged: bool) -> tuple[int, float]:
+        present = [np.array([True, True, not tagged])] + [np.array([True, True, True])] * (len(gts) - 1)
+        torch.manual_seed(0)
+        net = TinyFCN(1, 3, width=8, dilations=(1, 2), coords=False)
+        model, history = train_agmm(images, sparse, 3, present, iterations=60, lr=1e-2, seed=0, model=net)
+        assert np.mean(history[-5:]) < 0.5 * np.mean(history[:5])
+        pred = predict_labels(model, images)
+        acc = np.mean([(p == g).mean() for p, g in zip(pred, gts, strict=True)])
+        return int((pred[0] == 2).sum()), float(acc)
+
+    tagged, acc = class2_in_image0(True)
+    assert acc > 0.7  # from under 15 % of pixels labelled
+    untagged, _ = class2_in_image0(False)
+    assert tagged < 30 and tagged < 0.5 * untagged  # the class-2-looking block (30 px) is cut back by the tag
 
 
 def test_gmm_refine_from_scribbles(rng):
     images, gts = _toy(rng, 1)
-    sparse = scribble_labels(gts[0], 3)
+    sparse = make_weak_label(gts[0], "skeleton", seed=0)
     out = gmm_refine(position_features(images[0][0]), sparse, 3, confidence=0.9, standardize=False)
     labelled = out >= 0
-    assert labelled.mean() > 0.7 and (out[labelled] == gts[0][labelled]).mean() > 0.95
+    assert labelled.mean() > 0.7 and (out[labelled] == gts[0][labelled]).mean() > 0.93  # background alone: 0.81
     assert (out[sparse >= 0] == sparse[sparse >= 0]).all()  # given labels are kept
     absent = gmm_refine(
         position_features(images[0][0]), sparse, 3, present=np.array([True, True, False]), standardize=False

@@ -1,11 +1,12 @@
-"""Weight-free activation maps (points, tags) and sparse labels derived from full maps."""
+"""Weight-free activation maps (points, tags) and the sparse labels the pseudo methods derive from full maps."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from medwss.data.labels import IGNORE
+from medwss.data.weak import make_weak_label, tags_of
 from medwss.pseudo.cams import cam_threshold_labels, point_cams, point_stats, random_crops, with_background
-from medwss.pseudo.weak import block_labels, box_labels, point_labels, scribble_labels, tag_vector, weak_labels
 
 
 def _scene():
@@ -16,23 +17,28 @@ def _scene():
     return gt, raw
 
 
-def test_weak_labels():
+def test_weak_labels_of_the_shared_generator():
+    """The kinds the pseudo methods use (point, skeleton, block, box): every class marked, marks right."""
     gt, _ = _scene()
-    pts = point_labels(gt, 3, per_class=2, seed=0)
-    assert [(pts == c).sum() for c in range(3)] == [2, 2, 2] and ((pts < 0) | (pts == gt)).all()
-    scr = scribble_labels(gt, 3)
-    assert all((scr == c).any() for c in range(3)) and ((scr < 0) | (scr == gt)).all()
-    blk = block_labels(gt, 3, size=3)
-    assert (blk == 1).sum() == 9 and ((blk < 0) | (blk == gt)).all()
-    box = box_labels(gt, 3)
-    assert (box[gt > 0] == -1).all() and (box[0, 0] == 0) and (box == 0).sum() == 900 - 100 - 30
-    assert tag_vector(gt, 4).tolist() == [True, True, True, False]
-    assert (weak_labels("blocks", gt, 3) == blk).all()
+    pts = make_weak_label(gt, "point", seed=0, n_points=2)
+    assert [(pts == c).sum() for c in (1, 2)] == [2, 2] and (pts == 0).any()
+    for kind in ("point", "skeleton", "block"):
+        weak = make_weak_label(gt, kind, seed=0)
+        assert all((weak == c).any() for c in range(3)), kind  # class coverage, background included
+        assert ((weak == IGNORE) | (weak == gt)).all(), kind  # precision: every mark is right
+        assert (weak == IGNORE).mean() > 0.5, kind  # sparse: IGNORE elsewhere
+    blk = make_weak_label(gt, "block", seed=0, size=3)
+    assert (blk == 1).sum() == 9 and (blk == 2).sum() == 9
+    box = make_weak_label(gt, "box", seed=0)
+    assert (box[gt > 0] == IGNORE).all() and box[0, 0] == 0 and (box == 0).sum() == 900 - 100 - 30
+    assert not (box > 0).any()
+    assert (make_weak_label(gt, "skeleton", seed=3) == make_weak_label(gt, "skeleton", seed=3)).all()
+    assert tags_of(gt, 4).tolist() == [True, True, True, False]
 
 
 def test_point_cams_and_threshold():
     gt, raw = _scene()
-    pts = point_labels(gt, 3, per_class=3, seed=1)
+    pts = make_weak_label(gt, "point", seed=1, n_points=3)
     stats = point_stats([raw], [pts], 3)
     assert stats[1, 0] == 60.0 and stats[1, 1] == 10.0  # std floored
     cams = point_cams(raw, pts, 3, stats, sigma_px=6.0, smooth=0.0)

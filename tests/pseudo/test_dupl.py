@@ -12,9 +12,9 @@ from medwss.pseudo.dupl import (
     dupl_labels,
     dynamic_threshold,
     gmm_clean_mask,
-    strong_augment,
     train_dupl,
 )
+from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
 
 def test_dynamic_threshold_schedule():
@@ -35,10 +35,10 @@ def test_gmm_filter_separates_noisy_pixels(rng):
     assert gmm_clean_mask(np.ones(10)).all()
 
 
-def test_strong_augment_is_intensity_only():
+def test_strong_view_is_intensity_only():
     x = torch.zeros(2, 1, 16, 16)
     x[:, :, 4:8, 2:6] = 1.0
-    y = strong_augment(x, torch.Generator().manual_seed(0))
+    y = augment_batch(augment_pipeline(PRESETS["strong_intensity"]), {"image": x}, seed=0)["image"]
     assert y.shape == x.shape
     inside, outside = y[:, :, 5:7, 3:5].mean(), y[:, :, 10:, 10:].mean()
     assert inside > outside + 0.5  # no flip, no warp: the object stays where it was

@@ -39,3 +39,14 @@ def test_config_validates(path):
 def test_seg_config_passes_training_keys_through():
     seg = ScribbleConfig(size_weight=0.02, size_warmup=3, epochs=7, sequences=("t2", "adc")).seg_config()
     assert (seg.size_weight, seg.size_warmup, seg.epochs, seg.in_channels) == (0.02, 3, 7, 2)
+
+
+def test_weak_kinds_come_from_the_shared_module():
+    from pydantic import ValidationError
+
+    from medwss.data.weak import WEAK_KINDS
+
+    for kind in WEAK_KINDS:  # point and block included
+        assert ScribbleConfig(weak_kind=kind).weak_kind == kind
+    with pytest.raises(ValidationError, match="unknown weak label kind 'scribbly'.*point, block"):
+        ScribbleConfig(weak_kind="scribbly")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from medwss.data.manifest import Case
+from medwss.data.splits import split_cases
 from medwss.scribble.report import results_markdown, targets
-from medwss.scribble.shift import _mean_sd, domain_splits
+from medwss.scribble.shift import SHIFT_FRACTIONS, _mean_sd
 
 
 def _cases(n_per_site: int = 10) -> list[Case]:
@@ -15,6 +16,10 @@ def _cases(n_per_site: int = 10) -> list[Case]:
         for i in range(n_per_site):
             out.append(Case(f"{s}_{i}", f"p_{s}_{i}", s, "MR", {"t2": f"{s}_{i}.nii.gz"}, label=i % 2))  # type: ignore[dict-item]
     return out
+
+
+def domain_splits(cases: list[Case], sites: list[str], seed: int) -> dict[str, str]:
+    return split_cases(cases, SHIFT_FRACTIONS, seed=seed, stratify=("site", "label"), sites=sites)
 
 
 def test_domain_splits_stratified_and_unseen_site_is_test():

@@ -14,12 +14,10 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from medwss.data.splits import DEFAULT_FRACTIONS, assign_patients
 from medwss.io.atomic import atomic_path
 
 T = TypeVar("T")
-
-SPLITS = ("train", "val", "test")
-DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
 
 CASE_STREAM = 0
 LABEL_STREAM = 1
@@ -66,46 +64,22 @@ def site_of(index: int, sites: Sequence[str]) -> str:
 def assign_splits(
     patient_ids: Sequence[str], seed: int, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
 ) -> dict[str, str]:
-    """Patient-level train/val/test assignment, deterministic from `seed`.
+    """Patient-level train/val/test assignment, deterministic from `seed` (`medwss.data.splits`).
 
-    Patients are shuffled with a generator seeded by `seed`; val and test receive
-    ``round(fraction * n)`` patients each, at least one each once there are three patients or more
-    (with two patients: one train, one test; with one: train).
+    The phantoms' own split stream of `seed` drives `assign_patients`, so the split does not share
+    random numbers with the cases' content; the sizes follow `part_sizes` (val and test at least
+    one patient each from three patients on; with two: one train, one test; with one: train).
 
     Args:
         patient_ids: Patients (duplicates are ignored).
-        seed: Seed of the shuffle.
+        seed: The run's seed.
         fractions: Train, val and test fractions.
 
     Returns:
         Split name of every patient.
     """
-    patients = list(dict.fromkeys(patient_ids))
-    n = len(patients)
-    order = np.random.default_rng(np.random.SeedSequence(entropy=int(seed), spawn_key=(SPLIT_STREAM,))).permutation(n)
-    total = sum(fractions)
-    n_val = round(fractions[1] / total * n)
-    n_test = round(fractions[2] / total * n)
-    if n >= 3:
-        n_val, n_test = max(1, n_val), max(1, n_test)
-        while n_val + n_test > n - 1:  # keep at least one training patient
-            if n_val >= n_test:
-                n_val -= 1
-            else:
-                n_test -= 1
-    elif n == 2:
-        n_val, n_test = 0, 1
-    else:
-        n_val, n_test = 0, 0
-    splits: dict[str, str] = {}
-    for rank, j in enumerate(order):
-        if rank < n_test:
-            splits[patients[j]] = "test"
-        elif rank < n_test + n_val:
-            splits[patients[j]] = "val"
-        else:
-            splits[patients[j]] = "train"
-    return splits
+    rng = np.random.default_rng(np.random.SeedSequence(entropy=int(seed), spawn_key=(SPLIT_STREAM,)))
+    return assign_patients(patient_ids, fractions, rng)
 
 
 def _interpolation_matrix(n_out: int, cell: float, n_coarse: int) -> np.ndarray:

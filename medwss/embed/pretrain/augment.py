@@ -18,10 +18,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from medwss.config import StrictConfig
-
-RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
-"""Optical density of unit haematoxylin, eosin and DAB (rows; Ruifrok & Johnston 2001)."""
-
+from medwss.transforms.stain import hed_jitter
 
 class AugmentConfig(StrictConfig):
     """Strengths of the augmentations (0 turns one off)."""
@@ -110,14 +107,9 @@ class Augment:
 
     def _stain(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         c, b = self.config, x.shape[0]
-        m = RGB_FROM_HED.to(x.device)
-        od = -torch.log(x.clamp(min=1 / 255)).movedim(1, -1)  # (B, *S, 3)
-        conc = od @ torch.linalg.inv(m)  # (B, *S, 3) stain concentrations
-        alpha = (1 + (2 * _rand((b, 3), g) - 1) * c.stain_scale).to(x.device)
-        beta = ((2 * _rand((b, 3), g) - 1) * c.stain_shift).to(x.device)
-        shape = (b,) + (1,) * self.spatial_dims + (3,)
-        conc = conc * alpha.view(shape) + beta.view(shape)
-        return torch.exp(-(conc @ m)).movedim(-1, 1)  # (B, 3, *S)
+        alpha = 1 + (2 * _rand((b, 3), g) - 1) * c.stain_scale  # (B, 3) per tile and stain
+        beta = (2 * _rand((b, 3), g) - 1) * c.stain_shift
+        return hed_jitter(x, alpha, beta, channel_dim=1)  # (B, 3, *S)
 
     def _intensity(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         c, b = self.config, x.shape[0]

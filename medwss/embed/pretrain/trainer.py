@@ -1,9 +1,12 @@
 """In-domain self-supervised pretraining of an encoder: SimCLR / SupCon on the library's own tiles.
 
 `pretrain` trains an `Encoder` plus a small projection head with NT-Xent on two augmented views of
-each tile, AdamW with a cosine schedule, seeded. With ``config.out`` set it checkpoints every
-epoch to ``out + ".ckpt"`` (and resumes from it), then writes the encoder's state dict atomically
-to ``out`` (loadable with ``create_encoder(name, weights=out)``) and ``run.json`` beside it.
+each tile, AdamW with a cosine schedule, seeded, on the one engine (`medwss.train.fit`: device,
+mixed precision on CUDA, progress, resume). With ``config.out`` set it checkpoints every epoch to
+``out + ".ckpt"`` (resumed from with the same final weights; a `ConfigError` names changed
+settings), then writes the encoder as the one model file (kind ``encoder``) to ``out`` (loadable
+with ``create_encoder(name, weights=out)`` or `medwss.train.load_model`), and ``run.json`` and
+``history.json`` beside it.
 `TileDataset` serves the tiles of a manifest's cases (``<case_id>.tiles.h5`` from ``medwss tile``).
 """
 
@@ -11,8 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,10 +25,11 @@ from torch import nn
 
 from medwss.config import StrictConfig
 from medwss.embed.encoders.base import Encoder
-from medwss.embed.engine import resolve_device
 from medwss.embed.pretrain.augment import Augment, AugmentConfig
 from medwss.embed.pretrain.ntxent import get_positives, nt_xent
 from medwss.errors import ConfigError
+from medwss.runinfo import seed_everything
+from medwss.train import EngineConfig, fit, register_model_kind, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ class PretrainConfig(StrictConfig):
     seed: int = 0
     device: str = "auto"
     """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+    amp: bool = True
+    """Mixed precision (bfloat16 autocast) on CUDA; no effect on the CPU."""
     num_workers: int = Field(default=0, ge=0)
     out: str | None = None
     """Where the encoder's weights go; nothing is saved when None."""
@@ -127,7 +132,6 @@ def pretrain(
     Raises:
         ConfigError: Fewer than 2 tiles, group positives without groups, or a checkpoint from another setup.
     """
-    from tqdm.auto import tqdm
 
     n = len(dataset)
     if n < 2:
@@ -138,10 +142,8 @@ def pretrain(
     if len(group_ids) != n:
         raise ConfigError(f"groups has {len(group_ids)} entries for {n} tiles")
     device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
+    seed_everything(config.seed)
     head = ProjectionHead(encoder.embed_dim, config.projection_hidden, config.projection_dim)
-    encoder.to(device).train()
-    head.to(device).train()
     params = list(encoder.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     batch = min(config.batch_size, n)
@@ -154,43 +156,33 @@ def pretrain(
         config.augment, encoder.spatial_dims, stain=encoder.in_channels == 3 and encoder.spatial_dims == 2
     )
     ckpt = Path(config.out + ".ckpt") if config.out else None
-    history: list[dict[str, float]] = []
-    start = 0
-    if ckpt is not None and ckpt.exists():
-        start, history = _resume(ckpt, encoder, head, optimizer, scheduler, config)
-        log.info("resuming %s from epoch %d", ckpt, start)
     loader_kw: dict[str, Any] = {"batch_size": batch, "drop_last": True, "num_workers": config.num_workers}
-    bar = tqdm(
-        total=total, initial=start * steps_per_epoch, desc=f"pretrain {encoder.name}", unit="step", disable=not progress
-    )
-    for epoch in range(start, config.epochs):
-        t0 = time.perf_counter()
+
+    def data(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Generator]]:
+        """The epoch's batches; order and augmentations come from one generator seeded by (seed, epoch)."""
         g = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         loader = torch.utils.data.DataLoader(_Indexed(dataset), shuffle=True, generator=g, **loader_kw)
-        losses = []
         for x, idx in loader:
-            x = x.to(device, non_blocking=True)  # (B, C, *S)
-            views = torch.cat([augment(x, g), augment(x, g)])  # (2B, C, *S)
-            z = head(encoder(views))  # (2B, P)
-            loss = nt_xent(z, positives(group_ids[idx].to(device)), config.temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}")
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": float(np.mean(losses)),
-                "lr": float(scheduler.get_last_lr()[0]),
-                "seconds": time.perf_counter() - t0,
-            }
-        )
-        if ckpt is not None:
-            _save_checkpoint(ckpt, epoch + 1, encoder, head, optimizer, scheduler, history, config)
-    bar.close()
+            yield x, idx, g
+
+    def step(b: tuple[torch.Tensor, torch.Tensor, torch.Generator], ctx: Any) -> torch.Tensor:
+        x, idx, g = b
+        x = x.to(ctx.device, non_blocking=True)  # (B, C, *S)
+        views = torch.cat([augment(x, g), augment(x, g)])  # (2B, C, *S)
+        z = ctx.models["head"](ctx.models["encoder"](views))  # (2B, P)
+        return nt_xent(z.float(), positives(group_ids[idx].to(ctx.device)), config.temperature)
+
+    engine = EngineConfig(
+        epochs=config.epochs, monitor="train_loss", restore_best=False, seed=config.seed, device=str(device),
+        amp=config.amp, scheduler_interval="step", progress=progress, desc=f"pretrain {encoder.name}",
+    )  # fmt: skip
+    res = fit(
+        {"encoder": encoder, "head": head}, optimizer, step, data, engine, schedulers=scheduler,
+        out_dir=Path(config.out).parent if config.out else None, checkpoint=ckpt,
+        run_config=config.model_dump(mode="json"), run_only=IGNORED_ON_RESUME,
+    )  # fmt: skip
+    history = [{"epoch": r["epoch"] + 1, "loss": r["train_loss"], "lr": r["lr"], "seconds": r["seconds"]}
+               for r in res.history]  # fmt: skip
     encoder.eval()
     result: dict[str, Any] = {"history": history, "out": config.out, "weights_checksum": None, "tiles": n}
     if config.out:
@@ -203,68 +195,31 @@ def pretrain(
 
 
 def save_encoder(encoder: nn.Module, path: str | Path) -> str:
-    """Write the encoder's state dict (tensors only, on the CPU) atomically; return the file's sha256."""
-    from medwss.embed.encoders.weights import sha256_file
-    from medwss.io.atomic import atomic_path
+    """Write the encoder as the one model file (kind ``encoder``), atomically; return the file's sha256.
 
-    state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    The file loads with ``create_encoder(name, weights=path)`` (its state dict is under ``state_dict``)
+    and with `medwss.train.load_model`, which rebuilds the encoder from the stored config.
+    """
+    from medwss.embed.encoders.weights import sha256_file
+    from medwss.train import save_model
+
+    config = dict(getattr(encoder, "config", {}) or {})
+    save_model(path, "encoder", encoder, config, {"trained_by": "medwss encoder pretrain"})
     return sha256_file(path)
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in IGNORED_ON_RESUME}
+def _build_encoder(config: dict[str, Any]) -> nn.Module:
+    from medwss.embed.encoders import create_encoder
+
+    return create_encoder(
+        config["name"],
+        int(config.get("spatial_dims", 2)),
+        int(config.get("in_channels", 3)),
+        **config.get("kwargs", {}),
+    )
 
 
-def _save_checkpoint(
-    path: Path,
-    epoch: int,
-    encoder: nn.Module,
-    head: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    history: list[dict[str, float]],
-    config: PretrainConfig,
-) -> None:
-    from medwss.io.atomic import atomic_path
-
-    state = {
-        "epoch": epoch,
-        "encoder": encoder.state_dict(),
-        "head": head.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "history": history,
-        "config": config.model_dump(mode="json"),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _resume(
-    path: Path,
-    encoder: nn.Module,
-    head: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    config: PretrainConfig,
-) -> tuple[int, list[dict[str, float]]]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a checkpoint we cannot read is a user-actionable problem, whatever the cause
-        raise ConfigError(f"cannot resume from this checkpoint ({exc}); delete it to start again", path) from exc
-    old, new = _comparable(state.get("config", {})), _comparable(config.model_dump(mode="json"))
-    if old != new:
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        raise ConfigError(
-            f"checkpoint was made with other settings ({', '.join(diff)}); delete it to start again", path
-        )
-    encoder.load_state_dict(state["encoder"])
-    head.load_state_dict(state["head"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return int(state["epoch"]), list(state["history"])
+register_model_kind("encoder", _build_encoder)
 
 
 def _write_record(config: PretrainConfig, encoder: Encoder, result: dict[str, Any]) -> None:

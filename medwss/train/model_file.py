@@ -1,0 +1,142 @@
+"""The one model file: ``{"format", "kind", "config", "state_dict", "meta"}``, read with ``weights_only=True``.
+
+``kind`` names what to build (``mil``, ``encoder``, ...), ``config`` is what its builder takes,
+``state_dict`` the weights (tensors on the CPU), ``meta`` anything else worth keeping (training
+config, encoder of the features, metrics). `load_model` dispatches on ``kind`` through a registry
+that each workflow fills with `register_model_kind`; files of the older formats are recognised and
+converted, or refused with a one-line error naming the format (`medwss.train.legacy`).
+
+Example:
+    >>> save_model("model.pt", "mil", model, {"aggregator": "abmil", ...})  # doctest: +SKIP
+    >>> model, record = load_model("model.pt")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pickle
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medwss.errors import CorruptFileError, UnsupportedFormatError, require_file
+from medwss.io.atomic import atomic_path
+
+FORMAT = "medwss-model"
+VERSION = 1
+
+BuildFn = Callable[[dict[str, Any]], nn.Module]
+_BUILDERS: dict[str, BuildFn] = {}
+PROVIDERS: dict[str, str] = {
+    "mil": "medwss.mil.train",
+    "encoder": "medwss.embed.pretrain.trainer",
+}
+"""Module that registers each kind, imported on first use (so `load_model` needs no import from the caller)."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model file's content (see the module docstring)."""
+
+    kind: str
+    config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor] = field(repr=False)
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    legacy: str | None = None
+    """The older format the file was converted from, None for a model file."""
+
+
+def register_model_kind(kind: str, build: BuildFn) -> BuildFn:
+    """Make `load_model` build models of `kind` with ``build(config)`` (returns `build`, usable as a decorator)."""
+    _BUILDERS[kind] = build
+    return build
+
+
+def model_kinds() -> list[str]:
+    """Kinds `load_model` can build (registered or with a known provider)."""
+    return sorted(set(_BUILDERS) | set(PROVIDERS))
+
+
+def _plain(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str))
+
+
+def save_model(
+    path: str | Path,
+    kind: str,
+    model: nn.Module | Mapping[str, torch.Tensor],
+    config: Mapping[str, Any],
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a model file atomically; `config` and `meta` are stored as JSON-like plain types."""
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    blob = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": kind,
+        "config": _plain(dict(config)),
+        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+        "meta": _plain(dict(meta or {})),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+    return Path(path)
+
+
+def read_model(path: str | Path) -> ModelRecord:
+    """The record in a model file (or an older format converted to one), without building anything.
+
+    Raises:
+        FileNotFound: Nothing at `path`.
+        CorruptFileError: ``torch.load(weights_only=True)`` refuses or cannot read the file.
+        UnsupportedFormatError: Neither a model file nor a known older format.
+    """
+    from medwss.train.legacy import convert
+
+    p = require_file(path)
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CorruptFileError(
+            f"not a medwss model file: torch.load(weights_only=True) refused it ({first})", p
+        ) from exc
+    if isinstance(blob, dict) and blob.get("format") == FORMAT:
+        return ModelRecord(
+            str(blob["kind"]), dict(blob["config"]), dict(blob["state_dict"]), dict(blob["meta"]), str(p)
+        )
+    return convert(blob, p)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelRecord]:
+    """Build the model a file describes and load its weights (strictly); eval mode, on `device`.
+
+    Raises:
+        FileNotFound, CorruptFileError, UnsupportedFormatError: See `read_model`; also a kind
+            nothing registers, or weights that do not fit the built model.
+    """
+    record = read_model(path)
+    build = _builder(record.kind, record.path)
+    try:
+        model = build(record.config)
+        model.load_state_dict(record.state_dict)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CorruptFileError(f"{record.kind} model file does not rebuild ({first})", record.path) from exc
+    return model.to(device).eval(), record
+
+
+def _builder(kind: str, path: str | None) -> BuildFn:
+    if kind not in _BUILDERS and kind in PROVIDERS:
+        importlib.import_module(PROVIDERS[kind])
+    if kind not in _BUILDERS:
+        raise UnsupportedFormatError(
+            f"model file of kind {kind!r}, which nothing registers (known: {', '.join(model_kinds())})", path
+        )
+    return _BUILDERS[kind]
