@@ -96,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--tag", default="", help="suffix of the result files (e.g. _h100)")
     args = ap.parse_args(argv)
-    if args.quick:
-        res = run(16, 32, args.device, 1)
-    else:
-        res = run(args.tiles, args.size, args.device, args.repeats)
+    res = run(16, 32, args.device, 1) if args.quick else run(args.tiles, args.size, args.device, args.repeats)
     res["quick"] = args.quick
     name = ("augment_speed_quick" if args.quick else "augment_speed") + args.tag
     write_results(args.out, name, res, to_markdown(res))

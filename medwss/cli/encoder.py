@@ -2,8 +2,9 @@
 
 Trains the encoder with NT-Xent (SimCLR; ``--positives group`` makes all tiles of a patient
 positives, SupCon-style) on the tiles written by ``medwss tile`` (``DIR/<case_id>.tiles.h5``), and
-writes its state dict to ``--out`` (load it with ``medwss embed --encoder NAME --weights OUT``),
-``run.json`` beside it, and a checkpoint ``OUT.ckpt`` every epoch that an interrupted run resumes from.
+writes it to ``--out`` as the one model file (load it with ``medwss embed --encoder NAME --weights OUT``
+or `medwss.train.load_model`), ``run.json`` and ``history.json`` beside it, and a checkpoint
+``OUT.ckpt`` every epoch that an interrupted run resumes from (with the same settings).
 """
 
 from __future__ import annotations

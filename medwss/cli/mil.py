@@ -3,7 +3,9 @@
 Train on a manifest whose `features` column points at bags (from `medwss embed`, CLAM or TRIDENT)
 and whose `label` column holds the case labels; `predict` scores new cases; `heatmap` writes the
 per-tile scores and viewer files (PNG overlay, QuPath TIFF and GeoJSON, NIfTI for 3D Slicer).
-Scale out with `torchrun --nproc-per-node N -m medwss mil train ...`.
+Training resumes from ``OUT/checkpoint.pt`` (same settings; more ``--epochs`` continue it) and
+writes ``model.pt`` as the one model file (`medwss.train.load_model`). Scale out with
+`torchrun --nproc-per-node N -m medwss mil train ...`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import io
 import json
 from pathlib import Path
 
-_TRAIN_FLAGS = ("aggregator", "epochs", "lr", "seed", "folds", "device", "max_instances")
+_TRAIN_FLAGS = ("aggregator", "epochs", "lr", "seed", "folds", "device", "max_instances", "monitor")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--folds", type=int, help="patient-level k-fold cross-validation")
     t.add_argument("--device", help="auto (default), cpu, cuda")
     t.add_argument("--max-instances", type=int, help="subsample bags to this many instances while training")
+    t.add_argument("--monitor", choices=("val_loss", "val_auc"), help="what selects the best epoch (default val_loss)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=run_train)
     pr = msub.add_parser("predict", help="case probabilities for the cases of a manifest")

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from medwss.data.labels import IGNORE
 from medwss.eval.overlap import dice_from_counts, iou_from_counts
-from medwss.pseudo.protocol import IGNORE
 
 
 class PseudoLabelMeter:

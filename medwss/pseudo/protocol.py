@@ -13,10 +13,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from medwss.data.labels import IGNORE
-
-__all__ = ["IGNORE", "Box", "PromptableSegmenter"]  # IGNORE: re-exported for `pseudo.metrics`
-
 
 @dataclass(frozen=True)
 class Box:

@@ -5,12 +5,11 @@ segmenters; they do it through this package so that a target convention (``-1`` 
 a padding rule and a checkpoint format hold everywhere.
 """
 
-from medwss.seg.losses import IGNORE, dice_loss, negative_ce, partial_ce, size_penalty, soft_size
+from medwss.seg.losses import dice_loss, negative_ce, partial_ce, size_penalty, soft_size
 from medwss.seg.networks import SEGMENTERS, create_segmenter
 from medwss.seg.train import SegSample, SegTrainConfig, load_segmenter, predict_probs, save_segmenter, train_segmenter
 
 __all__ = [
-    "IGNORE",
     "SEGMENTERS",
     "SegSample",
     "SegTrainConfig",

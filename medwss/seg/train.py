@@ -19,11 +19,12 @@ import torch
 from tqdm.auto import tqdm
 
 from medwss.config import StrictConfig
+from medwss.data.labels import IGNORE
 from medwss.embed.engine import resolve_device
 from medwss.errors import CorruptFileError, InvalidDataError, require_file
 from medwss.io.atomic import atomic_path
 from medwss.runinfo import seed_everything
-from medwss.seg.losses import IGNORE, dice_loss, negative_ce, partial_ce, size_penalty
+from medwss.seg.losses import dice_loss, negative_ce, partial_ce, size_penalty
 from medwss.seg.networks import create_segmenter, size_multiple
 from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 

@@ -212,6 +212,8 @@ def fit(
                 row.update({k: float(v) for k, v in validate(ctx).items()})
             for m in modules.values():
                 m.train()
+        if cfg.monitor not in row:
+            raise ConfigError(f"monitor {cfg.monitor!r} is not among the round's values ({', '.join(row)})")
         index = len(state.history)
         state.history.append(row)
         if sel.update(index, row, cfg):

