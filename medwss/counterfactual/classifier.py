@@ -1,12 +1,16 @@
 """The frozen normal/abnormal slice classifier: a small MONAI ResNet with two logits.
 
-Class 0 is "normal", class 1 "abnormal". The checkpoint holds the state dict, the network
+Class 0 is "normal", class 1 "abnormal". Training runs on the one engine (`medwss.train.fit`):
+seeded, on the configured device (bfloat16 autocast on CUDA with ``amp``), with a checkpoint after
+every epoch from which an interrupted run resumes with the same final weights. The model is saved
+as the one model file (kind ``coin_classifier``) holding the network settings, the training
 settings and the `SliceSpec`, so later commands slice volumes the same way.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,10 +18,15 @@ from torch import nn
 
 from medwss.config import StrictConfig
 from medwss.counterfactual.slices import SliceSpec
-from medwss.embed.engine import resolve_device
-from medwss.errors import InvalidDataError, require_file
-from medwss.io.atomic import atomic_path
+from medwss.errors import InvalidDataError, UnsupportedFormatError
+from medwss.runinfo import seed_everything
+from medwss.train import Context, EngineConfig, fit, register_model_kind, resolve_device
+from medwss.train import load_model as load_any_model
+from medwss.train import save_model as save_any_model
 from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
+
+KIND = "coin_classifier"
+"""Model-file kind of the slice classifier."""
 
 
 class ClassifierConfig(StrictConfig):
@@ -36,6 +45,8 @@ class ClassifierConfig(StrictConfig):
     seed: int = 0
     device: str = "auto"
     """Where training runs (``auto``: the GPU when there is one); the model is returned on the CPU."""
+    amp: bool = True
+    """bfloat16 autocast on CUDA (no effect on the CPU)."""
 
 
 def create_classifier(channels: tuple[int, ...] = (16, 32, 64, 128), stem_stride: int = 2) -> nn.Module:
@@ -56,41 +67,52 @@ def create_classifier(channels: tuple[int, ...] = (16, 32, 64, 128), stem_stride
 
 
 def train_classifier(
-    images: np.ndarray, labels: np.ndarray, cfg: ClassifierConfig, progress: bool = True
+    images: np.ndarray,
+    labels: np.ndarray,
+    cfg: ClassifierConfig,
+    progress: bool = True,
+    checkpoint: str | Path | None = None,
 ) -> tuple[nn.Module, list[float]]:
-    """Train on slices (N, 1, S, S) with labels (N,) in {0, 1}; classes weigh the same. Returns model and epoch losses."""
-    from tqdm import tqdm
+    """Train on slices (N, 1, S, S) with labels (N,) in {0, 1}; classes weigh the same. Returns model and epoch losses.
 
+    The batches of an epoch are a permutation seeded by (seed, epoch) and their augmentations are
+    seeded by (seed, epoch, batch), so with a `checkpoint` (written every epoch, resumed from when
+    present) an interrupted run ends with the same weights as an uninterrupted one. A checkpoint
+    from other settings or other slices raises a `ConfigError` naming the keys.
+    """
     if len(np.unique(labels)) < 2:
         raise InvalidDataError("classifier training needs normal and abnormal slices")
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    model = create_classifier(cfg.channels, cfg.stem_stride).to(device)
+    model = create_classifier(cfg.channels, cfg.stem_stride)
     pipeline = augment_pipeline(PRESETS["classifier"], label_keys=(), mask_keys=())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     x, y = torch.from_numpy(images).float(), torch.from_numpy(labels).long()
     counts = torch.bincount(y, minlength=2).float()
     loss_fn = nn.CrossEntropyLoss(weight=(counts.sum() / (2 * counts)).to(device))
-    steps = cfg.epochs * int(np.ceil(len(y) / cfg.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
-    history = []
-    for _ in tqdm(range(cfg.epochs), desc="classifier", disable=not progress, leave=False):
-        model.train()
-        order, total = torch.randperm(len(y), generator=gen), 0.0
-        for i in range(0, len(y), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            xb, yb = x[idx].to(device), y[idx].to(device)  # (B, 1, S, S), (B,)
-            if cfg.augment:
-                xb = augment_batch(pipeline, {"image": xb}, seed=gen)["image"]
-            loss = loss_fn(model(xb), yb)  # (B, 2) logits
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        history.append(total / len(y))
-    return model.cpu().eval(), history
+    per_epoch = int(np.ceil(len(y) / cfg.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * per_epoch)
+
+    def data(epoch: int) -> list[torch.Tensor]:
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
+        return [order[i : i + cfg.batch_size] for i in range(0, len(y), cfg.batch_size)]
+
+    def step(idx: torch.Tensor, ctx: Context) -> torch.Tensor:
+        xb, yb = x[idx].to(ctx.device), y[idx].to(ctx.device)  # (B, 1, S, S), (B,)
+        if cfg.augment:
+            rng = np.random.default_rng([cfg.seed, ctx.epoch, ctx.batch_index])
+            xb = augment_batch(pipeline, {"image": xb}, seed=rng)["image"]
+        return loss_fn(ctx.model(xb).float(), yb)  # (B, 2) logits
+
+    engine = EngineConfig(
+        epochs=cfg.epochs, restore_best=False, seed=cfg.seed, device=str(device), amp=cfg.amp,
+        scheduler_interval="step", progress=progress, desc="classifier",
+    )  # fmt: skip
+    result = fit(
+        model, opt, step, data, engine, schedulers=sched, checkpoint=checkpoint,
+        run_config={**cfg.model_dump(mode="json"), "n_slices": len(y), "n_abnormal": int(y.sum())},
+    )  # fmt: skip
+    return model.cpu().eval(), [float(r["train_loss"]) for r in result.history]
 
 
 @torch.no_grad()
@@ -116,21 +138,30 @@ def penultimate_features(model: nn.Module, images: np.ndarray | torch.Tensor, ba
     return torch.cat(store).numpy()
 
 
+def _build(config: dict[str, Any]) -> nn.Module:
+    return create_classifier(tuple(config["channels"]), int(config["stem_stride"]))
+
+
+register_model_kind(KIND, _build)
+
+
 def save_classifier(model: nn.Module, cfg: ClassifierConfig, spec: SliceSpec, path: str | Path) -> Path:
-    """Save state dict, settings and slicing spec (plain types: loads with ``weights_only=True``)."""
-    with atomic_path(path) as tmp:
-        torch.save(
-            {"state_dict": model.state_dict(), "config": cfg.model_dump(mode="json"), "spec": spec.as_dict()}, tmp
-        )
-    return Path(path)
+    """Save the classifier as the one model file (kind ``coin_classifier``; settings and slicing spec in meta)."""
+    config = {"channels": list(cfg.channels), "stem_stride": cfg.stem_stride}
+    return save_any_model(path, KIND, model, config, {"train_config": cfg.model_dump(mode="json"), "spec": spec.as_dict()})
 
 
 def load_classifier(path: str | Path) -> tuple[nn.Module, ClassifierConfig, SliceSpec]:
-    """Load a classifier written by `save_classifier` (eval mode, gradients off)."""
-    blob = torch.load(require_file(path), map_location="cpu", weights_only=True)
-    cfg = ClassifierConfig.model_validate(blob["config"])
-    model = create_classifier(cfg.channels, cfg.stem_stride)
-    model.load_state_dict(blob["state_dict"])
+    """Load a classifier (a model file, or the older COIN classifier format): eval mode, gradients off.
+
+    Raises:
+        UnsupportedFormatError: The file holds another kind of model (or no model).
+        CorruptFileError: The file cannot be read or its weights do not fit.
+    """
+    model, record = load_any_model(path)
+    if record.kind != KIND:
+        raise UnsupportedFormatError(f"a {record.kind!r} model file, not a COIN classifier", path)
     for p in model.parameters():
         p.requires_grad_(False)
-    return model.eval(), cfg, SliceSpec.from_dict(blob["spec"])
+    cfg = ClassifierConfig.model_validate(record.meta.get("train_config") or {})
+    return model, cfg, SliceSpec.from_dict(record.meta["spec"])

@@ -39,7 +39,7 @@ class EmbedConfig(StrictConfig):
     amp: bool = True
     device: str = "auto"
     mpp_override: float | None = None
-    ct_window: tuple[float, float] = (-200.0, 300.0)
+    ct_window: tuple[float, float] | str = "abdomen"
 
 
 def iter_batches(reader: TileReader, batch_size: int, workers: int, prefetch: int) -> Iterator[np.ndarray]:

@@ -36,20 +36,18 @@ Spacing = float | Sequence[float] | None
 
 __all__ = [
     "assd",
-    "assd_per_class",
     "dice",
     "dice_from_counts",
     "dice_per_class",
     "dice_per_slice",
     "hd95",
-    "hd95_per_class",
     "iou",
     "iou_from_counts",
     "iou_per_class",
     "iou_per_slice",
     "nsd",
-    "nsd_per_class",
     "overlap_counts",
+    "surface_per_class",
 ]
 
 
@@ -259,41 +257,23 @@ def nsd(
     return float(_surface(a[None], b[None], "nsd", spacing, tolerance)[0])
 
 
-def hd95_per_class(
+def surface_per_class(
     pred: np.ndarray,
     gt: np.ndarray,
     num_classes: int,
+    metric: str = "hd95",
     spacing: Spacing = None,
+    tolerance: float | None = None,
     ignore: int | None = IGNORE,
     include_background: bool = False,
 ) -> np.ndarray:
-    """`hd95` of each class of two label maps: (K-1,) for classes 1..K-1, (K,) with `include_background`."""
+    """A surface metric (``hd95``, ``assd`` or ``nsd`` at `tolerance` mm) of each class of two label maps.
+
+    Returns (K-1,) for classes 1..K-1, (K,) with `include_background`; conventions as `hd95` / `nsd`.
+    """
+    if metric not in ("hd95", "assd", "nsd"):
+        raise ValueError(f"unknown surface metric '{metric}': choose hd95, assd or nsd")
+    if metric == "nsd" and tolerance is None:
+        raise ValueError("nsd needs a tolerance in mm")
     pa, pb, _ = _class_masks(pred, gt, num_classes, ignore, include_background)
-    return _surface(pa, pb, "hd95", spacing)
-
-
-def assd_per_class(
-    pred: np.ndarray,
-    gt: np.ndarray,
-    num_classes: int,
-    spacing: Spacing = None,
-    ignore: int | None = IGNORE,
-    include_background: bool = False,
-) -> np.ndarray:
-    """`assd` of each class of two label maps, as `hd95_per_class`."""
-    pa, pb, _ = _class_masks(pred, gt, num_classes, ignore, include_background)
-    return _surface(pa, pb, "assd", spacing)
-
-
-def nsd_per_class(
-    pred: np.ndarray,
-    gt: np.ndarray,
-    num_classes: int,
-    tolerance: float,
-    spacing: Spacing = None,
-    ignore: int | None = IGNORE,
-    include_background: bool = False,
-) -> np.ndarray:
-    """`nsd` of each class of two label maps at `tolerance` mm, as `hd95_per_class`."""
-    pa, pb, _ = _class_masks(pred, gt, num_classes, ignore, include_background)
-    return _surface(pa, pb, "nsd", spacing, tolerance)
+    return _surface(pa, pb, metric, spacing, tolerance)

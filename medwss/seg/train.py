@@ -3,29 +3,29 @@
 A `SegSample` holds an image (C, *S), a target with `IGNORE` where unlabelled, optional size bounds
 and an "empty" tag. Batches are padded to a shared size that the network accepts (images with 0,
 targets with `IGNORE`, and padded pixels are left out of the soft sizes), so images of different
-shapes train together. With a checkpoint path, training saves every epoch and resumes from it.
+shapes train together. Training runs on the one engine (`medwss.train.fit`): seeded, on the
+configured device (mixed precision on CUDA), with a checkpoint every epoch from which an interrupted
+run resumes with the same final weights. Models are saved as the one model file (kind ``segmenter``).
 """
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from medwss.config import StrictConfig
 from medwss.data.labels import IGNORE
-from medwss.embed.engine import resolve_device
-from medwss.errors import CorruptFileError, InvalidDataError, require_file
-from medwss.io.atomic import atomic_path
+from medwss.errors import InvalidDataError, UnsupportedFormatError
 from medwss.runinfo import seed_everything
 from medwss.seg.losses import dice_loss, negative_ce, partial_ce, size_penalty
 from medwss.seg.networks import create_segmenter, size_multiple
+from medwss.train import Context, EngineConfig, fit, load_model, register_model_kind, save_model
+from medwss.train.device import resolve_device
 from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
 
@@ -68,6 +68,9 @@ class SegTrainConfig(StrictConfig):
     augment: bool = True
     seed: int = 0
     device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+    amp: bool = True
+    """Mixed precision (bfloat16 autocast) on CUDA; no effect on the CPU."""
 
 
 def build(cfg: SegTrainConfig) -> torch.nn.Module:
@@ -147,9 +150,15 @@ def mean_dice(model: torch.nn.Module, samples: Sequence[SegSample], cfg: SegTrai
     return float(np.mean(np.concatenate(scores))) if scores else float("nan")
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+RUN_ONLY = ("epochs",)
+"""`SegTrainConfig` keys a resumed run may change (besides `medwss.train.RUN_ONLY`): more epochs continue it."""
+
+
+def _engine_config(cfg: SegTrainConfig, device: torch.device, progress: bool, has_val: bool) -> EngineConfig:
+    return EngineConfig(
+        epochs=cfg.epochs, monitor="val_dice" if has_val else "train_loss", mode="max" if has_val else "min",
+        seed=cfg.seed, device=str(device), amp=cfg.amp, progress=progress, desc="train segmenter",
+    )  # fmt: skip
 
 
 def train_segmenter(
@@ -158,67 +167,72 @@ def train_segmenter(
     val: Sequence[SegSample] | None = None,
     checkpoint: str | Path | None = None,
     progress: bool = True,
+    run_config: Mapping[str, Any] | None = None,
+    run_only: Sequence[str] = (),
 ) -> tuple[torch.nn.Module, list[dict[str, float]]]:
-    """Train a segmenter; with `val`, keep the epoch of best validation Dice.
+    """Train a segmenter on the one engine (`medwss.train.fit`); keep the epoch of best validation Dice.
+
+    Seeded; on `cfg.device` (``auto``: CUDA when present), mixed precision on CUDA with `cfg.amp`.
+    Each epoch's order and each batch's augmentation are functions of (seed, epoch, batch), so a run
+    resumed from `checkpoint` ends with the same weights as an uninterrupted one. The size weight
+    ramps over `size_warmup` epochs. Selection: the epoch of best validation Dice with `val`, else
+    the epoch of lowest training loss.
 
     Args:
         samples: Training images with full or weak targets.
         cfg: Network and training settings.
         val: Validation images with full targets (optional).
-        checkpoint: File saved after every epoch; an existing one is resumed from.
+        checkpoint: Engine checkpoint written after every epoch; an existing one is resumed from
+            (`epochs` may grow; other changed settings raise a `ConfigError` naming them).
         progress: Show a progress bar.
+        run_config: More settings that must match for a resume (the caller's own config), added to
+            `cfg` and the sample counts.
+        run_only: Keys of `run_config` that may change between a checkpoint and its resume.
 
     Returns:
-        The model (in eval mode, on the CPU) and one history row per epoch.
+        The model (in eval mode, on the CPU) and one history row per epoch
+        (``epoch``, ``loss``, ``val_dice`` with `val`, ``lr``, ``seconds``).
     """
     if not samples:
         raise InvalidDataError("no training samples")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    model = build(cfg).to(device)
+    model = build(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
     pipeline = augment_pipeline(
         PRESETS["segmentation"], label_keys=("target",), mask_keys=("valid",), spatial_dims=cfg.spatial_dims
     )
-    history: list[dict[str, float]] = []
-    best: tuple[float, dict[str, torch.Tensor] | None] = (-1.0, None)
-    ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["gen"])
-        history, best = state["history"], (state["best_score"], state["best_model"])
-    order_rng = np.random.default_rng(cfg.seed)
-    for _ in range(len(history)):
-        order_rng.permutation(len(samples))  # replay the shuffles of the epochs already done
-    bar = tqdm(range(len(history), cfg.epochs), desc="train segmenter", disable=not progress, leave=False)
-    for epoch in bar:
-        model.train()
-        order, losses = order_rng.permutation(len(samples)), []
-        for start in range(0, len(order), cfg.batch_size):
-            batch = collate([samples[i] for i in order[start : start + cfg.batch_size]], cfg)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            if cfg.augment:  # on the device; the seeded generator draws each batch's augmentation seed
-                batch = augment_batch(pipeline, batch, seed=gen)
-            loss = batch_loss(model, batch, cfg, size_weight_at(cfg, epoch))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        row = {"epoch": float(epoch), "loss": float(np.mean(losses))}
-        if val:
-            row["val_dice"] = mean_dice(model, val, cfg, device)
-            if row["val_dice"] > best[0]:
-                best = (row["val_dice"], {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-        history.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", **({"dice": f"{row['val_dice']:.3f}"} if val else {}))
-        if ckpt is not None:
-            state = {"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "history": history}
-            _save_checkpoint(ckpt, {**state, "best_score": best[0], "best_model": best[1]})
-    if best[1] is not None:
-        model.load_state_dict(best[1])
+    val = list(val or [])
+
+    def data(epoch: int) -> Iterator[tuple[np.ndarray, int]]:
+        """The epoch's batches as (sample indices, batch number): a permutation seeded by (seed, epoch)."""
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(samples))
+        for b, start in enumerate(range(0, len(order), cfg.batch_size)):
+            yield order[start : start + cfg.batch_size], b
+
+    def step(item: tuple[np.ndarray, int], ctx: Context) -> torch.Tensor:
+        idx, b = item
+        batch = {k: v.to(ctx.device) for k, v in collate([samples[i] for i in idx], cfg).items()}
+        if cfg.augment:  # on the device, outside autocast; the batch's seed is a function of (seed, epoch, batch)
+            with torch.autocast(ctx.device.type, enabled=False):
+                batch = augment_batch(pipeline, batch, seed=np.random.default_rng([cfg.seed, ctx.epoch, b]))
+        return batch_loss(ctx.model, batch, cfg, size_weight_at(cfg, ctx.epoch))
+
+    def validate(ctx: Context) -> dict[str, float]:
+        return {"val_dice": mean_dice(ctx.modules["model"], val, cfg, ctx.device)}
+
+    signature = {**cfg.model_dump(mode="json"), "n_train": len(samples), "n_val": len(val), **(run_config or {})}
+    result = fit(
+        model, opt, step, data, _engine_config(cfg, device, progress, bool(val)),
+        validate=validate if val else None, checkpoint=checkpoint, run_config=signature,
+        run_only=(*RUN_ONLY, *run_only),
+    )  # fmt: skip
+    history = [
+        {"epoch": float(r["epoch"]), "loss": float(r["train_loss"]),
+         **({"val_dice": float(r["val_dice"])} if "val_dice" in r else {}),
+         "lr": float(r.get("lr", cfg.lr)), "seconds": float(r["seconds"])}
+        for r in result.history
+    ]  # fmt: skip
     return model.cpu().eval(), history
 
 
@@ -257,21 +271,28 @@ def predict_probs(
     return out
 
 
+def _build_from(config: dict[str, Any]) -> torch.nn.Module:
+    return build(SegTrainConfig.model_validate(config))
+
+
+register_model_kind("segmenter", _build_from)
+
+
 def save_segmenter(model: torch.nn.Module, cfg: SegTrainConfig, path: str | Path, meta: dict | None = None) -> Path:
-    """Save weights, config and metadata to one file, atomically."""
-    state = {"config": cfg.model_dump(), "state_dict": model.state_dict(), "meta": meta or {}}
-    _save_checkpoint(Path(path), state)
-    return Path(path)
+    """Save the model as the one model file (kind ``segmenter``: `cfg` is its config), atomically."""
+    return save_model(path, "segmenter", model, cfg.model_dump(mode="json"), meta or {})
 
 
 def load_segmenter(path: str | Path) -> tuple[torch.nn.Module, SegTrainConfig, dict]:
-    """Load a file written by `save_segmenter` (weights only, no pickled code): model, config, metadata."""
-    p = require_file(path)
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-        cfg = SegTrainConfig.model_validate(state["config"])
-        model = build(cfg)
-        model.load_state_dict(state["state_dict"])
-    except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as exc:
-        raise CorruptFileError(f"not a medwss segmenter ({str(exc).splitlines()[0]})", p) from exc
-    return model.eval(), cfg, state.get("meta", {})
+    """Load a segmenter (a model file, or the older `save_segmenter` format): model, config, metadata.
+
+    Read with ``weights_only=True`` (no pickled code). The model is in eval mode, on the CPU.
+
+    Raises:
+        CorruptFileError: The file cannot be read, or its weights do not fit its config.
+        UnsupportedFormatError: The file holds another kind of model, or no model.
+    """
+    model, record = load_model(path)
+    if record.kind != "segmenter":
+        raise UnsupportedFormatError(f"a {record.kind!r} model file, not a segmenter", path)
+    return model, SegTrainConfig.model_validate(record.config), dict(record.meta)

@@ -135,16 +135,6 @@ def heatmap_overlay_png(
     return _save_png(image, path)
 
 
-def _window(volume: np.ndarray, window: tuple[float, float] | None) -> tuple[float, float]:
-    if window is not None:
-        return float(window[0]), float(window[1])
-    finite = volume[np.isfinite(volume)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(finite, [1, 99])
-    return float(lo), float(hi) if hi > lo else float(lo) + 1.0
-
-
 def pick_slices(heatmap: np.ndarray, n_slices: int, axis: int = 2) -> list[int]:
     """The `n_slices` slices along `axis` where the heatmap is highest (by maximum, then sum), ascending.
 
@@ -160,15 +150,6 @@ def pick_slices(heatmap: np.ndarray, n_slices: int, axis: int = 2) -> list[int]:
     total = np.where(np.isfinite(flat), flat, 0.0).sum(axis=1)
     order = np.lexsort((np.arange(n), -total, -peak))
     return sorted(int(i) for i in order[:k])
-
-
-def _to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reorder and flip the axes of a 3D array to RAS (closest to the affine); the new affine too."""
-    import nibabel as nib
-
-    ornt = nib.orientations.io_orientation(affine)
-    out = nib.orientations.apply_orientation(array, ornt)
-    return out, affine @ nib.orientations.inv_ornt_aff(ornt, array.shape)
 
 
 def _axial_view(slice_ij: np.ndarray) -> np.ndarray:
@@ -227,12 +208,18 @@ def volume_montage_png(
         raise ValueError(f"volume and heatmap must be 3D of one shape, got {vol.shape} and {heat.shape}")
     ras_affine = None
     if affine is not None:
-        vol, ras_affine = _to_ras(vol, np.asarray(affine, dtype=np.float64))
-        heat, _ = _to_ras(heat, np.asarray(affine, dtype=np.float64))
+        from medwss.data.orientation import orientation_of
+        from medwss.io.volume import Volume
+
+        o = orientation_of(Volume(vol, np.asarray(affine, dtype=np.float64)))
+        vol, heat, ras_affine = o.to_canonical(vol), o.to_canonical(heat), o.canonical_affine
     chosen = [int(k) for k in slices] if slices is not None else pick_slices(heat, n_slices)
     if not chosen:
         raise ValueError("no slice to show")
-    lo, hi = _window(vol, window)
+    from medwss.transforms.intensity import window_bounds
+
+    lo, hi = window_bounds(vol, window)
+    hi = hi if hi > lo else lo + 1.0
     zoom = max(1, int(np.ceil(min_panel / max(min(vol.shape[:2]), 1))))
     panels = []
     for k in chosen:

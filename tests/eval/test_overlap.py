@@ -8,19 +8,17 @@ import pytest
 from medwss.data.labels import IGNORE
 from medwss.eval.overlap import (
     assd,
-    assd_per_class,
     dice,
     dice_from_counts,
     dice_per_class,
     dice_per_slice,
     hd95,
-    hd95_per_class,
     iou,
     iou_per_class,
     iou_per_slice,
     nsd,
-    nsd_per_class,
     overlap_counts,
+    surface_per_class,
 )
 
 
@@ -105,14 +103,14 @@ def test_surface_per_class() -> None:
     pred = gt.copy()
     pred[pred == 2] = 0
     pred[4, 5] = 2  # class 2 shifted by 2-3 rows
-    hd = hd95_per_class(pred, gt, 4, spacing=(2.0, 1.0))
+    hd = surface_per_class(pred, gt, 4, "hd95", spacing=(2.0, 1.0))
     assert hd[0] == 0.0 and hd[1] > 0 and hd[2] == 0.0  # class 3 empty in both
-    ad = assd_per_class(pred, gt, 4)
+    ad = surface_per_class(pred, gt, 4, "assd")
     assert ad[0] == 0.0 and ad[2] == 0.0
-    ns = nsd_per_class(pred, gt, 4, tolerance=1.0)
+    ns = surface_per_class(pred, gt, 4, "nsd", tolerance=1.0)
     assert ns[0] == 1.0 and ns[1] < 1.0 and ns[2] == 1.0
     gt_only = np.where(gt == 2, 0, gt)
-    assert hd95_per_class(gt_only, gt, 3)[1] == np.inf
+    assert surface_per_class(gt_only, gt, 3)[1] == np.inf
 
 
 def test_counts_helpers() -> None:
