@@ -5,27 +5,30 @@ Two augmented views of every slice attract (weight 1.0); so do other slices of t
 same volume; related slices are kept out of each other's negatives (Vepa et al., NeurIPS 2024,
 temperature 0.5). The loss is `weighted_group_nt_xent`; views come from the pretraining `Augment`,
 the projection head is the pretraining `ProjectionHead`. Selection uses the encoder's pooled
-embedding (L2-normalised), as the paper does.
+embedding (L2-normalised), as the paper does. Training runs on the one engine (`medwss.train.fit`):
+seeded, on the configured device, resumable from its checkpoint.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from medwss.config import StrictConfig
 from medwss.embed.encoders import Encoder, create_encoder
-from medwss.embed.engine import resolve_device
 from medwss.embed.pretrain.augment import Augment, AugmentConfig
 from medwss.embed.pretrain.ntxent import weighted_group_nt_xent
 from medwss.embed.pretrain.probe import embed
-from medwss.embed.pretrain.trainer import ProjectionHead, save_encoder
+from medwss.embed.pretrain.trainer import ProjectionHead
+from medwss.errors import ConfigError
+from medwss.runinfo import seed_everything
+from medwss.train import Context, EngineConfig, fit, save_model
+from medwss.train.device import resolve_device
 
 
 class MetricConfig(StrictConfig):
@@ -49,6 +52,9 @@ class MetricConfig(StrictConfig):
     augment: AugmentConfig = AugmentConfig(rot90=False, blur_p=0.2)
     seed: int = 0
     device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+    amp: bool = True
+    """Mixed precision (bfloat16 autocast) on CUDA; no effect on the CPU."""
 
 
 def make_encoder(cfg: MetricConfig, weights: str | Path | None = None) -> Encoder:
@@ -65,6 +71,10 @@ def batch_groups(volume: torch.Tensor, patient: torch.Tensor, index: torch.Tenso
     return groups
 
 
+RUN_ONLY = ("device",)
+"""`MetricConfig` keys a resumed run may change (besides `medwss.train.RUN_ONLY`)."""
+
+
 def train_metric(
     thumbs: np.ndarray,
     volume: np.ndarray,
@@ -74,7 +84,13 @@ def train_metric(
     out: str | Path | None = None,
     progress: bool = True,
 ) -> tuple[Encoder, list[dict[str, float]]]:
-    """Train the slice encoder on a pool's thumbnails.
+    """Train the slice encoder on a pool's thumbnails, on the one engine (`medwss.train.fit`).
+
+    Seeded; on `cfg.device` (``auto``: CUDA when present), bfloat16 autocast on CUDA with `cfg.amp`.
+    With `out`, the engine checkpoints every epoch to ``out + ".ckpt"`` and an interrupted run
+    resumes from it with the same final weights (other settings: a `ConfigError` naming them); the
+    encoder is then written to `out` as the one model file (kind ``encoder``, the metric config in
+    its meta; loadable with `make_encoder(cfg, out)`) and the checkpoint removed.
 
     Args:
         thumbs: ``(N, 1, T, T)`` slices in [0, 1].
@@ -86,15 +102,22 @@ def train_metric(
         progress: Show a progress bar.
 
     Returns:
-        The encoder (eval mode, CPU) and one history row per epoch.
+        The encoder (eval mode, CPU) and one history row per epoch (``epoch``, ``loss``, ``seconds``).
     """
-    torch.manual_seed(cfg.seed)
+    n = len(thumbs)
+    if n < 2:
+        raise ConfigError(f"the slice metric needs at least 2 slices, got {n}")
+    seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    encoder = make_encoder(cfg).to(device).train()
-    head = ProjectionHead(encoder.embed_dim, cfg.projection_hidden, cfg.projection_dim).to(device).train()
+    encoder = make_encoder(cfg)
+    if cfg.epochs == 0:  # the untrained metric (an ablation)
+        encoder = encoder.cpu().eval()
+        if out is not None:
+            _save(encoder, cfg, out)
+        return encoder, []
+    head = ProjectionHead(encoder.embed_dim, cfg.projection_hidden, cfg.projection_dim)
     params = list(encoder.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n = len(thumbs)
     batch = min(cfg.batch_size, n)
     total = max(1, cfg.epochs * (n // batch))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
@@ -109,28 +132,45 @@ def train_metric(
         "patient": cfg.patient_weight,
         "adjacent": cfg.adjacent_weight,
     }
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[dict[str, float]] = []
-    for epoch in tqdm(range(cfg.epochs), desc="contrastive metric", disable=not progress, leave=False):
-        t0, losses = time.perf_counter(), []
-        order = torch.randperm(n, generator=gen)
-        for s in range(0, n - batch + 1, batch):
-            idx = order[s : s + batch]
-            x = x_all[idx].to(device)  # (B, 1, T, T)
-            views = torch.cat([augment(x, gen), augment(x, gen)])  # (2B, 1, T, T)
-            z = head(encoder(views))  # (2B, P)
-            groups = batch_groups(ids["v"][idx], ids["p"][idx], ids["i"][idx], cfg)
-            loss = weighted_group_nt_xent(z, groups, weights, cfg.temperature, cfg.exclude_groups_from_negatives)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0})
+
+    def data(epoch: int) -> Iterator[tuple[torch.Tensor, int]]:
+        """Full batches of a permutation seeded by (seed, epoch), each with its augmentation seed."""
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        for b, s in enumerate(range(0, n - batch + 1, batch)):
+            yield order[s : s + batch], (cfg.seed * 100_003 + epoch) * 10_007 + b
+
+    def step(item: tuple[torch.Tensor, int], ctx: Context) -> torch.Tensor:
+        idx, seed = item
+        g = torch.Generator().manual_seed(seed)  # the batch's views: a function of (seed, epoch, batch)
+        x = x_all[idx].to(ctx.device)  # (B, 1, T, T)
+        views = torch.cat([augment(x, g), augment(x, g)])  # (2B, 1, T, T)
+        z = ctx.models["head"](ctx.models["encoder"](views))  # (2B, P)
+        groups = batch_groups(ids["v"][idx].to(ctx.device), ids["p"][idx].to(ctx.device),
+                              ids["i"][idx].to(ctx.device), cfg)  # fmt: skip
+        return weighted_group_nt_xent(z.float(), groups, weights, cfg.temperature, cfg.exclude_groups_from_negatives)
+
+    engine = EngineConfig(
+        epochs=cfg.epochs, monitor="train_loss", restore_best=False, seed=cfg.seed, device=str(device),
+        amp=cfg.amp, scheduler_interval="step", progress=progress, desc="contrastive metric",
+    )  # fmt: skip
+    ckpt = Path(str(out) + ".ckpt") if out is not None else None
+    res = fit(
+        {"encoder": encoder, "head": head}, opt, step, data, engine, schedulers=sched, checkpoint=ckpt,
+        run_config={**cfg.model_dump(mode="json"), "n": n}, run_only=RUN_ONLY,
+    )  # fmt: skip
+    history = [{"epoch": r["epoch"] + 1, "loss": r["train_loss"], "seconds": r["seconds"]} for r in res.history]
     encoder = encoder.cpu().eval()
     if out is not None:
-        save_encoder(encoder, out)
+        _save(encoder, cfg, out)
+        if ckpt is not None:
+            ckpt.unlink(missing_ok=True)
     return encoder, history
+
+
+def _save(encoder: Encoder, cfg: MetricConfig, out: str | Path) -> Path:
+    """The metric encoder as the one model file (kind ``encoder``), its training config in the meta."""
+    meta = {"trained_by": "medwss active metric", "metric": cfg.model_dump(mode="json")}
+    return save_model(out, "encoder", encoder, dict(getattr(encoder, "config", {}) or {}), meta)
 
 
 def slice_features(encoder: Encoder, thumbs: np.ndarray, device: str = "auto") -> np.ndarray:

@@ -59,7 +59,7 @@ def train_on(
 
 def make_predictor(model: torch.nn.Module, cfg: SegTrainConfig, refs: Sequence[SliceRef], reader: SliceReader):  # noqa: ANN201
     """A `Predictor` over pool indices: class probabilities (K, H, W) per slice (MC dropout on request)."""
-    from medwss.embed.engine import resolve_device
+    from medwss.train.device import resolve_device
 
     device = resolve_device(cfg.device)
 

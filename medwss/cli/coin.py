@@ -8,7 +8,10 @@
 3. ``segment``: ``|x − x_cf|`` scaled to [0, 1], thresholded (0.25) and cleaned → one NIfTI mask per
    case with the source affine, PNG overlays, IoU/validity/realism when masks are known.
 4. ``baselines``: Grad-CAM, LayerCAM, ScoreCAM, RISE, occlusion under the same protocol.
-Every command writes run.json beside its outputs.
+Every command writes run.json beside its outputs. The two training commands run on the configured
+``device`` (``auto``: the GPU when there is one) and checkpoint into ``--out`` (``classifier.ckpt``,
+``generator.ckpt``): an interrupted run started again with the same settings resumes where it stopped
+(a finished one with more ``--iterations`` continues); ``--restart`` starts afresh.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ _COIN_FLAGS = (
     "d_steps",
     "g_steps",
     "seed",
+    "eval_every",
 )
 
 
@@ -115,6 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for flag, typ in (("--epochs", int), ("--batch-size", int), ("--lr", float), ("--seed", int)):
         c.add_argument(flag, type=typ)
     c.add_argument("--train-split", default="train", help="split to train on ('all' = every case; default train)")
+    c.add_argument("--restart", action="store_true", help="delete OUT/classifier.ckpt and train afresh (else resume)")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=run_train_classifier)
     t = csub.add_parser("train", help="train the counterfactual generator against a frozen classifier")
@@ -136,7 +141,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("--seed", int),
     ):
         t.add_argument(flag, type=typ)
+    t.add_argument("--eval-every", type=int, help="iterations per history row and checkpoint (default 25)")
     t.add_argument("--train-split", default="train", help="split to train on ('all' = every case; default train)")
+    t.add_argument("--restart", action="store_true", help="delete OUT/generator.ckpt and train afresh (else resume)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=run_train)
     s = csub.add_parser("segment", help="COIN masks (NIfTI) and overlays for every case")
@@ -190,7 +197,7 @@ def run_train_classifier(args: argparse.Namespace) -> int:
     cfg = merge_config(ClassifierConfig, args.config, {k: getattr(args, k) for k in _CLF_FLAGS})
     spec = _slice_spec(args)
     out = Path(args.out)
-    metrics = classifier_step(_cases(args), spec, cfg, out, not args.quiet, args.train_split)
+    metrics = classifier_step(_cases(args), spec, cfg, out, not args.quiet, args.train_split, args.restart)
     write_run_record(out, "coin train-classifier", {**cfg.model_dump(), "spec": spec.as_dict()}, cfg.seed, metrics)
     _failures(metrics)
     auc = metrics.get("val_auc")
@@ -210,7 +217,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     cfg = merge_config(CoinConfig, args.config, {k: getattr(args, k) for k in _COIN_FLAGS})
     out = Path(args.out)
-    metrics = coin_step(_cases(args), args.classifier, cfg, out, not args.quiet, args.train_split)
+    metrics = coin_step(_cases(args), args.classifier, cfg, out, not args.quiet, args.train_split, args.restart)
     write_run_record(out, "coin train", {**cfg.model_dump(), "classifier": str(args.classifier)}, cfg.seed, metrics)
     _failures(metrics)
     print(f"generator: {out / 'generator.pt'} (trained on {metrics['n_slices']} slices)")

@@ -6,6 +6,12 @@ unless given (`--boxes` for a detector's CSV/JSON, the `scribble` column for scr
 in `--out`: ``labels/<case>.nii.gz`` (int16 on the source grid, -1 = ignore), ``previews/<case>.png``,
 ``run.json`` and, where masks exist, ``metrics.csv``/``metrics.json`` (per-class Dice, mIoU,
 coverage, minor-class recall).
+
+Methods that train a network (``agmm``, ``dupl``, and the tag classifier of ``--cam-source tags``)
+train on ``--device`` (default auto: the GPU when there is one), checkpoint into ``--out`` after
+every epoch or step and resume from it when run again with the same settings (``checkpoint.pt``;
+``cam_checkpoint.pt`` for DuPL's tag classifier), and save the network as the one model file
+``model.pt`` (``cam_model.pt``), loadable with `medwss.train.load_model`.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ _FLAGS: dict[str, tuple[str, ...]] = {
     "par": ("cam_source", "cam_epochs", "cam_tau", "par_iter"),
     "dupl": ("cam_source", "cam_epochs", "cam_tau", "iterations", "confidence"),
 }
+_TRAINS = ("cam", "dhr", "fuse", "sweep", "agmm", "cpal", "par", "dupl")
+"""Methods that may train a network (and so take ``--device``)."""
 _TYPES: dict[str, Any] = {
     "downsample": int, "seed": int, "box_threshold": float, "ring": int, "cam_epochs": int, "cam_tau": float,
     "eps": float, "tau": float, "band": float, "iterations": int, "confidence": float, "contexts": int,
@@ -42,6 +50,7 @@ _FLAG_HELP = {
     "tau": "fusion threshold; omitted: chosen by a sweep on the val split",
     "prior": "DHR class prior: volume or uniform",
     "iterations": "training steps (agmm, dupl)",
+    "device": "where networks train: auto (the GPU when there is one), cpu, cuda, cuda:1, ...",
     "confidence": "posterior below which the output abstains (-1)",
     "weak": "sparse labels derived from the masks when there is no scribble column: "
     "skeleton, point, block, box, circle, random_disk, centroid_disk",
@@ -67,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument("manifest", help="manifest CSV (image, and mask for tags/derived weak labels and metrics)")
         s.add_argument("--out", required=True, help="output folder")
         s.add_argument("--config", help="YAML config (configs/pseudo_*.yaml); flags override it")
-        for flag in _COMMON + flags:
+        for flag in _COMMON + flags + (("device",) if name in _TRAINS else ()):
             s.add_argument("--" + flag.replace("_", "-"), type=_TYPES.get(flag, str), help=_FLAG_HELP.get(flag))
         if name == "box":
             s.add_argument("--boxes", help="detector output (CSV/JSON); boxes from the masks if omitted")
@@ -89,7 +98,8 @@ def resolve(args: argparse.Namespace):  # noqa: ANN201
     from medwss.config import merge_config
     from medwss.pseudo.config import PseudoConfig
 
-    flags = _COMMON + _FLAGS.get(getattr(args, "method", ""), ())
+    method = getattr(args, "method", "")
+    flags = _COMMON + _FLAGS.get(method, ()) + (("device",) if method in _TRAINS else ())
     return merge_config(PseudoConfig, args.config, {k: getattr(args, k, None) for k in flags})
 
 
@@ -100,8 +110,9 @@ def _compute(method: str, cases: list, cfg: Any, args: argparse.Namespace) -> tu
     if method == "box":
         return wf.run_box(cases, cfg, args.boxes, progress=not args.quiet), extra
     if method == "agmm":
-        return wf.run_agmm(cases, cfg, offline=args.offline, progress=not args.quiet), extra
-    cams, feats = wf.compute_cams(cases, cfg, progress=not args.quiet)
+        return wf.run_agmm(cases, cfg, offline=args.offline, progress=not args.quiet, out_dir=args.out), extra
+    prefix = "cam_" if method == "dupl" else ""  # DuPL's own students are model.pt
+    cams, feats = wf.compute_cams(cases, cfg, progress=not args.quiet, out_dir=args.out, prefix=prefix)
     if method == "cam":
         return wf.cam_baseline(cams, cfg), extra
     if method == "dhr":
@@ -116,7 +127,7 @@ def _compute(method: str, cases: list, cfg: Any, args: argparse.Namespace) -> tu
         return wf.run_cpal(cases, cams, feats, cfg), extra
     if method == "par":
         return wf.run_par(cases, cams, cfg), extra
-    labels, history = wf.run_dupl(cases, cams, cfg, progress=not args.quiet)
+    labels, history = wf.run_dupl(cases, cams, cfg, progress=not args.quiet, out_dir=args.out)
     extra["final_tau"] = history[-1]["tau"]
     extra["discarded_last"] = history[-1]["discarded"]
     return labels, extra

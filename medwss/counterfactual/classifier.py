@@ -148,7 +148,9 @@ register_model_kind(KIND, _build)
 def save_classifier(model: nn.Module, cfg: ClassifierConfig, spec: SliceSpec, path: str | Path) -> Path:
     """Save the classifier as the one model file (kind ``coin_classifier``; settings and slicing spec in meta)."""
     config = {"channels": list(cfg.channels), "stem_stride": cfg.stem_stride}
-    return save_any_model(path, KIND, model, config, {"train_config": cfg.model_dump(mode="json"), "spec": spec.as_dict()})
+    return save_any_model(
+        path, KIND, model, config, {"train_config": cfg.model_dump(mode="json"), "spec": spec.as_dict()}
+    )
 
 
 def load_classifier(path: str | Path) -> tuple[nn.Module, ClassifierConfig, SliceSpec]:

@@ -9,30 +9,48 @@ abnormal → 1 as "abnormal", ``x_cf`` → 0 as "normal". Generator (``g_steps``
 
 The cycle term asks that removing the tumour again from a counterfactual, or from a real normal
 slice, changes nothing: the generator may only alter what the classifier objects to.
+
+Training runs on the one engine (`medwss.train.fit`) as phases per iteration (``d_steps``
+discriminator updates, then ``g_steps`` generator updates), seeded, on the configured device
+(autocast on CUDA with ``amp``), in rounds of ``eval_every`` iterations: a history row and an
+atomic checkpoint each round, from which an interrupted run resumes with the same final weights
+(more ``iterations`` continue a finished run). The generator is saved as the one model file (kind
+``coin_generator``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from medwss.config import StrictConfig
 from medwss.counterfactual import losses
 from medwss.counterfactual.discriminator import PatchDiscriminator
 from medwss.counterfactual.generator import CounterfactualGenerator
-from medwss.embed.engine import resolve_device
-from medwss.errors import InvalidDataError, require_file
-from medwss.io.atomic import atomic_path
+from medwss.errors import InvalidDataError, UnsupportedFormatError
+from medwss.runinfo import seed_everything
+from medwss.train import Context, EngineConfig, fit, register_model_kind, resolve_device
+from medwss.train import load_model as load_any_model
+from medwss.train import save_model as save_any_model
 from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
+
+KIND = "coin_generator"
+"""Model-file kind of the counterfactual generator."""
+RUN_ONLY = ("iterations",)
+"""CoinConfig keys a resumed run may change (besides `medwss.train.RUN_ONLY`): more iterations continue it."""
 
 
 class CoinConfig(StrictConfig):
     """COIN settings (configs/coin.yaml); paper: λ_adv 1, λ_kl 1–5, λ_rec 1, λ_tv 5e-5–0.05, Adam 2e-4, betas (0, 0.999)."""
 
-    iterations: int = 500
+    iterations: int = Field(500, ge=1)
+    eval_every: int = Field(25, ge=1)
+    """Iterations per round: a history row (losses averaged over the round) and a checkpoint each round."""
     batch_size: int = 16
     lr: float = 5e-4
     betas: tuple[float, float] = (0.0, 0.999)
@@ -51,6 +69,9 @@ class CoinConfig(StrictConfig):
     seed: int = 0
     device: str = "auto"
     """Where training runs (``auto``: the GPU when there is one); the generator is returned on the CPU."""
+    amp: bool = False
+    """bfloat16 autocast on CUDA (no effect on the CPU); off by default: the L1 and TV terms of small
+    perturbations are weighted by 100 and lose precision in bfloat16."""
 
 
 def _pools(
@@ -74,55 +95,70 @@ def _pools(
 
 
 def train_coin(
-    classifier: nn.Module, images: np.ndarray, cfg: CoinConfig, progress: bool = True, labels: np.ndarray | None = None
+    classifier: nn.Module,
+    images: np.ndarray,
+    cfg: CoinConfig,
+    progress: bool = True,
+    labels: np.ndarray | None = None,
+    checkpoint: str | Path | None = None,
 ) -> tuple[CounterfactualGenerator, list[dict[str, float]]]:
     """Train generator and discriminator on slices (N, 1, S, S); returns the generator and a loss history.
 
     The pools of abnormal and normal slices follow the classifier's decisions; `labels` (N,) are
-    only a fallback when the classifier puts (almost) every slice on one side.
+    only a fallback when the classifier puts (almost) every slice on one side. The batches of each
+    iteration are drawn from a generator seeded by (seed, iteration, update), so with a
+    `checkpoint` (written every `eval_every` iterations, resumed from when present) an interrupted
+    run ends with the same weights as an uninterrupted one. History rows: ``iteration`` (the
+    round's last, 0-based), ``d``, ``adv``, ``kl``, ``rec``, ``cyc``, ``tv`` (round means) and the
+    engine's ``round``, ``step``, ``train_loss``, ``loss_discriminator``, ``loss_generator``, ``lr``, ``seconds``.
     """
-    from tqdm import tqdm
-
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
     for p in classifier.parameters():
         p.requires_grad_(False)
     classifier.eval()
     xa_pool, xn_pool = _pools(classifier, images, cfg.decision_threshold, labels)
     device = resolve_device(cfg.device)
     xa_pool, xn_pool, classifier = xa_pool.to(device), xn_pool.to(device), classifier.to(device)
+    seed_everything(cfg.seed)
     G = CounterfactualGenerator(
         cfg.gen_channels, (2,) * (len(cfg.gen_channels) - 1), cfg.gen_res_units, cfg.smooth_sigma
-    ).to(device)
-    D = PatchDiscriminator(cfg.disc_channels).to(device)
+    )
+    D = PatchDiscriminator(cfg.disc_channels)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=cfg.betas)
     ones, zeros = torch.ones(cfg.batch_size, device=device), torch.zeros(cfg.batch_size, device=device)
     flips = augment_pipeline(PRESETS["lr_flip"], label_keys=(), mask_keys=())
-    history: list[dict[str, float]] = []
 
-    def batch(pool: torch.Tensor) -> torch.Tensor:
-        x = pool[torch.randint(len(pool), (cfg.batch_size,), generator=gen)]  # (B, 1, H, W) on the device
-        return augment_batch(flips, {"image": x}, seed=gen)["image"]  # random left-right flips
+    def batches(it: int, update: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(xa, xn), each (B, 1, H, W) on the device with random left-right flips: a function of (seed, it, update)."""
+        rng = np.random.default_rng([cfg.seed, it, update])
+        out = []
+        for pool in (xa_pool, xn_pool):
+            idx = torch.from_numpy(rng.integers(len(pool), size=cfg.batch_size)).to(pool.device)
+            out.append(augment_batch(flips, {"image": pool[idx]}, seed=rng)["image"])
+        return out[0], out[1]
 
-    bar = tqdm(range(cfg.iterations), desc="coin", disable=not progress, leave=False)
-    for it in bar:
-        for _ in range(cfg.d_steps):
-            xa, xn = batch(xa_pool), batch(xn_pool)
+    def d_phase(update: int):  # noqa: ANN202
+        def step(it: int, ctx: Context) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            g, d = ctx.models["generator"], ctx.models["discriminator"]
+            xa, xn = batches(it, update)
             with torch.no_grad():
-                fake = G(xa, ones)
-            real_out = torch.cat([D(xn, zeros), D(xa, ones)])
-            loss_d = losses.lsgan_discriminator(real_out, D(fake, zeros))
-            opt_d.zero_grad()
-            loss_d.backward()
-            opt_d.step()
-        for _ in range(cfg.g_steps):
-            xa, xn = batch(xa_pool), batch(xn_pool)
-            x_cf = G(xa, ones)  # (B, 1, H, W)
-            adv = losses.lsgan_generator(D(x_cf, zeros))
-            kl = losses.kl_flip(classifier(x_cf), 0)
+                fake = g(xa, ones)
+            real_out = torch.cat([d(xn, zeros), d(xa, ones)])
+            loss_d = losses.lsgan_discriminator(real_out.float(), d(fake, zeros).float())
+            return loss_d, {"d": loss_d.detach()}
+
+        return step
+
+    def g_phase(update: int):  # noqa: ANN202
+        def step(it: int, ctx: Context) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            g, d = ctx.models["generator"], ctx.models["discriminator"]
+            xa, xn = batches(it, update)
+            x_cf = g(xa, ones)  # (B, 1, H, W)
+            adv = losses.lsgan_generator(d(x_cf, zeros).float())
+            kl = losses.kl_flip(classifier(x_cf).float(), 0)
+            x_cf, xa, xn = x_cf.float(), xa.float(), xn.float()
             rec = losses.l1(x_cf, xa)
-            cyc = losses.l1(G(x_cf, ones), x_cf) + losses.l1(G(xn, ones), xn)
+            cyc = losses.l1(g(x_cf, ones).float(), x_cf) + losses.l1(g(xn, ones).float(), xn)
             tv = losses.total_variation((xa - x_cf).abs())
             loss_g = (
                 cfg.lambda_adv * adv
@@ -131,20 +167,27 @@ def train_coin(
                 + cfg.lambda_cyc * cyc
                 + cfg.lambda_tv * tv
             )
-            opt_g.zero_grad()
-            loss_g.backward()
-            opt_g.step()
-        if it % 25 == 0 or it == cfg.iterations - 1:
-            rec_row = {
-                "iteration": it,
-                **{
-                    k: v.item()
-                    for k, v in (("d", loss_d), ("adv", adv), ("kl", kl), ("rec", rec), ("cyc", cyc), ("tv", tv))
-                },
-            }
-            history.append(rec_row)
-            bar.set_postfix(kl=f"{kl.item():.2f}", rec=f"{rec.item():.3f}")
-    classifier.cpu()
+            terms = {"adv": adv, "kl": kl, "rec": rec, "cyc": cyc, "tv": tv}
+            return loss_g, {k: v.detach() for k, v in terms.items()}
+
+        return step
+
+    phases = [("discriminator", d_phase(k)) for k in range(cfg.d_steps)]
+    phases += [("generator", g_phase(cfg.d_steps + k)) for k in range(cfg.g_steps)]
+    engine = EngineConfig(
+        epochs=None, max_steps=cfg.iterations, eval_every=cfg.eval_every, restore_best=False, seed=cfg.seed,
+        device=str(device), amp=cfg.amp, progress=progress, desc="coin",
+    )  # fmt: skip
+    try:
+        result = fit(
+            {"generator": G, "discriminator": D}, {"generator": opt_g, "discriminator": opt_d}, phases,
+            lambda epoch: range(epoch * cfg.iterations, (epoch + 1) * cfg.iterations), engine,
+            checkpoint=checkpoint, run_only=RUN_ONLY,
+            run_config={**cfg.model_dump(mode="json"), "n_abnormal": len(xa_pool), "n_normal": len(xn_pool)},
+        )  # fmt: skip
+    finally:
+        classifier.cpu()
+    history = [{"iteration": int(r["step"]) - 1, **r} for r in result.history]
     return G.cpu().eval(), history
 
 
@@ -159,19 +202,31 @@ def counterfactuals(
     return torch.cat(out).numpy() if out else np.zeros_like(images)
 
 
+def _build(config: dict[str, Any]) -> CounterfactualGenerator:
+    return CounterfactualGenerator(
+        tuple(config["channels"]),
+        tuple(config["strides"]),
+        int(config["num_res_units"]),
+        float(config.get("smooth_sigma", 0.0)),
+    )
+
+
+register_model_kind(KIND, _build)
+
+
 def save_generator(G: CounterfactualGenerator, cfg: CoinConfig, path: str | Path) -> Path:
-    """Save generator weights with its settings (plain types)."""
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": G.state_dict(), "settings": G.settings(), "config": cfg.model_dump(mode="json")}, tmp)
-    return Path(path)
+    """Save the generator as the one model file (kind ``coin_generator``; training settings in meta)."""
+    return save_any_model(path, KIND, G, G.settings(), {"train_config": cfg.model_dump(mode="json")})
 
 
 def load_generator(path: str | Path) -> CounterfactualGenerator:
-    """Load a generator written by `save_generator` (eval mode)."""
-    blob = torch.load(require_file(path), map_location="cpu", weights_only=True)
-    s = blob["settings"]
-    G = CounterfactualGenerator(
-        tuple(s["channels"]), tuple(s["strides"]), int(s["num_res_units"]), float(s.get("smooth_sigma", 0.0))
-    )
-    G.load_state_dict(blob["state_dict"])
-    return G.eval()
+    """Load a generator (a model file, or the older COIN generator format), in eval mode.
+
+    Raises:
+        UnsupportedFormatError: The file holds another kind of model (or no model).
+        CorruptFileError: The file cannot be read or its weights do not fit.
+    """
+    G, record = load_any_model(path)
+    if record.kind != KIND:
+        raise UnsupportedFormatError(f"a {record.kind!r} model file, not a COIN generator", path)
+    return G  # type: ignore[return-value]

@@ -1,4 +1,8 @@
-"""Manifest-level COIN steps behind `medwss coin ...`: train the classifier, train COIN, segment, baselines."""
+"""Manifest-level COIN steps behind `medwss coin ...`: train the classifier, train COIN, segment, baselines.
+
+The two training steps checkpoint into their output folder (``classifier.ckpt``, ``generator.ckpt``)
+and resume from it when present; ``restart=True`` deletes it first.
+"""
 
 from __future__ import annotations
 
@@ -42,13 +46,24 @@ def pick(cases: Sequence, split: str | None = "train") -> list:
 
 
 def classifier_step(
-    cases: Sequence, spec: SliceSpec, cfg: ClassifierConfig, out: Path, progress: bool, split: str = "train"
+    cases: Sequence,
+    spec: SliceSpec,
+    cfg: ClassifierConfig,
+    out: Path,
+    progress: bool,
+    split: str = "train",
+    restart: bool = False,
 ) -> dict:
-    """Train the slice classifier on the `split` cases; validation AUC when there are ``val`` cases."""
+    """Train the slice classifier on the `split` cases; validation AUC when there are ``val`` cases.
+
+    Resumes from ``out/classifier.ckpt`` when present (deleted first with `restart`).
+    """
     from medwss.eval.metrics import roc_auc
 
     train, failures = manifest_slices(pick(cases, split), spec, progress)[0::2]
-    model, history = train_classifier(train.images, train.labels, cfg, progress)
+    model, history = train_classifier(
+        train.images, train.labels, cfg, progress, _checkpoint(out, "classifier.ckpt", restart)
+    )
     save_classifier(model, cfg, spec, out / "classifier.pt")
     metrics: dict = {"n_slices": len(train), "n_abnormal": int(train.labels.sum()), "loss": history, "failed": failures}
     val_cases = [c for c in cases if c.split == "val"] if split != "all" else []
@@ -61,15 +76,33 @@ def classifier_step(
 
 
 def coin_step(
-    cases: Sequence, classifier_path: str | Path, cfg: CoinConfig, out: Path, progress: bool, split: str = "train"
+    cases: Sequence,
+    classifier_path: str | Path,
+    cfg: CoinConfig,
+    out: Path,
+    progress: bool,
+    split: str = "train",
+    restart: bool = False,
 ) -> dict:
-    """Train COIN on the `split` cases' slices against the frozen classifier."""
+    """Train COIN on the `split` cases' slices against the frozen classifier.
+
+    Resumes from ``out/generator.ckpt`` when present (deleted first with `restart`).
+    """
     clf, _, spec = load_classifier(classifier_path)
     train, _, failures = manifest_slices(pick(cases, split), spec, progress, need_mask=False)
-    G, history = train_coin(clf, train.images, cfg, progress, train.labels if train.masks.any() else None)
+    labels = train.labels if train.masks.any() else None
+    G, history = train_coin(clf, train.images, cfg, progress, labels, _checkpoint(out, "generator.ckpt", restart))
     save_generator(G, cfg, out / "generator.pt")
     write_text(out / "history.json", json.dumps(history, indent=1) + "\n")
     return {"n_slices": len(train), "final": history[-1] if history else {}, "failed": failures}
+
+
+def _checkpoint(out: Path, name: str, restart: bool) -> Path:
+    path = Path(out) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if restart:
+        path.unlink(missing_ok=True)
+    return path
 
 
 def _case_outputs(cases: Sequence, sl: SliceSet, geoms: dict, masks: np.ndarray, out: Path, folder: str) -> list[dict]:

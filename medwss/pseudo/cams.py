@@ -7,19 +7,28 @@ patch-level labels of pathology MIL); with ``crop=None`` it uses whole-image tag
 position enters as two coordinate channels cut with the crop, so a crop knows where it lies. Its class maps,
 rectified and scaled to [0, 1] per image, are the CAMs; its penultimate layer gives per-pixel
 features for prototypes (DHR, CPAL) and the GMM refiner (AGMM). Nothing is downloaded.
+
+Training runs on the one engine (`medwss.train.fit`): on the configured device, seeded (batch
+order and augmentation are functions of seed, epoch and batch), resumable from a checkpoint with
+the same final weights; the classifier is saved as the one model file (kind ``pseudo_cam``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from torch import nn
 
-from medwss.embed.engine import resolve_device
+from medwss.errors import ConfigError, UnsupportedFormatError
 from medwss.pseudo.nets import TinyFCN
+from medwss.train import Context, EngineConfig, fit, register_model_kind
+from medwss.train.device import resolve_device
 from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
 
@@ -63,6 +72,48 @@ def random_crops(
     return xs, ts
 
 
+def step_seed(*keys: int) -> int:
+    """A 32-bit seed that is a function of `keys` only (seed, epoch, batch...): resumed runs draw the same."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+
+def fingerprint(*arrays: torch.Tensor | np.ndarray | None) -> str:
+    """SHA-1 of the arrays' shapes and bytes: part of a checkpoint's signature, so other data is not resumed."""
+    h = hashlib.sha1()
+    for a in arrays:
+        if a is None:
+            h.update(b"none")
+            continue
+        v = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        h.update(f"{v.dtype}{v.shape}".encode())
+        h.update(np.ascontiguousarray(v).tobytes())
+    return h.hexdigest()
+
+
+def fcn_config(model: nn.Module) -> dict[str, Any]:
+    """What `build_fcn` rebuilds a `TinyFCN` from (its constructor arguments)."""
+    if not isinstance(model, TinyFCN):
+        raise ConfigError(f"only TinyFCN networks are saved as pseudo-label model files (got {type(model).__name__})")
+    convs = [m for m in model.body if isinstance(m, nn.Conv2d)]
+    return {
+        "in_channels": convs[0].in_channels - (2 if model.coords else 0),
+        "out_channels": model.head.out_channels,
+        "width": model.num_features,
+        "dilations": [int(c.dilation[0]) for c in convs],
+        "coords": bool(model.coords),
+        "downsample": int(model.downsample),
+    }
+
+
+def build_fcn(config: dict[str, Any]) -> TinyFCN:
+    """A `TinyFCN` from `fcn_config`'s dict."""
+    return TinyFCN(
+        int(config["in_channels"]), int(config["out_channels"]), width=int(config["width"]),
+        dilations=tuple(int(d) for d in config["dilations"]), coords=bool(config["coords"]),
+        downsample=int(config["downsample"]),
+    )  # fmt: skip
+
+
 def train_tag_classifier(
     images: Sequence[np.ndarray],
     tags: Sequence[np.ndarray],
@@ -74,8 +125,10 @@ def train_tag_classifier(
     progress: bool = False,
     downsample: int = 2,
     device: str = "auto",
+    amp: bool = False,
+    checkpoint: str | Path | None = None,
 ) -> TinyFCN:
-    """Train a tag classifier on 2D images.
+    """Train a tag classifier on 2D images (on the one engine, `medwss.train.fit`).
 
     Args:
         images: (C, H, W) float arrays (normalised, coordinate channels included), all of one size.
@@ -84,34 +137,39 @@ def train_tag_classifier(
         lr: Adam learning rate.
         batch_size: Images per step.
         width: Feature channels.
-        seed: Seed of initialisation and batch order.
+        seed: Seed of initialisation, batch order and augmentation (each a function of seed, epoch, batch).
         progress: Show a progress bar.
         downsample: Internal resolution divisor of the network (CAMs are upsampled back).
         device: Where training runs (``auto``: the GPU when there is one); the model is returned on the CPU.
+        amp: Mixed precision (CUDA only).
+        checkpoint: Checkpoint file, written every epoch and resumed from when present (same
+            settings and data, else a `ConfigError` names what changed; more `epochs` continue it).
 
     The first channel (the image) gets a random gain and offset (`PRESETS["intensity"]`), on the device.
     """
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
     dev = resolve_device(device)
     x = torch.from_numpy(np.stack(images).astype(np.float32))
     y = torch.from_numpy(np.stack(tags).astype(np.float32))
-    model = TinyFCN(x.shape[1], y.shape[1], width=width, coords=False, downsample=downsample).to(dev)
+    model = TinyFCN(x.shape[1], y.shape[1], width=width, coords=False, downsample=downsample)
     gain = augment_pipeline(PRESETS["intensity"], label_keys=(), mask_keys=())
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in tqdm(range(epochs), desc="tag classifier", disable=not progress):
-        order = rng.permutation(len(x))
-        for i in range(0, len(order), batch_size):
-            idx = torch.from_numpy(order[i : i + batch_size])
-            xb, yb = x[idx].to(dev), y[idx].to(dev)  # (B, C, H, W): the image, then the coordinate channels
-            image = augment_batch(gain, {"image": xb[:, :1]}, seed=gen)["image"]
-            xb = torch.cat([image, xb[:, 1:]], dim=1)
-            loss = F.binary_cross_entropy_with_logits(lse_pool(model(xb), r=2.0), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+
+    def data(epoch: int) -> list[torch.Tensor]:
+        order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(len(x)))
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def step(idx: torch.Tensor, ctx: Context) -> torch.Tensor:
+        xb, yb = x[idx].to(ctx.device), y[idx].to(ctx.device)  # (B, C, H, W): the image, then the coordinate channels
+        image = augment_batch(gain, {"image": xb[:, :1]}, seed=step_seed(seed, ctx.epoch, ctx.batch_index))["image"]
+        xb = torch.cat([image, xb[:, 1:]], dim=1)
+        return F.binary_cross_entropy_with_logits(lse_pool(ctx.model(xb).float(), r=2.0), yb)
+
+    ecfg = EngineConfig(epochs=epochs, restore_best=False, seed=seed, device=str(dev), amp=amp, progress=progress,
+                        desc="tag classifier")  # fmt: skip
+    run = {"trainer": "pseudo_cam", "epochs": epochs, "lr": lr, "batch_size": batch_size, "width": width,
+           "seed": seed, "downsample": downsample, "amp": amp, "data": fingerprint(x, y)}  # fmt: skip
+    fit(model, opt, step, data, ecfg, checkpoint=checkpoint, run_config=run, run_only=("epochs",))
     return model.cpu().eval()
 
 
@@ -125,12 +183,16 @@ def train_cam_model(
     width: int = 24,
     seed: int = 0,
     progress: bool = False,
+    device: str = "auto",
+    amp: bool = False,
+    checkpoint: str | Path | None = None,
 ) -> TinyFCN:
     """Tag classifier for CAMs from images (C, H, W) and the label maps the tags are read from.
 
     Args:
         crop: Crop side as a fraction of the shorter image side (patch tags); None = whole-image tags.
         per_image: Crops per image per epoch-set (crops are drawn once, then shuffled every epoch).
+        device, amp, checkpoint: See `train_tag_classifier`.
     """
     if crop is None:
         xs = [add_coords(im) for im in images]
@@ -138,7 +200,39 @@ def train_cam_model(
     else:
         side = max(8, int(round(crop * min(labels[0].shape))))
         xs, ts = random_crops(images, labels, n_classes, side, per_image, seed)
-    return train_tag_classifier(xs, ts, epochs, width=width, seed=seed, progress=progress)
+    return train_tag_classifier(
+        xs, ts, epochs, width=width, seed=seed, progress=progress, device=device, amp=amp, checkpoint=checkpoint
+    )
+
+
+register_model_kind("pseudo_cam", build_fcn)
+
+
+def save_cam_model(path: str | Path, model: TinyFCN, meta: dict[str, Any] | None = None) -> Path:
+    """Save a tag classifier as the one model file (kind ``pseudo_cam``), atomically.
+
+    Its input is the image followed by two coordinate channels (`add_coords`); `meta` is kept beside
+    (class names, training settings).
+    """
+    from medwss.train import save_model
+
+    return save_model(
+        path, "pseudo_cam", model, fcn_config(model), {"input": "image + 2 coordinate channels", **(meta or {})}
+    )
+
+
+def load_cam_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[TinyFCN, dict[str, Any]]:
+    """A tag classifier saved by `save_cam_model` (eval mode) and its build config plus meta.
+
+    Raises:
+        UnsupportedFormatError: The file holds another kind of model.
+    """
+    from medwss.train import load_model
+
+    model, record = load_model(path, device)
+    if record.kind != "pseudo_cam":
+        raise UnsupportedFormatError(f"a {record.kind!r} model file, not a tag classifier (pseudo_cam)", path)
+    return model, {**record.meta, **record.config}  # type: ignore[return-value]
 
 
 @torch.no_grad()

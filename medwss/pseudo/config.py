@@ -45,6 +45,8 @@ class PseudoConfig(StrictConfig):
         contexts, top_k, alpha: CPAL context prototypes per class, neighbours, PAM weight.
         par_iter: PAR iterations.
         seed: Seed of every random step.
+        device: Where the tag classifier, AGMM and DuPL train (``auto``: the GPU when there is one).
+        amp: Mixed precision for that training (CUDA only).
     """
 
     labels: str | dict[str, list[int] | int] = "ct_phantom"
@@ -74,6 +76,8 @@ class PseudoConfig(StrictConfig):
     alpha: float = Field(0.5, ge=0, le=1)
     par_iter: int = Field(10, ge=1)
     seed: int = 0
+    device: str = "auto"
+    amp: bool = False
 
     @field_validator("labels")
     @classmethod

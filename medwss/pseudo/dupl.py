@@ -11,22 +11,31 @@ features apart so they do not collapse into one. The initial pseudo-labels remai
 well), the role DuPL's image-label-trained CAM branch plays: without it, confident background
 predictions of the peer erase small organs. Strong augmentation is medically safe: intensity changes only
 (gamma, contrast, noise, blur), no flips (left and right organs differ) and no warps.
+
+Training runs on the one engine (`medwss.train.fit`, two models and two optimisers): on the
+configured device, seeded, resumable from a checkpoint with the same final students; the pair is
+saved as the one model file (kind ``pseudo_dupl``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from torch import nn
 
 from medwss.config import StrictConfig
 from medwss.data.labels import IGNORE
-from medwss.embed.engine import resolve_device
+from medwss.errors import UnsupportedFormatError
+from medwss.pseudo.cams import build_fcn, fcn_config, fingerprint, step_seed
 from medwss.pseudo.nets import TinyFCN, class_weights
+from medwss.train import Context, EngineConfig, fit, register_model_kind
+from medwss.train.device import resolve_device
 from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
 
@@ -47,6 +56,8 @@ class DuPLConfig(StrictConfig):
     seed: int = 0
     device: str = "auto"
     """Where training runs (``auto``: the GPU when there is one); the students are returned on the CPU."""
+    amp: bool = False
+    """Mixed precision (CUDA only; losses are computed in float32)."""
 
 
 def dynamic_threshold(step: int, total: int, tau_start: float = 0.95, tau_end: float = 0.7) -> float:
@@ -128,48 +139,109 @@ def _student_loss(
     return ce + cfg.w_consistency * cons, share
 
 
+class StudentPair(nn.Module):
+    """The two students as one module (what the ``pseudo_dupl`` model file holds); calls give the mean probabilities."""
+
+    def __init__(self, a: TinyFCN, b: TinyFCN) -> None:
+        super().__init__()
+        self.a, self.b = a, b
+
+    @property
+    def students(self) -> tuple[TinyFCN, TinyFCN]:
+        return self.a, self.b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (torch.softmax(self.a(x), 1) + torch.softmax(self.b(x), 1)) / 2  # (B, K, H, W)
+
+
 def train_dupl(
-    images: Sequence[np.ndarray], initial: Sequence[np.ndarray], n_classes: int, cfg: DuPLConfig, progress: bool = False
+    images: Sequence[np.ndarray],
+    initial: Sequence[np.ndarray],
+    n_classes: int,
+    cfg: DuPLConfig,
+    progress: bool = False,
+    checkpoint: str | Path | None = None,
 ) -> tuple[tuple[TinyFCN, TinyFCN], list[dict[str, float]]]:
     """Train two students on (C, H, W) images with initial (H, W) pseudo-labels (`IGNORE` allowed).
+
+    Runs on the one engine (`medwss.train.fit`) with the students ``a`` and ``b`` and an Adam
+    optimiser each (one optimiser step per round); each step's batch and strong view are functions
+    of (seed, step), so a run resumed from `checkpoint` (written after every step; same settings and
+    data, else a `ConfigError` names what changed) ends with the same students.
 
     Returns:
         ``((student_a, student_b), history)``; history has per step the loss, threshold and the
         share of labelled pixels the GMM filter discarded.
     """
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     device = resolve_device(cfg.device)
     x = torch.from_numpy(np.stack(images).astype(np.float32)).to(device)
     y0 = torch.from_numpy(np.stack(initial).astype(np.int64)).to(device)
-    a = TinyFCN(x.shape[1], n_classes, width=cfg.width).to(device)
+    a = TinyFCN(x.shape[1], n_classes, width=cfg.width)
     torch.manual_seed(cfg.seed + 1)
-    b = TinyFCN(x.shape[1], n_classes, width=cfg.width).to(device)
+    b = TinyFCN(x.shape[1], n_classes, width=cfg.width)
     strong = augment_pipeline(PRESETS["strong_intensity"], label_keys=(), mask_keys=())
-    opt = torch.optim.Adam(list(a.parameters()) + list(b.parameters()), lr=cfg.lr)
-    history: list[dict[str, float]] = []
-    for step in tqdm(range(cfg.iterations), desc="dupl", disable=not progress):
-        idx = torch.from_numpy(rng.choice(len(x), size=min(cfg.batch_size, len(x)), replace=False))
-        xw = x[idx]  # (B, C, H, W) on the device
-        xs = augment_batch(strong, {"image": xw}, seed=gen)["image"]  # the strong view
-        fa, fb = a.forward_features(xw), b.forward_features(xw)  # (B, F, H, W)
-        la, lb = a.forward_head(fa), b.forward_head(fb)  # (B, K, H, W)
-        tau = dynamic_threshold(step, cfg.iterations, cfg.tau_start, cfg.tau_end)
-        warm = step >= cfg.warmup
-        sa, sb = a(xs), b(xs)  # strong views
-        loss_a, drop_a = _student_loss(la, sa, _peer_targets(lb, y0[idx], tau, warm), cfg, warm)
-        loss_b, drop_b = _student_loss(lb, sb, _peer_targets(la, y0[idx], tau, warm), cfg, warm)
-        loss = loss_a + loss_b + cfg.w_discrepancy * discrepancy_loss(fa, fb)
+    opts = {"a": torch.optim.Adam(a.parameters(), lr=cfg.lr), "b": torch.optim.Adam(b.parameters(), lr=cfg.lr)}
+    size = min(cfg.batch_size, len(x))
+
+    def step(t: int, ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
+        sa_net, sb_net = a, b  # the modules the engine trains (ctx.modules["a"], ["b"]), typed
+        idx = torch.from_numpy(np.random.default_rng([cfg.seed, t]).choice(len(x), size=size, replace=False))
+        xw = x[idx.to(device)]  # (B, C, H, W) on the device
+        xs = augment_batch(strong, {"image": xw}, seed=step_seed(cfg.seed, t))["image"]  # the strong view
+        fa, fb = sa_net.forward_features(xw), sb_net.forward_features(xw)  # (B, F, H, W)
+        la, lb = sa_net.forward_head(fa).float(), sb_net.forward_head(fb).float()  # (B, K, H, W)
+        tau = dynamic_threshold(t, cfg.iterations, cfg.tau_start, cfg.tau_end)
+        warm = t >= cfg.warmup
+        sa, sb = sa_net(xs).float(), sb_net(xs).float()  # strong views
+        y = y0[idx.to(device)]
+        loss_a, drop_a = _student_loss(la, sa, _peer_targets(lb, y, tau, warm), cfg, warm)
+        loss_b, drop_b = _student_loss(lb, sb, _peer_targets(la, y, tau, warm), cfg, warm)
+        loss = loss_a + loss_b + cfg.w_discrepancy * discrepancy_loss(fa.float(), fb.float())
         if warm and cfg.w_anchor > 0:  # the initial labels stay an anchor (filtered too), as DuPL's CAM branch is
             loss = loss + cfg.w_anchor * (
-                _student_loss(la, sa, y0[idx], cfg, warm)[0] + _student_loss(lb, sb, y0[idx], cfg, warm)[0]
+                _student_loss(la, sa, y, cfg, warm)[0] + _student_loss(lb, sb, y, cfg, warm)[0]
             )
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        history.append({"loss": float(loss.detach()), "tau": tau, "discarded": (drop_a + drop_b) / 2})
+        return loss, {"tau": tau, "discarded": (drop_a + drop_b) / 2}
+
+    ecfg = EngineConfig(epochs=None, max_steps=cfg.iterations, restore_best=False, seed=cfg.seed, device=str(device),
+                        amp=cfg.amp, progress=progress, desc="dupl")  # fmt: skip
+    run = {"trainer": "pseudo_dupl", "n_classes": n_classes, **cfg.model_dump(mode="json"), "data": fingerprint(x, y0)}
+    # one batch per "epoch", a round per step: the history is per step, the batch a function of (seed, step)
+    result = fit({"a": a, "b": b}, opts, step, lambda t: [t], ecfg, checkpoint=checkpoint, run_config=run)
+    history = [{"loss": r["train_loss"], "tau": r["tau"], "discarded": r["discarded"]} for r in result.history]
     return (a.cpu().eval(), b.cpu().eval()), history
+
+
+def _build_pair(config: dict[str, Any]) -> StudentPair:
+    return StudentPair(build_fcn(config["a"]), build_fcn(config["b"]))
+
+
+register_model_kind("pseudo_dupl", _build_pair)
+
+
+def save_students(path: str | Path, students: tuple[TinyFCN, TinyFCN], meta: dict[str, Any] | None = None) -> Path:
+    """Save both students as the one model file (kind ``pseudo_dupl``, a `StudentPair`), atomically."""
+    from medwss.train import save_model
+
+    a, b = students
+    return save_model(path, "pseudo_dupl", StudentPair(a, b), {"a": fcn_config(a), "b": fcn_config(b)}, meta)
+
+
+def load_students(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple[tuple[TinyFCN, TinyFCN], dict[str, Any]]:
+    """The students saved by `save_students` (eval mode) and the file's config plus meta.
+
+    Raises:
+        UnsupportedFormatError: The file holds another kind of model.
+    """
+    from medwss.train import load_model
+
+    pair, record = load_model(path, device)
+    if record.kind != "pseudo_dupl" or not isinstance(pair, StudentPair):
+        raise UnsupportedFormatError(f"a {record.kind!r} model file, not DuPL students (pseudo_dupl)", path)
+    return pair.students, {**record.meta, **record.config}
 
 
 @torch.no_grad()

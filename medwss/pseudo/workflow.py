@@ -9,6 +9,7 @@ metrics CSV/JSON. Weak labels derived from the masks come from `medwss.data.weak
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,14 +57,25 @@ def case_points(cases: Sequence[SliceCase], cfg: PseudoConfig) -> list[list[np.n
     return [weak_slices(c, "point", cfg.seed, n_points=3) for c in cases]
 
 
+def _trained_meta(cfg: PseudoConfig) -> dict[str, Any]:
+    return {"classes": cfg.classes(), "train_config": cfg.model_dump(mode="json")}
+
+
 def compute_cams(
-    cases: Sequence[SliceCase], cfg: PseudoConfig, progress: bool = False
+    cases: Sequence[SliceCase],
+    cfg: PseudoConfig,
+    progress: bool = False,
+    out_dir: str | Path | None = None,
+    prefix: str = "",
 ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
     """Per case and slice, activation maps (K-1, H, W) in [0, 1] and per-pixel features (F, H, W).
 
     ``cam_source="points"``: intensity likelihood × closeness to point labels, with
     intensity/position features. ``cam_source="tags"``: a tag classifier trained on patch tags,
     its CAMs and its penultimate features. Weak labels are derived from the masks.
+
+    With `out_dir`, the tag classifier trains from and to ``out_dir/<prefix>checkpoint.pt``
+    (resumed when present) and is saved as ``out_dir/<prefix>model.pt`` (kind ``pseudo_cam``).
     """
     from medwss.pseudo.agmm import position_features
     from medwss.pseudo.cams import point_cams, point_stats
@@ -81,9 +93,15 @@ def compute_cams(
         return cams, feats
     images = [im for c in cases for im in c.images]
     gts = [g for c in cases for g in c.gts]  # type: ignore[union-attr]
+    out = None if out_dir is None else Path(out_dir)
     model = train_cam_model(
-        images, gts, k, cfg.cam_epochs, cfg.cam_crop, width=cfg.cam_width, seed=cfg.seed, progress=progress
-    )
+        images, gts, k, cfg.cam_epochs, cfg.cam_crop, width=cfg.cam_width, seed=cfg.seed, progress=progress,
+        device=cfg.device, amp=cfg.amp, checkpoint=None if out is None else out / f"{prefix}checkpoint.pt",
+    )  # fmt: skip
+    if out is not None:
+        from medwss.pseudo.cams import save_cam_model
+
+        save_cam_model(out / f"{prefix}model.pt", model, _trained_meta(cfg))
     cams, feats = [], []
     for c, ts in zip(cases, tags, strict=True):
         cc, ff = cams_and_features(model, c.images)
@@ -215,10 +233,20 @@ def run_cpal(
     ]
 
 
-def run_agmm(cases: Sequence[SliceCase], cfg: PseudoConfig, offline: bool = False, progress: bool = False) -> Labels:
-    """AGMM from sparse labels (manifest scribbles, or `make_weak_label` of kind `cfg.weak` from the masks)."""
+def run_agmm(
+    cases: Sequence[SliceCase],
+    cfg: PseudoConfig,
+    offline: bool = False,
+    progress: bool = False,
+    out_dir: str | Path | None = None,
+) -> Labels:
+    """AGMM from sparse labels (manifest scribbles, or `make_weak_label` of kind `cfg.weak` from the masks).
+
+    With `out_dir`, the network trains from and to ``out_dir/checkpoint.pt`` (resumed when present)
+    and is saved as ``out_dir/model.pt`` (kind ``pseudo_agmm``).
+    """
     from medwss.pseudo.agmm import gmm_refine, position_features
-    from medwss.pseudo.agmm_train import predict_labels, train_agmm
+    from medwss.pseudo.agmm_train import predict_labels, save_agmm_model, train_agmm
 
     k = len(cfg.classes())
     options = {"n_points": 3} if cfg.weak == "point" else {}
@@ -240,20 +268,39 @@ def run_agmm(cases: Sequence[SliceCase], cfg: PseudoConfig, offline: bool = Fals
         ]
     images = [im for c in cases for im in c.images]
     tags = [t for ts in slice_tags(cases, k) for t in ts]
+    out = None if out_dir is None else Path(out_dir)
     model, _ = train_agmm(
-        images, [s for ss in sparse for s in ss], k, tags, cfg.iterations, seed=cfg.seed, progress=progress
-    )
+        images, [s for ss in sparse for s in ss], k, tags, cfg.iterations, seed=cfg.seed, progress=progress,
+        device=cfg.device, amp=cfg.amp, checkpoint=None if out is None else out / "checkpoint.pt",
+    )  # fmt: skip
+    if out is not None:
+        save_agmm_model(out / "model.pt", model, _trained_meta(cfg))
     return [predict_labels(model, c.images, cfg.confidence) for c in cases]
 
 
 def run_dupl(
-    cases: Sequence[SliceCase], cams: list[list[np.ndarray]], cfg: PseudoConfig, progress: bool = False
+    cases: Sequence[SliceCase],
+    cams: list[list[np.ndarray]],
+    cfg: PseudoConfig,
+    progress: bool = False,
+    out_dir: str | Path | None = None,
 ) -> tuple[Labels, list[dict[str, float]]]:
-    """Dual students trained from the CAM-threshold pseudo-labels."""
-    from medwss.pseudo.dupl import DuPLConfig, dupl_labels, train_dupl
+    """Dual students trained from the CAM-threshold pseudo-labels.
+
+    With `out_dir`, they train from and to ``out_dir/checkpoint.pt`` (resumed when present) and are
+    saved as ``out_dir/model.pt`` (kind ``pseudo_dupl``).
+    """
+    from medwss.pseudo.dupl import DuPLConfig, dupl_labels, save_students, train_dupl
 
     k = len(cfg.classes())
     init = [lab for labs in cam_baseline(cams, cfg) for lab in labs]
-    dcfg = DuPLConfig(iterations=cfg.iterations, warmup=cfg.iterations // 4, seed=cfg.seed)
-    students, history = train_dupl([im for c in cases for im in c.images], init, k, dcfg, progress=progress)
+    dcfg = DuPLConfig(
+        iterations=cfg.iterations, warmup=cfg.iterations // 4, seed=cfg.seed, device=cfg.device, amp=cfg.amp
+    )
+    out = None if out_dir is None else Path(out_dir)
+    images = [im for c in cases for im in c.images]
+    ckpt = None if out is None else out / "checkpoint.pt"
+    students, history = train_dupl(images, init, k, dcfg, progress=progress, checkpoint=ckpt)
+    if out is not None:
+        save_students(out / "model.pt", students, _trained_meta(cfg))
     return [dupl_labels(students, c.images, cfg.confidence) for c in cases], history

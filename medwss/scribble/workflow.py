@@ -1,8 +1,10 @@
 """Train, predict and ensemble scribble-supervised lesion segmenters from a manifest.
 
-Layout of a training folder: ``model.pt`` (`medwss.seg.train.save_segmenter`, with the
-`ScribbleConfig` in its metadata), ``checkpoint.pt`` (resumed when a run is repeated),
-``history.json``, ``failures.json`` (cases skipped) and ``run.json`` (written by the CLI). An
+Layout of a training folder: ``model.pt`` (the one model file, kind ``segmenter``, with the
+`ScribbleConfig` in its metadata), ``checkpoint.pt`` (the engine's, written every epoch and resumed
+from when a run is repeated with the same settings — any other setting, epochs included, is an error
+naming it), ``history.json``, ``config.json``, ``failures.json`` (cases skipped) and ``run.json``
+(written by the CLI). An
 ensemble folder holds ``member_<i>/`` with seeds ``seed + i``. Predictions are
 ``<out>/predictions/<case_id>.nii.gz``: float32 lesion probability on the stored grid of the case's
 reference channel (T2, else the first of ``sequences``; = its ``mask`` grid), zero outside the crop,
@@ -23,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from medwss.data.manifest import Case, Manifest
-from medwss.errors import ConfigError, InvalidDataError, MedwssError
+from medwss.errors import InvalidDataError, MedwssError
 from medwss.io import save_nifti
 from medwss.io.atomic import write_text
 from medwss.scribble.config import ScribbleConfig
@@ -77,11 +79,14 @@ def train_model(
     write_text(out / "failures.json", json.dumps(failures, indent=2) + "\n")
     if not samples:
         raise InvalidDataError(f"no training samples from {len(train_cases)} case(s) ({len(failures)} failed)")
-    ckpt = out / "checkpoint.pt"
-    _check_resume(out, cfg)
     seg = cfg.seg_config()
-    model, history = train_segmenter(samples, seg, val or None, checkpoint=ckpt, progress=progress)
-    save_segmenter(model, seg, out / "model.pt", meta={"scribble": cfg.model_dump(mode="json")})
+    scribble = cfg.model_dump(mode="json")
+    model, history = train_segmenter(
+        samples, seg, val or None, checkpoint=out / "checkpoint.pt", progress=progress,
+        run_config={f"scribble.{k}": v for k, v in scribble.items()}, run_only=("scribble.device",),
+    )  # fmt: skip
+    save_segmenter(model, seg, out / "model.pt", meta={"scribble": scribble})
+    write_text(out / "config.json", json.dumps(scribble, indent=2) + "\n")
     write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
     dices = [h["val_dice"] for h in history if "val_dice" in h]
     return {
@@ -92,21 +97,6 @@ def train_model(
         "final_loss": history[-1]["loss"],
         "best_val_dice": max(dices) if dices else None,
     }
-
-
-def _check_resume(out: Path, cfg: ScribbleConfig) -> None:
-    """Record the config beside the checkpoint; refuse to resume a checkpoint trained with another config."""
-    record = out / "config.json"
-    current = cfg.model_dump(mode="json")
-    if (out / "checkpoint.pt").exists() and record.exists():
-        before = json.loads(record.read_text())
-        changed = sorted(k for k in set(before) | set(current) if before.get(k) != current.get(k) and k != "device")
-        if changed:
-            raise ConfigError(
-                f"holds a checkpoint trained with other settings ({', '.join(changed)}); use a new folder or delete it",
-                out,
-            )
-    write_text(record, json.dumps(current, indent=2) + "\n")
 
 
 def train_ensemble(

@@ -24,7 +24,7 @@ from medwss.errors import InvalidDataError, UnsupportedFormatError
 from medwss.runinfo import seed_everything
 from medwss.seg.losses import dice_loss, negative_ce, partial_ce, size_penalty
 from medwss.seg.networks import create_segmenter, size_multiple
-from medwss.train import Context, EngineConfig, fit, load_model, register_model_kind, save_model
+from medwss.train import Context, EngineConfig, fit, load_model, read_model, register_model_kind, save_model
 from medwss.train.device import resolve_device
 from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
@@ -212,7 +212,7 @@ def train_segmenter(
 
     def step(item: tuple[np.ndarray, int], ctx: Context) -> torch.Tensor:
         idx, b = item
-        batch = {k: v.to(ctx.device) for k, v in collate([samples[i] for i in idx], cfg).items()}
+        batch = {k: v.to(ctx.device) for k, v in collate([samples[int(i)] for i in idx], cfg).items()}
         if cfg.augment:  # on the device, outside autocast; the batch's seed is a function of (seed, epoch, batch)
             with torch.autocast(ctx.device.type, enabled=False):
                 batch = augment_batch(pipeline, batch, seed=np.random.default_rng([cfg.seed, ctx.epoch, b]))
@@ -292,7 +292,8 @@ def load_segmenter(path: str | Path) -> tuple[torch.nn.Module, SegTrainConfig, d
         CorruptFileError: The file cannot be read, or its weights do not fit its config.
         UnsupportedFormatError: The file holds another kind of model, or no model.
     """
+    kind = read_model(path).kind
+    if kind != "segmenter":
+        raise UnsupportedFormatError(f"a {kind!r} model file, not a segmenter", path)
     model, record = load_model(path)
-    if record.kind != "segmenter":
-        raise UnsupportedFormatError(f"a {record.kind!r} model file, not a segmenter", path)
     return model, SegTrainConfig.model_validate(record.config), dict(record.meta)

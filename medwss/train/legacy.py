@@ -4,13 +4,15 @@
 older format           keys                                         `load_model`
 =====================  ===========================================  ==============================
 MIL model              ``state_dict``, ``meta.aggregator``          converted (kind ``mil``)
-segmenter              ``config``, ``state_dict``, ``meta``         refused: `load_segmenter`
-COIN classifier        ``state_dict``, ``config``, ``spec``         refused: `load_classifier`
-COIN generator         ``state_dict``, ``settings``, ``config``     refused: `load_generator`
+segmenter              ``config`` (``network``), ``state_dict``     converted (kind ``segmenter``)
+COIN classifier        ``state_dict``, ``config``, ``spec``         converted (``coin_classifier``)
+COIN generator         ``state_dict``, ``settings``, ``config``     converted (``coin_generator``)
 encoder weights        a bare state dict (tensors only)             refused: `create_encoder(weights=)`
 =====================  ===========================================  ==============================
 
 The refused ones still load with the function named, until their workflows write model files.
+The pseudo-label trainers (kinds ``pseudo_cam``, ``pseudo_agmm``, ``pseudo_dupl``) saved no model
+before the model file, so they have no older format.
 """
 
 from __future__ import annotations
@@ -29,15 +31,15 @@ MIL_CONFIG_KEYS = ("aggregator", "aggregator_kwargs", "in_dim", "n_classes")
 _REFUSED = (
     (
         {"state_dict", "config", "spec"},
-        "COIN classifier file (older format); load it with medwss.counterfactual.classifier.load_classifier",
+        "older COIN classifier file whose config names no channels: load_classifier cannot rebuild it (retrain)",
     ),
     (
         {"state_dict", "settings", "config"},
-        "COIN generator file (older format); load it with medwss.counterfactual.train.load_generator",
+        "older COIN generator file whose settings name no channels: load_generator cannot rebuild it (retrain)",
     ),
     (
         {"state_dict", "config", "meta"},
-        "segmenter file (older save_segmenter format); load it with medwss.seg.train.load_segmenter",
+        "older segmenter file whose config names no network: load_segmenter cannot rebuild it (retrain)",
     ),
 )
 
@@ -53,6 +55,13 @@ def convert(blob: Any, path: str | Path) -> ModelRecord:
         rest = {k: v for k, v in meta.items() if k not in MIL_CONFIG_KEYS}
         rest.setdefault("train_config", rest.pop("config", None))
         return ModelRecord("mil", config, dict(blob["state_dict"]), rest, str(path), legacy="MIL model (older format)")
+    seg = blob.get("config")
+    if {"state_dict", "config", "meta"} <= keys and isinstance(seg, Mapping) and "network" in seg:
+        return ModelRecord("segmenter", dict(seg), dict(blob["state_dict"]), dict(meta or {}), str(path),
+                           legacy="segmenter (older save_segmenter format)")  # fmt: skip
+    coin = _coin(blob, keys, path)
+    if coin is not None:
+        return coin
     if blob.get("format") == "medwss-train-checkpoint":
         raise UnsupportedFormatError(
             "a training checkpoint, not a model file (the run writes model.pt when done)", path
@@ -69,3 +78,18 @@ def convert(blob: Any, path: str | Path) -> ModelRecord:
     raise UnsupportedFormatError(
         f"not a medwss model file (no 'kind'; keys: {', '.join(sorted(map(str, keys))[:6])})", path
     )
+
+
+def _coin(blob: Mapping[str, Any], keys: set[str], path: str | Path) -> ModelRecord | None:
+    """The older COIN classifier / generator files (`save_classifier`, `save_generator` before the model file)."""
+    config, spec, settings = blob.get("config"), blob.get("spec"), blob.get("settings")
+    if {"state_dict", "config", "spec"} <= keys and isinstance(config, Mapping) and "channels" in config:
+        build = {"channels": list(config["channels"]), "stem_stride": int(config.get("stem_stride", 2))}
+        meta = {"train_config": dict(config), "spec": dict(spec) if isinstance(spec, Mapping) else {}}
+        return ModelRecord("coin_classifier", build, dict(blob["state_dict"]), meta, str(path),
+                           legacy="COIN classifier (older format)")  # fmt: skip
+    if {"state_dict", "settings", "config"} <= keys and isinstance(settings, Mapping) and "channels" in settings:
+        meta = {"train_config": dict(config) if isinstance(config, Mapping) else {}}
+        return ModelRecord("coin_generator", dict(settings), dict(blob["state_dict"]), meta, str(path),
+                           legacy="COIN generator (older format)")  # fmt: skip
+    return None

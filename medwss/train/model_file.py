@@ -34,6 +34,12 @@ _BUILDERS: dict[str, BuildFn] = {}
 PROVIDERS: dict[str, str] = {
     "mil": "medwss.mil.train",
     "encoder": "medwss.embed.pretrain.trainer",
+    "segmenter": "medwss.seg.train",
+    "coin_classifier": "medwss.counterfactual.classifier",
+    "coin_generator": "medwss.counterfactual.train",
+    "pseudo_cam": "medwss.pseudo.cams",
+    "pseudo_agmm": "medwss.pseudo.agmm_train",
+    "pseudo_dupl": "medwss.pseudo.dupl",
 }
 """Module that registers each kind, imported on first use (so `load_model` needs no import from the caller)."""
 

@@ -125,12 +125,12 @@ def test_interrupted_ingest_keeps_what_it_recorded(project, tmp_path, monkeypatc
 
 
 def test_interrupted_train_resumes_from_its_checkpoint(project, tmp_path, monkeypatch):
-    import medwss.seg.train as seg_train
+    import medwss.train.engine as engine
 
     rec = select_round(project, budget="2", progress=False)
     annotate(project, Path(rec["export"]), tmp_path / "ann")
     ingest_annotations(project, tmp_path / "ann")
-    real = seg_train._save_checkpoint
+    real = engine.save_checkpoint
     calls = {"n": 0}
 
     def crash(path, state):
@@ -139,14 +139,14 @@ def test_interrupted_train_resumes_from_its_checkpoint(project, tmp_path, monkey
             raise KeyboardInterrupt
         return real(path, state)
 
-    monkeypatch.setattr(seg_train, "_save_checkpoint", crash)
+    monkeypatch.setattr(engine, "save_checkpoint", crash)  # the segmenter trains on the one engine
     with pytest.raises(KeyboardInterrupt):
         train_model(ALState(project.folder), epochs=4, progress=False)
     ckpts = list((project.folder / "model").glob("train_*.ckpt"))
     assert len(ckpts) == 1 and not (project.folder / "model" / "segmenter.pt").exists()
     import torch
 
-    assert len(torch.load(ckpts[0], weights_only=True)["history"]) == 2
-    monkeypatch.setattr(seg_train, "_save_checkpoint", real)
+    assert len(torch.load(ckpts[0], weights_only=True)["engine"]["history"]) == 2
+    monkeypatch.setattr(engine, "save_checkpoint", real)
     train_model(ALState(project.folder), epochs=4, progress=False)
     assert (project.folder / "model" / "segmenter.pt").exists() and not ckpts[0].exists()

@@ -155,3 +155,26 @@ def test_coin_errors_are_one_line(tiny, tmp_path, capsys):
         main(["coin", "baselines", str(manifest), "--classifier", "x.pt", "--out", str(tmp_path), "--split", "nope"])
         == 2
     )
+
+
+def test_coin_training_resumes_from_the_output_folder(tiny, tmp_path, capsys):
+    """A second run with the same settings resumes (a finished one reloads), other settings need --restart."""
+    import torch
+
+    from medwss.train import load_model
+
+    _, manifest = tiny
+    out = tmp_path / "clf"
+    args = ["coin", "train-classifier", str(manifest), "--out", str(out), "--epochs", "1", "--size", "16",
+            "--tumour-labels", "4", "--train-split", "all", "--quiet"]  # fmt: skip
+    assert main(args) == 0 and (out / "classifier.ckpt").exists()
+    first, record = load_model(out / "classifier.pt")
+    assert record.kind == "coin_classifier"
+    assert main(args) == 0
+    again, _ = load_model(out / "classifier.pt")
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in first.state_dict().items())
+    capsys.readouterr()
+    assert main([*args, "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "(lr)" in err and "\n" not in err.strip()
+    assert main([*args, "--lr", "0.01", "--restart"]) == 0

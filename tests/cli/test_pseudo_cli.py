@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from medwss.cli.main import main
 
@@ -160,3 +161,38 @@ def test_every_method_on_real_ct_and_phantoms(method, real_manifest, phantom_man
             )
             == 0
         )
+
+
+@pytest.mark.parametrize(
+    ("method", "kind", "flags"),
+    [
+        ("cam", "pseudo_cam", ["--cam-source", "tags", "--cam-epochs", "2"]),
+        ("agmm", "pseudo_agmm", ["--iterations", "4"]),
+        ("dupl", "pseudo_dupl", ["--iterations", "4"]),
+    ],
+)
+def test_training_methods_checkpoint_resume_and_save_a_model_file(
+    method, kind, flags, phantom_manifest, tmp_path, capsys
+):
+    import nibabel as nib
+
+    from medwss.train import load_model
+
+    out = tmp_path / method
+    argv = ["pseudo", method, str(phantom_manifest), "--out", str(out), "--downsample", "4", "--device", "cpu"]
+    assert main(argv + flags + ["--quiet"]) == 0
+    assert (out / "checkpoint.pt").exists()
+    model, record = load_model(out / "model.pt")
+    assert record.kind == kind and record.meta["classes"][0] == "background"
+    first = {p.name: np.asarray(nib.load(p).dataobj) for p in (out / "labels").glob("*.nii.gz")}
+    assert main(argv + flags + ["--quiet"]) == 0  # run again: resumes from the finished checkpoint
+    again, _ = load_model(out / "model.pt")
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+    assert all(
+        np.array_equal(first[p.name], np.asarray(nib.load(p).dataobj)) for p in (out / "labels").glob("*.nii.gz")
+    )
+    if method != "cam":  # other settings in the same folder: an error naming them, not a silent restart
+        capsys.readouterr()
+        assert main(argv + ["--iterations", "5", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "iterations" in err and "checkpoint" in err
