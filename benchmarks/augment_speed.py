@@ -34,8 +34,8 @@ def _seconds(fn) -> float:  # noqa: ANN001
 
 
 def run(tiles: int, size: int, device: str, repeats: int) -> dict:
-    from medwss.embed.engine import resolve_device
     from medwss.embed.pretrain.augment import Augment
+    from medwss.train.device import resolve_device
     from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
     dev = resolve_device(device)

@@ -56,11 +56,12 @@ def run(
     max_tiles: int | None = None,
 ) -> dict:
     from medwss.embed.encoders import create_encoder
-    from medwss.embed.engine import EmbedConfig, embed_tiles, resolve_device
+    from medwss.embed.engine import EmbedConfig, embed_tiles
     from medwss.embed.reader import TileReader
     from medwss.embed.tiling import tile_slide
     from medwss.embed.tissue import detect_tissue
     from medwss.io.slide import open_slide
+    from medwss.train.device import resolve_device
 
     dev = resolve_device(device)
     slide = open_slide(slide_path)

@@ -15,8 +15,9 @@ the output dtypes. On CUDA each kind runs twice there (the first run pays the ke
 is kept as ``first_wall_s``), then once on the CPU, the same job side by side, for the CPU/CUDA
 ratio. One kind failing is recorded (error class and message) and the others go on.
 
-``--quick``: tiny sizes, CPU fine (the test suite smoke-runs it). About 8 minutes on one H200
-machine in full (most of it the CPU side). Results: ``benchmarks/results/gpu_check_<device>[_quick].json``
+``--quick``: tiny sizes and one CPU thread (the test suite smoke-runs it; about 15 s). The full run is
+sized for under 8 minutes on one H200 machine, most of it the CPU side (estimated from timings on
+CPUs; not yet measured there). Results are written after every kind: ``benchmarks/results/gpu_check_<device>[_quick].json``
 and ``.md`` (a quick run never overwrites a full one; `benchmarks/gpu_session.sh` runs it on a lent GPU).
 """
 
@@ -353,7 +354,8 @@ def _embed(j: Job) -> dict[str, Any]:
     slide = _SLIDES[key]
     encoder, tile, batch, repeats, tiles = ("stats", 64, 16, 1, 32) if j.quick else ("resnet18", 224, 64, 2, 256)
     j.amp_requested = True  # (a) and (b) run under float16 autocast on CUDA
-    res = bench["run"](slide, encoder, tile, None, batch, j.device, repeats, tiles)
+    res = bench["run"](slide_path=slide, encoder_name=encoder, tile=tile, mpp=None, batch=batch, device=j.device,
+                       repeats=repeats, max_tiles=tiles)  # fmt: skip
     return {"encoder": encoder, "tiles": res["tiles"], "tile": tile, "tiles_per_s": res["tiles_per_s"],
             "ratio_a_over_b": res["ratio_a_over_b"], "ratio_a_over_c": res["ratio_a_over_c"]}  # fmt: skip
 
@@ -466,7 +468,8 @@ def _fmt(v: Any, spec: str = ".2f") -> str:
 
 def to_markdown(r: dict[str, Any]) -> str:
     lines = [
-        f"GPU check on {r['device']} ({r['device_name']}){' — quick' if r['quick'] else ''}, torch {r['torch']}, "
+        f"GPU check on {r['device']} ({r['device_name']}){' — quick' if r['quick'] else ''}"
+        f"{'' if r.get('complete', True) else ' — incomplete (kinds still to run)'}, torch {r['torch']}, "
         f"{r['torch_threads']} CPU threads, {r['total_s']:.0f} s in all (imports {r['import_s']:.0f} s). "
         "On CUDA: wall s is the second run, first s the first (kernel loading); CPU s the same job on the CPU.\n",
         "| kind | status | wall s | first s | steps | steps/s | peak GPU MiB | AMP active (expected) "
@@ -510,19 +513,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="", help="suffix of the result files (e.g. _h200)")
     args = ap.parse_args(argv)
     dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        print(f"gpu_check: --device {dev} but torch {torch.__version__} sees no CUDA device", file=sys.stderr)
+        return 2
     if args.threads or args.quick:  # one thread: tiny CPU jobs on a shared machine would spin-wait for cores
         torch.set_num_threads(args.threads or 1)
     t0 = time.perf_counter()
     import_s = preload()
-    kinds: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
-        for kind in args.kinds:
-            print(f"[gpu_check] {kind} on {dev} ...", file=sys.stderr, flush=True)
-            kinds[kind] = run_kind(kind, str(dev), args.quick, Path(tmp), compare_cpu=not args.no_cpu)
-            k = kinds[kind]
-            print(f"[gpu_check] {kind}: {'ok' if k['ok'] else k['error']} in {k['main']['wall_s']:.1f} s",
-                  file=sys.stderr, flush=True)  # fmt: skip
-    record = {
+    name = f"gpu_check_{dev.type}{'_quick' if args.quick else ''}{args.tag}"
+    record: dict[str, Any] = {
         "benchmark": "gpu_check",
         "quick": args.quick,
         "device": str(dev),
@@ -532,13 +531,22 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "versions": versions(),
         "import_s": import_s,
-        "total_s": time.perf_counter() - t0,
-        "failed": [k for k, v in kinds.items() if not v["ok"]],
-        "checks_failed": [k for k, v in kinds.items() if v["ok"] and not v["checks_ok"]],
-        "kinds": kinds,
+        "kinds_asked": args.kinds,
+        "kinds": {},
     }
-    name = f"gpu_check_{dev.type}{'_quick' if args.quick else ''}{args.tag}"
-    write_results(args.out, name, record, to_markdown(record))
+    kinds: dict[str, Any] = record["kinds"]
+    with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
+        for i, kind in enumerate(args.kinds):
+            print(f"[gpu_check] {kind} on {dev} ...", file=sys.stderr, flush=True)
+            kinds[kind] = k = run_kind(kind, str(dev), args.quick, Path(tmp), compare_cpu=not args.no_cpu)
+            print(f"[gpu_check] {kind}: {'ok' if k['ok'] else k['error']} in {k['main']['wall_s']:.1f} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            record["total_s"] = time.perf_counter() - t0
+            record["complete"] = i == len(args.kinds) - 1
+            record["failed"] = [n for n, v in kinds.items() if not v["ok"]]
+            record["checks_failed"] = [n for n, v in kinds.items() if v["ok"] and not v["checks_ok"]]
+            # written after every kind: a run stopped at its time limit keeps what it measured
+            write_results(args.out, name, record, to_markdown(record), echo=bool(record["complete"]))
     return 0
 
 

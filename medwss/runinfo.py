@@ -59,21 +59,3 @@ def write_results(out_dir: str | Path, name: str, record: dict[str, Any], markdo
     if echo:
         sys.stdout.write(markdown)
     return out / f"{name}.json"
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy, torch and MONAI, so that a run with the same seed starts from the same weights.
-
-    MONAI's `set_determinism` also makes cuDNN pick deterministic kernels. Augmentation pipelines are
-    seeded by their callers (`set_random_state`, or `augment_batch(..., seed=)`) from the run's seed.
-    """
-    import random
-
-    import numpy as np
-    import torch
-    from monai.utils import set_determinism
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    set_determinism(seed)

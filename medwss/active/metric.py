@@ -26,9 +26,8 @@ from medwss.embed.pretrain.ntxent import weighted_group_nt_xent
 from medwss.embed.pretrain.probe import embed
 from medwss.embed.pretrain.trainer import ProjectionHead
 from medwss.errors import ConfigError
-from medwss.runinfo import seed_everything
 from medwss.train import Context, EngineConfig, fit, save_model
-from medwss.train.device import resolve_device
+from medwss.train.device import resolve_device, seed_everything
 
 
 class MetricConfig(StrictConfig):

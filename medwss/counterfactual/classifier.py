@@ -19,10 +19,10 @@ from torch import nn
 from medwss.config import StrictConfig
 from medwss.counterfactual.slices import SliceSpec
 from medwss.errors import InvalidDataError, UnsupportedFormatError
-from medwss.runinfo import seed_everything
 from medwss.train import Context, EngineConfig, fit, register_model_kind, resolve_device
 from medwss.train import load_model as load_any_model
 from medwss.train import save_model as save_any_model
+from medwss.train.device import seed_everything
 from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
 KIND = "coin_classifier"

@@ -33,10 +33,10 @@ from medwss.counterfactual import losses
 from medwss.counterfactual.discriminator import PatchDiscriminator
 from medwss.counterfactual.generator import CounterfactualGenerator
 from medwss.errors import InvalidDataError, UnsupportedFormatError
-from medwss.runinfo import seed_everything
 from medwss.train import Context, EngineConfig, fit, register_model_kind, resolve_device
 from medwss.train import load_model as load_any_model
 from medwss.train import save_model as save_any_model
+from medwss.train.device import seed_everything
 from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
 KIND = "coin_generator"

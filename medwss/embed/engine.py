@@ -21,9 +21,8 @@ from pydantic import Field
 from medwss.config import StrictConfig
 from medwss.embed.reader import TileReader
 from medwss.embed.store import FeatureBag
-from medwss.train.device import resolve_device
 
-__all__ = ["EmbedConfig", "bag_from_tiles", "embed_tiles", "iter_batches", "resolve_device"]
+__all__ = ["EmbedConfig", "bag_from_tiles", "embed_tiles", "iter_batches"]
 
 
 class EmbedConfig(StrictConfig):

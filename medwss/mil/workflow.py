@@ -16,8 +16,8 @@ from medwss.io.atomic import write_text
 from medwss.mil.base import MILOutput
 from medwss.mil.data import LabelledBag, kfold_splits, load_bags, n_outputs, patient_split
 from medwss.mil.train import MILTrainConfig, load_model, predict, save_model, train
-from medwss.runinfo import seed_everything
 from medwss.train import resolve_device
+from medwss.train.device import seed_everything
 
 
 def case_metrics(bags: list[LabelledBag], outs: list[MILOutput]) -> dict[str, Any]:

@@ -21,11 +21,10 @@ import torch
 from medwss.config import StrictConfig
 from medwss.data.labels import IGNORE
 from medwss.errors import InvalidDataError, UnsupportedFormatError
-from medwss.runinfo import seed_everything
 from medwss.seg.losses import dice_loss, negative_ce, partial_ce, size_penalty
 from medwss.seg.networks import create_segmenter, size_multiple
 from medwss.train import Context, EngineConfig, fit, load_model, read_model, register_model_kind, save_model
-from medwss.train.device import resolve_device
+from medwss.train.device import resolve_device, seed_everything
 from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
 

@@ -1,4 +1,7 @@
-"""The device of a run, chosen once: ``auto`` is this rank's GPU when there is one, else the CPU."""
+"""The device of a run, chosen once (``auto`` is this rank's GPU when there is one, else the CPU), and its seeding.
+
+Both live here, below every workflow: every trainer, the engine and the extraction engine import them.
+"""
 
 from __future__ import annotations
 
@@ -17,3 +20,21 @@ def resolve_device(name: str | torch.device = "auto", local_rank: int = 0) -> to
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy, torch and MONAI, so that a run with the same seed starts from the same weights.
+
+    MONAI's `set_determinism` also makes cuDNN pick deterministic kernels. Augmentation pipelines are
+    seeded by their callers (`set_random_state`, or `augment_batch(..., seed=)`) from the run's seed.
+    """
+    import random
+
+    import numpy as np
+    import torch
+    from monai.utils import set_determinism
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    set_determinism(seed)

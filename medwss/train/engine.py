@@ -28,11 +28,10 @@ from torch import nn
 
 from medwss.embed.distributed import RankInfo, rank_info
 from medwss.errors import ConfigError
-from medwss.runinfo import seed_everything
 from medwss.train.checkpoint import load_checkpoint, save_checkpoint
 from medwss.train.config import EngineConfig
 from medwss.train.context import Context
-from medwss.train.device import resolve_device
+from medwss.train.device import resolve_device, seed_everything
 from medwss.train.history import write_history
 from medwss.train.rng import capture_rng, restore_rng
 from medwss.train.selection import Selection

@@ -11,7 +11,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # 14 s on two idle cores, over 30 s when they are shared
 def test_gpu_check_quick_on_cpu(tmp_path):
     mod = runpy.run_path(str(BENCH))
     assert mod["main"](["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0

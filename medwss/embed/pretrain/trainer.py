@@ -28,8 +28,8 @@ from medwss.embed.encoders.base import Encoder
 from medwss.embed.pretrain.augment import Augment, AugmentConfig
 from medwss.embed.pretrain.ntxent import get_positives, nt_xent
 from medwss.errors import ConfigError
-from medwss.runinfo import seed_everything
 from medwss.train import EngineConfig, fit, register_model_kind, resolve_device
+from medwss.train.device import seed_everything
 
 log = logging.getLogger(__name__)
 
