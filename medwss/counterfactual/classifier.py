@@ -18,7 +18,7 @@ from torch import nn
 
 from medwss.config import StrictConfig
 from medwss.counterfactual.slices import SliceSpec
-from medwss.errors import InvalidDataError, UnsupportedFormatError
+from medwss.errors import InvalidDataError
 from medwss.train import Context, EngineConfig, fit, register_model_kind, resolve_device
 from medwss.train import load_model as load_any_model
 from medwss.train import save_model as save_any_model
@@ -160,9 +160,7 @@ def load_classifier(path: str | Path) -> tuple[nn.Module, ClassifierConfig, Slic
         UnsupportedFormatError: The file holds another kind of model (or no model).
         CorruptFileError: The file cannot be read or its weights do not fit.
     """
-    model, record = load_any_model(path)
-    if record.kind != KIND:
-        raise UnsupportedFormatError(f"a {record.kind!r} model file, not a COIN classifier", path)
+    model, record = load_any_model(path, kind=KIND)
     for p in model.parameters():
         p.requires_grad_(False)
     cfg = ClassifierConfig.model_validate(record.meta.get("train_config") or {})

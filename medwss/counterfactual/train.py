@@ -32,7 +32,7 @@ from medwss.config import StrictConfig
 from medwss.counterfactual import losses
 from medwss.counterfactual.discriminator import PatchDiscriminator
 from medwss.counterfactual.generator import CounterfactualGenerator
-from medwss.errors import InvalidDataError, UnsupportedFormatError
+from medwss.errors import InvalidDataError
 from medwss.train import Context, EngineConfig, fit, register_model_kind, resolve_device
 from medwss.train import load_model as load_any_model
 from medwss.train import save_model as save_any_model
@@ -226,7 +226,5 @@ def load_generator(path: str | Path) -> CounterfactualGenerator:
         UnsupportedFormatError: The file holds another kind of model (or no model).
         CorruptFileError: The file cannot be read or its weights do not fit.
     """
-    G, record = load_any_model(path)
-    if record.kind != KIND:
-        raise UnsupportedFormatError(f"a {record.kind!r} model file, not a COIN generator", path)
+    G, _ = load_any_model(path, kind=KIND)
     return G  # type: ignore[return-value]

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from medwss.config import StrictConfig
 from medwss.embed.distributed import RankInfo, rank_info
-from medwss.errors import ConfigError, UnsupportedFormatError
+from medwss.errors import ConfigError
 from medwss.mil.base import Aggregator, Bag, MILOutput
 from medwss.mil.data import LabelledBag
 from medwss.train import EngineConfig, fit, register_model_kind
@@ -237,7 +237,5 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[Ag
         UnsupportedFormatError: The file holds another kind of model, or no model (one line, naming the file).
         CorruptFileError: The file cannot be read or its weights do not fit.
     """
-    model, record = load_any_model(path, device)
-    if record.kind != "mil":
-        raise UnsupportedFormatError(f"a {record.kind!r} model file, not a MIL model", path)
+    model, record = load_any_model(path, device, kind="mil")
     return model, {**record.meta, **record.config}  # type: ignore[return-value]

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from medwss.errors import UnsupportedFormatError
 from medwss.pseudo.agmm import AGMMLoss
 from medwss.pseudo.cams import build_fcn, fcn_config, fingerprint
 from medwss.pseudo.nets import TinyFCN
@@ -101,9 +100,7 @@ def load_agmm_model(path: str | Path, device: torch.device | str = "cpu") -> tup
     """
     from medwss.train import load_model
 
-    net, record = load_model(path, device)
-    if record.kind != "pseudo_agmm":
-        raise UnsupportedFormatError(f"a {record.kind!r} model file, not an AGMM network (pseudo_agmm)", path)
+    net, record = load_model(path, device, kind="pseudo_agmm")
     return net, {**record.meta, **record.config}  # type: ignore[return-value]
 
 

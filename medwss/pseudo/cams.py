@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medwss.errors import ConfigError, UnsupportedFormatError
+from medwss.errors import ConfigError
 from medwss.pseudo.nets import TinyFCN
 from medwss.train import Context, EngineConfig, fit, register_model_kind
 from medwss.train.device import resolve_device
@@ -229,9 +229,7 @@ def load_cam_model(path: str | Path, device: torch.device | str = "cpu") -> tupl
     """
     from medwss.train import load_model
 
-    model, record = load_model(path, device)
-    if record.kind != "pseudo_cam":
-        raise UnsupportedFormatError(f"a {record.kind!r} model file, not a tag classifier (pseudo_cam)", path)
+    model, record = load_model(path, device, kind="pseudo_cam")
     return model, {**record.meta, **record.config}  # type: ignore[return-value]
 
 

@@ -31,7 +31,6 @@ from torch import nn
 
 from medwss.config import StrictConfig
 from medwss.data.labels import IGNORE
-from medwss.errors import UnsupportedFormatError
 from medwss.pseudo.cams import build_fcn, fcn_config, fingerprint, step_seed
 from medwss.pseudo.nets import TinyFCN, class_weights
 from medwss.train import Context, EngineConfig, fit, register_model_kind
@@ -238,10 +237,8 @@ def load_students(
     """
     from medwss.train import load_model
 
-    pair, record = load_model(path, device)
-    if record.kind != "pseudo_dupl" or not isinstance(pair, StudentPair):
-        raise UnsupportedFormatError(f"a {record.kind!r} model file, not DuPL students (pseudo_dupl)", path)
-    return pair.students, {**record.meta, **record.config}
+    pair, record = load_model(path, device, kind="pseudo_dupl")
+    return pair.students, {**record.meta, **record.config}  # type: ignore[union-attr,return-value]
 
 
 @torch.no_grad()

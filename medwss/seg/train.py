@@ -20,10 +20,10 @@ import torch
 
 from medwss.config import StrictConfig
 from medwss.data.labels import IGNORE
-from medwss.errors import InvalidDataError, UnsupportedFormatError
+from medwss.errors import InvalidDataError
 from medwss.seg.losses import dice_loss, negative_ce, partial_ce, size_penalty
 from medwss.seg.networks import create_segmenter, size_multiple
-from medwss.train import Context, EngineConfig, fit, load_model, read_model, register_model_kind, save_model
+from medwss.train import Context, EngineConfig, fit, load_model, register_model_kind, save_model
 from medwss.train.device import resolve_device, seed_everything
 from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
@@ -291,8 +291,5 @@ def load_segmenter(path: str | Path) -> tuple[torch.nn.Module, SegTrainConfig, d
         CorruptFileError: The file cannot be read, or its weights do not fit its config.
         UnsupportedFormatError: The file holds another kind of model, or no model.
     """
-    kind = read_model(path).kind
-    if kind != "segmenter":
-        raise UnsupportedFormatError(f"a {kind!r} model file, not a segmenter", path)
-    model, record = load_model(path)
+    model, record = load_model(path, kind="segmenter")
     return model, SegTrainConfig.model_validate(record.config), dict(record.meta)

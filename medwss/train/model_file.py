@@ -119,14 +119,23 @@ def read_model(path: str | Path) -> ModelRecord:
     return convert(blob, p)
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelRecord]:
+def load_model(
+    path: str | Path, device: torch.device | str = "cpu", kind: str | None = None
+) -> tuple[nn.Module, ModelRecord]:
     """Build the model a file describes and load its weights (strictly); eval mode, on `device`.
+
+    Args:
+        path: The model file.
+        device: Where the model goes.
+        kind: The kind the caller needs; a file of another kind is refused in one line.
 
     Raises:
         FileNotFound, CorruptFileError, UnsupportedFormatError: See `read_model`; also a kind
-            nothing registers, or weights that do not fit the built model.
+            nothing registers, another kind than `kind`, or weights that do not fit the built model.
     """
     record = read_model(path)
+    if kind is not None and record.kind != kind:
+        raise UnsupportedFormatError(f"a {record.kind!r} model file, not a {kind!r} one", record.path)
     build = _builder(record.kind, record.path)
     try:
         model = build(record.config)

@@ -94,7 +94,7 @@ def test_dispatch_on_kind_and_unknown_kinds(tmp_path):
     save_model(tmp_path / "bad.pt", "test_linear", lin, {"i": 4, "o": 2})
     with pytest.raises(CorruptFileError, match="does not rebuild"):
         load_model(tmp_path / "bad.pt")
-    with pytest.raises(UnsupportedFormatError, match="not a MIL model"):
+    with pytest.raises(UnsupportedFormatError, match="not a 'mil' one"):
         load_mil(tmp_path / "l.pt")
 
 

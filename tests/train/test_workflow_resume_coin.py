@@ -134,7 +134,7 @@ def test_model_files_and_their_older_formats_load(tmp_path):
     assert same(load_generator(tmp_path / "g_old.pt"), G)
     from medwss.errors import UnsupportedFormatError
 
-    with pytest.raises(UnsupportedFormatError, match="not a COIN generator"):
+    with pytest.raises(UnsupportedFormatError, match="not a 'coin_generator' one"):
         load_generator(tmp_path / "c.pt")
-    with pytest.raises(UnsupportedFormatError, match="not a COIN classifier"):
+    with pytest.raises(UnsupportedFormatError, match="not a 'coin_classifier' one"):
         load_classifier(tmp_path / "g.pt")

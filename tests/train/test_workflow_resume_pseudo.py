@@ -110,7 +110,7 @@ def test_agmm_resume_is_bit_identical(tmp_path, monkeypatch):
     path = agmm_train.save_agmm_model(tmp_path / "model.pt", straight, {"classes": ["bg", "a", "b"]})
     loaded, meta = agmm_train.load_agmm_model(path)
     assert same(straight, loaded) and meta["out_channels"] == 3
-    with pytest.raises(Exception, match="not a tag classifier"):
+    with pytest.raises(Exception, match="not a 'pseudo_cam' one"):
         cams.load_cam_model(path)
 
 

@@ -82,7 +82,7 @@ def test_segmenter_model_file_and_older_format(tmp_path):
     assert same(model, old) and cfg == CFG and meta == {"a": 1}
     assert read_model(tmp_path / "old.pt").legacy is not None
     save_model(tmp_path / "lin.pt", "encoder", torch.nn.Linear(2, 2), {})
-    with pytest.raises(UnsupportedFormatError, match="not a segmenter"):
+    with pytest.raises(UnsupportedFormatError, match="not a 'segmenter' one"):
         load_segmenter(tmp_path / "lin.pt")
 
 
