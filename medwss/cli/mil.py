@@ -59,9 +59,9 @@ def resolve(args: argparse.Namespace):  # noqa: ANN201
 
 def run_train(args: argparse.Namespace) -> int:
     from medwss.data.manifest import load_manifest
-    from medwss.embed.distributed import rank_info
     from medwss.mil.workflow import train_from_manifest
     from medwss.runinfo import write_run_record
+    from medwss.train.distributed import rank_info
 
     cfg = resolve(args)
     metrics = train_from_manifest(load_manifest(args.manifest), cfg, args.out, progress=not args.quiet)

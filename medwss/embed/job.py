@@ -16,7 +16,6 @@ from typing import Any
 from tqdm import tqdm
 
 from medwss.data.manifest import Case, Manifest, write_manifest
-from medwss.embed.distributed import RankInfo, barrier, init_process_group, rank_info, shard
 from medwss.embed.engine import EmbedConfig, bag_from_tiles, embed_tiles
 from medwss.embed.failures import FailureLog, merge_failures, read_failures
 from medwss.embed.reader import TileReader
@@ -24,6 +23,7 @@ from medwss.embed.store import bag_is_done, save_bag
 from medwss.embed.tiles import TileSet, load_tiles
 from medwss.errors import MedwssError
 from medwss.train.device import resolve_device
+from medwss.train.distributed import RankInfo, barrier, init_process_group, rank_info, shard
 
 
 def tiles_path(tiles_dir: Path, case_id: str) -> Path:

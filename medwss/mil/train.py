@@ -19,13 +19,13 @@ import torch
 from pydantic import Field
 
 from medwss.config import StrictConfig
-from medwss.embed.distributed import RankInfo, rank_info
 from medwss.errors import ConfigError
 from medwss.mil.base import Aggregator, Bag, MILOutput
 from medwss.mil.data import LabelledBag
 from medwss.train import EngineConfig, fit, register_model_kind
 from medwss.train import load_model as load_any_model
 from medwss.train import save_model as save_any_model
+from medwss.train.distributed import RankInfo, rank_info
 
 RUN_ONLY = ("epochs",)
 """MILTrainConfig keys a resumed run may change (besides `medwss.train.RUN_ONLY`): more epochs continue the run."""

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from medwss.data.manifest import Case, Manifest
-from medwss.embed.distributed import init_process_group, rank_info
 from medwss.errors import InvalidDataError
 from medwss.io.atomic import write_text
 from medwss.mil.base import MILOutput
@@ -18,6 +17,7 @@ from medwss.mil.data import LabelledBag, kfold_splits, load_bags, n_outputs, pat
 from medwss.mil.train import MILTrainConfig, load_model, predict, save_model, train
 from medwss.train import resolve_device
 from medwss.train.device import seed_everything
+from medwss.train.distributed import init_process_group, rank_info
 
 
 def case_metrics(bags: list[LabelledBag], outs: list[MILOutput]) -> dict[str, Any]:

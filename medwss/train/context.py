@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from medwss.embed.distributed import RankInfo
+from medwss.train.distributed import RankInfo
 
 
 @dataclass

@@ -26,12 +26,12 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from medwss.embed.distributed import RankInfo, rank_info
 from medwss.errors import ConfigError
 from medwss.train.checkpoint import load_checkpoint, save_checkpoint
 from medwss.train.config import EngineConfig
 from medwss.train.context import Context
 from medwss.train.device import resolve_device, seed_everything
+from medwss.train.distributed import RankInfo, rank_info
 from medwss.train.history import write_history
 from medwss.train.rng import capture_rng, restore_rng
 from medwss.train.selection import Selection
@@ -369,7 +369,7 @@ def _all_reduce(acc: dict[str, float], n: int) -> tuple[dict[str, float], int]:
 
 
 def _barrier() -> None:
-    from medwss.embed.distributed import barrier
+    from medwss.train.distributed import barrier
 
     barrier()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medwss.embed.distributed import rank_info, shard
+from medwss.train.distributed import rank_info, shard
 
 
 def test_shard_covers_all_and_balances():
