@@ -18,15 +18,51 @@ class StrictConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def load_config(path: str | Path, model: type[T]) -> T:
-    """Read a YAML file into `model`; any problem raises `ConfigError` naming the file and the keys."""
+def read_yaml(path: str | Path) -> object:
+    """Parse a YAML config file safely and within limits.
+
+    Refused with `ConfigError` naming the file: a folder, a file over ``MEDWSS_MAX_CONFIG_BYTES``
+    (1 MiB by default), text that is not UTF-8, invalid YAML, and any alias (``*name``): aliases
+    let a few hundred bytes expand to gigabytes (the "billion laughs" bomb) and no medwss config
+    needs them. Anchors without aliases are harmless and pass.
+    """
     import yaml
 
+    from medwss.io.limits import limit
+
     p = require_file(path)
+    if not p.is_file():
+        raise ConfigError("is a folder, not a YAML config file", p)
+    cap = limit("MEDWSS_MAX_CONFIG_BYTES")
+    size = p.stat().st_size
+    if size > cap:
+        raise ConfigError(f"config is {size:,} bytes, over the {cap:,}-byte limit (set MEDWSS_MAX_CONFIG_BYTES)", p)
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not a text (UTF-8) YAML file ({exc.reason} at byte {exc.start})", p) from exc
+    if "\x00" in text:
+        raise ConfigError("not a text YAML file (holds NUL bytes)", p)
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                mark = event.start_mark
+                where = f" (line {mark.line + 1})" if mark is not None else ""
+                raise ConfigError(f"YAML aliases (*{event.anchor}) are not allowed in configs{where}", p)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML ({str(exc).splitlines()[0]})", p) from exc
+    except RecursionError as exc:
+        raise ConfigError("YAML nested too deeply", p) from exc
+
+
+def load_config(path: str | Path, model: type[T]) -> T:
+    """Read a YAML file into `model`; any problem raises `ConfigError` naming the file and the keys.
+
+    The file is read by `read_yaml` (size limit, no aliases).
+    """
+    p = Path(path)
+    data = read_yaml(p) or {}
     if not isinstance(data, dict):
         raise ConfigError("top level must be a mapping of keys to values", p)
     try:

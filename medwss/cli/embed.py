@@ -2,13 +2,17 @@
 
 Scale out with `torchrun --nproc-per-node N -m medwss embed ...` (or under SLURM, one task per
 process): cases are shared across ranks, each rank writes its own bags.
+
+Resume: a case whose bag was made by the same encoder (name, weights checksum or ``random init
+seed N``) from the same tile file (its sha256) is skipped; any other bag is embedded again and the
+reason printed. Without `--weights` the network is randomly initialised from `--seed` (default 0).
 """
 
 from __future__ import annotations
 
 import argparse
 
-_FLAGS = ("encoder", "weights", "batch_size", "workers", "dtype", "device", "mpp_override")
+_FLAGS = ("encoder", "weights", "batch_size", "workers", "dtype", "device", "mpp_override", "seed", "nan")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokens", action="store_true", default=None, help="also store spatial token maps")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--mpp-override", type=float, help="microns per pixel for slides that lack it")
-    p.add_argument("--overwrite", action="store_true", help="redo cases whose bag exists")
+    p.add_argument("--seed", type=int, help="seed of the random initialisation without --weights (default 0)")
+    p.add_argument("--nan", choices=("raise", "fill"), help="volumes with NaN/inf voxels: fail the case (default) or fill")
+    p.add_argument("--overwrite", action="store_true", help="redo every case, even those whose bag matches")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -52,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
         failed = stats.get("failures_total", stats["failed"])
         print(
             f"embedded {stats['done']} case(s) ({stats['tiles']} tiles, {stats['seconds']:.1f} s), "
-            f"skipped {stats['skipped']} finished, {failed} failed"
+            f"skipped {stats['skipped']} finished, "
+            + (f"redid {stats['redone_stale']} stale (other encoder or tiles), " if stats.get("redone_stale") else "")
+            + f"{failed} failed"
             + (f" (see {args.out}/failures.csv)" if failed else "")
             + f"; manifest with features: {stats['manifest']}"
         )

@@ -1,8 +1,9 @@
-"""`medwss evaluate MANIFEST --predictions DIR --out DIR`: Dice, lesion detection and case AUROC (PI-CAI style).
+"""`medwss evaluate MANIFEST --predictions DIR --out DIR`: Dice, HD95/ASSD/NSD, lesion detection and case AUROC (PI-CAI style).
 
 Predictions are ``<case_id>.nii.gz`` probability maps on the grid of each case's mask. Writes
-cases.csv (per case), detections.csv, failures.csv, summary.json and summary.md (per group, with
-bootstrap intervals), pr_froc.png and run.json. A missing prediction or one on another grid is
+cases.csv (per case: Dice, HD95, ASSD and NSD in mm with the mask's voxel spacing, lesion
+counts), detections.csv, failures.csv, summary.json and summary.md (per group, with bootstrap
+intervals), pr_froc.png and run.json. A missing prediction or one on another grid is
 reported for that case and the others are evaluated.
 """
 
@@ -12,12 +13,14 @@ import argparse
 
 _FLAGS = (
     "column", "gt_labels", "threshold", "mode", "rel_threshold", "floor", "min_voxels", "max_lesions",
-    "iou", "hit", "group_by", "split", "n_boot", "seed",
+    "iou", "hit", "nsd_tolerance", "group_by", "split", "n_boot", "seed",
 )  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score probability maps: Dice, lesion AP/FROC, case AUROC", description=__doc__)
+    p = sub.add_parser(
+        "evaluate", help="score probability maps: Dice, HD95/ASSD/NSD, lesion AP/FROC, case AUROC", description=__doc__
+    )
     p.add_argument("manifest", help="manifest CSV whose mask column holds the ground truth")
     p.add_argument("--predictions", required=True, help="folder of <case_id>.nii.gz probability maps")
     p.add_argument("--out", required=True, help="output folder")
@@ -31,13 +34,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--floor", type=float, help="dynamic mode: smallest candidate peak (0.01)")
     p.add_argument("--min-voxels", type=int, help="smallest candidate in voxels (1)")
     p.add_argument("--max-lesions", type=int, help="most candidates per case (10)")
-    p.add_argument("--iou", type=float, help="IoU a candidate must exceed to hit a lesion (0.1)")
+    p.add_argument("--iou", type=float, help="IoU a candidate must reach to hit a lesion (0.1)")
+    p.add_argument("--nsd-tolerance", type=float, help="NSD (surface Dice) tolerance in mm (default 2)")
     p.add_argument("--hit", choices=("iou", "overlap"), help="hit criterion (default iou)")
     p.add_argument("--split", help="evaluate only the cases of this split")
     p.add_argument("--n-boot", type=int, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None or value != value or abs(value) == float("inf") else f"{value:.3f}"
+
+
+def _mm(value: float | None) -> str:
+    text = _num(value)
+    return text if text == "n/a" else f"{float(value):.2f} mm"  # type: ignore[arg-type]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"no case evaluated ({len(failures)} failed); see {args.out}/failures.csv")
         return 2
     print(
-        f"{len(rows)} case(s): Dice {overall['dice']:.3f}, AUROC {overall['auroc']:.3f}, AP {overall['ap']:.3f}, "
+        f"{len(rows)} case(s): Dice {overall['dice']:.3f}, HD95 {_mm(overall.get('hd95'))}, "
+        f"NSD@{cfg.nsd_tolerance:g}mm {_num(overall.get('nsd'))}, AUROC {overall['auroc']:.3f}, AP {overall['ap']:.3f}, "
         f"ranking {overall['ranking']:.3f}; tables in {args.out}/summary.md"
     )
     return 0

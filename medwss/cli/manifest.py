@@ -29,13 +29,13 @@ def check(args: argparse.Namespace) -> int:
             print(f"{args.manifest}: {line}", file=sys.stderr)
         print(f"{len(problems)} problem(s) found", file=sys.stderr)
         return 1
-    m = load_manifest(args.manifest, check_files=False)
+    m = load_manifest(args.manifest, check_files=False, images=False)
     sites = sorted({c.site for c in m})
     splits = {s: len(m.split(s)) for s in ("train", "val", "test") if m.split(s)}
     labels = sorted({c.label for c in m if c.label is not None})
     print(
         f"{args.manifest}: OK, {len(m)} cases, {len({c.patient_id for c in m})} patients, "
-        f"sites {', '.join(sites)}, channels {', '.join(m.channels)}"
+        f"sites {', '.join(sites)}, channels {', '.join(m.channels) or '- (feature bags only)'}"
         + (f", labels {labels}" if labels else "")
         + (f", splits {splits}" if splits else "")
     )

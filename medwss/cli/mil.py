@@ -3,6 +3,8 @@
 Train on a manifest whose `features` column points at bags (from `medwss embed`, CLAM or TRIDENT)
 and whose `label` column holds the case labels; `predict` scores new cases; `heatmap` writes the
 per-tile scores and viewer files (PNG overlay, QuPath TIFF and GeoJSON, NIfTI for 3D Slicer).
+A manifest of bags alone (``case_id,label,features``; no slides) works for all three: `heatmap`
+then draws the scores on the bag's tile grid (PNG) and writes GeoJSON in level-0 pixels.
 Training resumes from ``OUT/checkpoint.pt`` (same settings; more ``--epochs`` continue it) and
 writes ``model.pt`` as the one model file (`medwss.train.load_model`). Scale out with
 `torchrun --nproc-per-node N -m medwss mil train ...`.
@@ -23,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mil", help="train and apply MIL aggregators (INSIGHT, ABMIL, ...)", description=__doc__)
     msub = p.add_subparsers(dest="mil_command", metavar="SUBCOMMAND", required=True)
     t = msub.add_parser("train", help="train an aggregator on labelled bags")
-    t.add_argument("manifest", help="manifest CSV with label and features columns")
+    t.add_argument("manifest", help="manifest CSV with label and features columns (an image column is optional)")
     t.add_argument("--out", required=True, help="output folder (model.pt, metrics.json, history.json)")
     t.add_argument("--config", help="YAML config (configs/mil_insight.yaml, ...); flags override it")
     t.add_argument("--aggregator", help="insight, abmil, clam_sb, transmil, mean, max")
@@ -64,7 +66,7 @@ def run_train(args: argparse.Namespace) -> int:
     from medwss.train.distributed import rank_info
 
     cfg = resolve(args)
-    metrics = train_from_manifest(load_manifest(args.manifest), cfg, args.out, progress=not args.quiet)
+    metrics = train_from_manifest(load_manifest(args.manifest, images=False), cfg, args.out, progress=not args.quiet)
     if rank_info().is_main:
         write_run_record(args.out, "mil train", cfg.model_dump(), seed=cfg.seed, metrics=metrics)
         val = metrics.get("val", {})
@@ -84,7 +86,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from medwss.mil.data import load_bags
     from medwss.mil.workflow import case_metrics, predict_manifest
 
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(args.manifest, images=False)
     cases, outs = predict_manifest(manifest, args.model)
     k = outs[0].probs.numel()
     buf = io.StringIO()
@@ -107,7 +109,7 @@ def run_heatmap(args: argparse.Namespace) -> int:
     from medwss.data.manifest import load_manifest
     from medwss.mil.heatmaps import write_heatmaps
 
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(args.manifest, images=False)
     summary = write_heatmaps(manifest, args.model, args.out, threshold=args.threshold, progress=not args.quiet)
     print(
         f"heatmaps for {summary['done']} case(s) in {args.out}"

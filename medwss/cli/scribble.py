@@ -92,6 +92,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--split", help="only cases of this split (default: all)")
     pr.add_argument("--sites", help="comma-separated sites (default: all)")
     pr.add_argument("--overwrite", action="store_true", help="redo existing predictions")
+    pr.add_argument(
+        "--format",
+        action="append",
+        choices=("nifti", "dicom-seg", "slicer"),
+        help="outputs (repeatable): nifti probability map (always), slicer label map + colour table, dicom-seg",
+    )
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=run_predict)
     s = ssub.add_parser("shift", help="train on some sites; compare in/out of domain, single vs ensemble")
@@ -183,9 +189,14 @@ def run_predict(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest)
     cases = select(manifest.cases, [args.split] if args.split else None, _sites(args.sites))
     models = _model_paths(args.model)
-    summary = predict_cases(manifest, cases, models, args.out, args.overwrite, not args.quiet)
+    formats = tuple(args.format or ("nifti",))
+    summary = predict_cases(manifest, cases, models, args.out, args.overwrite, not args.quiet, formats)
     write_run_record(
-        args.out, "scribble predict", {"models": [str(m) for m in models], "split": args.split}, None, summary
+        args.out,
+        "scribble predict",
+        {"models": [str(m) for m in models], "split": args.split, "formats": list(formats)},
+        None,
+        summary,
     )
     print(
         f"predictions for {summary['done']} case(s) in {Path(args.out) / 'predictions'} ({summary['skipped']} existing kept)"

@@ -55,6 +55,10 @@ class TileConfig(StrictConfig):
     """Volumes: margin around the organ ROI, mm."""
     qa: bool = True
     """Write the QA images."""
+    nan: Literal["raise", "fill"] = "raise"
+    """Volumes with NaN or infinite voxels: fail the case (default) or fill them with the minimum."""
+    force_mpp: bool = False
+    """Slides: accept a slide or target mpp outside 0.05–100 µm/px, or more than 8x upsampling."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,14 +76,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mpp-override", type=float, help="slides: level-0 microns per pixel for files without it")
     p.add_argument("--roi-labels", type=lambda v: [int(x) for x in v.split(",")], help="volumes: organ ROI, e.g. 2,3")
     p.add_argument("--roi-margin-mm", type=float, help="volumes: margin around the organ ROI (default 10 mm)")
+    p.add_argument("--nan", choices=("raise", "fill"), help="volumes with NaN/inf voxels: fail the case (default) or fill")
+    p.add_argument("--force-mpp", action="store_true", default=None, help="slides: accept an implausible mpp")
     p.add_argument("--overwrite", action="store_true", help="redo cases whose tile file exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 _FLAGS = (
-    "tile_size", "mpp", "overlap", "min_tissue", "mode", "depth", "tile_mm", "mpp_override", "roi_labels", "roi_margin_mm"
+    "tile_size", "mpp", "overlap", "min_tissue", "mode", "depth", "tile_mm", "mpp_override", "roi_labels", "roi_margin_mm",
+    "nan", "force_mpp",
 )  # fmt: skip
+
+
+def _file_identity(path: Path) -> list:
+    """What identifies an input file cheaply: its absolute path, size and modification time."""
+    try:
+        st = path.stat()
+    except OSError:
+        return [str(path), None, None]
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def tile_signature(case: Case, cfg: TileConfig) -> str:
+    """A digest of what produces a case's tile file: the tiling config and the identity of its input files."""
+    import hashlib
+    import json
+
+    inputs = {name: _file_identity(Path(p)) for name, p in sorted(case.images.items())}
+    if cfg.roi_labels and case.mask is not None:
+        inputs["mask"] = _file_identity(Path(case.mask))
+    blob = json.dumps({"config": cfg.model_dump(mode="json"), "inputs": inputs, "modality": case.modality}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def stored_signature(path: Path) -> str | None:
+    """The signature recorded in a tile file (None: no file, unreadable, or written before signatures)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("extra_signature")
+    except OSError:
+        return None
+    return value.decode() if isinstance(value, bytes) else (str(value) if value is not None else None)
 
 
 def resolve(args: argparse.Namespace) -> TileConfig:
@@ -114,7 +154,7 @@ def tile_case(case: Case, cfg: TileConfig, out: Path) -> TileSet:
         InvalidDataError: No tile has enough tissue. Any reading error of the image.
     """
     from medwss.embed.tiles import save_tiles
-    from medwss.embed.tiling import tile_slide, tile_volume, tiles_png
+    from medwss.embed.tiling import slide_grid, tile_slide, tile_volume, tiles_png
     from medwss.embed.tissue import body_mask, detect_tissue, save_body_png, save_tissue_png
     from medwss.errors import InvalidDataError, MissingMetadataError
     from medwss.io.slide import open_slide
@@ -126,15 +166,23 @@ def tile_case(case: Case, cfg: TileConfig, out: Path) -> TileSet:
         with open_slide(case.image, mpp=cfg.mpp_override) as slide:
             if not slide.has_mpp:
                 raise MissingMetadataError("slide has no microns-per-pixel metadata; pass --mpp-override", case.image)
-            tissue = detect_tissue(slide, cfg.tissue)
             size = cfg.tile_size or SLIDE_TILE_SIZE
-            tiles = tile_slide(slide, case.case_id, size, cfg.mpp, cfg.overlap, cfg.min_tissue, tissue, cfg.tissue)
+            slide_grid(slide, size, cfg.mpp, cfg.overlap, cfg.force_mpp)  # limits, before tissue detection
+            tissue = detect_tissue(slide, cfg.tissue)
+            tiles = tile_slide(
+                slide, case.case_id, size, cfg.mpp, cfg.overlap, cfg.min_tissue, tissue, cfg.tissue, cfg.force_mpp
+            )
         if cfg.qa:
             save_tissue_png(tissue, qa / f"{case.case_id}_tissue.png")
             tiles_png(tissue, tiles, qa / f"{case.case_id}_tiles.png")
     else:
         what = "body"
-        volume = load_volume(case.image, nan="fill")
+        volume = load_volume(case.image, nan=cfg.nan)
+        if volume.array.ndim != 3 and not (volume.array.ndim == 4 and volume.array.shape[3] == 1):
+            raise InvalidDataError(
+                f"image has shape {volume.shape}; tiling needs a 3D volume (one file per channel in the manifest)",
+                case.image,
+            )
         fg = body_mask(volume, case.modality)  # on the stored grid; tile_volume moves it to the canonical one
         if cfg.roi_labels:
             fg = fg & roi_mask(case, volume, cfg.roi_labels, cfg.roi_margin_mm)
@@ -155,6 +203,7 @@ def tile_case(case: Case, cfg: TileConfig, out: Path) -> TileSet:
             f"no tile has {cfg.min_tissue:.0%} {what} (see qa/{case.case_id}_tissue.png)", case.image
         )
     tiles.attrs["modality"] = case.modality
+    tiles.attrs["signature"] = tile_signature(case, cfg)
     save_tiles(tiles, out / f"{case.case_id}.tiles.h5")
     return tiles
 
@@ -164,23 +213,31 @@ def run(args: argparse.Namespace) -> int:
 
     from medwss.data.manifest import load_manifest
     from medwss.embed.failures import FailureLog, one_line
+    from medwss.io.atomic import remove_stale_temps
     from medwss.runinfo import write_run_record
 
     cfg = resolve(args)
     manifest = load_manifest(args.manifest, check_files=False)  # a missing image fails its case only
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)  # left by a run killed mid-write
     failures_path = out / "failures.csv"
     failures = FailureLog(failures_path)
-    done = skipped = n_tiles = 0
+    done = skipped = redone = n_tiles = 0
     failed: list[str] = []
     start = time.perf_counter()
     for case in tqdm(manifest.cases, desc="tile", unit="case", disable=getattr(args, "quiet", False)):
         target = out / f"{case.case_id}.tiles.h5"
         if target.exists() and not getattr(args, "overwrite", False):
-            skipped += 1
-            failures.clear(case.case_id)
-            continue
+            if stored_signature(target) == tile_signature(case, cfg):
+                skipped += 1
+                failures.clear(case.case_id)
+                continue
+            redone += 1
+            tqdm.write(
+                f"medwss tile: {case.case_id}: {target.name} was made with other settings or inputs; tiling again",
+                file=sys.stderr,
+            )
         try:
             n_tiles += len(tile_case(case, cfg, out))
         except Exception as exc:  # one bad case is recorded and skipped, never the whole job
@@ -191,9 +248,13 @@ def run(args: argparse.Namespace) -> int:
         done += 1
         failures.clear(case.case_id)
     seconds = time.perf_counter() - start
-    metrics = {"done": done, "skipped": skipped, "failed": len(failed), "tiles": n_tiles, "seconds": round(seconds, 3)}
+    metrics = {
+        "done": done, "skipped": skipped, "redone_stale": redone, "failed": len(failed), "tiles": n_tiles,
+        "seconds": round(seconds, 3),
+    }  # fmt: skip
     config = {"manifest": str(Path(args.manifest).resolve()), **cfg.model_dump()}
     write_run_record(out, "tile", config, metrics=metrics)
     note = f" (see {failures_path})" if failed else ""
-    print(f"tile: {done} done, {skipped} skipped, {len(failed)} failed{note}; {n_tiles} tiles in {out}")
+    stale = f" ({redone} redone: made with other settings or inputs)" if redone else ""
+    print(f"tile: {done} done{stale}, {skipped} skipped, {len(failed)} failed{note}; {n_tiles} tiles in {out}")
     return 0 if done + skipped > 0 else 2

@@ -39,6 +39,8 @@ class EmbedConfig(StrictConfig):
     device: str = "auto"
     mpp_override: float | None = None
     ct_window: tuple[float, float] | str = "abdomen"
+    seed: int = 0  # random initialisation of encoders without weights (recorded in every bag)
+    nan: Literal["raise", "fill"] = "raise"  # volumes with NaN/inf voxels: fail the case, or fill with the minimum
 
 
 def iter_batches(reader: TileReader, batch_size: int, workers: int, prefetch: int) -> Iterator[np.ndarray]:

@@ -1,27 +1,38 @@
 """`embed_manifest`: every case of a manifest through the engine, sharded across ranks, resumable.
 
 Each rank embeds its share of the cases (balanced by tile count) and writes one bag per case
-(``OUT/<case_id>.h5``, atomically). A finished bag made by the same encoder is skipped, so a re-run
-resumes; a case that fails goes to the failures file with its reason and the job goes on. At the end
+(``OUT/<case_id>.h5``, atomically). Every bag records what made it (`run_identity`: the encoder
+name, ``encoder_init`` — the sha256 of its weights or TorchScript file, or ``random init seed N`` —
+and ``tiles_sha256``, the checksum of the tile file it was made from). A re-run skips a bag only
+when all of these match, and redoes (saying so on stderr) a bag made by another network or from
+tiles written since (``tile --overwrite`` with other settings); random-init encoders are seeded
+(`EmbedConfig.seed`), so two runs or two ranks build the same network. A case that fails goes to
+the failures file with its reason and the job goes on; job-wide problems (an unknown encoder, a
+missing weights file) fail before any case. At the end
 rank 0 merges the ranks' failure files and writes ``OUT/manifest.csv`` (the input manifest with the
 ``features`` column filled for every case that has a bag) and ``OUT/run.json``.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from tqdm import tqdm
 
 from medwss.data.manifest import Case, Manifest, write_manifest
 from medwss.embed.engine import EmbedConfig, bag_from_tiles, embed_tiles
 from medwss.embed.failures import FailureLog, merge_failures, read_failures
 from medwss.embed.reader import TileReader
-from medwss.embed.store import bag_is_done, save_bag
+from medwss.embed.store import bag_mismatch, save_bag
 from medwss.embed.tiles import TileSet, load_tiles
-from medwss.errors import MedwssError
+from medwss.errors import ConfigError, MedwssError, require_file
+from medwss.io.atomic import remove_stale_temps
+from medwss.io.limits import LimitExceededError, human_bytes, limit
 from medwss.train.device import resolve_device
 from medwss.train.distributed import RankInfo, barrier, init_process_group, rank_info, shard
 
@@ -68,11 +79,58 @@ class _Encoders:
         if key not in self._cache:
             from medwss.embed.encoders import create_encoder
 
-            enc = create_encoder(
-                self.config.encoder, spatial_dims=spatial_dims, in_channels=in_channels, weights=self.config.weights
-            )
+            with torch.random.fork_rng(devices=[]):  # seeded, so random-init networks are reproducible
+                torch.manual_seed(self.config.seed)
+                enc = create_encoder(
+                    self.config.encoder, spatial_dims=spatial_dims, in_channels=in_channels, weights=self.config.weights
+                )
             self._cache[key] = enc.to(self.device).eval()
         return self._cache[key]
+
+
+def run_identity(config: EmbedConfig) -> dict[str, str]:
+    """What identifies the network of a run: ``encoder`` and ``encoder_init``.
+
+    ``encoder_init`` is ``weights sha256:<hex>`` with `config.weights`, ``torchscript sha256:<hex>``
+    for a TorchScript encoder, ``no weights`` for weight-free encoders (``stats``), else
+    ``random init seed <seed>``.
+
+    Raises:
+        ConfigError: Unknown encoder. FileNotFound: missing weights or TorchScript file.
+    """
+    from medwss.embed.encoders import TORCHSCRIPT_PREFIX, encoder_entry, sha256_file
+
+    name = config.encoder
+    if name.startswith(TORCHSCRIPT_PREFIX):
+        init = "torchscript sha256:" + sha256_file(require_file(name[len(TORCHSCRIPT_PREFIX) :]))
+        return {"encoder": name, "encoder_init": init}
+    entry = encoder_entry(name)
+    if config.weights:
+        if not entry.parametric:
+            raise ConfigError(f"encoder '{name}' has no weights to load", config.weights)
+        init = "weights sha256:" + sha256_file(require_file(config.weights))
+    else:
+        init = f"random init seed {config.seed}" if entry.parametric else "no weights"
+    return {"encoder": name, "encoder_init": init}
+
+
+def tiles_checksum(path: Path) -> str:
+    from medwss.embed.encoders import sha256_file
+
+    return sha256_file(path)
+
+
+def check_batch(tiles: TileSet, in_channels: int, batch_size: int, path: Path) -> None:
+    """Refuse a batch of tiles whose float32 array would exceed ``MEDWSS_MAX_VOLUME_BYTES``, before reading any."""
+    size = list(tiles.tile_size) * (2 if tiles.kind == "slide" else 1)
+    n = min(batch_size, max(len(tiles), 1)) * in_channels * int(np.prod(size, dtype=np.int64)) * 4
+    cap = limit("MEDWSS_MAX_VOLUME_BYTES")
+    if n > cap:
+        raise LimitExceededError(
+            f"a batch of {batch_size} tiles of {'x'.join(map(str, size))} x {in_channels} channels needs "
+            f"{human_bytes(n)}, over {human_bytes(cap)} (lower --batch-size, or set MEDWSS_MAX_VOLUME_BYTES)",
+            path,
+        )
 
 
 def embed_manifest(
@@ -94,6 +152,9 @@ def embed_manifest(
     created = init_process_group(info)
     tiles_dir, out_dir = Path(tiles_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    identity = run_identity(config)  # job-wide: an unknown encoder or missing weights fail here, once
+    if info.is_main:
+        remove_stale_temps(out_dir)
     cases = list(manifest.cases)
     mine = [cases[i] for i in shard([_tile_count(tiles_dir, c) for c in cases], info.world_size)[info.rank]]
     if info.world_size == 1:
@@ -102,26 +163,40 @@ def embed_manifest(
         failures = FailureLog(out_dir / f"failures.rank{info.rank}.csv", fresh=True)
     device = resolve_device(config.device, info.local_rank)
     encoders = _Encoders(config, device)
-    stats: dict[str, Any] = {"done": 0, "skipped": 0, "failed": 0, "tiles": 0, "seconds": 0.0, "rank": info.rank}
+    stats: dict[str, Any] = {
+        "done": 0, "skipped": 0, "redone_stale": 0, "failed": 0, "tiles": 0, "seconds": 0.0, "rank": info.rank,
+    }  # fmt: skip
     show = progress and info.is_main
     overall = tqdm(mine, desc=f"embed [{config.encoder}]", unit="case", disable=not show)
     t0 = time.perf_counter()
     for case in overall:
         target = bag_path(out_dir, case.case_id)
-        if not overwrite and bag_is_done(target, encoder=config.encoder):
-            stats["skipped"] += 1
-            failures.clear(case.case_id)
-            continue
+        source = tiles_path(tiles_dir, case.case_id)
         try:
-            if not tiles_path(tiles_dir, case.case_id).exists():
+            if not source.exists():
                 raise MedwssError(f"no tiles in {tiles_dir} (run `medwss tile` first; see its failures.csv)")
-            tiles = load_tiles(tiles_path(tiles_dir, case.case_id))
-            reader = TileReader(tiles, case.images, case.modality, config.mpp_override, config.ct_window)
-            encoder = encoders.get(_spatial_dims(tiles), _in_channels(tiles, case))
+            expect = {**identity, "tiles_sha256": tiles_checksum(source)}
+            if not overwrite and target.is_file():
+                why = bag_mismatch(target, expect)
+                if why is None:
+                    stats["skipped"] += 1
+                    failures.clear(case.case_id)
+                    continue
+                stats["redone_stale"] += 1
+                tqdm.write(f"medwss embed: {case.case_id}: existing bag {why}; embedding again", file=sys.stderr)
+            tiles = load_tiles(source)
+            reader = TileReader(tiles, case.images, case.modality, config.mpp_override, config.ct_window, config.nan)
+            in_channels = _in_channels(tiles, case)
+            check_batch(tiles, in_channels, config.batch_size, source)
+            encoder = encoders.get(_spatial_dims(tiles), in_channels)
             with tqdm(total=len(tiles), desc=case.case_id, unit="tile", leave=False, disable=not show) as bar:
                 features, tokens = embed_tiles(encoder, reader, config, device, bar)
             reader.close()
-            save_bag(bag_from_tiles(reader, features, tokens, encoder), target, dtype=config.dtype)
+            if features.size and not np.isfinite(features).all():
+                raise MedwssError(f"the encoder gave NaN or infinite features for {source.name}")
+            bag = bag_from_tiles(reader, features, tokens, encoder)
+            bag.attrs.update(expect)
+            save_bag(bag, target, dtype=config.dtype)
             stats["done"] += 1
             stats["tiles"] += len(tiles)
             failures.clear(case.case_id)

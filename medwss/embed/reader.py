@@ -29,6 +29,7 @@ class TileReader:
         modality: ``CT``, ``MR``, ``WSI``, ... (chooses the intensity normalisation of volumes).
         mpp_override: Microns per pixel of slides that lack it.
         ct_window: HU window for CT: ``(low, high)`` or a name of `medwss.transforms.intensity.CT_WINDOWS`.
+        nan: Volumes with NaN or infinite voxels: ``"raise"`` (default) or ``"fill"`` with the minimum.
     """
 
     def __init__(
@@ -38,12 +39,14 @@ class TileReader:
         modality: str | None = None,
         mpp_override: float | None = None,
         ct_window: Window = "abdomen",
+        nan: str = "raise",
     ) -> None:
         self.tiles = tiles
         self.images = images or {"image": Path(tiles.source)}
         self.modality = modality
         self.mpp_override = mpp_override
         self.ct_window = ct_window
+        self.nan = nan  # NaN/inf voxels: "raise" (InvalidDataError) or "fill" (see medwss.io.volumes.load_volume)
         self._slide: Slide | None = None
         self._array: np.ndarray | None = None
 
@@ -72,7 +75,7 @@ class TileReader:
             from medwss.io.resample import resample_to
             from medwss.io.volumes import load_volume
 
-            vols = [load_volume(p, nan="fill") for p in self.images.values()]
+            vols = [load_volume(p, nan=self.nan) for p in self.images.values()]  # type: ignore[arg-type]
             ref = vols[0]
             orient = orientation_of(ref)
             expected = self.tiles.orientation

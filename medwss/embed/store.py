@@ -18,6 +18,7 @@ import numpy as np
 from medwss import __version__
 from medwss.errors import CorruptFileError, InvalidDataError, require_file
 from medwss.io.atomic import atomic_path
+from medwss.io.limits import check_bytes, check_count, limit
 
 
 @dataclass
@@ -118,41 +119,123 @@ def load_bag(path: str | Path, tokens: bool = False) -> FeatureBag:
         with h5py.File(p, "r") as f:
             if "features" not in f:
                 raise CorruptFileError(f"no 'features' dataset (has: {', '.join(f.keys()) or 'nothing'})", p)
-            feats = f["features"][()]
+            feats = _dataset(f, "features", p)
             if feats.ndim == 3 and feats.shape[0] == 1:  # some tools store (1, N, C)
                 feats = feats[0]
-            coords = f["coords"][()] if "coords" in f else None
+            coords = _dataset(f, "coords", p) if "coords" in f else None
             if coords is not None and coords.ndim == 3 and coords.shape[0] == 1:
                 coords = coords[0]
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
             if "coords" in f:  # CLAM and TRIDENT keep patch size and level on coords
                 for k, v in f["coords"].attrs.items():
                     attrs.setdefault(k, _plain(v))
-            tok = f["tokens"][()] if tokens and "tokens" in f else None
-            grid = f["grid_index"][()] if "grid_index" in f else None
+            tok = _dataset(f, "tokens", p) if tokens and "tokens" in f else None
+            grid = _dataset(f, "grid_index", p) if "grid_index" in f else None
     except OSError as exc:
         raise CorruptFileError(f"not a readable HDF5 feature bag ({exc})", p) from exc
     if feats.ndim != 2:
         raise CorruptFileError(f"'features' must be N×C, got shape {feats.shape}", p)
+    if not np.issubdtype(feats.dtype, np.number) or np.iscomplexobj(feats):
+        raise CorruptFileError(f"'features' must be real numbers, got {feats.dtype}", p)
     if coords is not None and len(coords) != len(feats):
         raise CorruptFileError(f"{len(feats)} features but {len(coords)} coords", p)
+    check_bag(feats, coords, grid, attrs, p)
     return FeatureBag(feats, coords, tok, grid, attrs, str(p))
 
 
-def bag_is_done(path: str | Path, encoder: str | None = None) -> bool:
+def _dataset(f: Any, name: str, path: Path) -> np.ndarray:
+    """Read dataset `name` after checking that it is one and that its claimed size is under ``MEDWSS_MAX_BAG_BYTES``."""
+    import h5py
+
+    d = f[name]
+    if not isinstance(d, h5py.Dataset):
+        raise CorruptFileError(f"'{name}' is a {type(d).__name__}, not a dataset", path)
+    if d.shape is None:
+        raise CorruptFileError(f"'{name}' is an empty dataset", path)
+    check_bytes(f"'{name}'", d.shape, d.dtype.itemsize, "MEDWSS_MAX_BAG_BYTES", path)
+    return np.asarray(d[()])
+
+
+def check_bag(
+    features: np.ndarray, coords: np.ndarray | None, grid_index: np.ndarray | None, attrs: dict, path: str | Path
+) -> None:
+    """Refuse a bag whose values or claims would give NaN scores or unbounded allocations downstream.
+
+    Checks: every feature finite; ``grid_shape`` 2 or 3 positive sizes with at most
+    ``MEDWSS_MAX_GRID_CELLS`` cells; ``grid_index`` (N, len(grid_shape)) inside the grid; coordinates
+    within ``MEDWSS_MAX_COORD``.
+
+    Raises:
+        InvalidDataError (`medwss.io.limits.LimitExceededError` for the size limits), naming `path`.
+    """
+    if features.size and not np.isfinite(features).all():
+        bad = int((~np.isfinite(features)).any(axis=1).sum())
+        raise InvalidDataError(f"{bad} of {len(features)} feature rows hold NaN or infinite values; re-embed", path)
+    cap = limit("MEDWSS_MAX_COORD")
+    if coords is not None and coords.size:
+        c = np.asarray(coords)
+        if not np.issubdtype(c.dtype, np.number) or not np.isfinite(c).all():
+            raise InvalidDataError("coords hold non-numeric, NaN or infinite values", path)
+        worst = float(np.abs(c).max())
+        if worst > cap:
+            raise InvalidDataError(f"a coordinate is {worst:,.0f}, over the limit of {cap:,} (MEDWSS_MAX_COORD)", path)
+    shape_attr = attrs.get("grid_shape")
+    shape: tuple[int, ...] | None = None
+    if shape_attr is not None:
+        try:
+            shape = tuple(int(v) for v in np.atleast_1d(np.asarray(shape_attr, dtype=np.float64)))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidDataError(f"grid_shape {shape_attr!r} is not a list of sizes", path) from exc
+        if len(shape) not in (2, 3) or min(shape) < 1:
+            raise InvalidDataError(f"grid_shape {list(shape)} must be 2 or 3 positive sizes", path)
+        check_count(f"grid_shape {'x'.join(map(str, shape))}: cells", int(np.prod(shape, dtype=object)),
+                    "MEDWSS_MAX_GRID_CELLS", path)  # fmt: skip
+    if grid_index is not None:
+        g = np.asarray(grid_index)
+        if g.ndim != 2 or len(g) != len(features) or g.shape[1] not in (2, 3):
+            raise InvalidDataError(f"grid_index must be (N, 2|3) with N = {len(features)}, got {g.shape}", path)
+        if not np.issubdtype(g.dtype, np.integer):
+            raise InvalidDataError(f"grid_index must hold integers, got {g.dtype}", path)
+        if len(g):
+            if shape is not None:
+                if len(shape) != g.shape[1]:
+                    raise InvalidDataError(f"grid_shape {list(shape)} does not match grid_index of width {g.shape[1]}", path)
+                if bool((g < 0).any()) or bool((g >= np.asarray(shape)).any()):
+                    raise InvalidDataError(f"grid_index outside grid_shape {list(shape)}", path)
+            elif bool((g < 0).any()):
+                raise InvalidDataError("grid_index has negative cells", path)
+            else:  # the grid is inferred from the largest index: bound it the same way
+                inferred = [int(v) + 1 for v in g.max(axis=0)]
+                check_count(f"grid implied by grid_index ({'x'.join(map(str, inferred))}): cells",
+                            int(np.prod(inferred, dtype=object)), "MEDWSS_MAX_GRID_CELLS", path)  # fmt: skip
+
+
+def bag_is_done(path: str | Path, encoder: str | None = None, expect: dict[str, Any] | None = None) -> bool:
     """True if a finished bag exists at `path` (written atomically, so existence means finished).
 
-    With `encoder`, the bag must also have been made by that encoder.
+    With `encoder`, the bag must also have been made by that encoder; with `expect`, every key of
+    it must be an attribute of the bag with that value (see `bag_mismatch`).
     """
     p = Path(path)
     if not p.is_file():
         return False
-    if encoder is None:
+    if encoder is None and not expect:
         return True
+    return bag_mismatch(p, {**({"encoder": encoder} if encoder is not None else {}), **(expect or {})}) is None
+
+
+def bag_mismatch(path: str | Path, expect: dict[str, Any]) -> str | None:
+    """None if the bag at `path` has every attribute of `expect` with that value, else why not (one line).
+
+    Used by resume: a bag is kept only when it was made by the same encoder (name, weights checksum
+    or random-init seed) from the same tile file.
+    """
     import h5py
 
     try:
-        with h5py.File(p, "r") as f:
-            return _plain(f.attrs.get("encoder")) == encoder
-    except OSError:
-        return False
+        with h5py.File(path, "r") as f:
+            have = {k: _plain(f.attrs.get(k)) for k in expect}
+    except OSError as exc:
+        return f"unreadable ({exc})"
+    diffs = [f"{k} {have[k]!r} (now {v!r})" for k, v in expect.items() if have[k] != v]
+    return "made with " + ", ".join(diffs) if diffs else None

@@ -14,6 +14,7 @@ that grid's size, so aggregators can rebuild the spatial layout.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from medwss.data.orientation import Orientation
-from medwss.errors import CorruptFileError, require_file
+from medwss.errors import CorruptFileError, InvalidDataError, require_file
 from medwss.io.atomic import atomic_path
+from medwss.io.limits import check_bytes, check_count, limit
 
 TILE_KINDS = ("slide", "axial2d", "stack25d", "patch3d")
 
@@ -115,33 +117,105 @@ def save_tiles(tiles: TileSet, path: str | Path) -> Path:
     return Path(path)
 
 
+def check_tile_size(tile_size: tuple[int, ...] | list[int], path: str | Path | None, channels: int = 1) -> None:
+    """Refuse a tile extent that is not positive or whose voxels exceed ``MEDWSS_MAX_TILE_VOXELS``.
+
+    A slide tile of side S has S² pixels (``tile_size`` holds one value); volume patches have
+    ``si * sj * sk`` voxels.
+    """
+    dims = [int(s) for s in tile_size]
+    if not dims or min(dims) < 1:
+        raise InvalidDataError(f"tile_size {dims} must be positive", path)
+    if len(dims) == 1:
+        dims = dims * 2
+    check_count(f"tile_size {'x'.join(map(str, dims))}: voxels per tile", math.prod(dims) * channels,
+                "MEDWSS_MAX_TILE_VOXELS", path)  # fmt: skip
+
+
+def check_tileset(tiles: TileSet, path: str | Path | None) -> None:
+    """Refuse a tile set whose claims would allocate without bound when it is read or embedded.
+
+    Checks: the tile extent (`check_tile_size`), the number of tiles (``MEDWSS_MAX_TILES``), the
+    grid's cells (``MEDWSS_MAX_GRID_CELLS``), every grid index inside the grid, and coordinates within
+    ``MEDWSS_MAX_COORD``.
+
+    Raises:
+        InvalidDataError (`medwss.io.limits.LimitExceededError` for the size limits), naming `path`.
+    """
+    expected = 1 if tiles.kind == "slide" else 3
+    if len(tiles.tile_size) != expected:
+        raise InvalidDataError(f"{tiles.kind} tiles need {expected} tile_size value(s), got {tiles.tile_size}", path)
+    check_tile_size(tiles.tile_size, path)
+    check_count("number of tiles", len(tiles), "MEDWSS_MAX_TILES", path)
+    shape = tiles.grid_shape
+    if len(shape) != tiles.grid_index.shape[1] or (shape and min(shape) < 1):
+        raise InvalidDataError(f"grid_shape {shape} does not fit grid_index of width {tiles.grid_index.shape[1]}", path)
+    check_count(f"grid_shape {'x'.join(map(str, shape))}: cells", math.prod(shape), "MEDWSS_MAX_GRID_CELLS", path)
+    if len(tiles):
+        g = tiles.grid_index
+        if bool((g < 0).any()) or bool((g >= np.asarray(shape, dtype=np.int64)).any()):
+            raise InvalidDataError(f"grid_index outside grid_shape {shape}", path)
+        cap = limit("MEDWSS_MAX_COORD")
+        worst = int(np.abs(tiles.coords).max())
+        if worst > cap:
+            raise InvalidDataError(f"a tile coordinate is {worst:,}, over the limit of {cap:,} (MEDWSS_MAX_COORD)", path)
+    if tiles.span is not None and not (math.isfinite(tiles.span) and tiles.span > 0):
+        raise InvalidDataError(f"span {tiles.span} must be a positive number", path)
+
+
+def _read_dataset(f: Any, name: str, path: Path, width: int | None = None) -> np.ndarray:
+    """A small dataset read after its claimed shape is checked (never a group, never over the caps)."""
+    import h5py
+
+    d = f[name]
+    if not isinstance(d, h5py.Dataset):
+        raise InvalidDataError(f"'{name}' is a {type(d).__name__}, not a dataset", path)
+    check_count(f"'{name}' rows", int(d.shape[0]) if d.shape else 1, "MEDWSS_MAX_TILES", path)
+    check_bytes(f"'{name}'", d.shape, d.dtype.itemsize, "MEDWSS_MAX_BAG_BYTES", path)
+    if width is not None and (len(d.shape) != 2 or d.shape[1] != width):
+        raise InvalidDataError(f"'{name}' must be N×{width}, got shape {d.shape}", path)
+    return d[()]
+
+
 def load_tiles(path: str | Path) -> TileSet:
-    """Read a `TileSet` written by `save_tiles`."""
+    """Read a `TileSet` written by `save_tiles`, refusing one whose claims are over the limits (`check_tileset`).
+
+    Raises:
+        CorruptFileError: Not a medwss tile file. InvalidDataError: Claims over the limits, grid out of range.
+    """
     import h5py
 
     p = require_file(path)
     try:
         with h5py.File(p, "r") as f:
             a = dict(f.attrs)
+            kind = str(a["kind"])
+            if kind not in TILE_KINDS:
+                raise CorruptFileError(f"kind {kind!r} is not one of {TILE_KINDS}", p)
+            tile_size = tuple(int(v) for v in np.atleast_1d(a["tile_size"]))
+            check_tile_size(tile_size, p)
+            grid_shape = tuple(int(v) for v in np.atleast_1d(a["grid_shape"]))
             extra = {k[len("extra_") :]: _plain(v) for k, v in a.items() if k.startswith("extra_")}
             extra.update({k[len("json_") :]: json.loads(v) for k, v in a.items() if k.startswith("json_")})
-            return TileSet(
+            tiles = TileSet(
                 case_id=str(a["case_id"]),
                 source=str(a["source"]),
-                kind=str(a["kind"]),
-                coords=f["coords"][()],
-                grid_index=f["grid_index"][()],
-                grid_shape=tuple(a["grid_shape"]),
-                tile_size=tuple(a["tile_size"]),
-                tissue_fraction=f["tissue_fraction"][()],
+                kind=kind,
+                coords=_read_dataset(f, "coords", p, 2 if kind == "slide" else 3),
+                grid_index=_read_dataset(f, "grid_index", p),
+                grid_shape=grid_shape,
+                tile_size=tile_size,
+                tissue_fraction=_read_dataset(f, "tissue_fraction", p),
                 mpp=float(a["mpp"]) if "mpp" in a else None,
                 level=int(a["level"]) if "level" in a else None,
                 span=float(a["span"]) if "span" in a else None,
                 spacing=tuple(float(s) for s in a["spacing"]) if "spacing" in a else None,
                 attrs=extra,
             )
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, TypeError) as exc:
         raise CorruptFileError(f"not a medwss tile file ({exc})", p) from exc
+    check_tileset(tiles, p)
+    return tiles
 
 
 def _plain(value: Any) -> Any:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from medwss.data.orientation import canonical
-from medwss.embed.tiles import TileSet
+from medwss.embed.tiles import TileSet, check_tile_size
 from medwss.embed.tissue import (
     TissueConfig,
     TissueMask,
@@ -27,6 +27,7 @@ from medwss.embed.tissue import (
     slices_rgb,
     upscale,
 )
+from medwss.io.limits import LimitExceededError, check_count, check_mpp, limit
 from medwss.io.volume import Volume
 
 if TYPE_CHECKING:
@@ -44,8 +45,18 @@ def grid_starts(length: float, size: float, stride: float) -> np.ndarray:
 
     The last tile may stick out of the image; a single tile when the image is smaller than a tile.
     """
-    n = 1 if length <= size else math.ceil((length - size) / stride - 1e-9) + 1
-    return np.arange(n, dtype=np.float64) * stride
+    return np.arange(grid_count(length, size, stride), dtype=np.float64) * stride
+
+
+def grid_count(length: float, size: float, stride: float) -> int:
+    """How many tiles `grid_starts` gives (computed without allocating them)."""
+    if not (math.isfinite(length) and math.isfinite(size) and math.isfinite(stride)) or size <= 0 or stride <= 0:
+        raise ValueError(f"grid of length {length}, tile {size}, stride {stride}: need finite positive sizes")
+    return 1 if length <= size else math.ceil((length - size) / stride - 1e-9) + 1
+
+
+MAX_UPSAMPLING = 8.0
+"""Slides: largest ratio of the slide's mpp to the target mpp (reading finer than scanned) accepted without force."""
 
 
 def _interp_cumsum(c: np.ndarray, axis: int, pos: np.ndarray) -> np.ndarray:
@@ -109,6 +120,7 @@ def tile_slide(
     min_tissue: float = 0.25,
     tissue: TissueMask | None = None,
     tissue_config: TissueConfig | None = None,
+    force_mpp: bool = False,
 ) -> TileSet:
     """The tiles of a slide that lie in tissue.
 
@@ -125,21 +137,20 @@ def tile_slide(
         min_tissue: Keep tiles whose tissue fraction is at least this.
         tissue: A tissue mask already computed (else `detect_tissue` runs with `tissue_config`).
         tissue_config: Tissue detection settings.
+        force_mpp: Accept a slide or target mpp outside `medwss.io.limits.MPP_RANGE`, or reading more
+            than `MAX_UPSAMPLING` times finer than the slide.
 
     Raises:
         ValueError: Invalid sizes. MissingMetadataError: the slide has no mpp. CorruptFileError: unreadable pixels.
+        LimitExceededError: Implausible mpp, or a tile or a grid over the limits (checked before allocating).
     """
     if tile_size < 1 or not mpp > 0 or not 0 <= overlap < 1 or not 0 <= min_tissue <= 1:
         raise ValueError(
             f"{slide.path}: need tile_size >= 1, mpp > 0, 0 <= overlap < 1, 0 <= min_tissue <= 1; "
             f"got {tile_size}, {mpp}, {overlap}, {min_tissue}"
         )
-    factor = mpp / slide.mpp
-    span = tile_size * factor
-    stride = span * (1 - overlap)
-    level = slide.best_level_for_downsample(factor)
+    level, span, stride, xs, ys = slide_grid(slide, tile_size, mpp, overlap, force_mpp)
     width, height = slide.dimensions
-    xs, ys = grid_starts(width, span, stride), grid_starts(height, span, stride)
     if tissue is None:
         tissue = detect_tissue(slide, tissue_config)
     dx, dy = tissue.downsample
@@ -171,6 +182,41 @@ def tile_slide(
         span=float(span),
         attrs=attrs,
     )
+
+
+def slide_grid(
+    slide: Slide, tile_size: int, mpp: float, overlap: float, force_mpp: bool
+) -> tuple[int, float, float, np.ndarray, np.ndarray]:
+    """Level, span, stride and grid starts of a slide's tiling, after the plausibility and size checks."""
+    path = slide.path
+    check_mpp(float(slide.mpp), "slide resolution", path, force_mpp)
+    check_mpp(float(mpp), "target --mpp", path, force_mpp)
+    if not force_mpp and slide.mpp / mpp > MAX_UPSAMPLING:
+        raise LimitExceededError(
+            f"target {mpp:g} µm/px is {slide.mpp / mpp:.3g}x finer than the slide's {slide.mpp:g} µm/px "
+            f"(more than {MAX_UPSAMPLING:g}x upsampling: wrong slide mpp?); pass --mpp-override or --force-mpp",
+            path,
+        )
+    check_tile_size((tile_size,), path)
+    factor = mpp / slide.mpp
+    span = tile_size * factor
+    stride = span * (1 - overlap)
+    width, height = slide.dimensions
+    nx, ny = grid_count(width, span, stride), grid_count(height, span, stride)
+    check_count(
+        f"tile grid {nx}x{ny} ({tile_size} px at {mpp:g} µm/px on a {width}x{height} slide at {slide.mpp:g} µm/px)",
+        nx * ny, "MEDWSS_MAX_TILES", path,
+    )  # fmt: skip
+    level = slide.best_level_for_downsample(factor)
+    read = span / float(slide.level_downsamples[level])
+    cap = 4 * limit("MEDWSS_MAX_TILE_VOXELS")
+    if read * read > cap:
+        raise LimitExceededError(
+            f"each {tile_size}-px tile needs a {read:.0f}x{read:.0f} region read from level {level} "
+            f"(the slide has no level near {mpp:g} µm/px), over {cap:,} pixels (MEDWSS_MAX_TILE_VOXELS x 4)",
+            path,
+        )
+    return level, span, stride, grid_starts(width, span, stride), grid_starts(height, span, stride)
 
 
 # --- volumes ------------------------------------------------------------------------------------
@@ -279,6 +325,13 @@ def tile_volume(
         step = [max(1, round(s)) for s in _three(stride, "stride")]
     fg = body_mask(cvol, modality) if foreground is None else orient.to_canonical(np.asarray(foreground, bool))
     si, sj, sk = size
+    check_tile_size(size, volume.path)
+    n_k = math.ceil(shape[2] / step[2]) if mode == "stack25d" else grid_count(shape[2], sk, step[2])
+    grid = (grid_count(shape[0], si, step[0]), grid_count(shape[1], sj, step[1]), n_k)
+    check_count(
+        f"patch grid {'x'.join(map(str, grid))} ({mode} {si}x{sj}x{sk}, stride {step} on {'x'.join(map(str, shape))})",
+        math.prod(grid), "MEDWSS_MAX_TILES", volume.path,
+    )  # fmt: skip
     starts_i, starts_j = grid_starts(shape[0], si, step[0]), grid_starts(shape[1], sj, step[1])
     if mode == "stack25d":
         centres = np.arange(0, shape[2], step[2], dtype=np.float64)

@@ -177,6 +177,63 @@ def volume_heatmap(
     return out.astype(np.float32)
 
 
+def coordinate_step(values: np.ndarray) -> int | None:
+    """The lattice step of tile coordinates along one axis: the most common gap between the sorted
+    distinct values (None for a single value)."""
+    gaps = np.diff(np.unique(np.asarray(values, dtype=np.int64)))
+    gaps = gaps[gaps > 0]
+    return int(np.bincount(gaps).argmax()) if gaps.size else None
+
+
+def tile_span(bag: FeatureBag) -> tuple[float, str]:
+    """Level-0 side of a 2D bag's tiles, and where it came from.
+
+    In order: medwss's ``span``; TRIDENT's ``patch_size_level0``; CLAM's ``patch_size`` times the
+    ``downsample`` of its ``patch_level`` (``patch_size`` alone at level 0); else the coordinate step
+    (the most common gap between neighbouring coordinates, which equals the tile side when tiles
+    do not overlap).
+
+    Raises:
+        InvalidDataError: The bag has no 2D coords, an attribute is not a positive number, or there is
+            neither an attribute nor a coordinate step (all tiles at one position).
+    """
+    where = bag.path or "feature bag"
+    if bag.coords is None or bag.coords.ndim != 2 or bag.coords.shape[1] != 2:
+        raise InvalidDataError("a tile span needs (N, 2) level-0 coords", where)
+    a = bag.attrs
+    span: Any = None
+    source = ""
+    if a.get("span") is not None:
+        span, source = a["span"], "span"
+    elif a.get("patch_size_level0") is not None:
+        span, source = a["patch_size_level0"], "patch_size_level0"
+    elif a.get("patch_size") is not None:
+        level = int(np.asarray(a.get("patch_level") or 0).reshape(-1)[0])
+        down = a.get("downsample")
+        if level == 0:
+            span, source = a["patch_size"], "patch_size"
+        elif down is not None:
+            span, source = (
+                float(a["patch_size"]) * float(np.asarray(down, float).reshape(-1)[0]),
+                "patch_size×downsample",
+            )
+    if span is not None:
+        try:
+            value = float(np.asarray(span, dtype=np.float64).reshape(-1)[0])
+        except (TypeError, ValueError, IndexError) as exc:
+            raise InvalidDataError(f"tile size attribute {source}={span!r} is not a number", where) from exc
+        if not math.isfinite(value) or value <= 0:
+            raise InvalidDataError(f"tile size attribute {source}={span!r} is not a positive number", where)
+        return value, source
+    steps = [s for s in (coordinate_step(bag.coords[:, 0]), coordinate_step(bag.coords[:, 1])) if s]
+    if not steps:
+        raise InvalidDataError(
+            "no tile size attribute (span, patch_size_level0 or patch_size) and no coordinate step to infer it from",
+            where,
+        )
+    return float(min(steps)), "coordinate step"
+
+
 def bag_heatmap(
     bag: FeatureBag,
     scores: np.ndarray,
@@ -186,8 +243,8 @@ def bag_heatmap(
 ) -> np.ndarray:
     """The heatmap of a feature bag's per-instance scores, using the geometry stored in the bag.
 
-    Slides (2D coords) use the bag's ``span`` (or a CLAM/TRIDENT ``patch_size`` read at level 0);
-    volumes (3D coords) its ``tile_size`` (patch extent in voxels).
+    Slides (2D coords) use the tile side of `tile_span` (medwss ``span``, TRIDENT/CLAM attributes,
+    or the coordinate step); volumes (3D coords) the bag's ``tile_size`` (patch extent in voxels).
 
     Args:
         bag: The case's `FeatureBag` (coords and attributes).
@@ -204,21 +261,52 @@ def bag_heatmap(
         raise InvalidDataError("the bag has no coords, so its scores cannot be placed", where)
     a = bag.attrs
     if bag.coords.shape[1] == 2:
-        span = a.get("span")
-        if span is None and a.get("patch_size") is not None and int(a.get("patch_level") or 0) == 0:
-            span = a["patch_size"]
-        if span is None:
-            raise InvalidDataError("no 'span' attribute (tile side in level-0 pixels); pass it to slide_heatmap", where)
+        span, _ = tile_span(bag)
         if downsample is None:
             raise ValueError("a slide heatmap needs a downsample")
         w0, h0 = (int(v) for v in extent)
-        return slide_heatmap(scores, bag.coords, float(span), (w0, h0), downsample, fill)
+        return slide_heatmap(scores, bag.coords, span, (w0, h0), downsample, fill)
     size = a.get("tile_size")
     if size is None or np.size(size) not in (1, 3):
         raise InvalidDataError(f"no 3D 'tile_size' attribute (patch extent in voxels), got {size}", where)
     return volume_heatmap(
         scores, bag.coords, np.broadcast_to(np.asarray(size, dtype=np.int64), (3,)).tolist(), extent, fill
     )
+
+
+def tile_grid_geometry(
+    bag: FeatureBag, cells_per_tile: int = 2, max_cells: int = 1 << 24
+) -> tuple[tuple[int, int], float, float]:
+    """Geometry of a heatmap over a 2D bag's own tiles, when no slide is at hand.
+
+    The frame is level 0 from the origin to the far edge of the last tile (``max(x) + span``,
+    ``max(y) + span``), so contours drawn on it are in the slide's level-0 pixels.
+
+    Args:
+        bag: A bag with (N, 2) level-0 coords.
+        cells_per_tile: Heatmap pixels per tile side.
+        max_cells: Cap on heatmap pixels; above it the downsample grows (a coarser map), so hostile
+            coordinates cannot ask for a huge allocation.
+
+    Returns:
+        (dims_level0, downsample, span): level-0 (width, height) covered, level-0 pixels per heatmap
+        pixel, tile side.
+
+    Raises:
+        InvalidDataError: Empty bag, or negative coordinates.
+    """
+    span, _ = tile_span(bag)
+    assert bag.coords is not None  # tile_span checked
+    xy = np.asarray(bag.coords, dtype=np.float64)
+    where = bag.path or "feature bag"
+    if not len(xy):
+        raise InvalidDataError("the bag holds no tiles", where)
+    if (xy < 0).any() or not np.isfinite(xy).all():
+        raise InvalidDataError("tile coordinates must be finite and non-negative level-0 pixels", where)
+    w0, h0 = (int(math.ceil(v + span)) for v in xy.max(axis=0))
+    ds = max(span / max(int(cells_per_tile), 1), 1.0)
+    ds = max(ds, math.sqrt(float(w0) * float(h0) / float(max_cells)))
+    return (w0, h0), ds, span
 
 
 def resample_mask(

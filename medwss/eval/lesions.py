@@ -40,13 +40,16 @@ def lesion_candidates(
     rel_threshold: float = 0.4,
     floor: float = 0.01,
     connectivity: int = 1,
+    remove_adjacent: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lesion candidates of a probability map, each with its peak probability as confidence.
 
     ``dynamic`` (PI-CAI's default extraction): take the global maximum, grow the connected
     component of voxels ``>= rel_threshold × peak`` that holds it, give it the peak as its
     confidence, zero it and repeat, until `max_lesions` candidates or the peak falls below
-    `floor`. ``threshold``: the connected components of ``prob >= threshold``, each with its
+    `floor`. With `remove_adjacent` (PI-CAI's default), a region that touches a candidate already
+    taken (any of its ``3^ndim`` neighbours), such as the rim left around a peak, is zeroed without
+    becoming a candidate. ``threshold``: the connected components of ``prob >= threshold``, each with its
     maximum. Components smaller than `min_voxels` are dropped (in ``dynamic`` mode they are
     removed and the search goes on, for at most ``100 + 10 × max_lesions`` peaks in all).
 
@@ -59,6 +62,7 @@ def lesion_candidates(
         rel_threshold: Fraction of the peak that bounds a ``dynamic`` candidate.
         floor: Smallest peak a ``dynamic`` candidate may have.
         connectivity: 1 joins voxels sharing a face; ``prob.ndim`` joins any touching voxels.
+        remove_adjacent: ``dynamic``: drop regions touching an earlier candidate.
 
     Returns:
         (labels, confidences): an int32 map of the shape of `prob` with candidates 1..K (0
@@ -82,6 +86,7 @@ def lesion_candidates(
             confidences = [float(peaks[i]) for i in order]
     elif mode == "dynamic":
         work = p.copy()
+        full = ndimage.generate_binary_structure(p.ndim, p.ndim)
         tries = 10_000 if max_lesions is None else 100 + 10 * int(max_lesions)  # bound for maps of tiny specks
         while len(confidences) < limit and tries > 0:
             tries -= 1
@@ -92,6 +97,8 @@ def lesion_candidates(
             comps, _ = ndimage.label(work >= rel_threshold * peak, structure=structure)
             region = comps == comps.flat[flat]
             work[region] = 0.0
+            if remove_adjacent and confidences and (region & ndimage.binary_dilation(labels > 0, full)).any():
+                continue
             if int(region.sum()) >= min_voxels:
                 confidences.append(peak)
                 labels[region] = len(confidences)

@@ -3,6 +3,12 @@
 Predictions are ``<case_id>.nii.gz`` (or ``.nii``) probability maps on the grid of the case's
 ground-truth mask. A case whose prediction is missing, unreadable, on another grid or not a
 probability map is reported in the failures and skipped; the others are evaluated.
+
+Beside Dice, every case gets the surface metrics of its thresholded map in millimetres, with the
+voxel spacing of the mask (`medwss.eval.overlap`): HD95, ASSD and NSD at ``nsd_tolerance`` mm.
+The summary gives, over the cases with a lesion, the median HD95 and ASSD (a case whose
+prediction is empty has an infinite distance; ``n_surface_inf`` counts them, and a median that is
+infinite is reported as n/a) and the mean NSD, each with a bootstrap interval.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from pydantic import Field
 from medwss.config import StrictConfig
 from medwss.data.manifest import Case, Manifest
 from medwss.errors import MedwssError
+from medwss.eval.overlap import nsd
+from medwss.eval.pooled import ci
 from medwss.eval.segmentation import evaluate_case, summarize, summary_table
 from medwss.io.atomic import write_text
 
 CASE_COLUMNS = (
-    "case_id", "site", "split", "label", "case_score", "dice", "hd95", "assd", "empty_agree", "n_gt_lesions", "n_candidates",
+    "case_id", "site", "split", "label", "case_score", "dice", "hd95", "assd", "nsd", "empty_agree", "n_gt_lesions", "n_candidates",
     "n_tp", "n_fp", "gt_voxels", "pred_voxels", "gt_ml", "pred_ml",
 )  # fmt: skip
 
@@ -40,7 +48,9 @@ class EvaluateConfig(StrictConfig):
     min_voxels: int = Field(1, ge=1)
     max_lesions: int | None = Field(10, ge=1)
     connectivity: int = Field(1, ge=1, le=3)
+    remove_adjacent: bool = True
     iou: float = Field(0.1, ge=0, lt=1)
+    nsd_tolerance: float = Field(2.0, ge=0)
     hit: Literal["iou", "overlap"] = "iou"
     group_by: str | None = None
     split: str | None = None
@@ -126,13 +136,57 @@ def evaluate_manifest(
                 prob, gt, spacing=spacing, threshold=cfg.threshold, mode=cfg.mode,
                 iou=cfg.iou, hit=cfg.hit, min_voxels=cfg.min_voxels, max_lesions=cfg.max_lesions,
                 rel_threshold=cfg.rel_threshold, floor=cfg.floor, connectivity=cfg.connectivity,
+                remove_adjacent=cfg.remove_adjacent,
             )  # fmt: skip
+            if prob.ndim in (2, 3):
+                row["nsd"] = nsd(prob >= cfg.threshold, gt, cfg.nsd_tolerance, spacing=spacing[: prob.ndim])
         except (MedwssError, ValueError) as exc:
             failures.append({"case_id": case.case_id, "problem": str(exc)})
             continue
         info = {"case_id": case.case_id, "patient_id": case.patient_id, "site": case.site, "split": case.split or ""}
         rows.append({**info, "modality": case.modality, **{f"meta_{k}": v for k, v in case.meta.items()}, **row})
     return rows, failures
+
+
+SURFACE_METRICS = (("hd95", "median"), ("assd", "median"), ("nsd", "mean"))
+"""Surface metrics of the summary and how each is pooled over the cases with a lesion."""
+
+
+def surface_summary(
+    rows: list[dict[str, Any]], seed: int = 0, n_boot: int = 1000, alpha: float = 0.05
+) -> dict[str, Any]:
+    """Median HD95 and ASSD and mean NSD over the cases with a lesion, with stratified bootstrap intervals.
+
+    Returns:
+        ``hd95``, ``assd``, ``nsd`` with ``_lo`` / ``_hi`` (NaN when no lesion case has the metric,
+        or when the estimate is infinite), and ``n_surface_inf``: lesion cases at an infinite
+        distance (empty prediction).
+    """
+    labels = np.asarray([int(r["label"]) for r in rows], dtype=np.int64)
+    out: dict[str, Any] = {}
+    for name, how in SURFACE_METRICS:
+        if not rows or any(name not in r for r in rows):
+            continue
+        values = np.asarray([float(r[name]) for r in rows], dtype=np.float64)
+        pool = np.median if how == "median" else np.mean
+
+        def stat(_: Any, idx: np.ndarray, v: np.ndarray = values, f: Any = pool) -> float:
+            i = np.asarray(idx).astype(np.int64)
+            i = i[labels[i] == 1]
+            return float(f(v[i])) if len(i) else float("nan")
+
+        est, lo, hi = ci(stat, labels, n_boot, alpha, seed)
+        out |= {name: est, f"{name}_lo": lo, f"{name}_hi": hi}
+        if name == "hd95":
+            out["n_surface_inf"] = int(np.sum(~np.isfinite(values[labels == 1])))
+    return out
+
+
+def _with_surface(summary: list[dict[str, Any]], rows: list[dict[str, Any]], cfg: EvaluateConfig) -> None:
+    for srow in summary:
+        group = str(srow["group"])
+        sub = rows if group == "all" or cfg.group_by is None else [r for r in rows if str(r[cfg.group_by]) == group]
+        srow |= surface_summary(sub, cfg.seed, cfg.n_boot)
 
 
 def jsonable(value: Any) -> Any:
@@ -162,8 +216,11 @@ def _markdown(summary: list[dict[str, Any]], failures: list[dict[str, str]], cfg
         "# Evaluation\n",
         f"{summary[-1]['n']} of {n} case(s) evaluated; {len(failures)} failed. "
         f"Candidates: {cfg.mode} extraction; a hit needs {hit}; Dice at threshold {cfg.threshold:g}. "
-        f"Intervals: {100 * 0.95:.0f}% bootstrap over cases ({cfg.n_boot} resamples, seed {cfg.seed}).\n",
-        summary_table(summary, ["dice", "dice_all", "auroc", "ap", *rates, "ranking"]),
+        f"Intervals: {100 * 0.95:.0f}% bootstrap over cases ({cfg.n_boot} resamples, seed {cfg.seed}). "
+        f"Surface metrics of the thresholded map over the cases with a lesion, in mm: hd95 and assd are "
+        f"medians ({summary[-1].get('n_surface_inf', 0)} lesion case(s) with an empty prediction are at an "
+        f"infinite distance), nsd is the mean surface Dice at {cfg.nsd_tolerance:g} mm.\n",
+        summary_table(summary, ["dice", "dice_all", "hd95", "assd", "nsd", "auroc", "ap", *rates, "ranking"]),
     ]
     if failures:
         lines += ["\n## Failures\n", *(f"- `{f['case_id']}`: {f['problem']}" for f in failures), ""]
@@ -183,6 +240,7 @@ def write_outputs(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows, cfg.group_by, cfg.seed, cfg.n_boot, fp_rates=cfg.fp_rates) if rows else []
+    _with_surface(summary, rows, cfg)
     record = {"n_cases": n_cases, "n_evaluated": len(rows), "summary": summary, "failures": failures}
     text = json.dumps(jsonable({**record, "config": cfg.model_dump()}), indent=2, allow_nan=False)
     write_text(out / "summary.json", text + "\n")

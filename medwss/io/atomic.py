@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,3 +40,27 @@ def write_text(target: str | Path, text: str) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
     return Path(target)
+
+
+def remove_stale_temps(folder: str | Path, older_than_s: float = 3600.0) -> list[Path]:
+    """Remove temporary files `atomic_path` left behind (a process killed mid-write) in `folder`.
+
+    Only names of the form ``.<name>.<random>.tmp<suffixes>`` untouched for `older_than_s` seconds
+    are removed, so a concurrent writer's file in progress is kept.
+
+    Returns:
+        The files removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    now = time.time()
+    removed = []
+    for p in folder.glob(".*.tmp*"):
+        try:
+            if p.is_file() and now - p.stat().st_mtime > older_than_s:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            continue
+    return removed

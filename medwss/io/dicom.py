@@ -10,6 +10,7 @@ import numpy as np
 
 from medwss.errors import AmbiguousInputError, CorruptFileError, InvalidDataError, UnsupportedFormatError
 from medwss.io.volume import Volume, affine_from_lps
+from medwss.io.limits import check_bytes
 
 _KEEP = (
     "Modality",
@@ -175,6 +176,9 @@ def read_dicom_series(folder: str | Path, series: str | None = None) -> Volume:
         raise InvalidDataError(
             "several slices share one position (multi-echo or time series?); split the series", folder
         )
+    samples = int(ds0.get("SamplesPerPixel", 1) or 1)
+    shape = (int(ds0.Rows), int(ds0.Columns), len(items), samples)
+    check_bytes("series", shape, 4, "MEDWSS_MAX_VOLUME_BYTES", folder)  # before decoding any pixels
     slices = []
     for f, ds in items:
         if (int(ds.Rows), int(ds.Columns)) != (int(ds0.Rows), int(ds0.Columns)):
@@ -212,6 +216,9 @@ def read_dicom_file(path: str | Path) -> Volume:
     if "Rows" not in ds:
         raise UnsupportedFormatError("DICOM file holds no image", path)
     row_dir, col_dir, normal, ps = _geometry(ds)
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    check_bytes("header", (n_frames, int(ds.Rows), int(ds.Columns), samples), 4, "MEDWSS_MAX_VOLUME_BYTES", path)
     frames = _pixels(path, ds)
     frames = _rescale(frames, float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))
     stack = _to_ijk(frames)

@@ -10,6 +10,7 @@ import numpy as np
 from medwss.errors import CorruptFileError, InvalidDataError, UnsupportedFormatError, require_file
 from medwss.io.atomic import atomic_path
 from medwss.io.dicom import is_dicom, read_dicom_file, read_dicom_series
+from medwss.io.limits import check_bytes, check_compressed
 from medwss.io.volume import Volume, affine_from_lps
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -34,7 +35,11 @@ def _read_nifti(path: Path) -> Volume:
     import nibabel as nib
 
     try:
-        img: Any = nib.load(str(path))
+        img: Any = nib.load(str(path))  # the header only; the data are read below, after the checks
+    except Exception as exc:
+        raise CorruptFileError(f"cannot read NIfTI ({type(exc).__name__}: {exc})", path) from exc
+    _check_nifti_header(img, path)
+    try:
         array = np.asanyarray(img.dataobj)
     except Exception as exc:
         raise CorruptFileError(f"cannot read NIfTI ({type(exc).__name__}: {exc})", path) from exc
@@ -45,9 +50,55 @@ def _read_nifti(path: Path) -> Volume:
     return Volume(array, img.affine, meta, str(path))
 
 
+def _check_nifti_header(img: Any, path: Path) -> None:
+    """Refuse, from the header alone, data too large for the cap or larger than the file can hold."""
+    shape = tuple(int(s) for s in img.shape)
+    dtype = np.dtype(img.get_data_dtype())
+    if dtype.kind == "c":
+        raise InvalidDataError(f"complex voxels ({dtype}); medwss needs real values (split magnitude/phase)", path)
+    slope, inter = img.dataobj.slope, img.dataobj.inter
+    scaled = not (slope in (1, None) and inter in (0, None))
+    stored = check_bytes(f"header ({dtype})", shape, dtype.itemsize, "MEDWSS_MAX_VOLUME_BYTES", path)
+    if scaled:  # scaled data come out as floats
+        check_bytes("header (scaled to float)", shape, max(dtype.itemsize, 8), "MEDWSS_MAX_VOLUME_BYTES", path)
+    check_compressed(stored, path)
+    if not path.name.lower().endswith(".gz"):
+        offset = int(getattr(img.dataobj, "offset", 0) or 0)
+        size = path.stat().st_size
+        if path.name.lower().endswith(".nii") and offset + stored > size:
+            raise CorruptFileError(
+                f"header claims {stored:,} bytes of data from offset {offset} but the file has {size:,} bytes "
+                "(truncated)",
+                path,
+            )
+
+
+_ITK_BYTES = {"8-bit": 1, "16-bit": 2, "32-bit": 4, "64-bit": 8}
+
+
+def _check_itk_header(path: Path) -> None:
+    """Refuse an image whose header claims more than the volume cap, before SimpleITK reads the data."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except Exception:
+        return  # unreadable headers are reported by the full read below
+    kind = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    if "complex" in kind:
+        raise InvalidDataError(f"complex voxels ({kind}); medwss needs real values (split magnitude/phase)", path)
+    itemsize = next((b for k, b in _ITK_BYTES.items() if k in kind), 8)
+    shape = tuple(int(s) for s in reader.GetSize()) + (max(1, int(reader.GetNumberOfComponents())),)
+    stored = check_bytes(f"header ({kind})", shape, itemsize, "MEDWSS_MAX_VOLUME_BYTES", path)
+    check_compressed(stored, path)
+
+
 def _read_itk(path: Path) -> Volume:
     import SimpleITK as sitk
 
+    _check_itk_header(path)
     try:
         img = sitk.ReadImage(str(path))
     except Exception as exc:
@@ -101,7 +152,9 @@ def load_volume(path: str | Path, series: str | None = None, nan: NanPolicy = "r
         nan: What to do with NaN or infinite voxels: raise `InvalidDataError`, fill with the minimum, or keep.
 
     Raises:
-        FileNotFound, UnsupportedFormatError, CorruptFileError, InvalidDataError, AmbiguousInputError.
+        FileNotFound, UnsupportedFormatError, CorruptFileError, InvalidDataError, AmbiguousInputError;
+        `medwss.io.limits.LimitExceededError` when the header claims more than ``MEDWSS_MAX_VOLUME_BYTES``
+        (checked before any data are read), or, for ``.gz``, more than the file can hold.
     """
     p = require_file(path)
     if p.is_dir():
@@ -114,9 +167,24 @@ def load_volume(path: str | Path, series: str | None = None, nan: NanPolicy = "r
         volume = read_dicom_file(p)
     else:
         raise UnsupportedFormatError("not a volume format medwss reads (NIfTI, NRRD, MHA/MHD, DICOM)", p)
-    if volume.array.size == 0:
-        raise InvalidDataError("image is empty", p)
+    _check_volume(volume, p)
     return _check_nan(volume, nan)
+
+
+def _check_volume(volume: Volume, path: Path) -> None:
+    """Refuse what no 3D pipeline can use: empty, complex, more than 4D, or a singular affine."""
+    array = volume.array
+    if array.size == 0:
+        raise InvalidDataError("image is empty", path)
+    if np.iscomplexobj(array):
+        raise InvalidDataError(f"complex voxels ({array.dtype}); medwss needs real values (split magnitude/phase)", path)
+    if array.ndim > 4:
+        raise InvalidDataError(
+            f"image is {array.ndim}D (shape {array.shape}); medwss reads 3D volumes, or 3D plus one channel axis", path
+        )
+    linear = volume.affine[:3, :3]
+    if not np.isfinite(volume.affine).all() or abs(float(np.linalg.det(linear))) < 1e-12:
+        raise InvalidDataError("the voxel-to-world affine is singular or not finite (zero spacing?)", path)
 
 
 def save_nifti(volume: Volume | np.ndarray, path: str | Path, affine: np.ndarray | None = None) -> Path:

@@ -16,6 +16,7 @@ from medwss.data.manifest import Case, Manifest
 from medwss.data.splits import kfold_cases, split_cases
 from medwss.embed.store import FeatureBag, load_bag
 from medwss.errors import InvalidDataError
+from medwss.eval.heatmap import coordinate_step
 from medwss.mil.base import Bag
 
 
@@ -27,10 +28,8 @@ def infer_grid(coords: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     coords = np.asarray(coords, dtype=np.int64)
     index = np.zeros_like(coords)
     for axis in range(coords.shape[1]):
-        values = np.unique(coords[:, axis])
-        gaps = np.diff(values)
-        step = int(np.bincount(gaps).argmax()) if gaps.size else 1
-        index[:, axis] = np.round((coords[:, axis] - values[0]) / max(step, 1)).astype(np.int64)
+        step = coordinate_step(coords[:, axis]) or 1
+        index[:, axis] = np.round((coords[:, axis] - coords[:, axis].min()) / step).astype(np.int64)
     if coords.shape[1] == 2:
         index = np.ascontiguousarray(index[:, ::-1])  # (x, y) -> (row, col)
     shape = tuple(int(v) + 1 for v in index.max(axis=0)) if len(index) else (0,) * coords.shape[1]
@@ -77,7 +76,7 @@ def load_bags(cases: list[Case], k: int, tokens: bool = False, require_label: bo
     out = []
     for c in cases:
         if c.features is None:
-            raise InvalidDataError(f"case {c.case_id} has no 'features' bag (run `medwss embed` first)", c.image)
+            raise InvalidDataError(f"case {c.case_id} has no 'features' bag (run `medwss embed` first)", c.source)
         if require_label and c.label is None:
             raise InvalidDataError(f"case {c.case_id} has no label", c.features)
         fb = load_bag(c.features, tokens=tokens)

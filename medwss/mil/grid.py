@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from medwss.errors import InvalidDataError
+from medwss.io.limits import check_count
 
 
 def check_grid(
@@ -36,7 +37,9 @@ def check_grid(
     """Validate a bag's grid; returns the index as int64 and the shape (inferred when None).
 
     Raises:
-        InvalidDataError: Wrong shapes, indices outside the grid, or two instances in one cell.
+        InvalidDataError: Wrong shapes, indices outside the grid, or two instances in one cell;
+            `medwss.io.limits.LimitExceededError` for a grid of more than ``MEDWSS_MAX_GRID_CELLS`` cells
+            (checked before anything of the grid's size is allocated).
     """
     if grid_index.dim() != 2 or grid_index.shape[0] != n or grid_index.shape[1] not in (2, 3):
         raise InvalidDataError(f"grid_index must be (N, 2) or (N, 3) with N = {n}, got {tuple(grid_index.shape)}")
@@ -46,6 +49,9 @@ def check_grid(
     shape = tuple(int(v) for v in grid_shape)
     if len(shape) != idx.shape[1]:
         raise InvalidDataError(f"grid_shape {shape} does not match grid_index with {idx.shape[1]} columns")
+    if min(shape) < 1:
+        raise InvalidDataError(f"grid_shape {shape} must be positive")
+    check_count(f"grid_shape {'x'.join(map(str, shape))}: cells", math.prod(shape), "MEDWSS_MAX_GRID_CELLS", None)
     if n:
         lo, hi = idx.amin(0), idx.amax(0)
         if bool((lo < 0).any()) or any(int(h) >= s for h, s in zip(hi, shape, strict=True)):
@@ -77,6 +83,7 @@ def scatter_to_grid(
         The dense map (C, *grid_shape) and the mask of occupied cells (*grid_shape), bool.
     """
     n_cells = math.prod(grid_shape)
+    check_count(f"grid_shape {'x'.join(map(str, grid_shape))}: cells", n_cells, "MEDWSS_MAX_GRID_CELLS", None)
     flat = flat_index(grid_index, grid_shape)  # (N,)
     dense = values.new_zeros(n_cells, values.shape[1]).index_copy(0, flat, values)  # (H*W, C)
     mask = torch.zeros(n_cells, dtype=torch.bool, device=values.device)

@@ -1,12 +1,22 @@
 """`medwss mil heatmap`: per-tile scores of a trained aggregator turned into viewer files.
 
-For every case with a bag: ``<case>_scores.csv`` and ``.h5`` (coordinates and scores); slides:
-``<case>_overlay.png`` (heatmap over the thumbnail), ``<case>_heatmap.tif`` (pyramidal TIFF with
-the slide's physical size, for QuPath) and ``<case>_heatmap.geojson`` (contours at the threshold);
-volumes: ``<case>_heatmap.nii.gz`` (on the image's stored grid, its affine kept, for 3D Slicer;
-the bag's coordinates are on the canonical RAS+ grid and are mapped back with
-`Orientation.to_source`) and ``<case>_montage.png``. One failing case is recorded in
-``failures.csv`` and the rest go on.
+For every case with a bag: ``<case>_scores.csv`` and ``.h5`` (coordinates and scores). Then, by
+what the case has:
+
+- a slide (2D bag, image column): ``<case>_overlay.png`` (heatmap over the thumbnail),
+  ``<case>_heatmap.tif`` (pyramidal TIFF with the slide's physical size, for QuPath) and
+  ``<case>_heatmap.geojson`` (contours at the threshold, level-0 pixels);
+- no slide (2D bag of a bag-only manifest, e.g. CLAM or TRIDENT bags): ``<case>_heatmap.png``, the
+  scores on the bag's own tile grid (inferno colour map over [0, 1] with a colour bar at the right;
+  cells without a tile grey), and ``<case>_heatmap.geojson`` (contours at the threshold in level-0
+  pixels, from the bag's coords and tile side, `medwss.eval.heatmap.tile_span`);
+- a volume (3D bag, image column): ``<case>_heatmap.nii.gz`` (on the image's stored grid, its affine
+  kept, for 3D Slicer; the bag's coordinates are on the canonical RAS+ grid and are mapped back with
+  `Orientation.to_source`) and ``<case>_montage.png``; without the image only the scores.
+
+Every output is named by the case id through `medwss.data.manifest.case_path`, which refuses an id
+that would leave the output folder. One failing case is recorded in ``failures.csv`` and the rest
+go on.
 """
 
 from __future__ import annotations
@@ -18,9 +28,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from medwss.data.manifest import Case, Manifest
+from medwss.data.manifest import Case, Manifest, case_path
 from medwss.embed.store import FeatureBag, load_bag
+from medwss.errors import InvalidDataError
 from medwss.io.volume import Volume
+
+GRID_BACKGROUND = 200  # grey of tile-grid cells without a tile
 
 
 @dataclass
@@ -64,12 +77,17 @@ def dense_heatmap(
     from medwss.eval.heatmap import bag_heatmap
 
     if is_slide_bag(fb):
+        from medwss.eval.heatmap import tile_grid_geometry, tile_span
+
+        if dims is None and not case.images:  # bag only: the frame of the bag's own tiles
+            dims, ds, _ = tile_grid_geometry(fb, cells_per_tile)
+            return CaseHeatmap(bag_heatmap(fb, scores, dims, ds), ds, tuple(dims))
         if dims is None:
             from medwss.io.slide import open_slide
 
             with open_slide(case.image) as s:
                 dims = s.dimensions
-        span = float(fb.attrs.get("span") or fb.attrs.get("patch_size") or 256)
+        span, _ = tile_span(fb)
         ds = max(span / cells_per_tile, 1.0)
         return CaseHeatmap(bag_heatmap(fb, scores, dims, ds), ds, tuple(dims))
     if volume is None:
@@ -79,6 +97,17 @@ def dense_heatmap(
     orient = orientation_of(volume)
     heat = orient.to_source(bag_heatmap(fb, scores, orient.canonical_shape))
     return CaseHeatmap(heat, None, volume.shape[:3], volume.affine)
+
+
+def grid_png(heatmap: np.ndarray, path: Path, max_side: int = 1024) -> Path:
+    """The heatmap on its own grid as PNG: inferno over [0, 1], a colour bar at the right, grey where
+    no tile lies; each cell drawn as a square of whole pixels (longer side up to `max_side`)."""
+    from medwss.viz.overlay import heatmap_overlay_png
+
+    h, w = heatmap.shape
+    k = max(1, min(32, max_side // max(h, w)))
+    base = np.full((h * k, w * k, 3), GRID_BACKGROUND, dtype=np.uint8)
+    return heatmap_overlay_png(base, heatmap, path, alpha=1.0, colorbar=True)
 
 
 def write_case(case: Case, fb: FeatureBag, scores: np.ndarray, out: Path, threshold: float) -> dict[str, Any]:
@@ -94,35 +123,42 @@ def write_case(case: Case, fb: FeatureBag, scores: np.ndarray, out: Path, thresh
 
     cid = case.case_id
     files: dict[str, Any] = {}
-    assert fb.coords is not None
-    export_scores_table(
-        cid, fb.coords, scores, out / f"{cid}_scores.csv", out / f"{cid}_scores.h5", attrs=dict(fb.attrs)
-    )
-    files["scores"] = str(out / f"{cid}_scores.csv")
-    if is_slide_bag(fb):
+    if fb.coords is None:
+        raise InvalidDataError("the bag has no coords, so its scores cannot be placed", fb.path)
+    scores_csv = case_path(out, cid, "_scores.csv")
+    export_scores_table(cid, fb.coords, scores, scores_csv, case_path(out, cid, "_scores.h5"), attrs=dict(fb.attrs))
+    files["scores"] = str(scores_csv)
+    if is_slide_bag(fb) and not case.images:  # bag only: the bag's own tile grid, level-0 contours
+        hm = dense_heatmap(case, fb, scores)
+        assert hm.downsample is not None
+        files["png"] = str(grid_png(hm.heatmap, case_path(out, cid, "_heatmap.png")))
+        files["geojson"] = str(
+            export_geojson_contours(hm.heatmap, hm.downsample, threshold, case_path(out, cid, "_heatmap.geojson"))
+        )
+    elif is_slide_bag(fb):
         from medwss.io.slide import open_slide
 
         with open_slide(case.image) as s:
             thumb, mpp, dims = s.thumbnail(1024), s.mpp, s.dimensions
         hm = dense_heatmap(case, fb, scores, dims=dims)
         assert hm.downsample is not None
-        files["overlay"] = str(heatmap_overlay_png(thumb, hm.heatmap, out / f"{cid}_overlay.png",
+        files["overlay"] = str(heatmap_overlay_png(thumb, hm.heatmap, case_path(out, cid, "_overlay.png"),
                                                    downsample=hm.downsample, dims_level0=dims))  # fmt: skip
         filled = np.nan_to_num(hm.heatmap, nan=0.0)
-        files["tiff"] = str(export_heatmap_tiff(filled, hm.downsample, dims, mpp, out / f"{cid}_heatmap.tif"))
+        files["tiff"] = str(export_heatmap_tiff(filled, hm.downsample, dims, mpp, case_path(out, cid, "_heatmap.tif")))
         files["geojson"] = str(
-            export_geojson_contours(filled, hm.downsample, threshold, out / f"{cid}_heatmap.geojson")
+            export_geojson_contours(filled, hm.downsample, threshold, case_path(out, cid, "_heatmap.geojson"))
         )
-    else:
+    elif case.images:
         from medwss.io.volumes import load_volume
 
         volume = load_volume(case.image, nan="fill")
         hm = dense_heatmap(case, fb, scores, volume=volume)
-        files["nifti"] = str(export_nifti_heatmap(hm.heatmap, volume.affine, out / f"{cid}_heatmap.nii.gz"))
+        files["nifti"] = str(export_nifti_heatmap(hm.heatmap, volume.affine, case_path(out, cid, "_heatmap.nii.gz")))
         image = volume.array
         window = CT_WINDOWS["abdomen"] if case.modality == "CT" else None
         files["overlay"] = str(
-            volume_montage_png(image, hm.heatmap, out / f"{cid}_montage.png", window=window, affine=hm.affine)
+            volume_montage_png(image, hm.heatmap, case_path(out, cid, "_montage.png"), window=window, affine=hm.affine)
         )
     return files
 
@@ -147,5 +183,5 @@ def write_heatmaps(
             failures.clear(case.case_id)
             done += 1
         except Exception as exc:  # one bad case is recorded and skipped, never the whole job
-            failures.record(case.case_id, case.image, exc)
+            failures.record(case.case_id, case.image if case.images else case.features or "", exc)
     return {"done": done, "failed": len(failures), "cases": records}

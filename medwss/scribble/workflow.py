@@ -156,8 +156,14 @@ def predict_cases(
     out: str | Path,
     overwrite: bool = False,
     progress: bool = True,
+    formats: Sequence[str] = ("nifti",),
 ) -> dict[str, Any]:
     """Write ``out/predictions/<case_id>.nii.gz`` for every case (members averaged); skip existing files.
+
+    `formats` beyond ``nifti`` (the probability map, always written) add the lesion label map
+    (probability >= 0.5) on the reference grid as ``<case_id>_labels.nii.gz`` with a Slicer colour
+    table (``slicer``) and as ``<case_id>_labels_seg.dcm`` (``dicom-seg``, for a DICOM reference series),
+    through `medwss.io.seg_export.write_outputs`.
 
     Returns:
         ``{"done", "skipped", "failed": [{"case_id", "error"}]}``.
@@ -176,6 +182,12 @@ def predict_cases(
             ci = load_case(case, cfg.sequences, cfg.crop_mm, cfg.spacing_mm, _root(manifest), cfg.use_zones)
             prob = paste_back(lesion_prob(members, ci), ci.grid, ci.reference)
             save_nifti(ci.reference.with_array(prob), target)
+            if any(f != "nifti" for f in formats):
+                from medwss.io.seg_export import write_outputs
+
+                extra = [f for f in formats if f != "nifti"]
+                lesion = (np.asarray(prob) >= 0.5).astype(np.int64)
+                write_outputs(ci.reference, lesion, "lesion", pred_dir, extra, name=f"{case.case_id}_labels")
             done += 1
         except (MedwssError, OSError, ValueError) as exc:
             failed.append({"case_id": case.case_id, "error": str(exc)})

@@ -98,3 +98,37 @@ def test_missing_columns_and_empty(tmp_path):
 def test_missing_manifest_file(tmp_path):
     with pytest.raises(FileNotFound):
         check_manifest(tmp_path / "nope.csv")
+
+
+def test_case_ids_that_leave_the_output_folder_are_refused(tmp_path):
+    _files(tmp_path, "a.nii.gz")
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "case_id,patient_id,site,modality,image\n"
+        "../../esc,p1,s,CT,a.nii.gz\n"
+        "/abs/x,p2,s,CT,a.nii.gz\n"
+        "ok-1_a.b,p3,s,CT,a.nii.gz\n"
+        "..,p4,s,CT,a.nii.gz\n"
+        "a\\b,p5,s,CT,a.nii.gz\n"
+        f"{'x' * 201},p6,s,CT,a.nii.gz\n"
+    )
+    problems = check_manifest(path)
+    assert len(problems) == 5  # one line per bad row; the plain id passes
+    assert problems[0].startswith("line 2 ('../../esc'): case_id '../../esc' contains '/', '..'")
+    assert problems[1].startswith("line 3 ('/abs/x'): case_id '/abs/x' contains '/'")
+    assert problems[2].startswith("line 5 ('..'): case_id '..' is not a file name")
+    assert "line 6" in problems[3] and "'\\\\'" in problems[3]
+    assert "line 7" in problems[4] and "201 bytes" in problems[4]
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path)
+    assert err.value.problems == problems
+
+
+def test_case_ids_with_nul_or_control_characters_are_refused(tmp_path):
+    _files(tmp_path, "a.nii.gz")
+    path = tmp_path / "m.csv"
+    path.write_bytes(
+        b"case_id,patient_id,site,modality,image\na\x00b,p1,s,CT,a.nii.gz\nc\td,p2,s,CT,a.nii.gz\n.,p3,s,CT,a.nii.gz\n"
+    )
+    problems = check_manifest(path)
+    assert len(problems) == 3 and "'\\x00'" in problems[0] and "'\\t'" in problems[1] and "line 4" in problems[2]
