@@ -238,6 +238,45 @@ def oracle_dice(manifest: Path) -> float:
     return float(np.mean(out)) if out else float("nan")
 
 
+def tile_probe(manifest: Path) -> dict[str, float]:
+    """How separable the tiles are in an encoder's space, with tile labels (which MIL never sees).
+
+    A standardised logistic regression on the train slides' tiles (lesion tile or not), scored on
+    the test slides' tiles: AUC lesion vs every other tile, and lesion vs look-alike tiles only.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from medwss.data.manifest import load_manifest
+    from medwss.data.mosaic import read_layout
+    from medwss.embed.store import load_bag
+
+    m = load_manifest(manifest)
+    root = Path(m.path).parent if m.path else Path.cwd()
+    xy: dict[str, tuple[list, list]] = {"train": ([], []), "test": ([], [])}
+    for c in m.cases:
+        if c.split not in xy or c.features is None:
+            continue
+        fb = load_bag(c.features)
+        _, t, margin = slide_geometry(c)
+        roles = {(p.row, p.col): p.role for p in read_layout(c.meta["layout"], root)}
+        assert fb.coords is not None
+        for f, (x0, y0) in zip(np.asarray(fb.features, np.float32), fb.coords, strict=True):
+            xy[c.split][0].append(f)
+            xy[c.split][1].append(roles.get((int(y0) // t - margin, int(x0) // t - margin), "background"))
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    model.fit(np.stack(xy["train"][0]), np.array(xy["train"][1]) == "lesion")
+    roles_test = np.array(xy["test"][1])
+    p = model.predict_proba(np.stack(xy["test"][0]))[:, 1]
+    look = roles_test != "background"
+    out = {"auc_lesion_vs_rest": float(roc_auc_score(roles_test == "lesion", p))}
+    if (roles_test == "lookalike").any():
+        out["auc_lesion_vs_lookalike"] = float(roc_auc_score(roles_test[look] == "lesion", p[look]))
+    return out
+
+
 def data_stats(manifest: Path, tiles: Path) -> dict[str, Any]:
     from medwss.data.manifest import load_manifest
     from medwss.data.mosaic import read_layout
@@ -363,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             te_embed = time.perf_counter()
             bags = embed(manifest, tiles, work / f"bags_{key}", enc)
             encoders[key] = {**info, "embed_dim": int(enc.embed_dim), "embed_seconds": time.perf_counter() - te_embed,
-                             "seconds": time.perf_counter() - te}  # fmt: skip
+                             "seconds": time.perf_counter() - te, "tile_probe": tile_probe(bags)}  # fmt: skip
             for agg in args.aggregators:
                 for seed in args.seeds:
                     r = evaluate(bags, agg, seed, work / "runs" / f"{key}_{agg}_{seed}", args)

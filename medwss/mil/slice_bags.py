@@ -210,9 +210,11 @@ def slice_tiles(image: np.ndarray, fg: np.ndarray, tile: int, min_foreground: fl
 
 @torch.no_grad()
 def _encode(encoder: torch.nn.Module, tiles: np.ndarray, batch_size: int, device: torch.device | str) -> np.ndarray:
-    from medwss.embed.pretrain.probe import embed
-
-    return embed(encoder, torch.from_numpy(tiles), batch_size=batch_size, device=device).astype(np.float32)
+    """Pooled embeddings (N, D) of tiles (N, C, t, t), in eval mode, in batches."""
+    encoder = encoder.to(device).eval()
+    x = torch.from_numpy(tiles)
+    out = [encoder(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(out).numpy().astype(np.float32, copy=False)
 
 
 def case_slice_bags(

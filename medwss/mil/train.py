@@ -55,6 +55,12 @@ class MILTrainConfig(StrictConfig):
     val_fraction: float = Field(0.25, ge=0, lt=1)
     folds: int | None = Field(None, ge=2)
     max_instances: int | None = Field(None, ge=1)
+    grid_flips: bool = False
+    """Bag augmentation: a random rotation by 90° steps and flip of the tile grid (in-plane), per case and epoch."""
+    tile_dropout: float = Field(0.0, ge=0, lt=1)
+    """Bag augmentation: drop this fraction of a bag's tiles at random, per case and epoch."""
+    feature_noise: float = Field(0.0, ge=0)
+    """Bag augmentation: Gaussian noise of this standard deviation added to the features."""
     tokens: bool = False
     amp: bool = True
     amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
@@ -87,9 +93,53 @@ def _subsample(bag: Bag, max_instances: int | None, rng: np.random.Generator) ->
     n = len(bag)
     if max_instances is None or n <= max_instances:
         return bag
-    keep = torch.as_tensor(np.sort(rng.choice(n, max_instances, replace=False)))
+    return _keep(bag, np.sort(rng.choice(n, max_instances, replace=False)))
+
+
+def _keep(bag: Bag, index: np.ndarray) -> Bag:
+    keep = torch.as_tensor(index, dtype=torch.long)
     pick = lambda t: None if t is None else t[keep]  # noqa: E731
     return Bag(bag.features[keep], pick(bag.grid_index), bag.grid_shape, pick(bag.tokens), pick(bag.coords))
+
+
+def turn_grid(bag: Bag, k: int, flip: bool) -> Bag:
+    """The bag with its tile grid rotated by `k` × 90° and (then) flipped along the last axis, in-plane.
+
+    Acts on the last two grid axes (rows, columns; a 3-D grid keeps its first axis); token maps turn
+    with it, so a tile's content and its place on the grid stay consistent. Coordinates are kept.
+    """
+    if bag.grid_index is None or bag.grid_shape is None or (k % 4 == 0 and not flip):
+        return bag
+    idx, shape = bag.grid_index.clone(), list(bag.grid_shape)
+    r, c = idx[:, -2].clone(), idx[:, -1].clone()
+    for _ in range(k % 4):  # (r, c) on (H, W) -> (W - 1 - c, r) on (W, H): a counter-clockwise turn
+        r, c = shape[-1] - 1 - c, r
+        shape[-2], shape[-1] = shape[-1], shape[-2]
+    if flip:
+        c = shape[-1] - 1 - c
+    idx[:, -2], idx[:, -1] = r, c
+    tokens = bag.tokens
+    if tokens is not None:
+        tokens = torch.rot90(tokens, k % 4, dims=(-2, -1))
+        tokens = tokens.flip(-1) if flip else tokens
+    return Bag(bag.features, idx, tuple(shape), tokens, bag.coords)
+
+
+def augment_bag(bag: Bag, config: MILTrainConfig, rng: np.random.Generator) -> Bag:
+    """Training-time bag augmentation from `config` (grid turns and flips, tile dropout, feature noise).
+
+    Every draw comes from `rng` (seeded by seed, epoch and case), so a resumed run sees the same bags.
+    """
+    if config.grid_flips:
+        bag = turn_grid(bag, int(rng.integers(4)), bool(rng.integers(2)))
+    if config.tile_dropout > 0 and len(bag) > 1:
+        keep = rng.random(len(bag)) >= config.tile_dropout
+        if keep.any():
+            bag = _keep(bag, np.flatnonzero(keep))
+    if config.feature_noise > 0:
+        noise = torch.as_tensor(rng.standard_normal(tuple(bag.features.shape)), dtype=bag.features.dtype)
+        bag = Bag(bag.features + config.feature_noise * noise, bag.grid_index, bag.grid_shape, bag.tokens, bag.coords)
+    return bag
 
 
 @torch.no_grad()
@@ -179,7 +229,7 @@ def train(
     def step(i: int, ctx: Any) -> torch.Tensor:
         lb = train_bags[i]
         rng = np.random.default_rng([config.seed, ctx.epoch, i])  # the subsample: a function of seed, epoch, case
-        bag = _subsample(lb.bag, config.max_instances, rng).to(ctx.device)
+        bag = augment_bag(_subsample(lb.bag, config.max_instances, rng), config, rng).to(ctx.device)
         target = lb.target.to(ctx.device)
         w = k_weight if target.numel() > 1 else k_weight * (0.5 / pos_rate if target[0] > 0.5 else 0.5 / (1 - pos_rate))
         out = forward(ctx.model, bag, target, config.grad_checkpointing)

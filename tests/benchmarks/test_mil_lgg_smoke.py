@@ -1,0 +1,34 @@
+"""The LGG slice-bag MIL benchmark runs in quick mode on the real MRI and writes its tables."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "mil_lgg.py"
+
+
+@pytest.mark.slow
+def test_mil_lgg_quick(real, tmp_path):
+    if not (real / "mri" / "lgg" / "manifest.csv").is_file():
+        pytest.skip("LGG data not found")
+    mod = runpy.run_path(str(BENCH))
+    assert mod["main"](["--quick", "--data", str(real), "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "mil_lgg_quick.json").read_text())
+    assert {r["aggregator"] for r in res["summary"]} == {"insight", "abmil", "max", "flair_tile"}
+    groups = {r["group"] for r in res["summary"]}
+    assert {"in-site", "test:DU", "test:HT", "held-out:CS"} <= groups
+    for r in res["summary"]:
+        assert 0 <= r["auc_mean"] <= 1 and 0 <= r["dice_mean"] <= 1
+    assert not res["failures"] and all(c["seconds_per_epoch"] > 0 for c in res["cost"])
+    md = (tmp_path / "mil_lgg_quick.md").read_text()
+    assert "| stats | insight |" in md and "held-out-site Dice" in md
+
+
+def test_mil_lgg_missing_data(tmp_path, capsys):
+    mod = runpy.run_path(str(BENCH))
+    assert mod["main"](["--quick", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "manifest.csv" in capsys.readouterr().err
