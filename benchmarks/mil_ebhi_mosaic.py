@@ -169,8 +169,8 @@ def evaluate(manifest: Path, aggregator: str, seed: int, out: Path, args: argpar
 
     m = load_manifest(manifest)
     kwargs = dict(args.insight_kwargs) if aggregator == "insight" else {}
-    cfg = MILTrainConfig(aggregator=aggregator, seed=seed, epochs=args.epochs, aggregator_kwargs=kwargs,
-                         **args.train_kwargs)  # fmt: skip
+    settings = {"epochs": args.epochs, **args.train_kwargs}  # --train-kwargs may change the epochs too
+    cfg = MILTrainConfig(aggregator=aggregator, seed=seed, aggregator_kwargs=kwargs, **settings)
     t0 = time.perf_counter()
     fit = train_from_manifest(m, cfg, out, progress=False)
     seconds = time.perf_counter() - t0
@@ -217,25 +217,35 @@ def evaluate(manifest: Path, aggregator: str, seed: int, out: Path, args: argpar
             "train_seconds": seconds, "best_epoch": fit.get("best_epoch"), "stopped_early": fit.get("stopped_early")}  # fmt: skip
 
 
-def oracle_dice(manifest: Path) -> float:
-    """Pixel Dice of a perfect tile-level heatmap (every lesion tile 1, else 0) against the pasted masks."""
+def reference_dice(manifest: Path) -> dict[str, float]:
+    """Pixel Dice on the positive test slides of two reference heatmaps, and the tile Dice of the second.
+
+    ``oracle_pixel``: a perfect tile-level heatmap (every lesion tile 1, else 0) against the pasted
+    masks: the best a heatmap on the tile grid can score. ``all_pixel`` / ``all_tile``: a heatmap
+    that flags every tile: what a method that has learned nothing spatial scores.
+    """
     from medwss.data.manifest import load_manifest
     from medwss.data.mosaic import read_layout
     from medwss.eval.heatmap import rasterize_gt, resample_mask
     from medwss.eval.metrics import dice
 
-    out = []
+    out: dict[str, list[float]] = {"oracle_pixel": [], "all_pixel": [], "all_tile": []}
     for c in load_manifest(manifest).split("test"):
         if c.label != 1 or c.mask is None:
             continue
         dims, t, margin = slide_geometry(c)
-        grid = np.zeros((dims[1] // t, dims[0] // t), bool)
-        for pl in read_layout(c.meta["layout"], manifest.parent):
-            grid[pl.row + margin, pl.col + margin] |= pl.role == "lesion"
+        lesion = np.zeros((dims[1] // t, dims[0] // t), bool)
+        tissue = np.zeros_like(lesion)
+        lay = read_layout(c.meta["layout"], manifest.parent)
+        for pl in lay:
+            lesion[pl.row + margin, pl.col + margin] |= pl.role == "lesion"
+            tissue[pl.row + margin, pl.col + margin] = True
         ds = t / 2
         gt = rasterize_gt(c.mask, dims, ds, gt_downsample=float(c.meta["mask_downsample"]))
-        out.append(dice(resample_mask(grid, t, ds, dims), gt))
-    return float(np.mean(out)) if out else float("nan")
+        out["oracle_pixel"].append(dice(resample_mask(lesion, t, ds, dims), gt))
+        out["all_pixel"].append(dice(resample_mask(tissue, t, ds, dims), gt))
+        out["all_tile"].append(dice(tissue, lesion))
+    return {k: float(np.mean(v)) if v else float("nan") for k, v in out.items()}
 
 
 def tile_probe(manifest: Path) -> dict[str, float]:
@@ -333,8 +343,9 @@ def to_markdown(res: dict) -> str:
         f"{res['epochs']} epochs; mean ± sd over seeds [mean of the per-seed bootstrap 95% CIs]. Pixel Dice "
         "against the pasted masks and tile Dice against the placed lesion tiles on the "
         f"{res['summary'][0]['n_dice'] if res['summary'] else 0} positive test slides; 'neg flagged': fraction of "
-        f"tiles scored ≥ 0.5 on negative test slides. A perfect tile-level heatmap scores pixel Dice "
-        f"{res['oracle_dice']:.3f}.",
+        f"tiles scored ≥ 0.5 on negative test slides. References: a perfect tile-level heatmap scores pixel Dice "
+        f"{res['reference_dice']['oracle_pixel']:.3f}; one that flags every tile scores pixel Dice "
+        f"{res['reference_dice']['all_pixel']:.3f} and tile Dice {res['reference_dice']['all_tile']:.3f}.",
         "",
         "| encoder | aggregator | test AUC | pixel Dice | tile Dice | FROC | neg flagged | train s |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -344,10 +355,29 @@ def to_markdown(res: dict) -> str:
             f"| {r['encoder']} | {r['aggregator']} | {_fmt(r, 'auc')} | {_fmt(r, 'dice')} | {_fmt(r, 'tile_dice')} | "
             f"{_fmt(r, 'froc', False)} | {_fmt(r, 'neg_flagged', False)} | {r['train_seconds_mean']:.0f} |"
         )
-    lines += ["", f"INSIGHT kwargs: `{json.dumps(res['insight_kwargs'])}`; train kwargs: `{json.dumps(res['train_kwargs'])}`.",
-              f"Encoders: {json.dumps({k: {kk: vv for kk, vv in v.items() if kk != 'pretrain_loss'} for k, v in res['encoders'].items()})}.",
-              f"Total {res['seconds']:.0f} s."]  # fmt: skip
+    lines += ["", "Encoders: tile-level linear probe (tile labels, which MIL never sees; train slides' tiles → test "
+              "slides' tiles) and embedding time:", "",
+              "| encoder | dim | probe AUC lesion vs rest | probe AUC lesion vs look-alike | embed s | notes |",
+              "|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    for key, e in res["encoders"].items():
+        probe = e.get("tile_probe", {})
+        notes = ", ".join(f"{k} {v}" for k, v in e.items() if k in ("widen_factor", "init", "pretrain_tiles",
+                                                                     "pretrain_epochs", "pretrain"))  # fmt: skip
+        if e.get("pretrain_loss"):
+            notes += f", SSL loss {e['pretrain_loss'][0]:.2f} → {e['pretrain_loss'][-1]:.2f}"
+        lines.append(f"| {key} | {e['embed_dim']} | {probe.get('auc_lesion_vs_rest', float('nan')):.3f} | "
+                     f"{probe.get('auc_lesion_vs_lookalike', float('nan')):.3f} | {e['embed_seconds']:.0f} | {notes} |")  # fmt: skip
+    cpu = f", {res['cpu_seconds']:.0f} s CPU" if res.get("cpu_seconds") else ""
+    lines += ["", f"INSIGHT kwargs: `{json.dumps(res['insight_kwargs'])}`; train kwargs: `{json.dumps(res['train_kwargs'])}`; "
+              f"total {res['seconds']:.0f} s wall{cpu}."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return float(u.ru_utime + u.ru_stime)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--train-kwargs", type=json.loads, default={}, help="JSON of MILTrainConfig fields (all aggregators)"
     )
+    ap.add_argument("--tag", default="", help="suffix of the result files and run folders (a variant's results)")
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one; reused steps are kept)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
@@ -405,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                              "seconds": time.perf_counter() - te, "tile_probe": tile_probe(bags)}  # fmt: skip
             for agg in args.aggregators:
                 for seed in args.seeds:
-                    r = evaluate(bags, agg, seed, work / "runs" / f"{key}_{agg}_{seed}", args)
+                    r = evaluate(bags, agg, seed, work / f"runs{args.tag}" / f"{key}_{agg}_{seed}", args)
                     runs.append({"encoder": key, **r})
                     print(f"{key} {agg} seed {seed}: AUC {r['auc']:.3f} Dice {r['dice']:.3f} tile Dice "
                           f"{r['tile_dice']:.3f} FROC {r['froc']:.3f} ({r['train_seconds']:.0f} s)", flush=True)  # fmt: skip
@@ -414,18 +445,19 @@ def main(argv: list[str] | None = None) -> int:
                 from medwss.mil.heatmaps import write_heatmaps
 
                 bm = load_manifest(bags)
-                run = work / "runs" / f"{key}_insight_{args.seeds[0]}"
+                run = work / f"runs{args.tag}" / f"{key}_insight_{args.seeds[0]}"
                 hm = write_heatmaps(Manifest(bm.path, bm.split("test")), run / "model.pt", run / "heatmaps",
                                     progress=False)  # fmt: skip
                 encoders[key]["heatmap_files"] = {"done": hm["done"], "failed": hm["failed"]}
         stats = data_stats(manifest, tiles)
-        oracle = oracle_dice(manifest)
-    res = {"quick": args.quick, "seeds": args.seeds, "epochs": args.epochs, "grid": args.grid,
+        reference = reference_dice(manifest)
+    res = {"quick": args.quick, "tag": args.tag, "seeds": args.seeds, "epochs": args.epochs, "grid": args.grid,
            "cluster": args.cluster, "lookalikes": args.lookalikes, "data_seed": args.data_seed,
            "insight_kwargs": args.insight_kwargs, "train_kwargs": args.train_kwargs, "threshold": args.threshold,
-           "stages_seconds": stages, "data": stats, "oracle_dice": oracle, "encoders": encoders, "runs": runs, "summary": summarise(runs),
-           "seconds": time.perf_counter() - t0, "versions": versions()}  # fmt: skip
-    write_results(args.out, "mil_ebhi_mosaic_quick" if args.quick else "mil_ebhi_mosaic", res, to_markdown(res))
+           "stages_seconds": stages, "data": stats, "reference_dice": reference, "encoders": encoders, "runs": runs, "summary": summarise(runs),
+           "seconds": time.perf_counter() - t0, "cpu_seconds": _cpu_seconds(), "versions": versions()}  # fmt: skip
+    name = "mil_ebhi_mosaic" + (f"_{args.tag}" if args.tag else "") + ("_quick" if args.quick else "")
+    write_results(args.out, name, res, to_markdown(res))
     return 0
 
 

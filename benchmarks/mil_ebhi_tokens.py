@@ -47,7 +47,13 @@ epochs on crops; no fine-tuning of the encoder for the Grad-CAM classifier (a fr
 linear head); at most ``--epochs`` MIL epochs with early stopping. ``--quick``: a few tiles per
 split, one seed, two epochs, for the smoke test.
 
-Results: benchmarks/results/mil_ebhi_tokens[_quick].json and .md.
+Results: benchmarks/results/mil_ebhi_tokens[_quick].json and .md (``--name`` for another name). The
+README's figures come from one run per encoder on a shared 2-core CPU (4–5 min CPU each)::
+
+    python benchmarks/mil_ebhi_tokens.py --encoders stats --epochs 8 --name mil_ebhi_tokens_stats
+    python benchmarks/mil_ebhi_tokens.py --encoders resnet18_random --epochs 8 --name mil_ebhi_tokens_resnet18_random
+    python benchmarks/mil_ebhi_tokens.py --encoders resnet18_ssl --ssl-epochs 2 --epochs 8 --work /tmp/ebwork \
+        --name mil_ebhi_tokens_resnet18_ssl
 """
 
 from __future__ import annotations

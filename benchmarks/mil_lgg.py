@@ -35,7 +35,7 @@ pixels and Dice is bounded by that resolution; a small CNN; training bags capped
 one rotation (CS held out) unless ``--holdout`` names more; SSL only when ``ssl`` is among
 ``--encoders`` (3 epochs on 6,000 tiles). ``--quick`` is the smoke test's setting: a few cases
 per site and split, the stats encoder, three aggregators, 2 epochs, one seed.
-Results: benchmarks/results/mil_lgg[_quick].json and .md.
+Results: benchmarks/results/mil_lgg[_quick][TAG].json and .md (``--tag TAG``).
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ def _subset(bags: list, cap: int | None, seed: int) -> list:
         return bags
     keep = np.sort(np.random.default_rng(seed).choice(len(bags), cap, replace=False))
     return [bags[i] for i in keep]
+
+
+def _pick(bags: list, sites: list[str], split: str) -> list:
+    return [b for b in bags if b.item.case.site in sites and b.item.case.split == split]
 
 
 def make_encoder(name: str, seed: int = 0) -> Any:
@@ -353,12 +357,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ssl-epochs", type=int, default=3)
     ap.add_argument("--ssl-tiles", type=int, default=6000)
     ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the CIs")
+    ap.add_argument("--tag", default="", help="suffix of the results' name (mil_lgg<tag>.json)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.encoders, args.tile = [0], 2, ["stats"], 32
         args.aggregators = ["insight", "abmil", "max"]
-        args.max_cases, args.max_train_bags, args.max_val_bags = args.max_cases or 1, 60, 40
+        args.max_cases, args.max_train_bags, args.max_val_bags = args.max_cases or 1, 40, 30
         args.n_boot = 200
     manifest = args.data / "mri" / "lgg" / "manifest.csv"
     if not manifest.is_file():
@@ -400,12 +405,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"ssl (held out {h}): pretrained {ssl_records[h]['seconds']:.0f} s", flush=True)
             for enc_name in args.encoders:
                 bags = per_enc[enc_name]
-                pick = lambda split: [b for b in bags if b.item.case.site in train_sites and b.item.case.split == split]  # noqa: E731
-                data = {"train": _subset(pick("train"), args.max_train_bags, 0),
-                        "val": _subset(pick("val"), args.max_val_bags, 1)}  # fmt: skip
+                data = {"train": _subset(_pick(bags, train_sites, "train"), args.max_train_bags, 0),
+                        "val": _subset(_pick(bags, train_sites, "val"), args.max_val_bags, 1)}  # fmt: skip
                 groups = groups_of(bags, h)
                 if not data["train"] or not data["val"]:
-                    failures.append({"encoder": enc_name, "case_id": "*", "error": f"no train/val bags for holdout {h}"})
+                    failures.append(
+                        {"encoder": enc_name, "case_id": "*", "error": f"no train/val bags for holdout {h}"}
+                    )
                     continue
                 ref = run_reference(data, groups, 0, args.n_boot)
                 runs.append({"holdout": h, "encoder": enc_name, "aggregator": REFERENCE, "seed": 0, **ref})
@@ -438,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
            "embedding": embedding, "runs": runs, "summary": summarise(runs), "cost": cost, "failures": failures,
            "seconds": time.perf_counter() - t0,
            "cpu_seconds": time.process_time() - cpu0, "versions": versions()}  # fmt: skip
-    write_results(args.out, "mil_lgg_quick" if args.quick else "mil_lgg", res, to_markdown(res))
+    write_results(args.out, ("mil_lgg_quick" if args.quick else "mil_lgg") + args.tag, res, to_markdown(res))
     return 0
 
 

@@ -53,3 +53,51 @@ def test_every_shipped_config_validates():
     for name, model in models.items():
         load_config(ROOT / "configs" / name, model)
     assert load_config(ROOT / "configs" / "tile.yaml", TileConfig).roi_labels is None
+
+
+# --- hostile YAML -------------------------------------------------------------------------------
+
+
+def test_yaml_alias_bomb_refused_fast(tmp_path):
+    import time
+
+    from medwss.cli.tile import TileConfig
+
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+    f = tmp_path / "bomb.yaml"
+    f.write_text("\n".join(lines) + "\n")
+    assert f.stat().st_size < 1000  # 9^9 strings if expanded
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        load_config(f, TileConfig)
+    assert time.perf_counter() - t0 < 1.0
+    msg = str(err.value)
+    assert "\n" not in msg and "bomb.yaml" in msg and "aliases (*a) are not allowed" in msg and "line 2" in msg
+
+
+def test_anchor_without_alias_passes(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("kind: &k ct\nn: 2\n")
+    assert load_config(f, PhantomConfig).kind == "ct"
+
+
+def test_oversized_binary_and_folder_configs_refused(tmp_path, monkeypatch):
+    big = tmp_path / "big.yaml"
+    big.write_text("kind: ct\n" + "# pad\n" * 200)
+    monkeypatch.setenv("MEDWSS_MAX_CONFIG_BYTES", "100")
+    with pytest.raises(ConfigError, match=r"big.yaml: config is 1,209 bytes, over the 100-byte limit"):
+        load_config(big, PhantomConfig)
+    monkeypatch.delenv("MEDWSS_MAX_CONFIG_BYTES")
+    binary = tmp_path / "model.pt"
+    binary.write_bytes(b"PK\x03\x04\x80\x81\xfe\xff" * 8)
+    with pytest.raises(ConfigError, match="model.pt: not a text"):
+        load_config(binary, PhantomConfig)
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path, PhantomConfig)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="deep.yaml"):
+        load_config(deep, PhantomConfig)

@@ -5,8 +5,9 @@
    ``--labels`` spec (default kidney_tumour: kidney = 2, 3, tumour = 4); a small MONAI ResNet → classifier.pt.
 2. ``train``: the counterfactual generator learns to make the frozen classifier say "normal" with
    the smallest, most realistic change → generator.pt, history.json.
-3. ``segment``: ``|x − x_cf|`` scaled to [0, 1], thresholded (0.25) and cleaned → one NIfTI mask per
-   case with the source affine, PNG overlays, IoU/validity/realism when masks are known.
+3. ``segment``: ``|x − x_cf|`` scaled to [0, 1], thresholded (0.25) and cleaned → one mask per
+   case on the source grid (NIfTI; ``--format slicer|dicom-seg`` too), PNG overlays, IoU/validity/realism
+   when masks are known. ``-i DIR -o DIR`` takes a folder of volumes instead of a manifest.
 4. ``baselines``: Grad-CAM, LayerCAM, ScoreCAM, RISE, occlusion under the same protocol.
 Every command writes run.json beside its outputs. The two training commands run on the configured
 ``device`` (``auto``: the GPU when there is one) and checkpoint into ``--out`` (``classifier.ckpt``,
@@ -146,11 +147,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--restart", action="store_true", help="delete OUT/generator.ckpt and train afresh (else resume)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=run_train)
-    s = csub.add_parser("segment", help="COIN masks (NIfTI) and overlays for every case")
-    s.add_argument("manifest")
+    s = csub.add_parser(
+        "segment",
+        help="COIN masks and overlays for every case of a manifest or of a folder (-i DIR -o DIR)",
+        description="COIN masks on each source grid. Either MANIFEST --out OUT (masks in OUT/masks/) or, "
+        "nnU-Net style, -i DIR -o DIR: every NIfTI file or DICOM series sub-folder of DIR is a case "
+        "(whole axial slices: no organ mask to crop around); masks go straight into DIR_OUT.",
+    )
+    s.add_argument("manifest", nargs="?", help="manifest CSV (or use -i DIR)")
+    s.add_argument("-i", "--input", help="folder of volumes instead of a manifest")
     s.add_argument("--classifier", required=True)
     s.add_argument("--generator", required=True, help="generator.pt from `medwss coin train`")
-    s.add_argument("--out", required=True)
+    s.add_argument("-o", "--out", "--output", dest="out", required=True, help="output folder")
+    s.add_argument("--modality", help="modality of the -i cases (default: from the files)")
+    s.add_argument(
+        "--format",
+        action="append",
+        choices=("nifti", "dicom-seg", "slicer"),
+        help="mask outputs (repeatable; default nifti): nifti, slicer label map + colour table, dicom-seg",
+    )
+    s.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (default 0.25)")
     _mask_flags(s)
     s.set_defaults(func=run_segment)
     b = csub.add_parser("baselines", help="attribution baselines (Grad-CAM, LayerCAM, ScoreCAM, RISE, occlusion)")
@@ -173,8 +189,12 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
 
 def _cases(args: argparse.Namespace) -> list:
     from medwss.data.manifest import load_manifest
-    from medwss.errors import InvalidDataError
+    from medwss.errors import ConfigError, InvalidDataError
 
+    if getattr(args, "input", None) and args.manifest:
+        raise ConfigError(f"give a manifest or -i/--input DIR, not both (got {args.manifest} and -i {args.input})")
+    if not args.manifest:
+        raise ConfigError("give a manifest or -i/--input DIR (a folder of volumes)")
     cases = list(load_manifest(args.manifest))
     if getattr(args, "split", None):
         cases = [c for c in cases if c.split == args.split]
@@ -228,18 +248,25 @@ def run_segment(args: argparse.Namespace) -> int:
     from medwss.counterfactual.workflow import segment_step
     from medwss.runinfo import write_run_record
 
+    from medwss.io.folder import cases_from_input
+
     out = Path(args.out)
     s = _settings(args)
-    metrics = segment_step(_cases(args), args.classifier, args.generator, s, out, not args.quiet)
-    write_run_record(
-        out,
-        "coin segment",
-        {**s.__dict__, "classifier": str(args.classifier), "generator": str(args.generator)},
-        None,
-        metrics,
-    )
+    formats = tuple(args.format or ("nifti",))
+    if args.input:
+        _, cases, skipped = cases_from_input(args.manifest, args.input, args.modality)
+    else:
+        cases, skipped = _cases(args), []
+    metrics = segment_step(
+        cases, args.classifier, args.generator, s, out, not args.quiet,
+        formats=formats, folder="" if args.input else "masks", overlap=args.overlap,
+    )  # fmt: skip
+    metrics["failed"] = [f"{x['path']}: {x['error']}" for x in skipped] + list(metrics.get("failed", []))
+    config = {**s.__dict__, "classifier": str(args.classifier), "generator": str(args.generator)}
+    config |= {"input": args.input, "formats": list(formats), "overlap": args.overlap}
+    write_run_record(out, "coin segment", config, None, metrics)
     _failures(metrics)
-    line = f"masks for {metrics['n_cases']} case(s) in {out / 'masks'}"
+    line = f"masks for {metrics['n_cases']} case(s) in {out if args.input else out / 'masks'}"
     if "iou" in metrics:
         line += f"; IoU {metrics['iou']:.3f} [{metrics['iou_lo']:.3f}, {metrics['iou_hi']:.3f}], validity {metrics['validity']:.2f}"
     print(line)

@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--mpp-override", type=float, help="microns per pixel for slides that lack it")
     p.add_argument("--seed", type=int, help="seed of the random initialisation without --weights (default 0)")
-    p.add_argument("--nan", choices=("raise", "fill"), help="volumes with NaN/inf voxels: fail the case (default) or fill")
+    p.add_argument(
+        "--nan", choices=("raise", "fill"), help="volumes with NaN/inf voxels: fail the case (default) or fill"
+    )
     p.add_argument("--overwrite", action="store_true", help="redo every case, even those whose bag matches")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

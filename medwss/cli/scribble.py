@@ -4,7 +4,8 @@
 manifest's masks (drawn on the canonical grid, written int16 on the mask grid, -1 = unlabelled);
 ``train`` trains one segmenter (or an ensemble) on weak or full labels with the size constraint;
 ``predict`` writes ``<out>/predictions/<case_id>.nii.gz`` on each case's stored reference (T2) and
-mask grid (the input of ``medwss evaluate``); ``shift`` trains on some sites and reports in- vs
+mask grid (the input of ``medwss evaluate``), or, with ``-i DIR -o DIR`` and no manifest, one map per
+image of a folder into ``-o`` (`medwss.io.folder.cases_from_folder`); ``shift`` trains on some sites and reports in- vs
 out-of-domain, single vs ensemble, for several configs.
 """
 
@@ -83,12 +84,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--sites", help="comma-separated sites to train on (default: all)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=run_train)
-    pr = ssub.add_parser("predict", help="lesion probability maps for the cases of a manifest")
-    pr.add_argument("manifest")
+    pr = ssub.add_parser(
+        "predict",
+        help="lesion probability maps for the cases of a manifest, or of a folder (-i DIR -o DIR)",
+        description="Lesion probability maps. Either MANIFEST --out OUT (maps in OUT/predictions/) or, "
+        "nnU-Net style, -i DIR -o DIR: every NIfTI file, DICOM series sub-folder or nnU-Net channel "
+        "group (case_0000.nii.gz, case_0001.nii.gz, ... = the model's sequences in order) of DIR is a case; "
+        "maps go straight into DIR_OUT.",
+    )
+    pr.add_argument("manifest", nargs="?", help="manifest CSV (or use -i DIR)")
+    pr.add_argument("-i", "--input", help="folder of images instead of a manifest (see the description)")
     pr.add_argument(
         "--model", required=True, nargs="+", help="model.pt file(s) or training folder(s); several: ensemble"
     )
-    pr.add_argument("--out", required=True, help="output folder; maps go to OUT/predictions/<case_id>.nii.gz")
+    pr.add_argument(
+        "-o", "--out", "--output", dest="out", required=True,
+        help="output folder; maps go to OUT/predictions/<case_id>.nii.gz (with -i: OUT/<case_id>.nii.gz)",
+    )  # fmt: skip
+    pr.add_argument("--modality", help="modality of the -i cases (CT, MR, ...; default: from the files)")
+    pr.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap of 3D models (default 0.25)")
+    pr.add_argument("--device", default="auto", help="where the network runs: auto (default), cpu, cuda")
     pr.add_argument("--split", help="only cases of this split (default: all)")
     pr.add_argument("--sites", help="comma-separated sites (default: all)")
     pr.add_argument("--overwrite", action="store_true", help="redo existing predictions")
@@ -182,25 +197,26 @@ def _model_paths(values: list[str]) -> list[Path]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from medwss.data.manifest import load_manifest
+    from medwss.io.folder import cases_from_input
     from medwss.runinfo import write_run_record
-    from medwss.scribble.workflow import predict_cases, select
+    from medwss.scribble.workflow import load_members, predict_cases, select
 
-    manifest = load_manifest(args.manifest)
-    cases = select(manifest.cases, [args.split] if args.split else None, _sites(args.sites))
     models = _model_paths(args.model)
+    sequences = load_members(models[:1])[0][2].sequences if args.input else None
+    manifest, cases, skipped = cases_from_input(args.manifest, args.input, args.modality, sequences)
+    if manifest is not None:
+        cases = select(cases, [args.split] if args.split else None, _sites(args.sites))
     formats = tuple(args.format or ("nifti",))
-    summary = predict_cases(manifest, cases, models, args.out, args.overwrite, not args.quiet, formats)
-    write_run_record(
-        args.out,
-        "scribble predict",
-        {"models": [str(m) for m in models], "split": args.split, "formats": list(formats)},
-        None,
-        summary,
-    )
-    print(
-        f"predictions for {summary['done']} case(s) in {Path(args.out) / 'predictions'} ({summary['skipped']} existing kept)"
-    )
+    summary = predict_cases(
+        manifest, cases, models, args.out, args.overwrite, not args.quiet, formats,
+        overlap=args.overlap, device=args.device, subdir="" if args.input else "predictions",
+    )  # fmt: skip
+    summary["failed"] = [{"case_id": Path(s["path"]).name, "error": s["error"]} for s in skipped] + summary["failed"]
+    config = {"models": [str(m) for m in models], "split": args.split, "formats": list(formats)}
+    config |= {"input": args.input, "overlap": args.overlap, "device": args.device}
+    write_run_record(args.out, "scribble predict", config, None, summary)
+    where = Path(args.out) if args.input else Path(args.out) / "predictions"
+    print(f"predictions for {summary['done']} case(s) in {where} ({summary['skipped']} existing kept)")
     for f in summary["failed"]:
         print(f"skipped {f['case_id']}: {f['error']}")
     return 0 if summary["done"] + summary["skipped"] else 2

@@ -76,7 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mpp-override", type=float, help="slides: level-0 microns per pixel for files without it")
     p.add_argument("--roi-labels", type=lambda v: [int(x) for x in v.split(",")], help="volumes: organ ROI, e.g. 2,3")
     p.add_argument("--roi-margin-mm", type=float, help="volumes: margin around the organ ROI (default 10 mm)")
-    p.add_argument("--nan", choices=("raise", "fill"), help="volumes with NaN/inf voxels: fail the case (default) or fill")
+    p.add_argument(
+        "--nan", choices=("raise", "fill"), help="volumes with NaN/inf voxels: fail the case (default) or fill"
+    )
     p.add_argument("--force-mpp", action="store_true", default=None, help="slides: accept an implausible mpp")
     p.add_argument("--overwrite", action="store_true", help="redo cases whose tile file exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -106,7 +108,9 @@ def tile_signature(case: Case, cfg: TileConfig) -> str:
     inputs = {name: _file_identity(Path(p)) for name, p in sorted(case.images.items())}
     if cfg.roi_labels and case.mask is not None:
         inputs["mask"] = _file_identity(Path(case.mask))
-    blob = json.dumps({"config": cfg.model_dump(mode="json"), "inputs": inputs, "modality": case.modality}, sort_keys=True)
+    blob = json.dumps(
+        {"config": cfg.model_dump(mode="json"), "inputs": inputs, "modality": case.modality}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -192,14 +192,40 @@ def train_coin(
 
 
 @torch.no_grad()
+@torch.no_grad()
 def counterfactuals(
-    G: CounterfactualGenerator, images: np.ndarray, decisions: np.ndarray, batch_size: int = 64
+    G: CounterfactualGenerator,
+    images: np.ndarray,
+    decisions: np.ndarray,
+    batch_size: int = 64,
+    roi_size: tuple[int, int] | None = None,
+    overlap: float = 0.25,
+    device: str | torch.device | None = None,
 ) -> np.ndarray:
-    """``x_cf`` (N, 1, S, S) for slices (N, 1, S, S) under binarised decisions (N,)."""
+    """``x_cf`` (N, 1, H, W) for slices (N, 1, H, W) under binarised decisions (N,).
+
+    Through the one sliding-window function (`medwss.seg.inference.sliding_window`): windows of
+    `roi_size` (the generator's training slice size; None: the whole slice, one window), Gaussian
+    blending, `batch_size` windows per call on `device` (default: the generator's), the slices and
+    the result on the host. A slice of the training size is one window: ``G(x, c)`` exactly.
+    """
+    from medwss.seg.inference import resolve_roi, sliding_window
+
     G.eval()
-    x, c = torch.from_numpy(images).float(), torch.from_numpy(np.asarray(decisions)).float()
-    out = [G(x[i : i + batch_size], c[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    return torch.cat(out).numpy() if out else np.zeros_like(images)
+    if len(images) == 0:
+        return np.zeros_like(images)
+    dev = torch.device(device) if device is not None else next(G.parameters()).device
+    G.to(dev)
+    x = torch.from_numpy(np.asarray(images, np.float32))
+    c = torch.from_numpy(np.asarray(decisions)).float()
+
+    def predict(windows: torch.Tensor, where: list) -> torch.Tensor:
+        idx = torch.tensor([int(w[0].start) for w in where])  # each window's slice (batch index)
+        return G(windows, c[idx].to(dev))
+
+    roi = resolve_roi(roi_size, x.shape[2:])
+    out = sliding_window(predict, x, roi, overlap, sw_device=dev, sw_batch_size=batch_size, with_coord=True)
+    return out.numpy()
 
 
 def _build(config: dict[str, Any]) -> CounterfactualGenerator:

@@ -105,19 +105,37 @@ def _checkpoint(out: Path, name: str, restart: bool) -> Path:
     return path
 
 
-def _case_outputs(cases: Sequence, sl: SliceSet, geoms: dict, masks: np.ndarray, out: Path, folder: str) -> list[dict]:
-    """Write one mask per case (int16 NIfTI on the source grid, source affine) and return per-case rows."""
-    from medwss.data.labels import save_label_map
+def _case_outputs(
+    cases: Sequence,
+    sl: SliceSet,
+    geoms: dict,
+    masks: np.ndarray,
+    out: Path,
+    folder: str,
+    formats: Sequence[str] = ("nifti",),
+    lesion: str = "lesion",
+) -> list[dict]:
+    """Write one mask per case on its source grid (source affine) in `formats` and return per-case rows.
+
+    ``nifti``: int16 ``<case_id>.nii.gz``; ``slicer`` adds a colour table; ``dicom-seg``
+    ``<case_id>_seg.dcm`` for a DICOM source (`medwss.io.seg_export.write_outputs`).
+    """
+    from medwss.data.manifest import case_path
+    from medwss.io.seg_export import write_outputs
+    from medwss.io.volume import Volume
 
     rows = []
     ids = np.array(sl.case_ids)
+    target = Path(out) / folder if folder else Path(out)
     for c in cases:
         if c.case_id not in geoms:
             continue
         sel = ids == c.case_id
         geom = geoms[c.case_id]
         vol = volume_mask(masks[sel], geom)
-        save_label_map(vol, out / folder / f"{c.case_id}.nii.gz", geom.orientation.affine)
+        case_path(target, c.case_id)  # refuses an id that would leave the folder
+        source = Volume(vol, geom.orientation.affine, {}, str(c.image))
+        write_outputs(source, vol, {lesion: [1]}, target, formats, name=c.case_id)
         rows.append({"case_id": c.case_id, "slices": int(sel.sum()), "mask_voxels": int(vol.sum())})
     return rows
 
@@ -150,8 +168,16 @@ def segment_step(
     out: Path,
     progress: bool,
     n_overlays: int = 8,
+    formats: Sequence[str] = ("nifti",),
+    folder: str = "masks",
+    overlap: float = 0.25,
 ) -> dict:
-    """COIN masks for every case: NIfTI masks, PNG overlays, IoU/validity/realism when masks are known."""
+    """COIN masks for every case: masks, PNG overlays, IoU/validity/realism when masks are known.
+
+    Masks go to ``out/<folder>/`` (``folder=""``: `out` itself, as ``segment -i -o`` writes) in
+    `formats` (see `_case_outputs`). Counterfactuals come from sliding windows of the classifier's
+    slice size (`counterfactuals`), overlapping by `overlap`.
+    """
     from medwss.counterfactual.classifier import penultimate_features
     from medwss.counterfactual.metrics import frechet_distance, mmd_rbf, validity
 
@@ -160,9 +186,9 @@ def segment_step(
     sl, geoms, failures = manifest_slices(cases, spec, progress, need_mask=False)
     p = predict_proba(clf, sl.images)
     dec = (p >= 0.5).astype(np.int64)
-    x_cf = counterfactuals(G, sl.images, dec)
+    x_cf = counterfactuals(G, sl.images, dec, roi_size=(spec.size, spec.size), overlap=overlap)
     maps, masks = coin_masks(sl.images, x_cf, dec, settings)
-    rows = _case_outputs(cases, sl, geoms, masks, out, "masks")
+    rows = _case_outputs(cases, sl, geoms, masks, out, folder, formats, spec.lesion)
     _overlays(sl, {"counterfactual": x_cf[:, 0], "|x - x_cf|": maps}, masks, p, out / "overlays", n_overlays)
     p_cf = predict_proba(clf, x_cf)
     metrics: dict = {"n_cases": len(rows), "n_slices": len(sl), "failed": failures, "validity": validity(p, p_cf)}

@@ -199,7 +199,9 @@ def check_bag(
         if len(g):
             if shape is not None:
                 if len(shape) != g.shape[1]:
-                    raise InvalidDataError(f"grid_shape {list(shape)} does not match grid_index of width {g.shape[1]}", path)
+                    raise InvalidDataError(
+                        f"grid_shape {list(shape)} does not match grid_index of width {g.shape[1]}", path
+                    )
                 if bool((g < 0).any()) or bool((g >= np.asarray(shape)).any()):
                     raise InvalidDataError(f"grid_index outside grid_shape {list(shape)}", path)
             elif bool((g < 0).any()):

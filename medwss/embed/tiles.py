@@ -158,7 +158,9 @@ def check_tileset(tiles: TileSet, path: str | Path | None) -> None:
         cap = limit("MEDWSS_MAX_COORD")
         worst = int(np.abs(tiles.coords).max())
         if worst > cap:
-            raise InvalidDataError(f"a tile coordinate is {worst:,}, over the limit of {cap:,} (MEDWSS_MAX_COORD)", path)
+            raise InvalidDataError(
+                f"a tile coordinate is {worst:,}, over the limit of {cap:,} (MEDWSS_MAX_COORD)", path
+            )
     if tiles.span is not None and not (math.isfinite(tiles.span) and tiles.span > 0):
         raise InvalidDataError(f"span {tiles.span} must be a positive number", path)
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from medwss.errors import AmbiguousInputError, CorruptFileError, InvalidDataError, UnsupportedFormatError
-from medwss.io.volume import Volume, affine_from_lps
 from medwss.io.limits import check_bytes
+from medwss.io.volume import Volume, affine_from_lps
 
 _KEEP = (
     "Modality",

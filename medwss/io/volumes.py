@@ -177,7 +177,9 @@ def _check_volume(volume: Volume, path: Path) -> None:
     if array.size == 0:
         raise InvalidDataError("image is empty", path)
     if np.iscomplexobj(array):
-        raise InvalidDataError(f"complex voxels ({array.dtype}); medwss needs real values (split magnitude/phase)", path)
+        raise InvalidDataError(
+            f"complex voxels ({array.dtype}); medwss needs real values (split magnitude/phase)", path
+        )
     if array.ndim > 4:
         raise InvalidDataError(
             f"image is {array.ndim}D (shape {array.shape}); medwss reads 3D volumes, or 3D plus one channel axis", path

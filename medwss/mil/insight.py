@@ -44,8 +44,19 @@ from medwss.mil.pooling import SmoothMaxPool, create_pool
 log = logging.getLogger(__name__)
 
 
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channel axis of (B, C, *S) maps (the per-position LayerNorm of a 1×1 block)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+
+
 class ContextStack(nn.Module):
-    """Stacked 3×3 (or 3×3×3, or 1×3×3) convolutions with ReLU, re-masked after each, then a 1×1 head.
+    """Stacked 3×3 (or 3×3×3, or 1×3×3) convolutions, re-masked after each, then a 1×1 head.
 
     Args:
         hidden: Channels in and through the stack.
@@ -55,6 +66,8 @@ class ContextStack(nn.Module):
         kernel: ``"full"`` (3×3 / 3×3×3) or ``"2.5d"`` (1×3×3, 3D only: context within slices).
         dilated: Dilations 1, 2, 4, ... instead of all 1 (receptive field grows exponentially).
         dropout: Dropout after each convolution.
+        block: ``"plain"`` (convolution → ReLU, zero padding) or ``"paper"`` (convolution →
+            LayerNorm → GELU with replication padding, as in the authors' public code).
     """
 
     def __init__(
@@ -66,19 +79,26 @@ class ContextStack(nn.Module):
         kernel: str = "full",
         dilated: bool = False,
         dropout: float = 0.0,
+        block: str = "plain",
     ) -> None:
         super().__init__()
         conv: type[nn.Conv2d] | type[nn.Conv3d] = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         flat = spatial_dims == 3 and kernel == "2.5d"
+        pad_mode = "replicate" if block == "paper" else "zeros"
         self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
         self.halo = 0  # receptive-field radius along the first spatial axis
         for i in range(depth):
             d = 2**i if dilated else 1
             if flat:
-                self.convs.append(nn.Conv3d(hidden, hidden, (1, 3, 3), padding=(0, d, d), dilation=(1, d, d)))
+                self.convs.append(
+                    nn.Conv3d(hidden, hidden, (1, 3, 3), padding=(0, d, d), dilation=(1, d, d), padding_mode=pad_mode)
+                )
             else:
-                self.convs.append(conv(hidden, hidden, 3, padding=d, dilation=d))
+                self.convs.append(conv(hidden, hidden, 3, padding=d, dilation=d, padding_mode=pad_mode))
                 self.halo += d
+            self.norms.append(ChannelNorm(hidden) if block == "paper" else nn.Identity())
+        self.act: nn.Module = nn.GELU() if block == "paper" else nn.ReLU()
         self.drop = nn.Dropout(dropout)
         self.head = conv(hidden, n_out, 1)
 
@@ -92,8 +112,8 @@ class ContextStack(nn.Module):
         Returns:
             (B, n_out, *S) logits.
         """
-        for conv in self.convs:
-            x = torch.relu(conv(x))  # (B, hidden, *S)
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = self.act(norm(conv(x)))  # (B, hidden, *S)
             if mask is not None:
                 x = x * mask
             x = self.drop(x)
@@ -138,6 +158,8 @@ class Insight(Aggregator):
         sd_weight: λ of the spectral-decoupling penalty λ·mean(D²) (0: no aux_loss).
         gate: Otsu gating of ``scores``/``dense`` in eval mode.
         instance_pool: How a tile's token map becomes its score (``"max"``, ``"mean"``), tokens layout.
+        block: ``"plain"`` (Linear/convolution → ReLU) or ``"paper"`` (→ LayerNorm → GELU, replication
+            padding in the context module: the authors' public code).
         crop: Crop the grid to the bounding box of occupied cells (exact; saves memory).
         max_cells: Grid cells convolved at once; larger grids are processed in bands with halos.
         chunk: Instances (or tiles) reduced at once (bounds intermediate memory).
@@ -162,6 +184,7 @@ class Insight(Aggregator):
         sd_weight: float = 1e-4,
         gate: bool = False,
         instance_pool: str = "max",
+        block: str = "plain",
         crop: bool = True,
         max_cells: int = 500_000,
         chunk: int = 65_536,
@@ -173,21 +196,28 @@ class Insight(Aggregator):
             raise ConfigError(f"INSIGHT spatial_dims must be 2 or 3 (2 for tokens), got {spatial_dims}")
         if kernel not in ("full", "2.5d") or (kernel == "2.5d" and spatial_dims != 3):
             raise ConfigError(f"INSIGHT kernel must be 'full' or '2.5d' (3D only), got {kernel!r}")
+        if block not in ("plain", "paper"):
+            raise ConfigError(f"INSIGHT block must be 'plain' or 'paper', got {block!r}")
         if detection_depth < 1 or context_depth < 0:
             raise ConfigError("INSIGHT needs detection_depth >= 1 and context_depth >= 0")
         self.hidden, self.layout, self.spatial_dims, self.kernel = hidden, layout, spatial_dims, kernel
         self.detection_depth, self.context_depth, self.dilated = detection_depth, context_depth, dilated
         self.use_context, self.dropout, self.alpha, self.sd_weight = use_context, dropout, alpha, sd_weight
         self.gate, self.instance_pool, self.crop = gate, instance_pool, crop
-        self.max_cells, self.chunk = max_cells, chunk
+        self.max_cells, self.chunk, self.block = max_cells, chunk, block
 
-        self.project = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
+        def layer(n_in: int) -> list[nn.Module]:  # a per-position (1×1) layer of the chosen block
+            if block == "paper":
+                return [nn.Linear(n_in, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout)]
+            return [nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout)]
+
+        self.project = nn.Sequential(*layer(in_dim))
         det: list[nn.Module] = []
         for _ in range(detection_depth - 1):
-            det += [nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            det += layer(hidden)
         self.detection = nn.Sequential(*det, nn.Linear(hidden, n_classes))
         self.context = (
-            ContextStack(hidden, n_classes, context_depth, spatial_dims, kernel, dilated, dropout)
+            ContextStack(hidden, n_classes, context_depth, spatial_dims, kernel, dilated, dropout, block)
             if use_context
             else None
         )

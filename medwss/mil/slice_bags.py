@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from medwss.data.manifest import Case
-from medwss.errors import InvalidDataError
+from medwss.errors import InvalidDataError, MedwssError
 from medwss.mil.base import Bag
 from medwss.mil.data import LabelledBag
 
@@ -294,7 +294,7 @@ def build_slice_bags(
         try:
             data = load_case_slices(case, channels)
             bags += case_slice_bags(data, encoder, np.random.default_rng([seed, i]), **kwargs)
-        except (InvalidDataError, OSError, ValueError) as exc:
+        except (MedwssError, OSError, ValueError) as exc:
             log.warning("slice bags: case %s skipped: %s", case.case_id, exc)
             failures.append({"case_id": case.case_id, "error": str(exc)})
     return bags, failures

@@ -189,6 +189,25 @@ def _engine_config(config: MILTrainConfig, device: torch.device, progress: bool,
     )  # fmt: skip
 
 
+# --- issue 21 (hostile-input helper): what identifies the training data, part of the resume signature ---
+def _data_identity(train_bags: list[LabelledBag], val_bags: list[LabelledBag]) -> str:
+    """sha256 of every case's id, split role, target, and feature bag (path, size, mtime, shape)."""
+    import hashlib
+    import json
+
+    def one(lb: LabelledBag, role: str) -> list[Any]:
+        f = lb.case.features
+        st = f.stat() if f is not None and f.exists() else None
+        return [role, lb.case.case_id, lb.target.tolist(), str(f), st.st_size if st else None,
+                st.st_mtime_ns if st else None, list(lb.bag.features.shape)]  # fmt: skip
+
+    rows = [one(b, "train") for b in train_bags] + [one(b, "val") for b in val_bags]
+    return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()
+
+
+# --- end of issue 21 helper ---
+
+
 def train(
     model: Aggregator,
     train_bags: list[LabelledBag],
@@ -245,7 +264,9 @@ def train(
     result = fit(
         model, opt, step, data, _engine_config(config, device, progress, bool(val_bags)),
         validate=validate if val_bags else None, schedulers=sched, out_dir=out_dir,
-        checkpoint=out_dir / "checkpoint.pt", run_config={**config.model_dump(mode="json"), "n_train": len(train_bags)},
+        checkpoint=out_dir / "checkpoint.pt",
+        run_config={**config.model_dump(mode="json"), "n_train": len(train_bags),
+                    "train_data": _data_identity(train_bags, val_bags)},  # issue 21: resume only on the same data
         run_only=RUN_ONLY, find_unused_parameters=True, info=info,
     )  # fmt: skip
     best = result.best_row

@@ -11,6 +11,13 @@ reference channel (T2, else the first of ``sequences``; = its ``mask`` grid), ze
 with the stored affine — the input of `medwss evaluate`. 2D models see the axial slices of the crop
 grid (built on the canonical grid, so axial whatever the stored axis order). An ensemble averages the
 members' probabilities.
+
+3D models predict by sliding windows (`medwss.seg.inference.segment_probs`: Gaussian blending,
+windows on the model's device, the volume on the host) of the training patch size, stored as
+``patch_size`` in the model file's metadata (the padded size of the largest training crop; files
+written before it: the crop in-plane and all slices, one window as before), overlapping by
+``overlap``. `predict_cases` also takes cases without a manifest (`medwss.io.folder.cases_from_folder`)
+and writes them straight into ``out`` with ``subdir=""``.
 """
 
 from __future__ import annotations
@@ -31,9 +38,13 @@ from medwss.io.atomic import write_text
 from medwss.scribble.config import ScribbleConfig
 from medwss.scribble.dataset import build_samples
 from medwss.scribble.mri_input import CaseInput, load_case, paste_back
+from medwss.seg.inference import padded_size, segment_probs
+from medwss.seg.networks import size_multiple
 from medwss.seg.train import SegTrainConfig, load_segmenter, predict_probs, save_segmenter, train_segmenter
+from medwss.train.device import resolve_device
 
-Member = tuple[torch.nn.Module, SegTrainConfig, ScribbleConfig]
+Member = tuple[torch.nn.Module, SegTrainConfig, ScribbleConfig, tuple[int, ...] | None]
+"""Model, trainer config, scribble config and training patch size (None: unknown, one window in-plane crop)."""
 
 
 def select(
@@ -43,8 +54,8 @@ def select(
     return [c for c in cases if (splits is None or c.split in splits) and (sites is None or c.site in sites)]
 
 
-def _root(manifest: Manifest) -> Path | None:
-    return manifest.path.parent if manifest.path is not None else None
+def _root(manifest: Manifest | None) -> Path | None:
+    return manifest.path.parent if manifest is not None and manifest.path is not None else None
 
 
 def train_model(
@@ -85,7 +96,9 @@ def train_model(
         samples, seg, val or None, checkpoint=out / "checkpoint.pt", progress=progress,
         run_config={f"scribble.{k}": v for k, v in scribble.items()}, run_only=("scribble.device",),
     )  # fmt: skip
-    save_segmenter(model, seg, out / "model.pt", meta={"scribble": scribble})
+    multiple = size_multiple(seg.channels)
+    patch = [padded_size(max(int(sm.target.shape[a]) for sm in samples), multiple) for a in range(seg.spatial_dims)]
+    save_segmenter(model, seg, out / "model.pt", meta={"scribble": scribble, "patch_size": patch})
     write_text(out / "config.json", json.dumps(scribble, indent=2) + "\n")
     write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
     dices = [h["val_dice"] for h in history if "val_dice" in h]
@@ -127,50 +140,68 @@ def load_members(paths: Sequence[str | Path]) -> list[Member]:
         model, seg, meta = load_segmenter(p)
         if "scribble" not in meta:
             raise InvalidDataError("not a scribble model (no input settings in its metadata)", p)
-        members.append((model, seg, ScribbleConfig.model_validate(meta["scribble"])))
+        patch = tuple(int(v) for v in meta["patch_size"]) if meta.get("patch_size") else None
+        members.append((model, seg, ScribbleConfig.model_validate(meta["scribble"]), patch))
     keys = ("sequences", "crop_mm", "spacing_mm", "use_zones")
     first = members[0][2] if members else None
-    for _, _, c in members[1:]:
+    for _, _, c, _ in members[1:]:
         if first is not None and any(getattr(c, k) != getattr(first, k) for k in keys):
             raise InvalidDataError("ensemble members differ in their input settings (sequences, crop, spacing)")
     return members
 
 
-def lesion_prob(members: Sequence[Member], ci: CaseInput) -> np.ndarray:
-    """(X, Y, Z) lesion probability on the crop grid, averaged over members (2D models: per axial slice ``[..., z]``)."""
+def lesion_prob(
+    members: Sequence[Member], ci: CaseInput, overlap: float = 0.25, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """(X, Y, Z) lesion probability on the crop grid, averaged over members (2D models: per axial slice ``[..., z]``).
+
+    3D members slide windows of their training patch size (`Member`) over the crop, overlapping by
+    `overlap`, on `device`; the crop and the result stay on the host.
+    """
     acc = np.zeros(ci.image.shape[1:], np.float32)
-    for model, seg, _ in members:
+    for model, seg, _, patch in members:
         if seg.spatial_dims == 2:
             slices = [ci.image[..., z] for z in range(ci.image.shape[-1])]
-            probs = predict_probs(model, slices, seg)
+            probs = predict_probs(model, slices, seg, device=device)
             acc += np.stack([p[1] for p in probs], axis=-1)
         else:
-            acc += predict_probs(model, [ci.image], seg, batch_size=1)[0][1]
+            acc += segment_probs(model, ci.image, patch, overlap, multiple=size_multiple(seg.channels), device=device)[1]
     return acc / max(len(members), 1)
 
 
 def predict_cases(
-    manifest: Manifest,
+    manifest: Manifest | None,
     cases: Sequence[Case],
     model_paths: Sequence[str | Path],
     out: str | Path,
     overwrite: bool = False,
     progress: bool = True,
     formats: Sequence[str] = ("nifti",),
+    *,
+    overlap: float = 0.25,
+    device: str = "cpu",
+    subdir: str = "predictions",
 ) -> dict[str, Any]:
-    """Write ``out/predictions/<case_id>.nii.gz`` for every case (members averaged); skip existing files.
+    """Write ``out/<subdir>/<case_id>.nii.gz`` for every case (members averaged); skip existing files.
 
     `formats` beyond ``nifti`` (the probability map, always written) add the lesion label map
     (probability >= 0.5) on the reference grid as ``<case_id>_labels.nii.gz`` with a Slicer colour
     table (``slicer``) and as ``<case_id>_labels_seg.dcm`` (``dicom-seg``, for a DICOM reference series),
     through `medwss.io.seg_export.write_outputs`.
 
+    Args:
+        manifest: The cases' manifest (its folder resolves ``meta_zones``); None for cases from a folder.
+        overlap: Sliding-window overlap of 3D models.
+        device: Where the networks run (``auto``: CUDA when present); volumes stay on the host.
+        subdir: Folder under `out` for the maps (``""``: `out` itself, as ``predict -i -o`` writes).
+
     Returns:
         ``{"done", "skipped", "failed": [{"case_id", "error"}]}``.
     """
     members = load_members(model_paths)
     cfg = members[0][2]
-    pred_dir = Path(out) / "predictions"
+    dev = resolve_device(device)
+    pred_dir = Path(out) / subdir if subdir else Path(out)
     pred_dir.mkdir(parents=True, exist_ok=True)
     done, skipped, failed = 0, 0, []
     for case in tqdm(cases, desc="predict", disable=not progress, leave=False):
@@ -180,7 +211,7 @@ def predict_cases(
             continue
         try:
             ci = load_case(case, cfg.sequences, cfg.crop_mm, cfg.spacing_mm, _root(manifest), cfg.use_zones)
-            prob = paste_back(lesion_prob(members, ci), ci.grid, ci.reference)
+            prob = paste_back(lesion_prob(members, ci, overlap, dev), ci.grid, ci.reference)
             save_nifti(ci.reference.with_array(prob), target)
             if any(f != "nifti" for f in formats):
                 from medwss.io.seg_export import write_outputs

@@ -28,7 +28,9 @@ def test_mil_ebhi_mosaic_quick(real: Path, tmp_path: Path) -> None:
     d = res["data"]
     assert [d[s]["slides"] for s in ("train", "val", "test")] == [4, 2, 4]
     assert all(d[s]["bag_tiles_mean"] > 10 for s in d)  # 16 tiles per slide, a few may lack tissue
-    assert 0.5 < res["oracle_dice"] < 1
+    ref = res["reference_dice"]
+    assert 0.5 < ref["oracle_pixel"] <= 1 and 0 < ref["all_pixel"] < ref["oracle_pixel"] and 0 < ref["all_tile"] < 1
+    assert 0 <= res["encoders"]["stats"]["tile_probe"]["auc_lesion_vs_rest"] <= 1
     assert res["encoders"]["stats"]["heatmap_files"] == {"done": 4, "failed": 0}
     assert "| stats | insight |" in (tmp_path / "mil_ebhi_mosaic_quick.md").read_text()
     assert list((tmp_path / "work" / "runs" / "stats_insight_0" / "heatmaps").glob("*_heatmap.geojson"))

@@ -173,6 +173,7 @@ def test_cluster_cells_are_connected_and_distinct() -> None:
         cluster_cells(rng, (2, 2), 5)
 
 
+@pytest.mark.slow  # decodes every EBHI tile (748 JPEGs): 3–13 s
 def test_real_ebhi_mosaics(real: Path, tmp_path: Path) -> None:
     """Two slides per split from the real EBHI tiles: no patient in two splits, masks and slide size right."""
     src = real / "histo" / "ebhi" / "manifest.csv"

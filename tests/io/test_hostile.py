@@ -100,7 +100,7 @@ def test_info_on_bomb_is_one_line_exit_2(tmp_path, capsys):
     f = _forged_nifti(tmp_path / "bomb.nii.gz", (2000, 2000, 2000))
     t0 = time.perf_counter()
     assert main(["info", str(f)]) == 2
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < 5.0  # was 46 s and 15.5 GB; the parser build dominates on a loaded machine
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("medwss: error: ") and "bomb.nii.gz" in err
 

@@ -221,7 +221,7 @@ def test_scribble_predict_writes_dicom_seg_and_slicer_outputs(real, tmp_path, mo
     cfg = SimpleNamespace(sequences=["t2"], crop_mm=50.0, spacing_mm=None, use_zones=False)
     monkeypatch.setattr(wf, "load_members", lambda paths: [(None, None, cfg)])
     monkeypatch.setattr(wf, "load_case", lambda *a, **k: SimpleNamespace(grid=None, reference=ref))
-    monkeypatch.setattr(wf, "lesion_prob", lambda members, ci: prob)
+    monkeypatch.setattr(wf, "lesion_prob", lambda members, ci, *a, **k: prob)
     monkeypatch.setattr(wf, "paste_back", lambda p, grid, reference: p)
     case = Case(case_id="ct1", patient_id="p1", site="s", modality="CT", images={"t2": source})
     manifest = Manifest(None, [case])

@@ -52,7 +52,9 @@ class BagPhantomConfig(StrictConfig):
     (keeping at least one), so the total amount of tumour-like signal overlaps between the classes."""
     balance: float = Field(0.8, ge=0)
     signal: float = Field(3.0, gt=0)
-    """Amplitude of the tumour signature on lesion tiles (look-alikes get 1.0–1.3× this)."""
+    """Amplitude of the tumour signature (lesion tiles draw 0.7–1.0× this)."""
+    lookalike_signal: tuple[float, float] = (0.7, 1.0)
+    """Range of look-alike amplitudes relative to `signal` (as strong as lesion tiles by default)."""
     noise: float = Field(1.0, ge=0)
     """Standard deviation of the per-tile Gaussian feature noise."""
     sites: int = Field(2, ge=1)
@@ -165,7 +167,7 @@ def make_bag(i: int, cfg: BagPhantomConfig, label: int, site: int = 0) -> Phanto
     on_lesion = lesion[cells[:, 0], cells[:, 1]]
     on_look = looks[cells[:, 0], cells[:, 1]]
     amp[on_lesion] = cfg.signal * rng.uniform(0.7, 1.0, int(on_lesion.sum()))
-    amp[on_look] = cfg.signal * rng.uniform(1.0, 1.3, int(on_look.sum()))
+    amp[on_look] = cfg.signal * rng.uniform(*cfg.lookalike_signal, int(on_look.sum()))
     feats += amp[:, None] * sig[None]
     coords = np.stack([cells[:, 1], cells[:, 0]], 1) * PATCH_SIZE  # (x, y) level-0 pixels
     return PhantomBag(
