@@ -25,10 +25,13 @@ tiles (tile Dice) on the positive test slides, and the fraction of tiles flagged
 slides. Heatmap files (`medwss.mil.heatmaps.write_heatmaps`: overlay PNG, pyramidal TIFF, GeoJSON)
 are written for the first seed of INSIGHT.
 
-What was cut to fit about 15 minutes on a 2-core CPU: 86 slides of 64 tiles; tiles read at 1 µm/px
-(112 px) rather than 0.5; half-width ResNet-18; SSL pretraining of 4 epochs on 20 tiles per train
-slide; 30 MIL epochs. ``--quick`` (smoke test): 12 slides of 4×4 tiles, stats and random ResNet
-only (width 1/8), two aggregators, one seed, 2 epochs.
+What was cut to fit a 2-core CPU: 86 slides of 64 tiles; tiles read at 1 µm/px (112 px) rather than
+0.5; half-width ResNet-18; SSL pretraining of 4 epochs on 20 tiles per train slide; 30 MIL epochs.
+Measured: 1,120 s CPU (2,766 s wall on a machine loaded by other jobs); `--seeds 0` or fewer
+`--aggregators` cut it further. ``--quick`` (smoke test): 10 slides of 4×4 tiles, stats and random
+ResNet only (width 1/8), two aggregators, one seed, 2 epochs. ``--work DIR`` keeps and reuses the
+mosaics, tiles, bags and SSL weights (MIL runs resume from their checkpoints; ``--tag`` gives a
+variant its own run folders and result files).
 Results: benchmarks/results/mil_ebhi_mosaic[_quick].json and .md.
 """
 

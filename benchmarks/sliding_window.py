@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return _child(args)
     roi = _ints(args.roi) if args.roi else ((32, 32, 32) if args.quick else (128, 128, 64))
     small, full = ((64, 64, 48), None) if args.quick else ((256, 256, 150), (512, 512, 300))
-    rows = []
+    rows: list[dict] = []
     for shape in (small, full) if full else (small,):
         for method in ("whole", "sliding"):
             row: dict = {"shape": "×".join(map(str, shape)), "method": method}
@@ -235,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
             row.update(measure(method, shape, roi, args.overlap, args.timeout))
             rows.append(row)
             print(row, flush=True)
-    agree = agreement(6 if args.quick else 30, (48, 48, 32) if args.quick else (64, 64, 48), 32 if not args.quick else 16)
+    agree = agreement(
+        6 if args.quick else 30, (48, 48, 32) if args.quick else (64, 64, 48), 32 if not args.quick else 16
+    )
     res = {
         "quick": args.quick,
         "roi": list(roi),

@@ -246,9 +246,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_segment(args: argparse.Namespace) -> int:
     from medwss.counterfactual.workflow import segment_step
-    from medwss.runinfo import write_run_record
-
     from medwss.io.folder import cases_from_input
+    from medwss.runinfo import write_run_record
 
     out = Path(args.out)
     s = _settings(args)

@@ -201,6 +201,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from medwss.runinfo import write_run_record
     from medwss.scribble.workflow import load_members, predict_cases, select
 
+    if args.input and args.manifest:  # before any model is read
+        cases_from_input(args.manifest, args.input)
     models = _model_paths(args.model)
     sequences = load_members(models[:1])[0][2].sequences if args.input else None
     manifest, cases, skipped = cases_from_input(args.manifest, args.input, args.modality, sequences)

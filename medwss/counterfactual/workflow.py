@@ -120,6 +120,7 @@ def _case_outputs(
     ``nifti``: int16 ``<case_id>.nii.gz``; ``slicer`` adds a colour table; ``dicom-seg``
     ``<case_id>_seg.dcm`` for a DICOM source (`medwss.io.seg_export.write_outputs`).
     """
+    from medwss.data.labels import label_spec
     from medwss.data.manifest import case_path
     from medwss.io.seg_export import write_outputs
     from medwss.io.volume import Volume
@@ -135,7 +136,7 @@ def _case_outputs(
         vol = volume_mask(masks[sel], geom)
         case_path(target, c.case_id)  # refuses an id that would leave the folder
         source = Volume(vol, geom.orientation.affine, {}, str(c.image))
-        write_outputs(source, vol, {lesion: [1]}, target, formats, name=c.case_id)
+        write_outputs(source, vol, label_spec({lesion: [1]}), target, formats, name=c.case_id)
         rows.append({"case_id": c.case_id, "slices": int(sel.sum()), "mask_voxels": int(vol.sum())})
     return rows
 

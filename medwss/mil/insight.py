@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Literal
 
 import torch
 from torch import nn
@@ -84,7 +85,7 @@ class ContextStack(nn.Module):
         super().__init__()
         conv: type[nn.Conv2d] | type[nn.Conv3d] = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         flat = spatial_dims == 3 and kernel == "2.5d"
-        pad_mode = "replicate" if block == "paper" else "zeros"
+        pad_mode: Literal["replicate", "zeros"] = "replicate" if block == "paper" else "zeros"
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.halo = 0  # receptive-field radius along the first spatial axis

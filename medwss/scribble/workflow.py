@@ -165,7 +165,9 @@ def lesion_prob(
             probs = predict_probs(model, slices, seg, device=device)
             acc += np.stack([p[1] for p in probs], axis=-1)
         else:
-            acc += segment_probs(model, ci.image, patch, overlap, multiple=size_multiple(seg.channels), device=device)[1]
+            acc += segment_probs(model, ci.image, patch, overlap, multiple=size_multiple(seg.channels), device=device)[
+                1
+            ]
     return acc / max(len(members), 1)
 
 

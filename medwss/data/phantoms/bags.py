@@ -51,7 +51,7 @@ class BagPhantomConfig(StrictConfig):
     """Isolated tumour-like tiles drawn per case; positive cases drop `balance` × the lesion's size of them
     (keeping at least one), so the total amount of tumour-like signal overlaps between the classes."""
     balance: float = Field(0.8, ge=0)
-    signal: float = Field(3.0, gt=0)
+    signal: float = Field(8.0, gt=0)
     """Amplitude of the tumour signature (lesion tiles draw 0.7–1.0× this)."""
     lookalike_signal: tuple[float, float] = (0.7, 1.0)
     """Range of look-alike amplitudes relative to `signal` (as strong as lesion tiles by default)."""
