@@ -15,26 +15,50 @@ import torch
 
 from medwss.active.metric import MetricConfig, make_encoder, slice_features, train_metric
 from medwss.active.pool import SlicePool
-from medwss.errors import ConfigError
 from medwss.io.atomic import atomic_path
+from medwss.registry import Registry
 
-FEATURES = ("contrastive", "untrained", "pixels")
+FeatureFn = Callable[[SlicePool, MetricConfig, Path | None, bool], np.ndarray]
+"""``fn(pool, cfg, folder, progress) -> (N, D)`` features of the pool's slices."""
+
+FEATURES: Registry[FeatureFn] = Registry(
+    "features", package="medwss.active", marker="register_features", plural="features"
+)
+"""Every feature provider; a module of `medwss.active` that calls `register_features` is found on first lookup."""
+
+
+def register_features(name: str) -> Callable[[FeatureFn], FeatureFn]:
+    """Register a feature function ``fn(pool, cfg, folder, progress) -> (N, D)`` under `name` (a decorator)."""
+    return FEATURES.register(name)
+
+
+@register_features("contrastive")
+def _contrastive(pool: SlicePool, cfg: MetricConfig, folder: Path | None, progress: bool) -> np.ndarray:
+    weights = None if folder is None else folder / "metric_encoder.pt"
+    encoder, _ = train_metric(
+        pool.thumbs, pool.groups("volume"), pool.groups("patient"), pool.slice_index(), cfg, weights, progress
+    )
+    return slice_features(encoder, pool.thumbs, cfg.device)
+
+
+@register_features("untrained")
+def _untrained(pool: SlicePool, cfg: MetricConfig, folder: Path | None, progress: bool) -> np.ndarray:
+    torch.manual_seed(cfg.seed)
+    return slice_features(make_encoder(cfg), pool.thumbs, cfg.device)
+
+
+@register_features("pixels")
+def _pixels(pool: SlicePool, cfg: MetricConfig, folder: Path | None, progress: bool) -> np.ndarray:
+    return pool.thumbs.reshape(len(pool), -1).astype(np.float32)
 
 
 def compute_features(name: str, pool: SlicePool, cfg: MetricConfig, folder: Path | None, progress: bool) -> np.ndarray:
-    """``(N, D)`` features of the pool's slices (training the metric first for ``contrastive``)."""
-    if name == "pixels":
-        return pool.thumbs.reshape(len(pool), -1).astype(np.float32)
-    if name == "untrained":
-        torch.manual_seed(cfg.seed)
-        return slice_features(make_encoder(cfg), pool.thumbs, cfg.device)
-    if name == "contrastive":
-        weights = None if folder is None else folder / "metric_encoder.pt"
-        encoder, _ = train_metric(
-            pool.thumbs, pool.groups("volume"), pool.groups("patient"), pool.slice_index(), cfg, weights, progress
-        )
-        return slice_features(encoder, pool.thumbs, cfg.device)
-    raise ConfigError(f"unknown features '{name}': choose one of {', '.join(FEATURES)}")
+    """``(N, D)`` features of the pool's slices (training the metric first for ``contrastive``).
+
+    Raises:
+        UnknownNameError: (a `ConfigError`) `name` is not in `FEATURES`.
+    """
+    return FEATURES.get(name)(pool, cfg, folder, progress)
 
 
 def feature_provider(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medwss.active.coreset import kcenter_greedy
-from medwss.errors import ConfigError
+from medwss.registry import Registry
 
 Predictor = Callable[[list[int], bool], list[np.ndarray]]
 """Maps pool indices (and an MC-dropout flag) to class probabilities ``(K, H, W)`` per slice."""
@@ -60,21 +60,20 @@ class SelectionContext:
 
 
 Strategy = Callable[[SelectionContext, int], list[int]]
-STRATEGIES: dict[str, Strategy] = {}
+STRATEGIES: Registry[Strategy] = Registry(
+    "strategy", package="medwss.active", marker="register_strategy", plural="strategies"
+)
+"""Every selection strategy; a module of `medwss.active` that calls `register_strategy` is found on first lookup."""
 
 
 def register_strategy(name: str) -> Callable[[Strategy], Strategy]:
-    def deco(fn: Strategy) -> Strategy:
-        STRATEGIES[name] = fn
-        return fn
-
-    return deco
+    """Register a strategy ``fn(ctx, budget) -> list[int]`` under `name` (a decorator)."""
+    return STRATEGIES.register(name)
 
 
 def get_strategy(name: str) -> Strategy:
-    if name not in STRATEGIES:
-        raise ConfigError(f"unknown strategy '{name}': choose one of {', '.join(STRATEGIES)}")
-    return STRATEGIES[name]
+    """The strategy registered as `name`; `UnknownNameError` (a `ConfigError`) listing the known ones if none."""
+    return STRATEGIES.get(name)
 
 
 @register_strategy("random")

@@ -25,7 +25,9 @@ class PhantomConfig(StrictConfig):
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("phantom", help="generate synthetic slides or volumes with ground truth", description=__doc__)
-    p.add_argument("kind", nargs="?", choices=("wsi", "ct", "mri", "bags"), help="what to generate (or set it in --config)")
+    p.add_argument(
+        "kind", nargs="?", choices=("wsi", "ct", "mri", "bags"), help="what to generate (or set it in --config)"
+    )
     p.add_argument("--out", required=True, help="output folder (manifest.csv and run.json are written there)")
     p.add_argument("--config", help="YAML config (configs/phantom_*.yaml); flags given here override it")
     p.add_argument("--n", type=int, help="number of cases (default 4)")

@@ -22,19 +22,6 @@ from pathlib import Path
 from typing import Any
 
 _COMMON = ("labels", "downsample", "seed")
-_FLAGS: dict[str, tuple[str, ...]] = {
-    "box": ("segmenter", "checkpoint", "box_threshold", "ring"),
-    "cam": ("cam_source", "cam_epochs", "cam_tau"),
-    "dhr": ("cam_source", "cam_epochs", "cam_tau", "prior", "eps"),
-    "fuse": ("cam_source", "cam_epochs", "foreground", "tau", "band"),
-    "sweep": ("cam_source", "cam_epochs", "foreground"),
-    "agmm": ("weak", "iterations", "confidence"),
-    "cpal": ("cam_source", "cam_epochs", "cam_tau", "contexts", "top_k", "alpha"),
-    "par": ("cam_source", "cam_epochs", "cam_tau", "par_iter"),
-    "dupl": ("cam_source", "cam_epochs", "cam_tau", "iterations", "confidence"),
-}
-_TRAINS = ("cam", "dhr", "fuse", "sweep", "agmm", "cpal", "par", "dupl")
-"""Methods that may train a network (and so take ``--device``)."""
 _TYPES: dict[str, Any] = {
     "downsample": int, "seed": int, "box_threshold": float, "ring": int, "cam_epochs": int, "cam_tau": float,
     "eps": float, "tau": float, "band": float, "iterations": int, "confidence": float, "contexts": int,
@@ -55,28 +42,19 @@ _FLAG_HELP = {
     "weak": "sparse labels derived from the masks when there is no scribble column: "
     "skeleton, point, block, box, circle, random_disk, centroid_disk",
 }
-_HELP = {
-    "box": "segment inside boxes (random walker, Chan-Vese, Otsu, SAM/MedSAM)",
-    "cam": "plain activation-map threshold (the baseline every method is compared with)",
-    "dhr": "Sinkhorn rebalancing of CAMs (DHR) so minor classes survive",
-    "fuse": "foreground-prior fusion with a threshold and ignore band (WSSS-BED)",
-    "sweep": "Dice against the fusion threshold on the val split",
-    "agmm": "Gaussian-mixture learning from sparse labels (AGMM)",
-    "cpal": "CAMs completed by context prototypes (CPAL)",
-    "par": "CAMs refined by pixel-adaptive affinity (PAR)",
-    "dupl": "dual students with dynamic threshold and loss-GMM filter (DuPL)",
-}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.pseudo.methods import PSEUDO_METHODS
+
     p = sub.add_parser("pseudo", help="pseudo-labels from tags, boxes, scribbles, points", description=__doc__)
     psub = p.add_subparsers(dest="pseudo_command", metavar="SUBCOMMAND", required=True)
-    for name, flags in _FLAGS.items():
-        s = psub.add_parser(name, help=_HELP[name])
+    for name, method in PSEUDO_METHODS.items():  # every registered method is a subcommand
+        s = psub.add_parser(name, help=method.help)
         s.add_argument("manifest", help="manifest CSV (image, and mask for tags/derived weak labels and metrics)")
         s.add_argument("--out", required=True, help="output folder")
         s.add_argument("--config", help="YAML config (configs/pseudo_*.yaml); flags override it")
-        for flag in _COMMON + flags + (("device",) if name in _TRAINS else ()):
+        for flag in _flags(name):
             s.add_argument("--" + flag.replace("_", "-"), type=_TYPES.get(flag, str), help=_FLAG_HELP.get(flag))
         if name == "box":
             s.add_argument("--boxes", help="detector output (CSV/JSON); boxes from the masks if omitted")
@@ -94,43 +72,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_evaluate)
 
 
+def _flags(method: str) -> tuple[str, ...]:
+    """The config fields ``medwss pseudo <method>`` takes as flags (from the method's registration)."""
+    from medwss.pseudo.methods import PSEUDO_METHODS
+
+    if method not in PSEUDO_METHODS:
+        return _COMMON
+    entry = PSEUDO_METHODS.get(method)
+    return _COMMON + entry.flags + (("device",) if entry.trains else ())
+
+
 def resolve(args: argparse.Namespace):  # noqa: ANN201
     from medwss.config import merge_config
     from medwss.pseudo.config import PseudoConfig
 
-    method = getattr(args, "method", "")
-    flags = _COMMON + _FLAGS.get(method, ()) + (("device",) if method in _TRAINS else ())
+    flags = _flags(getattr(args, "method", ""))
     return merge_config(PseudoConfig, args.config, {k: getattr(args, k, None) for k in flags})
 
 
 def _compute(method: str, cases: list, cfg: Any, args: argparse.Namespace) -> tuple[list, dict[str, Any]]:
-    from medwss.pseudo import workflow as wf
+    from medwss.pseudo.methods import MethodOptions, run_method
 
-    extra: dict[str, Any] = {}
-    if method == "box":
-        return wf.run_box(cases, cfg, args.boxes, progress=not args.quiet), extra
-    if method == "agmm":
-        return wf.run_agmm(cases, cfg, offline=args.offline, progress=not args.quiet, out_dir=args.out), extra
-    prefix = "cam_" if method == "dupl" else ""  # DuPL's own students are model.pt
-    cams, feats = wf.compute_cams(cases, cfg, progress=not args.quiet, out_dir=args.out, prefix=prefix)
-    if method == "cam":
-        return wf.cam_baseline(cams, cfg), extra
-    if method == "dhr":
-        return wf.run_dhr(cases, cams, cfg), extra
-    if method in ("fuse", "sweep"):
-        labels, tau = wf.run_fuse(cases, cams, cfg)
-        extra["tau"] = tau
-        if method == "sweep":
-            extra["sweep"] = wf.sweep(cases, cams, cfg)
-        return labels, extra
-    if method == "cpal":
-        return wf.run_cpal(cases, cams, feats, cfg), extra
-    if method == "par":
-        return wf.run_par(cases, cams, cfg), extra
-    labels, history = wf.run_dupl(cases, cams, cfg, progress=not args.quiet, out_dir=args.out)
-    extra["final_tau"] = history[-1]["tau"]
-    extra["discarded_last"] = history[-1]["discarded"]
-    return labels, extra
+    opts = MethodOptions(getattr(args, "boxes", None), getattr(args, "offline", False), not args.quiet, args.out)
+    return run_method(method, cases, cfg, opts)
 
 
 def run_method(args: argparse.Namespace) -> int:

@@ -1,11 +1,14 @@
-"""`medwss scribble make|train|predict|shift`: weak labels in; lesion probability maps and reports out.
+"""`medwss scribble make|train|predict|shift`: weak labels in; probability or label maps and reports out.
 
 ``make`` simulates weak labels (circle scribbles, disks, skeletons, points, blocks, boxes) from a
 manifest's masks (drawn on the canonical grid, written int16 on the mask grid, -1 = unlabelled);
-``train`` trains one segmenter (or an ensemble) on weak or full labels with the size constraint;
-``predict`` writes ``<out>/predictions/<case_id>.nii.gz`` on each case's stored reference (T2) and
-mask grid (the input of ``medwss evaluate``), or, with ``-i DIR -o DIR`` and no manifest, one map per
-image of a folder into ``-o`` (`medwss.io.folder.cases_from_folder`); ``shift`` trains on some sites and reports in- vs
+``train`` trains one segmenter (or an ensemble) on weak or full labels with the size constraint (or
+the dual-branch DMPLS method), for a binary lesion or K structures (``num_classes``), on any named
+channels (``sequences``; empty = the manifest's own); ``predict`` writes
+``<out>/predictions/<case_id>.nii.gz`` on each case's stored reference and mask grid (lesion
+probability for a binary model, the input of ``medwss evaluate``; the label map for K classes), or,
+with ``-i DIR -o DIR`` and no manifest, one map per image of a folder into ``-o``
+(`medwss.io.folder.cases_from_folder`); ``shift`` trains on some sites and reports in- vs
 out-of-domain, single vs ensemble, for several configs.
 """
 
@@ -21,6 +24,7 @@ _TRAIN_FLAGS = (
     "bounds",
     "size_weight",
     "size_warmup",
+    "method",
     "network",
     "spatial_dims",
     "epochs",
@@ -53,6 +57,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bounds", help="size bounds: tag, true, box, upper, none")
     p.add_argument("--size-weight", type=float)
     p.add_argument("--size-warmup", type=int, help="epochs without the size term first")
+    p.add_argument(
+        "--method", choices=["standard", "dmpls"], help="standard, or dmpls (dual-branch, mixed pseudo labels)"
+    )
     p.add_argument("--network", help="unet or dynunet")
     p.add_argument("--spatial-dims", type=int, choices=[2, 3])
     p.add_argument("--epochs", type=int)
@@ -64,7 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from medwss.data.weak import WEAK_KINDS
 
     p = sub.add_parser(
-        "scribble", help="scribble-supervised lesion segmentation with size constraints", description=__doc__
+        "scribble",
+        help="scribble-supervised segmentation (lesions or structures) with size constraints",
+        description=__doc__,
     )
     ssub = p.add_subparsers(dest="scribble_command", metavar="SUBCOMMAND", required=True)
     m = ssub.add_parser("make", help="simulate weak labels from the masks of a manifest")
@@ -86,8 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=run_train)
     pr = ssub.add_parser(
         "predict",
-        help="lesion probability maps for the cases of a manifest, or of a folder (-i DIR -o DIR)",
-        description="Lesion probability maps. Either MANIFEST --out OUT (maps in OUT/predictions/) or, "
+        help="lesion probability (or K-class label) maps for the cases of a manifest, or of a folder (-i DIR -o DIR)",
+        description="Lesion probability maps (binary models) or label maps (K classes). Either MANIFEST --out OUT (maps in OUT/predictions/) or, "
         "nnU-Net style, -i DIR -o DIR: every NIfTI file, DICOM series sub-folder or nnU-Net channel "
         "group (case_0000.nii.gz, case_0001.nii.gz, ... = the model's sequences in order) of DIR is a case; "
         "maps go straight into DIR_OUT.",

@@ -25,7 +25,8 @@ Image tags (which classes occur) are the cheapest weak label: `tags_of`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,44 @@ from scipy import ndimage
 
 from medwss.data.labels import IGNORE
 from medwss.errors import InvalidDataError
+from medwss.registry import Registry
 
-WEAK_KINDS = ("circle", "random_disk", "centroid_disk", "skeleton", "point", "block", "box")
+Draw = Callable[[np.ndarray, np.random.Generator, dict[str, Any]], np.ndarray]
+"""``draw(component, rng, options) -> marks``: boolean marks inside one boolean component (its bounding box)."""
+Background = Callable[[np.ndarray, np.random.Generator, dict[str, Any]], np.ndarray]
+"""``background(mask, rng, options) -> marks``: boolean background marks on the whole mask (only where mask == 0)."""
+
+
+@dataclass(frozen=True)
+class WeakKind:
+    """A registered weak-label kind: how it marks each component and, optionally, the background.
+
+    Attributes:
+        draw: Foreground marks of one component, or None for a kind that marks no foreground (``box``).
+        background: Background marks, or None for the default (ring around the foreground + strokes).
+    """
+
+    draw: Draw | None
+    background: Background | None = None
+
+
+WEAK_KINDS: Registry[WeakKind] = Registry("weak label kind", package="medwss.data", marker="register_weak_kind")
+"""Every weak-label kind; a module of `medwss.data` that calls `register_weak_kind` is found on first lookup."""
+
+
+def register_weak_kind(name: str, background: Background | None = None) -> Callable[[Draw], Draw]:
+    """Register a per-component ``draw(component, rng, options) -> marks`` as the kind `name` (a decorator).
+
+    Args:
+        name: The kind's name, as configs and `make_weak_label` take it.
+        background: Background marks of the kind; None for the shared ring + strokes.
+    """
+
+    def decorate(draw: Draw) -> Draw:
+        WEAK_KINDS.register(name, WeakKind(draw, background))
+        return draw
+
+    return decorate
 
 
 def components(mask: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -82,6 +119,7 @@ def _circle_2d(
     return out
 
 
+@register_weak_kind("circle")
 def _circle(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
     radius_fraction = float(opts.get("radius_fraction", 0.6))
     arc = float(opts.get("arc", 1.0))
@@ -101,6 +139,7 @@ def _circle(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) ->
     return np.moveaxis(out, 0, axis)
 
 
+@register_weak_kind("random_disk")
 def _random_disk(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
     radius = float(opts.get("radius", 2.0))
     dist = ndimage.distance_transform_edt(np.pad(comp, 1))[tuple(slice(1, -1) for _ in comp.shape)]
@@ -112,6 +151,7 @@ def _random_disk(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any
     return _ball(comp.shape, center, radius) & comp
 
 
+@register_weak_kind("centroid_disk")
 def _centroid_disk(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
     radius = float(opts.get("radius", 2.0))
     shift = float(opts.get("shift", 0.0))
@@ -126,6 +166,7 @@ def _centroid_disk(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, A
     return out
 
 
+@register_weak_kind("skeleton")
 def _skeleton(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
     from skimage.morphology import skeletonize
 
@@ -145,6 +186,7 @@ def _interior(comp: np.ndarray, depth: int) -> np.ndarray:
     return inner if inner.any() else comp
 
 
+@register_weak_kind("point")
 def _point(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
     idx = np.flatnonzero(_interior(comp, int(opts.get("depth", 2))))
     out = np.zeros_like(comp)
@@ -152,6 +194,7 @@ def _point(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> 
     return out
 
 
+@register_weak_kind("block")
 def _block(comp: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
     half = int(opts.get("size", 3)) // 2
     center, _ = _deepest(comp)
@@ -179,14 +222,12 @@ def box_map(mask: np.ndarray, margin: int = 0) -> np.ndarray:
     return out
 
 
-_FOREGROUND = {
-    "circle": _circle,
-    "random_disk": _random_disk,
-    "centroid_disk": _centroid_disk,
-    "skeleton": _skeleton,
-    "point": _point,
-    "block": _block,
-}
+def _box_background(mask: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
+    """``box``: everything outside the (``box_margin``-dilated) bounding boxes is background."""
+    return box_map(mask, int(opts.get("box_margin", 0))) == 0
+
+
+WEAK_KINDS.register("box", WeakKind(None, _box_background))
 
 
 def _background(mask: np.ndarray, rng: np.random.Generator, opts: dict[str, Any]) -> np.ndarray:
@@ -229,7 +270,8 @@ def make_weak_label(mask: np.ndarray, kind: str, seed: int, background: bool = T
         int64 map of the mask's shape: -1 unlabelled, else the class id.
 
     Raises:
-        InvalidDataError: Unknown kind, or a mask that is not 2D/3D integer.
+        UnknownNameError: (a `ConfigError`) unknown kind.
+        InvalidDataError: A mask that is not 2D/3D integer.
     """
     mask = np.asarray(mask)
     if mask.ndim not in (2, 3):
@@ -238,17 +280,14 @@ def make_weak_label(mask: np.ndarray, kind: str, seed: int, background: bool = T
     if not is_int and not np.all(np.equal(np.mod(mask, 1), 0)):
         raise InvalidDataError(f"mask must hold integer class ids, got dtype {mask.dtype}")
     mask = mask.astype(np.int64)
-    if kind not in WEAK_KINDS:
-        raise InvalidDataError(f"unknown weak label kind '{kind}': choose one of {', '.join(WEAK_KINDS)}")
+    entry = WEAK_KINDS.get(kind)
     rng = np.random.default_rng(seed)
     out = np.full(mask.shape, IGNORE, dtype=np.int64)
-    if kind == "box":
-        if background:
-            out[box_map(mask, int(options.get("box_margin", 0))) == 0] = 0
-        return out
     if background:
-        out[_background(mask, rng, options)] = 0
-    draw = _FOREGROUND[kind]
+        out[(entry.background or _background)(mask, rng, options) & (mask == 0)] = 0
+    draw = entry.draw
+    if draw is None:
+        return out
     for c, comp in components(mask):
         box = _bbox(comp, margin=1)  # draw within the component's bounding box (fast on large volumes)
         out[box][draw(comp[box], rng, options)] = c

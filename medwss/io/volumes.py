@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +14,7 @@ from medwss.io.atomic import atomic_path
 from medwss.io.dicom import is_dicom, read_dicom_file, read_dicom_series
 from medwss.io.limits import check_bytes, check_compressed
 from medwss.io.volume import Volume, affine_from_lps
+from medwss.registry import Registry
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".gipl", ".gipl.gz", ".vtk")
@@ -146,6 +149,9 @@ def _check_nan(volume: Volume, nan: NanPolicy) -> Volume:
 def load_volume(path: str | Path, series: str | None = None, nan: NanPolicy = "raise") -> Volume:
     """Read a volume from NIfTI, NRRD/MHA/MHD, a DICOM series folder or a single DICOM file.
 
+    The first reader of `VOLUME_READERS` that accepts the path reads it (`register_volume_reader`
+    adds one).
+
     Args:
         path: File or folder.
         series: For a folder with several DICOM series, the SeriesInstanceUID or SeriesNumber to read.
@@ -157,18 +163,57 @@ def load_volume(path: str | Path, series: str | None = None, nan: NanPolicy = "r
         (checked before any data are read), or, for ``.gz``, more than the file can hold.
     """
     p = require_file(path)
-    if p.is_dir():
-        volume = read_dicom_series(p, series)
-    elif has_suffix(p, NIFTI_SUFFIXES):
-        volume = _read_nifti(p)
-    elif has_suffix(p, ITK_SUFFIXES):
-        volume = _read_itk(p)
-    elif has_suffix(p, (".dcm",)) or is_dicom(p):
-        volume = read_dicom_file(p)
-    else:
+    reader = next((r for r in VOLUME_READERS.values() if r.accepts(p)), None)
+    if reader is None:
         raise UnsupportedFormatError("not a volume format medwss reads (NIfTI, NRRD, MHA/MHD, DICOM)", p)
+    volume = reader.read(p, series)
     _check_volume(volume, p)
     return _check_nan(volume, nan)
+
+
+@dataclass(frozen=True)
+class VolumeReader:
+    """A registered volume reader: which paths it takes and how it reads them.
+
+    Attributes:
+        name: Its name (recorded nowhere else; for messages and listings).
+        accepts: ``accepts(path) -> bool``; readers are asked in registration order, the first that accepts reads.
+        read: ``read(path, series) -> Volume`` (`series` only matters to DICOM folders).
+    """
+
+    name: str
+    accepts: Callable[[Path], bool]
+    read: Callable[[Path, str | None], Volume]
+
+
+VOLUME_READERS: Registry[VolumeReader] = Registry("volume reader", package="medwss.io", marker="register_volume_reader")
+"""Every volume reader, asked in order; a module of `medwss.io` that calls `register_volume_reader` is found."""
+
+
+def register_volume_reader(
+    name: str, accepts: Callable[[Path], bool]
+) -> Callable[[Callable[[Path, str | None], Volume]], Callable[[Path, str | None], Volume]]:
+    """Register ``read(path, series) -> Volume`` for the paths `accepts` takes (a decorator).
+
+    The checks of `load_volume` (empty, complex, > 4D, singular affine, NaN policy) run on what it returns.
+    """
+
+    def decorate(read: Callable[[Path, str | None], Volume]) -> Callable[[Path, str | None], Volume]:
+        VOLUME_READERS.register(name, VolumeReader(name, accepts, read))
+        return read
+
+    return decorate
+
+
+VOLUME_READERS.register("dicom_series", VolumeReader("dicom_series", Path.is_dir, read_dicom_series))
+VOLUME_READERS.register(
+    "nifti", VolumeReader("nifti", lambda p: has_suffix(p, NIFTI_SUFFIXES), lambda p, _s: _read_nifti(p))
+)
+VOLUME_READERS.register("itk", VolumeReader("itk", lambda p: has_suffix(p, ITK_SUFFIXES), lambda p, _s: _read_itk(p)))
+VOLUME_READERS.register(
+    "dicom_file",
+    VolumeReader("dicom_file", lambda p: has_suffix(p, (".dcm",)) or is_dicom(p), lambda p, _s: read_dicom_file(p)),
+)
 
 
 def _check_volume(volume: Volume, path: Path) -> None:

@@ -11,8 +11,9 @@ Every aggregator maps a `Bag` to a `MILOutput`:
   spectral-decoupling penalty), or None.
 - ``dense``: optionally, the dense heatmap (K, H, W) or (K, D, H, W) on the case's tile grid.
 
-Aggregators are registered by name (`register_aggregator`) and built with
-`create_aggregator(name, in_dim, n_classes, **kwargs)`.
+Aggregators are registered by name (`register_aggregator`, into the `AGGREGATORS` registry) and
+built with `create_aggregator(name, in_dim, n_classes, **kwargs)`. A new module in `medwss.mil`
+that registers one is found on the first lookup; nothing else needs to import it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from medwss.errors import ConfigError
+from medwss.registry import Registry
 
 
 @dataclass
@@ -64,8 +65,33 @@ class MILOutput:
     dense: torch.Tensor | None = None
 
 
+def _standardize_input(module: Aggregator, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Forward pre-hook: the bag with standardised features (and token maps with matching channels)."""
+    bag = args[0] if args else kwargs.get("bag")
+    if not isinstance(bag, Bag):
+        return args, kwargs
+    mean, scale = module.input_mean, module.input_scale
+    feats = (bag.features.to(mean.dtype) - mean) / scale
+    tokens = bag.tokens
+    if tokens is not None and tokens.shape[1] == mean.numel():
+        shape = (1, -1) + (1,) * (tokens.dim() - 2)
+        tokens = (tokens.to(mean.dtype) - mean.view(shape)) / scale.view(shape)
+    out = Bag(feats, bag.grid_index, bag.grid_shape, tokens, bag.coords)
+    if args:
+        return (out, *args[1:]), kwargs
+    return args, {**kwargs, "bag": out}
+
+
 class Aggregator(nn.Module):
-    """Base class: subclasses set `name` and implement `forward(bag) -> MILOutput`."""
+    """Base class: subclasses set `name` and implement `forward(bag) -> MILOutput`.
+
+    Every aggregator standardises its input channel-wise, ``(x − input_mean) / input_scale``, before
+    its own forward (features and, when their channels match, token maps). The two buffers are
+    identity by default; `set_input_norm` sets them from the training instances (`medwss mil train`
+    does, ``standardize: true``), so features of any scale — a stats encoder's 1e-3, a foundation
+    model's 1e2 — reach the first layer at unit scale. They are saved with the weights; model files
+    written before they existed load with identity.
+    """
 
     name = "aggregator"
 
@@ -73,32 +99,45 @@ class Aggregator(nn.Module):
         super().__init__()
         self.in_dim = in_dim
         self.n_classes = n_classes
+        self.register_buffer("input_mean", torch.zeros(in_dim))
+        self.register_buffer("input_scale", torch.ones(in_dim))
+        self.register_forward_pre_hook(_standardize_input, with_kwargs=True)
+
+    @torch.no_grad()
+    def set_input_norm(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        """Set the channel-wise input standardisation (`mean`, `scale`: (C,)); scales are floored at 1e-8."""
+        self.input_mean.copy_(mean.to(self.input_mean))
+        self.input_scale.copy_(scale.to(self.input_scale).clamp_min(1e-8))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+        for key in ("input_mean", "input_scale"):  # files from before the buffers: identity
+            state_dict.setdefault(prefix + key, getattr(self, key).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, bag: Bag, label: torch.Tensor | None = None) -> MILOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
-_REGISTRY: dict[str, Callable[..., Aggregator]] = {}
+AGGREGATORS: Registry[Callable[..., Aggregator]] = Registry(
+    "aggregator", package="medwss.mil", marker="register_aggregator"
+)
+"""Every aggregator; a module of `medwss.mil` that calls `register_aggregator` is found on first lookup."""
 
 
 def register_aggregator(name: str) -> Callable[[Callable[..., Aggregator]], Callable[..., Aggregator]]:
-    """Register an aggregator class or factory under `name`."""
-
-    def wrap(factory: Callable[..., Aggregator]) -> Callable[..., Aggregator]:
-        if name in _REGISTRY:
-            raise ValueError(f"aggregator {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
+    """Register an aggregator class or factory under `name` (a decorator)."""
+    return AGGREGATORS.register(name)
 
 
 def list_aggregators() -> list[str]:
-    return sorted(_REGISTRY)
+    """Names of the registered aggregators, sorted."""
+    return sorted(AGGREGATORS)
 
 
 def create_aggregator(name: str, in_dim: int, n_classes: int = 1, **kwargs) -> Aggregator:  # noqa: ANN003
-    """Build the aggregator registered as `name`."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown aggregator {name!r}; known: {', '.join(list_aggregators())}")
-    return _REGISTRY[name](in_dim=in_dim, n_classes=n_classes, **kwargs)
+    """Build the aggregator registered as `name`.
+
+    Raises:
+        UnknownNameError: (a `ConfigError`) no aggregator is registered as `name`.
+    """
+    return AGGREGATORS.get(name)(in_dim=in_dim, n_classes=n_classes, **kwargs)

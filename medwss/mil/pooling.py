@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medwss.errors import ConfigError
+from medwss.registry import Registry
 
 
 def _align_mask(mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
@@ -91,11 +91,17 @@ class MaxPool(nn.Module):
         return torch.where(torch.isinf(out), torch.zeros_like(out), out)
 
 
-POOLS: dict[str, type[nn.Module]] = {"smoothmax": SmoothMaxPool, "mean": MeanPool, "max": MaxPool}
+POOLS: Registry[type[nn.Module]] = Registry("pooling", package="medwss.mil", marker="POOLS.register")
+"""Pooling modules by name; a module of `medwss.mil` that calls ``POOLS.register`` is found on first lookup."""
+POOLS.register("smoothmax", SmoothMaxPool)
+POOLS.register("mean", MeanPool)
+POOLS.register("max", MaxPool)
 
 
 def create_pool(name: str, **kwargs: float) -> nn.Module:
-    """A pooling module by name (``smoothmax``, ``mean`` or ``max``), for configs that choose one."""
-    if name not in POOLS:
-        raise ConfigError(f"unknown pooling {name!r}; known: {', '.join(sorted(POOLS))}")
-    return POOLS[name](**kwargs)
+    """A pooling module by name (``smoothmax``, ``mean``, ``max``: see `POOLS`), for configs that choose one.
+
+    Raises:
+        UnknownNameError: (a `ConfigError`) no pooling is registered as `name`.
+    """
+    return POOLS.get(name)(**kwargs)

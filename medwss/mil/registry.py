@@ -1,4 +1,8 @@
-"""Every aggregator, registered: import this module to build one by name.
+"""Every aggregator, by name: `create_aggregator`, `list_aggregators`, `register_aggregator`.
+
+The aggregators live in the `AGGREGATORS` registry (`medwss.registry.Registry`); every module of
+`medwss.mil` that calls `register_aggregator` is imported on the first lookup, so a new aggregator
+is one file in `medwss/mil/` with the decorator, and nothing else.
 
 Example:
     >>> from medwss.mil.registry import create_aggregator, list_aggregators
@@ -9,7 +13,22 @@ Example:
 
 from __future__ import annotations
 
-from medwss.mil import abmil, clam, insight, simple, transmil  # noqa: F401  (they register on import)
-from medwss.mil.base import Aggregator, Bag, MILOutput, create_aggregator, list_aggregators, register_aggregator
+from medwss.mil.base import (
+    AGGREGATORS,
+    Aggregator,
+    Bag,
+    MILOutput,
+    create_aggregator,
+    list_aggregators,
+    register_aggregator,
+)
 
-__all__ = ["Aggregator", "Bag", "MILOutput", "create_aggregator", "list_aggregators", "register_aggregator"]
+__all__ = [
+    "AGGREGATORS",
+    "Aggregator",
+    "Bag",
+    "MILOutput",
+    "create_aggregator",
+    "list_aggregators",
+    "register_aggregator",
+]

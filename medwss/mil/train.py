@@ -55,6 +55,9 @@ class MILTrainConfig(StrictConfig):
     val_fraction: float = Field(0.25, ge=0, lt=1)
     folds: int | None = Field(None, ge=2)
     max_instances: int | None = Field(None, ge=1)
+    standardize: bool = True
+    """Standardise features channel-wise with the training instances' mean and standard deviation
+    (kept in the model: `medwss.mil.base.Aggregator.set_input_norm`)."""
     grid_flips: bool = False
     """Bag augmentation: a random rotation by 90° steps and flip of the tile grid (in-plane), per case and epoch."""
     tile_dropout: float = Field(0.0, ge=0, lt=1)
@@ -170,6 +173,25 @@ def _auc(bags: list[LabelledBag], outs: list[MILOutput]) -> float:
     return float(roc_auc_score(y.argmax(1), p, multi_class="ovr"))
 
 
+def input_norm(bags: list[LabelledBag]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channel-wise mean and standard deviation (C,) of every instance of `bags` (float64 sums).
+
+    Channels that are (nearly) constant in training get scale 1, so a tiny deviation at test time
+    is not amplified.
+    """
+    total = n = sq = None
+    for lb in bags:
+        x = lb.bag.features.double()
+        total = x.sum(0) if total is None else total + x.sum(0)
+        sq = (x * x).sum(0) if sq is None else sq + (x * x).sum(0)
+        n = len(x) if n is None else n + len(x)
+    assert total is not None and sq is not None and n
+    mean = total / n
+    std = (sq / n - mean * mean).clamp_min(0).sqrt()
+    flat = std <= 1e-6 * float(std.max())  # constant channels: centred, not blown up
+    return mean.float(), torch.where(flat, torch.ones_like(std), std).float()
+
+
 def _class_weight(bags: list[LabelledBag], enabled: bool) -> torch.Tensor:
     k = bags[0].target.numel()
     if not enabled:
@@ -232,6 +254,8 @@ def train(
         raise ConfigError("no training cases with labels and bags")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if config.standardize:
+        model.set_input_norm(*input_norm(train_bags))
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)

@@ -34,6 +34,44 @@ def boxes_from_labels(labels: np.ndarray, classes: Sequence[int] | None = None, 
     return out
 
 
+def jitter_boxes(
+    boxes: Sequence[Box],
+    shape: tuple[int, ...],
+    fraction: float = 0.1,
+    seed: int | Sequence[int] | np.random.Generator = 0,
+) -> list[Box]:
+    """Boxes as a detector would give them: each side moved by up to ±`fraction` of the box size.
+
+    Every side of every box moves independently by an offset drawn uniformly from
+    ``[-fraction, +fraction] × (the box's extent along that axis)``, rounded to whole pixels; the
+    result is clipped to `shape` and keeps at least one pixel along each axis. Class and score are
+    kept.
+
+    Args:
+        boxes: Boxes on a grid of `shape`.
+        shape: The image grid (without a channel axis).
+        fraction: Largest move of a side, as a fraction of the box's size along its axis.
+        seed: Seed (or generator) of the offsets: the same seed gives the same boxes.
+
+    Raises:
+        ValueError: A negative `fraction`, or a box with another number of axes than `shape`.
+    """
+    if fraction < 0:
+        raise ValueError(f"jitter fraction must be >= 0, got {fraction}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    out = []
+    for b in boxes:
+        if len(b.lo) != len(shape):
+            raise ValueError(f"box {b.lo}..{b.hi} has {len(b.lo)} axes, the grid {len(shape)}")
+        size = np.subtract(b.hi, b.lo).astype(np.float64)
+        lo = np.round(np.asarray(b.lo) + rng.uniform(-fraction, fraction, len(shape)) * size).astype(int)
+        hi = np.round(np.asarray(b.hi) + rng.uniform(-fraction, fraction, len(shape)) * size).astype(int)
+        lo = np.clip(lo, 0, np.asarray(shape) - 1)
+        hi = np.clip(np.maximum(hi, lo + 1), 1, np.asarray(shape))
+        out.append(Box(tuple(int(v) for v in lo), tuple(int(v) for v in hi), b.label, b.score))
+    return out
+
+
 def boxes_from_activation(
     cams: np.ndarray, threshold: float = 0.5, min_size: int = 4, labels: Sequence[int] | None = None
 ) -> list[Box]:
@@ -116,15 +154,18 @@ def boxes_to_labels(
     segmenter: PromptableSegmenter,
     threshold: float = 0.5,
     ring: int = 1,
+    channels_last: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment inside every box and merge the masks into one pseudo-label map.
 
     Args:
-        image: 2D or 3D intensity array.
+        image: 2D or 3D intensity array, or a colour image with its channels last ((H, W, 3) RGB).
         boxes: Boxes on the image grid; each mask takes its box's class.
         segmenter: Any `PromptableSegmenter`.
         threshold: Probability above which a pixel belongs to the box's object.
         ring: Width (pixels) of the uncertain band on each side of every mask boundary, set to `IGNORE`.
+        channels_last: The last axis of `image` holds channels; None: inferred from the boxes (a
+            colour image has one axis more than its boxes). Give True for a colour image without boxes.
 
     Boxes are painted largest first; where masks of different classes meet, a box lying inside the
     other keeps its class (nested), otherwise the shared pixels are `IGNORE` (overlap).
@@ -133,7 +174,9 @@ def boxes_to_labels(
         ``(labels, prob)``: int64 map (0 background, classes, `IGNORE` on rings and on pixels two
         different classes claim) and the per-pixel maximum object probability.
     """
-    shape = tuple(image.shape)
+    if channels_last is None:
+        channels_last = bool(boxes) and image.ndim == len(boxes[0].lo) + 1
+    shape = tuple(image.shape[:-1] if channels_last else image.shape)
     labels = np.zeros(shape, dtype=np.int64)
     owner = np.full(shape, -1, dtype=np.int64)  # index of the box whose mask holds the pixel
     prob = np.zeros(shape, dtype=np.float32)

@@ -1,8 +1,15 @@
-"""Weight-free promptable segmenters: random walker, morphological Chan-Vese, Otsu-in-box, raw box.
+"""Weight-free promptable segmenters: random walker, morphological Chan-Vese, Otsu-in-box, GrabCut-style, raw box.
 
-All take an image and a `Box` and return a foreground probability on the image grid; they work on
+All take an image and a `Box` and return a foreground probability on the box's grid; they work on
 2D images and 3D volumes alike (scikit-image). Each crops the box plus a margin, so cost follows
 the box, not the image.
+
+Colour images (one axis more than the box, channels last: an (H, W, 3) RGB frame) go through
+`medwss.pseudo.box_colour` first, chosen by each segmenter's `colour` argument (ignored on grey
+images): the random walker and GrabCut work on the CIELAB colours (``lab``, multichannel),
+Chan-Vese and Otsu on one channel, by default ``contrast`` (the colours projected on the direction
+that best separates the box's centre from its surroundings); ``grey`` (luminance) is the plain
+alternative.
 
 Example:
     >>> seg = create_box_segmenter("random_walker")
@@ -17,17 +24,30 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-from medwss.errors import ConfigError
+from medwss.registry import Registry
+from medwss.pseudo.box_colour import SCALAR_FEATURES, box_features, check_feature, is_colour, spatial_shape
 from medwss.pseudo.protocol import Box
 from medwss.transforms.intensity import Window, normalise
 
 
-def _crop(image: np.ndarray, box: Box, margin: int, window: Window) -> tuple[np.ndarray, Box, Box]:
-    """The normalised crop of box+margin, the grown box, and the box in crop coordinates."""
-    shape = tuple(image.shape)
+def _features(image: np.ndarray, box: Box, colour: str) -> tuple[np.ndarray, bool]:
+    """The array a segmenter works on, and whether it is already scaled (colour features) or raw intensity."""
+    if is_colour(image, box):
+        return box_features(image, box, colour), True
+    return image, False
+
+
+def _crop(
+    image: np.ndarray, box: Box, margin: int, window: Window, scaled: bool = False
+) -> tuple[np.ndarray, Box, Box]:
+    """The normalised crop of box+margin, the grown box, and the box in crop coordinates.
+
+    `image` may carry a trailing channel axis (colour features); `scaled` skips the intensity window.
+    """
+    shape = tuple(image.shape[: len(box.lo)])
     box = box.clip(shape)
     outer = box.grow(margin, shape)
-    crop = normalise(image[outer.slices], "window", window)
+    crop = image[outer.slices].astype(np.float32) if scaled else normalise(image[outer.slices], "window", window)
     inner = Box(
         tuple(a - o for a, o in zip(box.lo, outer.lo, strict=True)),
         tuple(b - o for b, o in zip(box.hi, outer.lo, strict=True)),
@@ -61,7 +81,8 @@ class BoxSegmenter:
     name = "box"
 
     def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
-        return box.clip(tuple(image.shape)).mask(tuple(image.shape)).astype(np.float32)
+        shape = spatial_shape(image, box) if is_colour(image, box) else tuple(image.shape)
+        return box.clip(shape).mask(shape).astype(np.float32)
 
 
 class RandomWalkerSegmenter:
@@ -72,35 +93,45 @@ class RandomWalkerSegmenter:
         margin: Pixels around the box used as background seeds.
         core: Semi-axes of the object seed, as a fraction of the box half-sizes.
         window: Intensity window (``(low, high)`` or a name of `CT_WINDOWS`); percentiles of the crop if None.
+        colour: Feature of colour images (`medwss.pseudo.box_colour.COLOUR_FEATURES`); ``lab`` and
+            ``rgb`` make a multichannel random walker (squared colour differences summed).
     """
 
     name = "random_walker"
 
-    def __init__(self, beta: float = 130.0, margin: int = 3, core: float = 0.3, window: Window = None) -> None:
+    def __init__(
+        self, beta: float = 130.0, margin: int = 3, core: float = 0.3, window: Window = None, colour: str = "lab"
+    ) -> None:
         self.beta = beta
         self.margin = margin
         self.core = core
         self.window = window
+        self.colour = check_feature(colour)
 
     def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
         from skimage.segmentation import random_walker
 
-        crop, outer, inner = _crop(image, box, self.margin, self.window)
-        seeds = np.zeros(crop.shape, dtype=np.int32)
-        outside = ~inner.mask(crop.shape)
+        feats, scaled = _features(image, box, self.colour)
+        grid = tuple(feats.shape[: len(box.lo)])
+        crop, outer, inner = _crop(feats, box, self.margin, self.window, scaled)
+        spatial = tuple(crop.shape[: len(box.lo)])
+        channels = crop.ndim > len(box.lo)
+        seeds = np.zeros(spatial, dtype=np.int32)
+        outside = ~inner.mask(spatial)
         if not outside.any():  # box covers the whole image: use its border as background
-            outside = ~ndimage.binary_erosion(np.ones(crop.shape, dtype=bool))
+            outside = ~ndimage.binary_erosion(np.ones(spatial, dtype=bool))
         seeds[outside] = 2
-        seeds[_core(inner, crop.shape, self.core)] = 1
+        seeds[_core(inner, spatial, self.core)] = 1
         if not (seeds == 0).any() or not (seeds == 1).any():  # nothing to solve (tiny box)
-            return _paste((seeds == 1).astype(np.float32), outer, inner, tuple(image.shape))
+            return _paste((seeds == 1).astype(np.float32), outer, inner, grid)
         with warnings.catch_warnings():  # tiny overshoots of [0, 1] from the linear solver are clipped below
             warnings.simplefilter("ignore", UserWarning)
             prob = random_walker(
-                crop, seeds, beta=self.beta, mode="bf" if crop.size < 4000 else "cg_j", return_full_prob=True
-            )
-        fg = prob[0] if prob.shape[1:] == crop.shape else (seeds == 1).astype(np.float64)
-        return _paste(np.clip(fg, 0.0, 1.0), outer, inner, tuple(image.shape))
+                crop, seeds, beta=self.beta, mode="bf" if seeds.size < 4000 else "cg_j", return_full_prob=True,
+                channel_axis=-1 if channels else None,
+            )  # fmt: skip
+        fg = prob[0] if prob.shape[1:] == spatial else (seeds == 1).astype(np.float64)
+        return _paste(np.clip(fg, 0.0, 1.0), outer, inner, grid)
 
 
 class ChanVeseSegmenter:
@@ -111,20 +142,25 @@ class ChanVeseSegmenter:
         smoothing: Smoothing steps per iteration.
         margin: Pixels of context around the box.
         window: Intensity window for normalisation.
+        colour: Scalar feature of colour images: ``contrast`` or ``grey`` (`box_colour.SCALAR_FEATURES`).
     """
 
     name = "chan_vese"
 
-    def __init__(self, iterations: int = 60, smoothing: int = 1, margin: int = 3, window: Window = None) -> None:
+    def __init__(
+        self, iterations: int = 60, smoothing: int = 1, margin: int = 3, window: Window = None, colour: str = "contrast"
+    ) -> None:
         self.iterations = iterations
         self.smoothing = smoothing
         self.margin = margin
         self.window = window
+        self.colour = check_feature(colour, SCALAR_FEATURES)
 
     def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
         from skimage.segmentation import morphological_chan_vese
 
-        crop, outer, inner = _crop(image, box, self.margin, self.window)
+        image, scaled = _features(image, box, self.colour)
+        crop, outer, inner = _crop(image, box, self.margin, self.window, scaled)
         init = _core(inner, crop.shape, 0.8)
         ls = morphological_chan_vese(crop, self.iterations, init_level_set=init, smoothing=self.smoothing)
         ls = ls.astype(bool)
@@ -139,18 +175,21 @@ class OtsuBoxSegmenter:
     Args:
         margin: Pixels of context around the box (used for the threshold statistics).
         window: Intensity window for normalisation.
+        colour: Scalar feature of colour images: ``contrast`` or ``grey`` (`box_colour.SCALAR_FEATURES`).
     """
 
     name = "otsu"
 
-    def __init__(self, margin: int = 0, window: Window = None) -> None:
+    def __init__(self, margin: int = 0, window: Window = None, colour: str = "contrast") -> None:
         self.margin = margin
         self.window = window
+        self.colour = check_feature(colour, SCALAR_FEATURES)
 
     def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
         from skimage.filters import threshold_otsu
 
-        crop, outer, inner = _crop(image, box, self.margin, self.window)
+        image, scaled = _features(image, box, self.colour)
+        crop, outer, inner = _crop(image, box, self.margin, self.window, scaled)
         values = crop[inner.slices]
         if np.ptp(values) == 0:
             return _paste(inner.mask(crop.shape).astype(np.float32), outer, inner, tuple(image.shape))
@@ -171,13 +210,26 @@ def _component_at(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
     return np.isin(lab, hit) if hit.size else mask
 
 
-_SEGMENTERS: dict[str, Callable[..., object]] = {
-    "box": BoxSegmenter,
-    "random_walker": RandomWalkerSegmenter,
-    "chan_vese": ChanVeseSegmenter,
-    "otsu": OtsuBoxSegmenter,
-}
-BOX_SEGMENTERS: tuple[str, ...] = (*_SEGMENTERS, "sam", "medsam")
+def _sam_factory(flavour: str) -> Callable[..., object]:
+    def build(**kwargs: object) -> object:
+        from medwss.pseudo.sam import SamSegmenter  # the optional segment_anything package, imported on use
+
+        return SamSegmenter(flavour=flavour, **kwargs)  # type: ignore[arg-type]
+
+    build.__qualname__ = f"_sam_factory.{flavour}"
+    return build
+
+
+BOX_SEGMENTERS: Registry[Callable[..., object]] = Registry(
+    "box segmenter", package="medwss.pseudo", marker="BOX_SEGMENTERS.register"
+)
+"""Promptable segmenters by name; a module of `medwss.pseudo` that calls ``BOX_SEGMENTERS.register`` is found."""
+BOX_SEGMENTERS.register("box", BoxSegmenter)
+BOX_SEGMENTERS.register("random_walker", RandomWalkerSegmenter)
+BOX_SEGMENTERS.register("chan_vese", ChanVeseSegmenter)
+BOX_SEGMENTERS.register("otsu", OtsuBoxSegmenter)
+BOX_SEGMENTERS.register("sam", _sam_factory("sam"))
+BOX_SEGMENTERS.register("medsam", _sam_factory("medsam"))
 
 
 def create_box_segmenter(name: str, **kwargs: object) -> object:
@@ -186,12 +238,6 @@ def create_box_segmenter(name: str, **kwargs: object) -> object:
     ``sam``/``medsam`` need ``checkpoint=`` (a local file) and the optional `segment_anything` package.
 
     Raises:
-        ConfigError: Unknown name.
+        UnknownNameError: (a `ConfigError`) unknown name.
     """
-    if name in ("sam", "medsam"):
-        from medwss.pseudo.sam import SamSegmenter
-
-        return SamSegmenter(flavour=name, **kwargs)  # type: ignore[arg-type]
-    if name not in _SEGMENTERS:
-        raise ConfigError(f"unknown box segmenter '{name}': choose one of {', '.join(BOX_SEGMENTERS)}")
-    return _SEGMENTERS[name](**kwargs)
+    return BOX_SEGMENTERS.get(name)(**kwargs)

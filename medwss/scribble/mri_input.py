@@ -6,8 +6,9 @@ single ``image``), each on its own grid, is resampled once, straight from its ow
 (`medwss.data.orientation.canonical`: RAS+, the third axis axial whatever the stored axis order),
 a fixed physical in-plane size (``crop_mm``) centred on the organ, an optional in-plane spacing
 (``spacing_mm``; None keeps the reference spacing) and all the reference's axial slices. The
-reference channel is ``t2`` when the case has one (a single ``image`` column serves as T2), else the
-first requested channel. The centre is the centre of the zone map's bounding box when the case has
+reference channel is the configured one, else the first requested channel (a single ``image``
+column also answers to ``t2``, the name older prostate models use). ``crop_mm=None`` takes the whole
+field of view: a square on the reference's larger in-plane side. The centre is the centre of the zone map's bounding box when the case has
 one (manifest column ``meta_zones``, as the MRI phantoms and PI-CAI-style data with prostate
 segmentations do); without zones the crop is centred on the reference volume. Predictions on the
 crop grid go back onto the *stored* reference grid (that of the manifest's ``mask``) with
@@ -32,7 +33,7 @@ from medwss.io.volume import Volume
 from medwss.transforms.intensity import normalise
 
 REFERENCE = "t2"
-"""The preferred reference channel (prostate MRI); without it the first requested channel is used."""
+"""The alias of a single ``image`` column (models of the prostate configs name their one channel ``t2``)."""
 
 
 @dataclass
@@ -60,10 +61,10 @@ def case_channels(case: Case) -> dict[str, Path]:
     return images
 
 
-def reference_channel(images: Mapping[str, object], channels: Sequence[str]) -> str:
-    """The name of the reference channel: ``t2`` when present, else the first of `channels`."""
-    if REFERENCE in images:
-        return REFERENCE
+def reference_channel(images: Mapping[str, object], channels: Sequence[str], reference: str | None = None) -> str:
+    """The name of the reference channel: `reference` when given, else the first of `channels`."""
+    if reference:
+        return reference
     if not channels:
         raise InvalidDataError("no channel requested")
     return channels[0]
@@ -79,7 +80,7 @@ def zones_path(case: Case, root: Path | None) -> Path | None:
 
 
 def crop_grid(
-    reference: Volume, zones: Volume | None, crop_mm: float, spacing_mm: float | None = None
+    reference: Volume, zones: Volume | None, crop_mm: float | None, spacing_mm: float | None = None
 ) -> tuple[tuple[int, int, int], np.ndarray]:
     """Shape and affine of a crop of `crop_mm` × `crop_mm` in-plane (axial), all slices, centred on the organ.
 
@@ -89,10 +90,13 @@ def crop_grid(
     Args:
         reference: The reference volume (orientation and slices of the crop), as stored.
         zones: Zone map on any grid (> 0 inside the organ); None for a centred crop.
-        crop_mm: In-plane side length in mm.
+        crop_mm: In-plane side length in mm (None: the reference's larger in-plane extent, i.e. the
+            whole field of view, centred on the volume unless `zones` say otherwise).
         spacing_mm: In-plane spacing of the crop (None: the reference spacing).
     """
     ref, _ = canonical(reference)
+    if crop_mm is None:
+        crop_mm = float(max(ref.shape[0] * ref.spacing[0], ref.shape[1] * ref.spacing[1]))
     affine = ref.affine
     sp = np.array(ref.spacing)
     if zones is not None and (zones.array > 0).any():
@@ -122,48 +126,59 @@ def _spatial(vol: Volume) -> np.ndarray:
 
 def load_case(
     case: Case,
-    channels: Sequence[str] = ("t2", "adc", "hbv"),
-    crop_mm: float = 56.0,
+    channels: Sequence[str] | None = None,
+    crop_mm: float | None = 56.0,
     spacing_mm: float | None = 1.0,
     root: Path | None = None,
     use_zones: bool = True,
+    reference: str | None = None,
+    num_classes: int | None = None,
 ) -> CaseInput:
     """Load a case's channels onto its crop grid, normalised per channel (robust z-score).
 
     Args:
         case: A manifest row with ``image_<channel>`` columns, or a single ``image`` column
             (reachable as ``image`` or ``t2``).
-        channels: Channel names, in the order of the network input.
-        crop_mm: In-plane crop size in mm.
+        channels: Channel names, in the order of the network input (None: all of the case's, in
+            manifest column order).
+        crop_mm: In-plane crop size in mm (None: the whole field of view).
         spacing_mm: In-plane spacing of the crop (None: the reference spacing).
         root: Folder of the manifest (to resolve ``meta_zones``).
         use_zones: Centre on the zone map when there is one (else a centred crop).
+        reference: The channel whose grid the crop is built on (None: the first of `channels`).
+        num_classes: Classes of the mask, background included: 2 makes every value > 0 the one
+            foreground class (a lesion mask, instance ids merged); more checks the values are
+            0..K−1 (None: kept as stored).
 
     Raises:
-        InvalidDataError: A channel is missing from the case.
+        InvalidDataError: A channel is missing from the case, or mask values outside 0..K−1.
     """
     images = case_channels(case)
-    ref_name = reference_channel(images, channels)
+    if channels is None:
+        channels = list(case.images)
+    ref_name = reference_channel(images, channels, reference)
     missing = [c for c in dict.fromkeys([*channels, ref_name]) if c not in images]
     if missing:
         raise InvalidDataError(f"case {case.case_id} lacks channel(s) {', '.join(missing)}")
-    reference = load_volume(images[ref_name])
+    ref_vol = load_volume(images[ref_name])
     zp = zones_path(case, root) if use_zones else None
     zones = load_volume(zp) if zp is not None and zp.exists() else None
-    shape, affine = crop_grid(reference, zones, crop_mm, spacing_mm)
+    shape, affine = crop_grid(ref_vol, zones, crop_mm, spacing_mm)
     grid = Volume(np.zeros(shape, np.float32), affine, {"crop_mm": crop_mm})
     stack = []
     for name in channels:
-        vol = reference if images[name] == images[ref_name] else load_volume(images[name])
+        vol = ref_vol if images[name] == images[ref_name] else load_volume(images[name])
         moved = resample_to(Volume(_spatial(vol).astype(np.float32), vol.affine), grid, order=1)
         stack.append(normalise(moved.array, method="zscore"))
-    grid = Volume(resample_to(Volume(_spatial(reference).astype(np.float32), reference.affine), grid).array, affine)
+    grid = Volume(resample_to(Volume(_spatial(ref_vol).astype(np.float32), ref_vol.affine), grid).array, affine)
     mask = None
     if case.mask is not None:
         m = load_volume(case.mask)
-        labels = decode_labels(_spatial(m), source=case.mask)
+        labels = decode_labels(_spatial(m), None if num_classes == 2 else num_classes, source=case.mask)
+        if num_classes == 2:
+            labels = np.where(labels > 0, 1, labels)
         mask = resample_to(Volume(labels.astype(np.int16), m.affine), grid, order=0, fill=0).array.astype(np.int64)
-    return CaseInput(np.stack(stack).astype(np.float32), grid, reference, mask)
+    return CaseInput(np.stack(stack).astype(np.float32), grid, ref_vol, mask)
 
 
 def to_grid(labels: Volume, grid: Volume, fill: float = IGNORE, num_classes: int | None = None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Train, predict and ensemble scribble-supervised lesion segmenters from a manifest.
+"""Train, predict and ensemble scribble-supervised segmenters (binary lesions or K structures) from a manifest.
 
 Layout of a training folder: ``model.pt`` (the one model file, kind ``segmenter``, with the
 `ScribbleConfig` in its metadata), ``checkpoint.pt`` (the engine's, written every epoch and resumed
@@ -6,11 +6,15 @@ from when a run is repeated with the same settings — any other setting, epochs
 naming it), ``history.json``, ``config.json``, ``failures.json`` (cases skipped) and ``run.json``
 (written by the CLI). An
 ensemble folder holds ``member_<i>/`` with seeds ``seed + i``. Predictions are
-``<out>/predictions/<case_id>.nii.gz``: float32 lesion probability on the stored grid of the case's
-reference channel (T2, else the first of ``sequences``; = its ``mask`` grid), zero outside the crop,
-with the stored affine — the input of `medwss evaluate`. 2D models see the axial slices of the crop
-grid (built on the canonical grid, so axial whatever the stored axis order). An ensemble averages the
-members' probabilities.
+``<out>/predictions/<case_id>.nii.gz`` on the stored grid of the case's reference channel (the
+configured ``reference``, else the first of ``sequences``; = its ``mask`` grid), with the stored
+affine: for a binary model (``num_classes: 2``) the float32 lesion probability, zero outside the
+crop — the input of `medwss evaluate`; for K > 2 classes the int16 label map (argmax of the class
+probabilities, each resampled back; background outside the crop). 2D models see the axial slices of
+the crop grid (built on the canonical grid, so axial whatever the stored axis order), cut and pasted
+back by `medwss.data.slicer` (resized to ``slice_size`` when set). An ensemble averages the
+members' probabilities. ``method: dmpls`` trains the dual-branch network of `medwss.scribble.dmpls`
+and keeps its main branch, an ordinary segmenter.
 
 3D models predict by sliding windows (`medwss.seg.inference.segment_probs`: Gaussian blending,
 windows on the model's device, the volume on the host) of the training patch size, stored as
@@ -31,12 +35,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from medwss.data.labels import LabelSpec, save_label_map
 from medwss.data.manifest import Case, Manifest
 from medwss.errors import InvalidDataError, MedwssError
 from medwss.io import save_nifti
 from medwss.io.atomic import write_text
 from medwss.scribble.config import ScribbleConfig
-from medwss.scribble.dataset import build_samples
+from medwss.scribble.dataset import build_samples, slice_geometry
 from medwss.scribble.mri_input import CaseInput, load_case, paste_back
 from medwss.seg.inference import padded_size, segment_probs
 from medwss.seg.networks import size_multiple
@@ -65,6 +70,7 @@ def train_model(
     train_cases: Sequence[Case] | None = None,
     val_cases: Sequence[Case] | None = None,
     progress: bool = True,
+    cache: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one segmenter; the epoch of best validation Dice (full masks of `val_cases`) is kept.
 
@@ -75,6 +81,7 @@ def train_model(
         train_cases: Cases to train on (default: split ``train``).
         val_cases: Cases with masks for model selection (default: split ``val``; empty: last epoch).
         progress: Show progress bars.
+        cache: Loaded cases kept between calls (`medwss.scribble.dataset.build_samples`).
 
     Returns:
         Summary: sample counts, skipped cases, final and best validation Dice.
@@ -84,18 +91,29 @@ def train_model(
     root = _root(manifest)
     train_cases = manifest.split("train") if train_cases is None else list(train_cases)
     val_cases = manifest.split("val") if val_cases is None else list(val_cases)
-    samples, failures = build_samples(train_cases, cfg, root, progress=progress)
-    val, val_failures = build_samples(val_cases, cfg, root, validation=True, progress=progress)
+    if train_cases:  # empty `sequences`: the first training case's channels, fixed in the model file
+        cfg = cfg.with_sequences(list(train_cases[0].images))
+    samples, failures = build_samples(train_cases, cfg, root, progress=progress, cache=cache)
+    val, val_failures = build_samples(val_cases, cfg, root, validation=True, progress=progress, cache=cache)
     failures += val_failures
     write_text(out / "failures.json", json.dumps(failures, indent=2) + "\n")
     if not samples:
         raise InvalidDataError(f"no training samples from {len(train_cases)} case(s) ({len(failures)} failed)")
     seg = cfg.seg_config()
     scribble = cfg.model_dump(mode="json")
-    model, history = train_segmenter(
-        samples, seg, val or None, checkpoint=out / "checkpoint.pt", progress=progress,
-        run_config={f"scribble.{k}": v for k, v in scribble.items()}, run_only=("scribble.device",),
-    )  # fmt: skip
+    run_config = {f"scribble.{k}": v for k, v in scribble.items()}
+    if cfg.method == "dmpls":
+        from medwss.scribble.dmpls import train_dual_branch
+
+        model, history = train_dual_branch(
+            samples, seg, val or None, checkpoint=out / "checkpoint.pt", progress=progress,
+            run_config=run_config, run_only=("scribble.device",), pseudo_weight=cfg.pseudo_weight,
+        )  # fmt: skip
+    else:
+        model, history = train_segmenter(
+            samples, seg, val or None, checkpoint=out / "checkpoint.pt", progress=progress,
+            run_config=run_config, run_only=("scribble.device",),
+        )  # fmt: skip
     multiple = size_multiple(seg.channels)
     patch = [padded_size(max(int(sm.target.shape[a]) for sm in samples), multiple) for a in range(seg.spatial_dims)]
     save_segmenter(model, seg, out / "model.pt", meta={"scribble": scribble, "patch_size": patch})
@@ -134,7 +152,7 @@ def train_ensemble(
 
 
 def load_members(paths: Sequence[str | Path]) -> list[Member]:
-    """Models with their configs; all must share the input settings (sequences, crop, spacing)."""
+    """Models with their configs; all must share the input settings (sequences, crop, spacing, classes)."""
     members: list[Member] = []
     for p in paths:
         model, seg, meta = load_segmenter(p)
@@ -142,33 +160,57 @@ def load_members(paths: Sequence[str | Path]) -> list[Member]:
             raise InvalidDataError("not a scribble model (no input settings in its metadata)", p)
         patch = tuple(int(v) for v in meta["patch_size"]) if meta.get("patch_size") else None
         members.append((model, seg, ScribbleConfig.model_validate(meta["scribble"]), patch))
-    keys = ("sequences", "crop_mm", "spacing_mm", "use_zones")
+    keys = ("sequences", "reference", "crop_mm", "spacing_mm", "use_zones", "num_classes")
     first = members[0][2] if members else None
     for _, _, c, _ in members[1:]:
         if first is not None and any(getattr(c, k) != getattr(first, k) for k in keys):
-            raise InvalidDataError("ensemble members differ in their input settings (sequences, crop, spacing)")
+            raise InvalidDataError(
+                "ensemble members differ in their input settings (sequences, reference, crop, spacing, classes)"
+            )
     return members
+
+
+def class_probs(
+    members: Sequence[Member], ci: CaseInput, overlap: float = 0.25, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """(K, X, Y, Z) class probabilities on the crop grid, averaged over members.
+
+    2D members see the axial slices ``[..., z]`` of the crop, cut (and resized to their
+    ``slice_size``) and pasted back by `medwss.data.slicer`; 3D members slide windows of their
+    training patch size (`Member`) over the crop, overlapping by `overlap`, on `device`; the crop
+    and the result stay on the host.
+    """
+    acc: np.ndarray | None = None
+    for model, seg, cfg, patch in members:
+        if seg.spatial_dims == 2:
+            geom = slice_geometry(ci.grid, cfg)
+            stack = geom.cut(np.moveaxis(ci.image, 0, -1))  # (N, C, H, W)
+            probs = predict_probs(model, list(stack), seg, device=device)
+            prob = np.moveaxis(geom.paste(np.stack(probs), label=False), -1, 0)  # (K, X, Y, Z)
+        else:
+            prob = segment_probs(model, ci.image, patch, overlap, multiple=size_multiple(seg.channels), device=device)
+        acc = prob.astype(np.float32) if acc is None else acc + prob
+    if acc is None:
+        raise InvalidDataError("no model to predict with")
+    return acc / len(members)
 
 
 def lesion_prob(
     members: Sequence[Member], ci: CaseInput, overlap: float = 0.25, device: str | torch.device = "cpu"
 ) -> np.ndarray:
-    """(X, Y, Z) lesion probability on the crop grid, averaged over members (2D models: per axial slice ``[..., z]``).
+    """(X, Y, Z) probability of class 1 (the lesion of a binary model) on the crop grid (see `class_probs`)."""
+    return class_probs(members, ci, overlap, device)[1]
 
-    3D members slide windows of their training patch size (`Member`) over the crop, overlapping by
-    `overlap`, on `device`; the crop and the result stay on the host.
-    """
-    acc = np.zeros(ci.image.shape[1:], np.float32)
-    for model, seg, _, patch in members:
-        if seg.spatial_dims == 2:
-            slices = [ci.image[..., z] for z in range(ci.image.shape[-1])]
-            probs = predict_probs(model, slices, seg, device=device)
-            acc += np.stack([p[1] for p in probs], axis=-1)
-        else:
-            acc += segment_probs(model, ci.image, patch, overlap, multiple=size_multiple(seg.channels), device=device)[
-                1
-            ]
-    return acc / max(len(members), 1)
+
+def case_prediction(
+    members: Sequence[Member], ci: CaseInput, overlap: float = 0.25, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """The prediction on the stored reference grid: lesion probability (binary) or int64 label map (K > 2)."""
+    probs = class_probs(members, ci, overlap, device)
+    if probs.shape[0] == 2:
+        return paste_back(probs[1], ci.grid, ci.reference)
+    back = np.stack([paste_back(p, ci.grid, ci.reference) for p in probs])  # 0 outside the crop
+    return back.argmax(0).astype(np.int64)
 
 
 def predict_cases(
@@ -186,8 +228,9 @@ def predict_cases(
 ) -> dict[str, Any]:
     """Write ``out/<subdir>/<case_id>.nii.gz`` for every case (members averaged); skip existing files.
 
-    `formats` beyond ``nifti`` (the probability map, always written) add the lesion label map
-    (probability >= 0.5) on the reference grid as ``<case_id>_labels.nii.gz`` with a Slicer colour
+    The map is the lesion probability of a binary model, the label map of a K-class one (module
+    docstring). `formats` beyond ``nifti`` (that map, always written) add the label map
+    (lesion probability >= 0.5, or the K-class labels) on the reference grid as ``<case_id>_labels.nii.gz`` with a Slicer colour
     table (``slicer``) and as ``<case_id>_labels_seg.dcm`` (``dicom-seg``, for a DICOM reference series),
     through `medwss.io.seg_export.write_outputs`.
 
@@ -212,15 +255,22 @@ def predict_cases(
             skipped += 1
             continue
         try:
-            ci = load_case(case, cfg.sequences, cfg.crop_mm, cfg.spacing_mm, _root(manifest), cfg.use_zones)
-            prob = paste_back(lesion_prob(members, ci, overlap, dev), ci.grid, ci.reference)
-            save_nifti(ci.reference.with_array(prob), target)
+            ci = load_case(
+                case, cfg.sequences, cfg.crop_mm, cfg.spacing_mm, _root(manifest), cfg.use_zones, cfg.reference
+            )
+            pred = case_prediction(members, ci, overlap, dev)
+            binary = cfg.num_classes == 2
+            if binary:
+                save_nifti(ci.reference.with_array(pred), target)
+            else:
+                save_label_map(pred, target, ci.reference.affine)
             if any(f != "nifti" for f in formats):
                 from medwss.io.seg_export import write_outputs
 
                 extra = [f for f in formats if f != "nifti"]
-                lesion = (np.asarray(prob) >= 0.5).astype(np.int64)
-                write_outputs(ci.reference, lesion, "lesion", pred_dir, extra, name=f"{case.case_id}_labels")
+                labels = (np.asarray(pred) >= 0.5).astype(np.int64) if binary else pred
+                spec = "lesion" if binary else LabelSpec.from_classes({n: c for c, n in enumerate(cfg.names()) if c})
+                write_outputs(ci.reference, labels, spec, pred_dir, extra, name=f"{case.case_id}_labels")
             done += 1
         except (MedwssError, OSError, ValueError) as exc:
             failed.append({"case_id": case.case_id, "error": str(exc)})

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from medwss.errors import ConfigError
+from medwss.registry import Registry
 
 
 def _unet(
@@ -47,7 +48,12 @@ def _dynunet(
     )
 
 
-SEGMENTERS: dict[str, Callable[..., torch.nn.Module]] = {"unet": _unet, "dynunet": _dynunet}
+SEGMENTERS: Registry[Callable[..., torch.nn.Module]] = Registry(
+    "segmenter", package="medwss.seg", marker="SEGMENTERS.register"
+)
+"""Segmentation networks by name; a module of `medwss.seg` that calls ``SEGMENTERS.register`` is found on first lookup."""
+SEGMENTERS.register("unet", _unet)
+SEGMENTERS.register("dynunet", _dynunet)
 
 
 def create_segmenter(
@@ -63,7 +69,7 @@ def create_segmenter(
     Spatial sizes must be divisible by ``2 ** (len(channels) - 1)``; `medwss.seg.train` pads for you.
 
     Args:
-        name: A key of `SEGMENTERS`: ``unet`` or ``dynunet``.
+        name: A name in `SEGMENTERS`: ``unet`` or ``dynunet``.
         spatial_dims: 2 or 3.
         in_channels: Image channels (e.g. 3 for T2, ADC, high-b).
         out_channels: Classes, background included.
@@ -71,15 +77,14 @@ def create_segmenter(
         dropout: Dropout probability (MC dropout needs it above 0).
 
     Raises:
-        ConfigError: Unknown name or invalid dimensions.
+        ConfigError: Unknown name (`UnknownNameError`) or invalid dimensions.
     """
-    if name not in SEGMENTERS:
-        raise ConfigError(f"unknown segmenter '{name}': choose one of {', '.join(SEGMENTERS)}")
+    build = SEGMENTERS.get(name)
     if spatial_dims not in (2, 3):
         raise ConfigError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
     if len(channels) < 2:
         raise ConfigError("channels needs at least two levels")
-    return SEGMENTERS[name](spatial_dims, in_channels, out_channels, channels, dropout)
+    return build(spatial_dims, in_channels, out_channels, channels, dropout)
 
 
 def size_multiple(channels: Sequence[int]) -> int:

@@ -3,8 +3,9 @@
 ``kind`` names what to build (``mil``, ``encoder``, ...), ``config`` is what its builder takes,
 ``state_dict`` the weights (tensors on the CPU), ``meta`` anything else worth keeping (training
 config, encoder of the features, metrics). `load_model` dispatches on ``kind`` through a registry
-that each workflow fills with `register_model_kind`; files of the older formats are recognised and
-converted, or refused with a one-line error naming the format (`medwss.train.legacy`).
+(`MODEL_KINDS`) that each workflow fills with `register_model_kind`, found without imports by hand;
+files of the older formats are recognised and converted, or refused with a one-line error naming
+the format (`medwss.train.legacy`).
 
 Example:
     >>> save_model("model.pt", "mil", model, {"aggregator": "abmil", ...})  # doctest: +SKIP
@@ -13,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,23 +25,16 @@ from torch import nn
 
 from medwss.errors import CorruptFileError, UnsupportedFormatError, require_file
 from medwss.io.atomic import atomic_path
+from medwss.registry import Registry, UnknownNameError
 
 FORMAT = "medwss-model"
 VERSION = 1
 
 BuildFn = Callable[[dict[str, Any]], nn.Module]
-_BUILDERS: dict[str, BuildFn] = {}
-PROVIDERS: dict[str, str] = {
-    "mil": "medwss.mil.train",
-    "encoder": "medwss.embed.pretrain.trainer",
-    "segmenter": "medwss.seg.train",
-    "coin_classifier": "medwss.counterfactual.classifier",
-    "coin_generator": "medwss.counterfactual.train",
-    "pseudo_cam": "medwss.pseudo.cams",
-    "pseudo_agmm": "medwss.pseudo.agmm_train",
-    "pseudo_dupl": "medwss.pseudo.dupl",
-}
-"""Module that registers each kind, imported on first use (so `load_model` needs no import from the caller)."""
+MODEL_KINDS: Registry[BuildFn] = Registry("model kind", package="medwss", recursive=True, marker="register_model_kind(")
+"""Kind → builder. Any medwss module that calls `register_model_kind` is found on the first lookup of a
+kind nothing has registered yet (modules that quote the kind first), so `load_model` needs no
+import from the caller."""
 
 
 @dataclass(frozen=True)
@@ -58,14 +51,17 @@ class ModelRecord:
 
 
 def register_model_kind(kind: str, build: BuildFn) -> BuildFn:
-    """Make `load_model` build models of `kind` with ``build(config)`` (returns `build`, usable as a decorator)."""
-    _BUILDERS[kind] = build
-    return build
+    """Make `load_model` build models of `kind` with ``build(config)`` (returns `build`).
+
+    Raises:
+        DuplicateNameError: `kind` already has a different builder.
+    """
+    return MODEL_KINDS.register(kind, build)
 
 
 def model_kinds() -> list[str]:
-    """Kinds `load_model` can build (registered or with a known provider)."""
-    return sorted(set(_BUILDERS) | set(PROVIDERS))
+    """Kinds `load_model` can build, sorted."""
+    return sorted(MODEL_KINDS)
 
 
 def _plain(x: Any) -> Any:
@@ -147,10 +143,9 @@ def load_model(
 
 
 def _builder(kind: str, path: str | None) -> BuildFn:
-    if kind not in _BUILDERS and kind in PROVIDERS:
-        importlib.import_module(PROVIDERS[kind])
-    if kind not in _BUILDERS:
+    try:
+        return MODEL_KINDS.get(kind)
+    except UnknownNameError as exc:  # a file's content, not a configuration: an unsupported format
         raise UnsupportedFormatError(
-            f"model file of kind {kind!r}, which nothing registers (known: {', '.join(model_kinds())})", path
-        )
-    return _BUILDERS[kind]
+            f"model file of kind {kind!r}, which nothing registers (known: {', '.join(exc.known)})", path
+        ) from exc

@@ -69,3 +69,12 @@ def test_generate_writes_clam_bags_and_a_bag_only_manifest(tmp_path) -> None:  #
 def test_bad_ranges_are_refused() -> None:
     with pytest.raises(ConfigError, match="cluster"):
         make_bag(0, BagPhantomConfig(cluster=(5, 2)), label=1)
+
+
+def test_cli_writes_bags_from_the_shipped_config(tmp_path) -> None:  # noqa: ANN001
+    from medwss.cli.main import main
+
+    assert main(["phantom", "bags", "--out", str(tmp_path), "--config", "configs/phantom_bags.yaml",
+                 "--n", "6", "--lookalikes", "2", "4", "--quiet"]) == 0  # fmt: skip
+    manifest = load_manifest(tmp_path / "manifest.csv", images=False)
+    assert len(manifest) == 6 and (tmp_path / "run.json").exists()

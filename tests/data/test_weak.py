@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medwss.data.weak import WEAK_KINDS, box_map, make_weak_label, weak_label_stats
-from medwss.errors import InvalidDataError
+from medwss.errors import ConfigError, InvalidDataError
 
 
 def two_discs() -> np.ndarray:
@@ -100,7 +100,7 @@ def test_box_map_and_box_kind() -> None:
 
 
 def test_errors() -> None:
-    with pytest.raises(InvalidDataError, match="unknown weak label kind"):
+    with pytest.raises(ConfigError, match="unknown weak label kind"):
         make_weak_label(two_discs(), "lasso", 0)
     with pytest.raises(InvalidDataError, match="2D or 3D"):
         make_weak_label(np.zeros(5, np.int64), "circle", 0)

@@ -78,9 +78,11 @@ def test_bounds_modes_by_hand():
 
 
 def test_prior_units():
-    assert prior_pixels(ScribbleConfig(size_prior=(10.0, 40.0)), (0.5, 0.5, 3.0)) == (40.0, 160.0)
+    assert prior_pixels(ScribbleConfig(size_prior=(10.0, 40.0)), (0.5, 0.5, 3.0)) == [(40.0, 160.0)]
     cfg3 = ScribbleConfig(spatial_dims=3, size_prior=(60.0, 600.0))
-    assert prior_pixels(cfg3, (1.0, 1.0, 6.0)) == (10.0, 100.0)
+    assert prior_pixels(cfg3, (1.0, 1.0, 6.0)) == [(10.0, 100.0)]
+    per_class = ScribbleConfig(num_classes=3, size_prior=((1.0, 2.0), (4.0, 8.0)))
+    assert prior_pixels(per_class, (0.5, 0.5, 3.0)) == [(4.0, 8.0), (16.0, 32.0)]
 
 
 def test_3d_samples_and_per_slice_bounds(manifest):

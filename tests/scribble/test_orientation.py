@@ -156,8 +156,10 @@ def test_single_image_manifest_and_named_channels(lgg, tmp_path):
         ci = load_case(single.cases[0], seq, **INPUT)
         np.testing.assert_array_equal(ci.image[0], ref.image[0])
         np.testing.assert_array_equal(ci.mask, ref.mask)
+    ci = load_case(single.cases[0], **INPUT)  # no channels named: the case's own (one image)
+    np.testing.assert_array_equal(ci.image, ref.image[:1])
     with pytest.raises(InvalidDataError, match="lacks channel.*adc"):
-        load_case(single.cases[0], **INPUT)  # prostate defaults: t2 found, adc not
+        load_case(single.cases[0], ("t2", "adc", "hbv"), **INPUT)  # the prostate setting: t2 found, adc not
     with pytest.raises(InvalidDataError, match="lacks channel.*t2"):
         load_case(case, ("t2", "flair"), **INPUT)
     samples, failures = build_samples([case], ScribbleConfig(sequences=CHANNELS, oversample=1, **INPUT), None)

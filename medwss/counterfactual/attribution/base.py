@@ -1,11 +1,28 @@
-"""Shared pieces of the attribution methods: layer lookup, hooks, up-sampling and scaling."""
+"""Shared pieces of the attribution methods: the `ATTRIBUTIONS` registry, layer lookup, hooks, up-sampling, scaling."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from medwss.registry import Registry
+
+Attribution = Callable[..., np.ndarray]
+"""``fn(model, x, target=1, **kw) -> maps``: x (B, 1, H, W) → (B, H, W) numpy maps in [0, 1]."""
+
+ATTRIBUTIONS: Registry[Attribution] = Registry(
+    "attribution method", package="medwss.counterfactual.attribution", marker="register_attribution"
+)
+"""Every attribution method; a module of this package that calls `register_attribution` is found on first lookup."""
+
+
+def register_attribution(name: str) -> Callable[[Attribution], Attribution]:
+    """Register an attribution function under `name` (a decorator)."""
+    return ATTRIBUTIONS.register(name)
 
 
 def find_layer(model: nn.Module, name: str) -> nn.Module:

@@ -6,9 +6,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from medwss.counterfactual.attribution.base import scale01
+from medwss.counterfactual.attribution.base import register_attribution, scale01
 
 
+@register_attribution("gradcam")
 def gradcam(model: nn.Module, x: torch.Tensor, target: int = 1, layer: str = "layer4") -> np.ndarray:
     """Grad-CAM maps (B, H, W) in [0, 1] for class `target` at `layer` (channel weights = mean gradients)."""
     from monai.visualize import GradCAM

@@ -6,9 +6,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from medwss.counterfactual.attribution.base import activations_and_grads, scale01, upsample
+from medwss.counterfactual.attribution.base import activations_and_grads, register_attribution, scale01, upsample
 
 
+@register_attribution("layercam")
 def layercam(model: nn.Module, x: torch.Tensor, target: int = 1, layer: str = "layer4") -> np.ndarray:
     """``relu(Σ_k relu(∂y/∂A_k) ⊙ A_k)`` at `layer`, up-sampled to the input; maps (B, H, W) in [0, 1]."""
     a, g, _ = activations_and_grads(model, x, layer, target)  # (B, K, h, w) twice

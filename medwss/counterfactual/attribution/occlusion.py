@@ -6,10 +6,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from medwss.counterfactual.attribution.base import scale01, target_prob
+from medwss.counterfactual.attribution.base import register_attribution, scale01, target_prob
 
 
 @torch.no_grad()
+@register_attribution("occlusion")
 def occlusion(
     model: nn.Module, x: torch.Tensor, target: int = 1, patch: int = 8, stride: int = 4, baseline: float | None = None
 ) -> np.ndarray:

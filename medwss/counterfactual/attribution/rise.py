@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medwss.counterfactual.attribution.base import scale01, target_prob
+from medwss.counterfactual.attribution.base import register_attribution, scale01, target_prob
 
 
 def rise_masks(n: int, size: tuple[int, int], cells: int = 8, p_keep: float = 0.5, seed: int = 0) -> torch.Tensor:
@@ -22,6 +22,7 @@ def rise_masks(n: int, size: tuple[int, int], cells: int = 8, p_keep: float = 0.
 
 
 @torch.no_grad()
+@register_attribution("rise")
 def rise(
     model: nn.Module,
     x: torch.Tensor,

@@ -6,10 +6,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from medwss.counterfactual.attribution.base import find_layer, scale01, target_prob, upsample
+from medwss.counterfactual.attribution.base import find_layer, register_attribution, scale01, target_prob, upsample
 
 
 @torch.no_grad()
+@register_attribution("scorecam")
 def scorecam(
     model: nn.Module, x: torch.Tensor, target: int = 1, layer: str = "layer4", baseline: float = -1.0
 ) -> np.ndarray:

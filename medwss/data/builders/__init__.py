@@ -1,6 +1,8 @@
 """Manifest builders: scan a local copy of a public dataset, laid out as distributed, into manifest rows.
 
-Each dataset module registers one builder ``build(root: Path) -> list[dict]`` under its name.
+Each dataset module registers one builder ``build(root: Path) -> list[dict]`` under its name with
+``@register(name, layout)``; the `BUILDERS` registry imports every such module of this package on
+its first lookup, so a new dataset is one file here.
 Cases with missing mandatory files are skipped with a warning on the ``medwss.data.builders``
 logger; the rest of the dataset is still built. Rows come in a deterministic (sorted) order.
 
@@ -13,10 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medwss.data.builders import acdc, camelyon16, kits, mosmed, picai, prostate158  # noqa: F401 (registers)
 from medwss.data.builders._common import BUILDERS, LAYOUTS, Builder, Row, register
 from medwss.data.manifest import write_manifest
-from medwss.errors import InvalidDataError, MedwssError, require_file
+from medwss.errors import InvalidDataError, require_file
 
 __all__ = ["BUILDERS", "Builder", "Row", "build_manifest", "build_rows", "list_datasets", "register"]
 
@@ -30,17 +31,16 @@ def build_rows(dataset: str, root: str | Path) -> list[Row]:
     """Run the builder of `dataset` on `root` and return its manifest rows.
 
     Raises:
-        MedwssError: `dataset` is not registered (the message lists those that are).
+        UnknownNameError: (a `ConfigError`) `dataset` is not registered (the message lists those that are).
         FileNotFound: `root` does not exist.
         InvalidDataError: `root` is not a folder, or holds no case in the expected layout.
     """
     name = dataset.strip().lower()
-    if name not in BUILDERS:
-        raise MedwssError(f"unknown dataset '{dataset}'; known datasets: {', '.join(list_datasets())}")
+    build = BUILDERS.get(name)
     root = require_file(root)
     if not root.is_dir():
         raise InvalidDataError(f"{name} needs the dataset's root folder, not a file", root)
-    rows = BUILDERS[name](root)
+    rows = build(root)
     if not rows:
         raise InvalidDataError(f"no {name} cases found; expected the layout {LAYOUTS[name]}", root)
     return rows

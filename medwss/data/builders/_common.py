@@ -6,10 +6,13 @@ import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from medwss.registry import Registry
+
 Row = dict[str, object]
 Builder = Callable[[Path], list[Row]]
 
-BUILDERS: dict[str, Builder] = {}
+BUILDERS: Registry[Builder] = Registry("dataset", package="medwss.data.builders", marker="@register(")
+"""Every dataset builder; a module of `medwss.data.builders` decorated with `register` is found on first lookup."""
 LAYOUTS: dict[str, str] = {}
 
 log = logging.getLogger("medwss.data.builders")
@@ -26,9 +29,7 @@ def register(name: str, layout: str) -> Callable[[Builder], Builder]:
     """
 
     def decorate(fn: Builder) -> Builder:
-        if name in BUILDERS:
-            raise ValueError(f"builder '{name}' is registered twice")
-        BUILDERS[name] = fn
+        BUILDERS.register(name, fn)
         LAYOUTS[name] = layout
         return fn
 

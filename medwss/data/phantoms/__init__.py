@@ -11,16 +11,15 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
+from medwss.data.phantoms.common import PHANTOMS, register_phantom
 from medwss.data.phantoms.ct import CT_LABELS, generate_ct, make_scan
 from medwss.data.phantoms.mri import MRI_SITES, MRI_ZONES, generate_mri, make_case
 from medwss.data.phantoms.wsi import WSI_SITES, generate_wsi, make_slide
-from medwss.errors import MedwssError
 
-_GENERATORS: dict[str, Callable[..., Path]] = {"wsi": generate_wsi, "ct": generate_ct, "mri": generate_mri}
-PHANTOM_KINDS: tuple[str, ...] = tuple(_GENERATORS)
+PHANTOM_KINDS = PHANTOMS
+"""The phantom kinds (``wsi``, ``ct``, ``mri``): the `PHANTOMS` registry, iterable over its names."""
 
 
 def generate(kind: str, out: str | Path, n: int = 4, seed: int = 0, scale: float = 1.0, progress: bool = True) -> Path:
@@ -38,17 +37,17 @@ def generate(kind: str, out: str | Path, n: int = 4, seed: int = 0, scale: float
         Path of the manifest written, ``out/manifest.csv``.
 
     Raises:
-        MedwssError: Unknown kind, or invalid `n`, `seed` or `scale`.
+        UnknownNameError: (a `ConfigError`) unknown kind.
+        MedwssError: Invalid `n`, `seed` or `scale`.
     """
-    if kind not in _GENERATORS:
-        raise MedwssError(f"unknown phantom kind '{kind}': choose one of {', '.join(PHANTOM_KINDS)}")
-    return _GENERATORS[kind](out, n=n, seed=seed, scale=scale, progress=progress)
+    return PHANTOMS.get(kind)(out, n=n, seed=seed, scale=scale, progress=progress)
 
 
 __all__ = [
     "CT_LABELS",
     "MRI_SITES",
     "MRI_ZONES",
+    "PHANTOMS",
     "PHANTOM_KINDS",
     "WSI_SITES",
     "generate",
@@ -58,4 +57,5 @@ __all__ = [
     "make_case",
     "make_scan",
     "make_slide",
+    "register_phantom",
 ]

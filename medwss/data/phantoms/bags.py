@@ -150,7 +150,9 @@ def make_bag(i: int, cfg: BagPhantomConfig, label: int, site: int = 0) -> Phanto
     sig, protos, offsets = _basis(cfg)
     rng = np.random.default_rng([cfg.seed, i])
     tissue = _tissue(rng, cfg.grid)
-    lesion = _grow(rng, tissue, int(rng.integers(cfg.cluster[0], cfg.cluster[1] + 1))) if label else np.zeros_like(tissue)
+    lesion = (
+        _grow(rng, tissue, int(rng.integers(cfg.cluster[0], cfg.cluster[1] + 1))) if label else np.zeros_like(tissue)
+    )
     n_looks = int(rng.integers(cfg.lookalikes[0], cfg.lookalikes[1] + 1))
     if label:
         n_looks = max(min(n_looks, 1), n_looks - round(cfg.balance * int(lesion.sum())))

@@ -7,7 +7,7 @@ Seeding: every case draws from its own generator, derived from ``(seed, kind, st
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,8 +16,21 @@ import numpy.typing as npt
 
 from medwss.data.splits import DEFAULT_FRACTIONS, assign_patients
 from medwss.io.atomic import atomic_path
+from medwss.registry import Registry
 
 T = TypeVar("T")
+
+Generator = Callable[..., Path]
+"""``generate(out, n=, seed=, scale=, progress=) -> manifest path``."""
+
+PHANTOMS: Registry[Generator] = Registry("phantom kind", package="medwss.data.phantoms", marker="register_phantom")
+"""Every phantom generator; a module of `medwss.data.phantoms` that calls `register_phantom` is found on first lookup."""
+
+
+def register_phantom(kind: str) -> Callable[[Generator], Generator]:
+    """Register a generator ``(out, n, seed, scale, progress) -> manifest path`` as the phantom `kind`."""
+    return PHANTOMS.register(kind)
+
 
 CASE_STREAM = 0
 LABEL_STREAM = 1

@@ -39,6 +39,7 @@ from medwss.data.phantoms.common import (
     centered_affine,
     check_kind_args,
     ellipsoid,
+    register_phantom,
     rotation_z,
     scaled_shape,
     site_of,
@@ -245,6 +246,7 @@ def make_scan(seed: int, index: int, scale: float = 1.0, site: str = "site_a", l
     return CTPhantom(Volume(image, affine, metadata), Volume(lab, affine.copy(), dict(metadata)), label, site, meta)
 
 
+@register_phantom("ct")
 def generate_ct(
     out: str | Path,
     n: int = 4,

@@ -38,6 +38,7 @@ from medwss.data.phantoms.common import (
     centered_affine,
     check_kind_args,
     ellipsoid,
+    register_phantom,
     rotation_z,
     site_of,
     smooth_noise,
@@ -337,6 +338,7 @@ def make_case(seed: int, index: int, scale: float = 1.0, site: str = "site_a", l
     )
 
 
+@register_phantom("mri")
 def generate_mri(
     out: str | Path,
     n: int = 4,

@@ -37,6 +37,7 @@ from medwss.data.phantoms.common import (
     case_rng,
     check_kind_args,
     ellipsoid,
+    register_phantom,
     rotation_2d,
     save_png,
     site_of,
@@ -432,6 +433,7 @@ def make_slide(
     )
 
 
+@register_phantom("wsi")
 def generate_wsi(
     out: str | Path,
     n: int = 4,

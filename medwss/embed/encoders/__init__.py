@@ -1,5 +1,8 @@
 """Encoders: a registry of tile encoders with timm's contract, 2D and 3D, never downloading weights.
 
+The `ENCODERS` registry finds every module of this package that calls `register_encoder` on the
+first lookup: a new encoder is one file here with the decorator.
+
 Example:
     >>> from medwss.embed.encoders import create_encoder, list_encoders
     >>> list_encoders()  # doctest: +SKIP
@@ -10,8 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from medwss.embed.encoders import monai_nets, stats  # noqa: F401  (registration)
 from medwss.embed.encoders.base import (
+    ENCODERS,
     TORCHSCRIPT_PREFIX,
     Encoder,
     create_encoder,
@@ -22,6 +25,7 @@ from medwss.embed.encoders.base import (
 from medwss.embed.encoders.weights import load_weights, read_state_dict, sha256_file
 
 __all__ = [
+    "ENCODERS",
     "TORCHSCRIPT_PREFIX",
     "Encoder",
     "create_encoder",

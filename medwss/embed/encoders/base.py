@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from medwss.errors import ConfigError
+from medwss.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -154,7 +155,10 @@ class EncoderEntry:
     parametric: bool
 
 
-_REGISTRY: dict[str, EncoderEntry] = {}
+ENCODERS: Registry[EncoderEntry] = Registry(
+    "encoder", package="medwss.embed.encoders", marker="register_encoder", hint=", or torchscript:PATH"
+)
+"""Every encoder; a module of `medwss.embed.encoders` that calls `register_encoder` is found on first lookup."""
 
 
 def register_encoder(
@@ -169,9 +173,9 @@ def register_encoder(
     """
 
     def decorate(factory: EncoderFactory) -> EncoderFactory:
-        if name in _REGISTRY or name.startswith(TORCHSCRIPT_PREFIX):
+        if name.startswith(TORCHSCRIPT_PREFIX):
             raise ValueError(f"encoder name '{name}' is taken")
-        _REGISTRY[name] = EncoderEntry(name, factory, tuple(spatial_dims), parametric)
+        ENCODERS.register(name, EncoderEntry(name, factory, tuple(spatial_dims), parametric))
         return factory
 
     return decorate
@@ -179,15 +183,12 @@ def register_encoder(
 
 def list_encoders() -> list[str]:
     """Names of the registered encoders, sorted (``torchscript:PATH`` is accepted besides these)."""
-    return sorted(_REGISTRY)
+    return sorted(ENCODERS)
 
 
 def encoder_entry(name: str) -> EncoderEntry:
-    """The registry entry of `name`; `ConfigError` listing the known names if there is none."""
-    if name not in _REGISTRY:
-        known = ", ".join(list_encoders())
-        raise ConfigError(f"unknown encoder '{name}': choose one of {known}, or torchscript:PATH")
-    return _REGISTRY[name]
+    """The registry entry of `name`; `UnknownNameError` (a `ConfigError`) listing the known names if there is none."""
+    return ENCODERS.get(name)
 
 
 def create_encoder(

@@ -1,0 +1,31 @@
+"""The ACDC scribble benchmark runs in quick mode on the real data and writes its tables."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "scribble_acdc.py"
+
+
+@pytest.mark.slow
+def test_scribble_acdc_quick(real, tmp_path):
+    if not (real / "mri" / "acdc" / "manifest.csv").is_file():
+        pytest.skip(f"ACDC data not found under {real}")
+    mod = runpy.run_path(str(BENCH))
+    args = ["--quick", "--data", str(real), "--out", str(tmp_path), "--work", str(tmp_path / "work")]
+    assert mod["main"](args) == 0
+    res = json.loads((tmp_path / "scribble_acdc_quick.json").read_text())
+    assert [r["setting"] for r in res["summary"]] == ["full", "pce", "size", "dmpls"]
+    assert res["n_test"] == 2 and len(res["per_case"]) == 4 * 2
+    for r in res["per_case"]:
+        assert all(0.0 <= r[f"dice_{c}"] <= 1.0 for c in ("RV", "myocardium", "LV"))
+        assert all(r[f"hd95_{c}"] >= 0.0 for c in ("RV", "myocardium", "LV"))
+    assert {"size-pce", "dmpls-pce", "size/full"} <= set(res["paired"])
+    md = (tmp_path / "scribble_acdc_quick.md").read_text()
+    assert "| scribbles, DMPLS (Luo et al. 2022) |" in md and "Dice RV" in md
+    pred = tmp_path / "work" / "dmpls" / "seed_0" / "predictions"
+    assert len(list(pred.glob("*.nii.gz"))) == 2  # label maps on the stored grid
