@@ -87,7 +87,8 @@ def patient_ci(rows: list[dict[str, Any]], key: str, seed: int = 0) -> tuple[flo
     return bootstrap_ci(lambda y, p: float(np.mean(p)), np.zeros(len(vals)), vals, seed=seed, stratify=False)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
+    """Train, predict and score every setting for every seed; `on_round(record)` after each seed's round."""
     import torch
 
     from medwss.config import load_config
@@ -116,9 +117,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     configs: dict[str, Any] = {}
     cache: dict[str, Any] = {}  # loaded cases, shared by the settings and seeds
     t_all, cpu_all = time.time(), time.process_time()
-    for name in SETTINGS:
-        cfg = load_config(ROOT / "configs" / f"scribble_acdc_{name}.yaml", ScribbleConfig)
-        for seed in seeds:
+    cfgs = {name: load_config(ROOT / "configs" / f"scribble_acdc_{name}.yaml", ScribbleConfig) for name in SETTINGS}
+    record: dict[str, Any] = {}
+    for seed in seeds:  # seed-major: every finished round of seeds is a complete table (see `on_round`)
+        for name, cfg in cfgs.items():
             c = cfg.model_copy(update={**overrides, "seed": seed})
             configs[name] = c.model_dump(mode="json") | {"seed": seeds}
             out = work / name / f"seed_{seed}"
@@ -140,13 +142,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                  "dice_mean": _mean([r["dice_mean"] for r in rows])}
             )  # fmt: skip
             print(f"{name} seed {seed}: test Dice {runs[-1]['dice_mean']:.3f} ({t_train:.0f} s CPU)", flush=True)
-    summary_rows = summarise(per_case, seeds)
-    return {
-        "quick": args.quick, "data": str(src), "seeds": seeds, "n_train": len(train), "n_val": len(val),
-        "n_test": len(test), "configs": configs, "runs": runs, "summary": summary_rows,
-        "paired": paired(per_case), "per_case": per_case, "seconds": round(time.time() - t_all, 1),
-        "cpu_seconds": round(time.process_time() - cpu_all, 1),
-    }  # fmt: skip
+        done = seeds[: seeds.index(seed) + 1]
+        record = {
+            "quick": args.quick, "data": str(src), "seeds": done, "seeds_planned": seeds, "n_train": len(train),
+            "n_val": len(val), "n_test": len(test), "configs": configs, "runs": runs,
+            "summary": summarise(per_case, done), "paired": paired(per_case), "per_case": per_case,
+            "seconds": round(time.time() - t_all, 1), "cpu_seconds": round(time.process_time() - cpu_all, 1),
+        }  # fmt: skip
+        if on_round is not None:
+            on_round(record)
+    return record
 
 
 def _seed_mean(per_case: list[dict[str, Any]], setting: str, key: str) -> list[dict[str, Any]]:
@@ -230,7 +235,7 @@ def markdown(record: dict[str, Any]) -> str:
         f"# ACDC with real scribbles ({'quick' if record['quick'] else 'full'} run)",
         "",
         f"Train {record['n_train']} / val {record['n_val']} / test {record['n_test']} volumes; seeds "
-        f"{record['seeds']}; {record['cpu_seconds']:.0f} s CPU ({record['seconds']:.0f} s wall). Mean over seeds ± sd [95% bootstrap CI over test "
+        f"{record['seeds']} (of {record['seeds_planned']} planned); {record['cpu_seconds']:.0f} s CPU ({record['seconds']:.0f} s wall). Mean over seeds ± sd [95% bootstrap CI over test "
         "patients]; HD95 in stored pixels (the data has no spacing), inf = a structure predicted nowhere, "
         "left out of the means and counted.",
         "",
@@ -269,12 +274,15 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from medwss.io.atomic import write_text
 
-    record = run(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "scribble_acdc_quick" if args.quick else "scribble_acdc"
-    write_text(out / f"{stem}.json", json.dumps(record, indent=2, default=float) + "\n")
-    write_text(out / f"{stem}.md", markdown(record))
+
+    def save(record: dict[str, Any]) -> None:  # after every round of seeds: an interrupted run keeps its tables
+        write_text(out / f"{stem}.json", json.dumps(record, indent=2, default=float) + "\n")
+        write_text(out / f"{stem}.md", markdown(record))
+
+    record = run(args, on_round=save)
     print(markdown(record))
     return 0
 

@@ -79,7 +79,7 @@ def _flags(method: str) -> tuple[str, ...]:
     if method not in PSEUDO_METHODS:
         return _COMMON
     entry = PSEUDO_METHODS.get(method)
-    return _COMMON + entry.flags + (("device",) if entry.trains else ())
+    return tuple(dict.fromkeys(_COMMON + entry.flags + (("device",) if entry.trains else ())))
 
 
 def resolve(args: argparse.Namespace):  # noqa: ANN201

@@ -165,11 +165,14 @@ class GrabCutSegmenter:
     Args:
         iterations: Rounds of mixture fitting and cutting.
         components: Gaussians per mixture (object, background).
-        gamma: Weight of the contrast-sensitive smoothness term (GrabCut's 50).
+        gamma: Weight of the contrast-sensitive smoothness term. GrabCut's 50 shrinks small polyps of
+            128×128 frames to nothing; 20 was better on Kvasir-SEG val frames.
         margin: Pixels around the box taken as certain background.
         colour: Feature of colour images: ``lab`` or ``rgb`` (multichannel), ``grey`` or ``contrast``.
         window: Intensity window of grey images.
         max_samples: Pixels per mixture fit (a seeded random subset).
+        min_fraction: A cut keeping less than this share of the box is taken as a collapse; the
+            previous round's mask (at first the whole box) is returned instead.
         seed: Seed of the subsets.
     """
 
@@ -179,11 +182,12 @@ class GrabCutSegmenter:
         self,
         iterations: int = 3,
         components: int = 5,
-        gamma: float = 50.0,
+        gamma: float = 20.0,
         margin: int = 8,
         colour: str = "lab",
         window: Window = None,
         max_samples: int = 1000,
+        min_fraction: float = 0.05,
         seed: int = 0,
     ) -> None:
         self.iterations = iterations
@@ -193,6 +197,7 @@ class GrabCutSegmenter:
         self.colour = check_feature(colour)
         self.window = window
         self.max_samples = max_samples
+        self.min_fraction = min_fraction
         self.seed = seed
 
     def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
@@ -233,8 +238,9 @@ class GrabCutSegmenter:
             snk = np.where(u & (diff < 0), -diff, 0.0)
             snk[fb] = _INF
             new = min_cut(src, snk, pairs, smooth) & u
-            if not new.any() or np.array_equal(new, alpha):
-                alpha = new if new.any() else alpha
+            if new.sum() < self.min_fraction * u.sum():  # collapsed (GrabCut's shrinking bias): keep the last mask
+                break
+            if np.array_equal(new, alpha):
                 break
             alpha = new
         fg_mask = alpha.reshape(spatial)

@@ -81,20 +81,33 @@ class SamSegmenter:
         self._image_key: str | None = None
 
     def to_rgb(self, image: np.ndarray) -> np.ndarray:
-        """The (H, W, 3) uint8 image the predictor sees."""
+        """The (H, W, 3) uint8 image the predictor sees.
+
+        A grey (H, W) image is windowed to 0-255 and repeated on three channels; an (H, W, 3) colour
+        image (channels last, e.g. an endoscopy frame) is passed as it is when uint8, else scaled
+        from [0, 1] (or by its maximum when above 1).
+        """
+        if image.ndim == 3 and image.shape[-1] == 3:
+            if image.dtype == np.uint8:
+                return np.ascontiguousarray(image)
+            a = np.asarray(image, dtype=np.float64)
+            top = float(a.max()) if a.size else 1.0
+            return (np.clip(a / top if top > 1.0 else a, 0.0, 1.0) * 255.0).round().astype(np.uint8)
         if image.ndim != 2:
             raise InvalidDataError(f"SAM takes 2D images; got shape {image.shape} (segment slice by slice)")
         gray = (normalise(image, "window", self.window) * 255.0).round().astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
 
     def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
-        """Foreground probability (sigmoid of SAM's best mask logits) for one box on a 2D image."""
+        """Foreground probability (sigmoid of SAM's best mask logits) for one box on a 2D grey or RGB image."""
+        if len(box.lo) != 2:
+            raise InvalidDataError(f"SAM takes 2D images and boxes; got a {len(box.lo)}D box (segment slice by slice)")
         rgb = self.to_rgb(image)
         key = hashlib.sha1(rgb.tobytes()).hexdigest() + str(rgb.shape)
         if key != self._image_key:  # embed each image once, however many boxes it has
             self._predictor.set_image(rgb)
             self._image_key = key
-        b = box.clip(tuple(image.shape))
+        b = box.clip(tuple(rgb.shape[:2]))
         xyxy = np.array([b.lo[1], b.lo[0], b.hi[1] - 1, b.hi[0] - 1], dtype=np.float32)  # SAM: x=column, y=row
         masks, scores, _ = self._predictor.predict(box=xyxy, multimask_output=False, return_logits=True)
         logits = np.asarray(masks[int(np.argmax(scores))], dtype=np.float64)

@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 CONFIGS = sorted((ROOT / "configs").glob("scribble_*.yaml"))
 
 
-def test_the_five_configs_exist():
+def test_the_shipped_configs_exist():
     names = {p.stem for p in CONFIGS}
     assert {
         "scribble_weak_size_2d",
@@ -19,6 +19,10 @@ def test_the_five_configs_exist():
         "scribble_full_2d",
         "scribble_weak_size_3d",
         "scribble_full_3d",
+        "scribble_acdc_full",
+        "scribble_acdc_pce",
+        "scribble_acdc_size",
+        "scribble_acdc_dmpls",
     } <= names
 
 
@@ -26,13 +30,18 @@ def test_the_five_configs_exist():
 def test_config_validates(path):
     cfg = load_config(path, ScribbleConfig)
     seg = cfg.seg_config()
-    assert seg.in_channels == len(cfg.sequences) == 3 and seg.num_classes == 2
+    if "acdc" in path.stem:  # cine MRI: one image, background + RV, myocardium, LV
+        assert seg.in_channels == len(cfg.sequences) == 1 and seg.num_classes == 4 and len(cfg.priors()) == 3
+        assert cfg.slice_size == 128 and cfg.crop_mm is None and cfg.use_scribble_column
+        assert (cfg.method == "dmpls") == ("dmpls" in path.stem)
+    else:  # the prostate bpMRI setting: T2, ADC, high-b; one lesion class
+        assert seg.in_channels == len(cfg.sequences) == 3 and seg.num_classes == 2 and cfg.reference == "t2"
     assert seg.spatial_dims == (3 if path.stem.endswith("3d") else 2)
     if "full" in path.stem:
         assert cfg.supervision == "full" and seg.size_weight == 0
     if "size" in path.stem:
         assert cfg.supervision == "weak" and seg.size_weight > 0 and cfg.bounds != "none"
-    if "pce" in path.stem:
+    if "pce" in path.stem or "dmpls" in path.stem:
         assert seg.size_weight == 0
 
 
