@@ -162,7 +162,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, save: Any = None) -> dict[str, Any]:
     import torch
 
     from medwss.data.phantoms.bags import BagPhantomConfig, generate_bags
@@ -197,6 +197,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "phantom": phantom.model_dump(mode="json"),
                 "methods": {k: {"summary": _summary(v), "runs": v} for k, v in per.items()},
             }
+            if save is not None:  # each finished set is on disk at once
+                save(results)
     return results
 
 
@@ -234,14 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     args.grid = args.grid or (10 if args.quick else 16)
     if args.quick:
         SETS.update({k: {**v, "cluster": (3, 6), "lookalikes": (2, 6)} for k, v in SETS.items()})
-    results = run(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = "mil_context_quick" if args.quick else "mil_context"
     from medwss.io.atomic import write_text
 
-    write_text(out / f"{name}.json", json.dumps(results, indent=2))
-    write_markdown(results, out / f"{name}.md")
+    def save(results: dict[str, Any]) -> None:
+        write_text(out / f"{name}.json", json.dumps(results, indent=2))
+        write_markdown(results, out / f"{name}.md")
+
+    save(run(args, save))
     print(f"wrote {out / name}.json and .md")
     return 0
 

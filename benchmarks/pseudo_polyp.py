@@ -84,8 +84,11 @@ class PolypBenchConfig(StrictConfig):
     batch_size: int = 8
     lr: float = 3e-3
     seeds: int = 3
+    train_sets: list[str] = ["full", "*/tight", "*/jitter"]
+    """Label sets the U-Net trains on: ``full``, ``<segmenter>/<kind>``, ``*/<kind>`` (every segmenter)
+    or ``best/<kind>`` (the refined segmenter best on val)."""
     seed_sets: list[str] = ["full", "box/tight", "box/jitter", "best/tight", "best/jitter"]
-    """Label sets trained on every seed (``best/<kind>``: the refined segmenter best on val); others on the first."""
+    """Label sets trained on every seed (same patterns); the others on the first seed only."""
     n_boot: int = 1000
     seed: int = 0
 
@@ -122,7 +125,9 @@ def load_frames(data: Path, cfg: PolypBenchConfig, quick: bool) -> tuple[dict[st
                 with Image.open(root / r["mask"]) as mk:
                     m = mk.convert("L")
                     full = (np.asarray(m) > 127).astype(np.int64)
-                    sm = np.asarray(m.point(lambda v: 255 if v > 127 else 0).resize((cfg.size, cfg.size), Image.Resampling.BOX))
+                    sm = np.asarray(
+                        m.point(lambda v: 255 if v > 127 else 0).resize((cfg.size, cfg.size), Image.Resampling.BOX)
+                    )
                 frames.append(Frame(r["case_id"], small, (sm > 127).astype(np.int64), full))
             except (OSError, ValueError) as exc:
                 skipped.append(f"{root / r['image']}: {exc}")
@@ -151,7 +156,9 @@ def make_segmenter(name: str, settings: dict[str, Any]) -> Any:
 def pseudo_labels(frames: list[Frame], boxes: list[list], seg: Any, ring: int) -> list[np.ndarray]:  # noqa: ANN001
     from medwss.pseudo.boxes import boxes_to_labels
 
-    return [boxes_to_labels(f.image, bs, seg, 0.5, ring, channels_last=True)[0] for f, bs in zip(frames, boxes, strict=True)]
+    return [
+        boxes_to_labels(f.image, bs, seg, 0.5, ring, channels_last=True)[0] for f, bs in zip(frames, boxes, strict=True)
+    ]
 
 
 def label_quality(frames: list[Frame], labels: list[np.ndarray], n_boot: int, seed: int) -> dict[str, float]:
@@ -216,7 +223,9 @@ def agmm_labels(frames: list[Frame], kind: str, cfg: PolypBenchConfig, conf: flo
     out = []
     for i, f in enumerate(frames):
         sparse = make_weak_label(f.mask, kind, seed=cfg.seed * 100003 + offset * 1009 + i, **opts)
-        out.append(gmm_refine(agmm_features(f.image, pos), sparse, 2, confidence=conf, seed=cfg.seed, standardize=False))
+        out.append(
+            gmm_refine(agmm_features(f.image, pos), sparse, 2, confidence=conf, seed=cfg.seed, standardize=False)
+        )
     return out
 
 
@@ -287,8 +296,9 @@ def segmenter_stage(
     splits: dict[str, list[Frame]], labels: dict[str, list[np.ndarray]], best: dict[str, str], cfg: PolypBenchConfig
 ) -> list[dict]:
     train, test = splits["train"], splits["test"]
-    sets = ["full", *labels]
-    always = {best.get(s.split("/")[1], s) if s.startswith("best/") else s for s in cfg.seed_sets}
+    sets = [s for s in ["full", *labels] if s in _resolve(cfg.train_sets, labels, best)]
+    sets += [s for s in (f"box/{k}" for k in KINDS) if s in labels and s not in sets]  # the baseline is always trained
+    always = _resolve(cfg.seed_sets, labels, best)
     runs: dict[str, dict[str, list]] = {}
     for s in sets:
         targets = [f.mask for f in train] if s == "full" else labels[s]
@@ -319,6 +329,19 @@ def segmenter_stage(
             row["vs_box_seeds"] = common
         rows.append(row)
     return rows
+
+
+def _resolve(patterns: list[str], labels: dict[str, Any], best: dict[str, str]) -> set[str]:
+    """The label-set names that `patterns` (``full``, ``name/kind``, ``*/kind``, ``best/kind``) stand for."""
+    from fnmatch import fnmatch
+
+    out = set()
+    for p in patterns:
+        if p.startswith("best/"):
+            out.add(best.get(p.split("/", 1)[1], p))
+        else:
+            out |= {s for s in ["full", *labels] if fnmatch(s, p)}
+    return out
 
 
 def fmt_ci(est: float, lo: float, hi: float) -> str:
@@ -365,8 +388,8 @@ def markdown(res: dict) -> str:
         )
     lines += [
         "",
-        f"U-Net trained on each label set, test frames at full size (Dice/IoU per frame averaged over seeds, 95 % "
-        f"bootstrap CI over frames; Δ box: paired difference to the raw box of the same kind):",
+        "U-Net trained on each label set, test frames at full size (Dice/IoU per frame averaged over seeds, 95 % "
+        "bootstrap CI over frames; Δ box: paired difference to the raw box of the same kind):",
         "",
         "| labels | seeds | test Dice [CI] | test IoU [CI] | of full | Δ box [CI] | per-seed Dice |",
         "|---|---|---|---|---|---|---|",

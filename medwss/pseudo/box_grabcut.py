@@ -87,7 +87,11 @@ class GaussianMixture:
         out = np.empty((len(z), len(self.weights)))
         for j in range(len(self.weights)):
             d = z - self.means[j]
-            out[:, j] = np.log(self.weights[j] + 1e-300) + self.log_norm[j] - 0.5 * np.einsum("nc,cd,nd->n", d, self.precisions[j], d)
+            out[:, j] = (
+                np.log(self.weights[j] + 1e-300)
+                + self.log_norm[j]
+                - 0.5 * np.einsum("nc,cd,nd->n", d, self.precisions[j], d)
+            )
         return out
 
     def responsibilities(self, z: np.ndarray) -> np.ndarray:
@@ -125,7 +129,9 @@ def _neighbour_edges(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(a), np.concatenate(b)
 
 
-def min_cut(source: np.ndarray, sink: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], weights: np.ndarray) -> np.ndarray:
+def min_cut(
+    source: np.ndarray, sink: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], weights: np.ndarray
+) -> np.ndarray:
     """Source side of the minimum s-t cut of a graph with terminal and symmetric neighbour capacities.
 
     Args:

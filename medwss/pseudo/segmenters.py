@@ -24,9 +24,9 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-from medwss.registry import Registry
 from medwss.pseudo.box_colour import SCALAR_FEATURES, box_features, check_feature, is_colour, spatial_shape
 from medwss.pseudo.protocol import Box
+from medwss.registry import Registry
 from medwss.transforms.intensity import Window, normalise
 
 

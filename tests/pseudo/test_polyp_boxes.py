@@ -96,12 +96,12 @@ def test_colour_features(rng):
     box = Box((10, 10), (50, 55))
     assert is_colour(rgb, box) and not is_colour(rgb[..., 0], box)
     lab = lab_image(rgb)
-    assert lab.shape == rgb.shape and 0 <= lab[..., 0].min() and lab[..., 0].max() <= 1.0
+    assert lab.shape == rgb.shape and lab[..., 0].min() >= 0 and lab[..., 0].max() <= 1.0
     for name, shape in (("lab", rgb.shape), ("rgb", rgb.shape), ("grey", rgb.shape[:2]), ("contrast", rgb.shape[:2])):
         f = box_features(rgb, box, name)
         assert f.shape == shape and f.dtype == np.float32 and np.isfinite(f).all()
     c = box_features(rgb, box, "contrast")
-    assert 0 <= c.min() and c.max() <= 1
+    assert c.min() >= 0 and c.max() <= 1
     flat = contrast_image(lab, np.zeros(rgb.shape[:2], bool), np.ones(rgb.shape[:2], bool))
     assert flat.shape == rgb.shape[:2]  # an empty object sample falls back on luminance
     with pytest.raises(InvalidDataError, match="channels"):
@@ -130,7 +130,9 @@ def test_grabcut_is_registered_and_works_on_grey_2d_and_3d(rng):
 
 def test_min_cut_and_mixture():
     # a chain 0-1-2: node 0 pulled to the source, node 2 to the sink, a weak link 1-2 is where it cuts
-    side = min_cut(np.array([10.0, 0, 0]), np.array([0, 0, 10.0]), (np.array([0, 1]), np.array([1, 2])), np.array([5.0, 1.0]))
+    side = min_cut(
+        np.array([10.0, 0, 0]), np.array([0, 0, 10.0]), (np.array([0, 1]), np.array([1, 2])), np.array([5.0, 1.0])
+    )
     assert side.tolist() == [True, True, False]
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(0, 0.1, (200, 2)), rng.normal(3, 0.1, (200, 2))])

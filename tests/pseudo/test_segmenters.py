@@ -48,7 +48,7 @@ def test_random_walker_3d(rng):
 
 def test_unknown_segmenter():
     with pytest.raises(ConfigError, match="random_walker"):
-        create_box_segmenter("grabcut")
+        create_box_segmenter("no_such_segmenter")
 
 
 def test_sam_missing_package_is_one_clear_line():
