@@ -2,7 +2,10 @@
 
 Usage:
     python benchmarks/pseudo_polyp.py [--data DIR] [--quick] [--config configs/pseudo_polyp.yaml]
-        [--sam-checkpoint PATH --sam-flavour sam|medsam] [--out benchmarks/results]
+        [--sam-checkpoint PATH --sam-flavour sam|medsam] [--out benchmarks/results] [--name NAME]
+
+    python benchmarks/pseudo_polyp.py --config configs/pseudo_polyp_long.yaml --name pseudo_polyp_long
+        # 15 epochs, one seed, baselines and the val-best refiner only
 
 Data: ``DIR/endo/polyp`` (the layout of ``../shared/data/real``): 1,000 Kvasir-SEG RGB frames of
 256×256 with manual polyp masks, the manifest's split by frame (train 600 / val 200 / test 200).
@@ -11,12 +14,15 @@ What is cut to fit about 15 minutes on one CPU thread (full mode, `configs/pseud
 * frames are resized to 128×128 (area average; masks: area > 0.5) for box segmentation and
   training; test Dice/IoU are computed at the full 256×256 on the original masks (probabilities
   upsampled bilinearly). Pseudo-label Dice is scored at 128×128 against the resized masks;
-* a seeded subset of 300 training frames (of 600) gets pseudo-labels and trains the networks;
-  settings are chosen on 60 val frames; all 200 test frames are scored;
-* the U-Net is small (MONAI UNet 8-16-32-64, one residual unit per level) and trains for a few
-  epochs through the one engine (`medwss.seg.train_segmenter`, CE + soft Dice on the labelled
-  pixels, flips and intensity jitter); the label sets named in ``seed_sets`` train on every seed,
-  the others on the first seed only.
+* a seeded subset of 200 training frames (of 600) gets pseudo-labels and trains the networks;
+  settings are chosen on 60 val frames (a seeded subset of 200); all 200 test frames are scored;
+* the U-Net is small (MONAI UNet 8-16-32-64, one residual unit per level) and trains for 6 epochs
+  (150 steps of 8 frames: under-trained, full supervision reaches only about 0.4 test Dice) through
+  the one engine (`medwss.seg.train_segmenter`, CE + soft Dice on the labelled pixels, flips and
+  intensity jitter); the U-Net trains on the jittered-box sets of every segmenter, on the raw
+  tight boxes and on the val-best refiner's tight boxes (``train_sets``); the sets in
+  ``seed_sets`` (full, raw jittered box, val-best refiner on jittered boxes) on three seeds, the
+  others on one.
 
 Weak labels come from the masks: one box per connected component (``boxes_from_labels``) — tight —
 and the same boxes with each side moved by up to ±10 % of the box size (``jitter_boxes``, seeded
@@ -434,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sam-checkpoint", help="local SAM/MedSAM weights: adds that segmenter (needs segment_anything)")
     ap.add_argument("--sam-flavour", default="sam", choices=("sam", "medsam"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--name", help="results file name (default pseudo_polyp[_quick])")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -480,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         "val_best": val_best, "val_grid": val_grid, "quality": quality, "agmm": agmm, "segmenter": seg_rows,
         "sam": sam, "target": target_line(seg_rows), "seconds": time.perf_counter() - t0,
     }  # fmt: skip
-    write_results(args.out, "pseudo_polyp_quick" if args.quick else "pseudo_polyp", res, markdown(res))
+    name = args.name or ("pseudo_polyp_quick" if args.quick else "pseudo_polyp")
+    write_results(args.out, name, res, markdown(res))
     return 0
 
 

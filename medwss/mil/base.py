@@ -70,7 +70,8 @@ def _standardize_input(module: Aggregator, args: tuple, kwargs: dict) -> tuple[t
     bag = args[0] if args else kwargs.get("bag")
     if not isinstance(bag, Bag):
         return args, kwargs
-    mean, scale = module.input_mean, module.input_scale
+    mean: torch.Tensor = module.input_mean
+    scale: torch.Tensor = module.input_scale
     feats = (bag.features.to(mean.dtype) - mean) / scale
     tokens = bag.tokens
     if tokens is not None and tokens.shape[1] == mean.numel():
@@ -94,6 +95,8 @@ class Aggregator(nn.Module):
     """
 
     name = "aggregator"
+    input_mean: torch.Tensor
+    input_scale: torch.Tensor
 
     def __init__(self, in_dim: int, n_classes: int = 1) -> None:
         super().__init__()

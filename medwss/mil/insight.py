@@ -161,6 +161,8 @@ class Insight(Aggregator):
         instance_pool: How a tile's token map becomes its score (``"max"``, ``"mean"``), tokens layout.
         block: ``"plain"`` (Linear/convolution → ReLU) or ``"paper"`` (→ LayerNorm → GELU, replication
             padding in the context module: the authors' public code).
+        logit_bound: Soft bound b on the detection and context logits (``b·tanh(x/b)``), so that
+            neither sigmoid can saturate past σ(±b); None: unbounded.
         crop: Crop the grid to the bounding box of occupied cells (exact; saves memory).
         max_cells: Grid cells convolved at once; larger grids are processed in bands with halos.
         chunk: Instances (or tiles) reduced at once (bounds intermediate memory).
@@ -186,6 +188,7 @@ class Insight(Aggregator):
         gate: bool = False,
         instance_pool: str = "max",
         block: str = "plain",
+        logit_bound: float | None = None,
         crop: bool = True,
         max_cells: int = 500_000,
         chunk: int = 65_536,
@@ -206,6 +209,7 @@ class Insight(Aggregator):
         self.use_context, self.dropout, self.alpha, self.sd_weight = use_context, dropout, alpha, sd_weight
         self.gate, self.instance_pool, self.crop = gate, instance_pool, crop
         self.max_cells, self.chunk, self.block = max_cells, chunk, block
+        self.logit_bound = logit_bound
 
         def layer(n_in: int) -> list[nn.Module]:  # a per-position (1×1) layer of the chosen block
             if block == "paper":
@@ -260,9 +264,9 @@ class Insight(Aggregator):
         h = self.project(x.movedim(1, -1))  # (n, *t, hidden)
         d = self.detection(h).movedim(-1, 1)  # (n, K, *t)
         if self.context is None:
-            return torch.sigmoid(d), d
+            return torch.sigmoid(self._bound(d)), d
         c = self.context(h.movedim(-1, 1))  # (n, K, *t)
-        return torch.sigmoid(d) * (1 - torch.sigmoid(c)), d
+        return torch.sigmoid(self._bound(d)) * (1 - torch.sigmoid(self._bound(c))), d
 
     def _tiles(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Convolutions inside each tile: (N, C, *t) → heatmap and detection logits (N, K, *t)."""
@@ -282,7 +286,7 @@ class Insight(Aggregator):
         h = apply_chunked(self.project, features, self.chunk)  # (N, hidden)
         d = self.detection(h)  # (N, K)
         if self.context is None:
-            return torch.sigmoid(d), d
+            return torch.sigmoid(self._bound(d)), d
         if self.crop:
             grid_index, grid_shape, _ = crop_to_occupied(grid_index)
         owners, parts = [], []
@@ -292,7 +296,12 @@ class Insight(Aggregator):
             parts.append(gather_from_grid(c, band.local_index[band.keep]))  # (n_b, K)
             owners.append(band.instances[band.keep])
         c_inst = torch.cat(parts)[torch.argsort(torch.cat(owners))]  # (N, K)
-        return torch.sigmoid(d) * (1 - torch.sigmoid(c_inst)), d
+        return torch.sigmoid(self._bound(d)) * (1 - torch.sigmoid(self._bound(c_inst))), d
+
+    def _bound(self, logits: torch.Tensor) -> torch.Tensor:
+        """``b·tanh(x/b)`` with b = `logit_bound` (identity when None)."""
+        b = self.logit_bound
+        return logits if b is None else b * torch.tanh(logits / b)
 
     @staticmethod
     def _otsu_gate(heat: torch.Tensor) -> torch.Tensor:

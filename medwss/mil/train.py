@@ -72,7 +72,14 @@ class MILTrainConfig(StrictConfig):
 
 
 def _bce(probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    p = probs.float().clamp(1e-6, 1 - 1e-6)
+    """Weighted BCE on probabilities, clamped to [1e-6, 1 − 1e-6] in value only.
+
+    The clamp passes the gradient straight through: a model whose output has saturated (every
+    tile's heatmap at 0, say) still gets a gradient out of it instead of a zero one that would
+    keep it there for good.
+    """
+    raw = probs.float()
+    p = raw + (raw.clamp(1e-6, 1 - 1e-6) - raw).detach()
     loss = -(target * torch.log(p) + (1 - target) * torch.log(1 - p))  # (K,)
     return (loss * weight).mean()
 
