@@ -9,6 +9,10 @@ also holds isolated look-alike tiles as strong as lesion tiles, and positives ho
 the count of tumour-like tiles overlaps between the classes. The bags are written to disk and read
 back through the bag-only manifest path (`load_manifest(images=False)` → `load_bags`).
 
+Size: 160 cases per set on a 16×16 tile grid (`--n`, `--grid`; the phantom's own default is 240
+on 20×20), cut to fit a 2-core CPU; a full run (3 sets, 3 seeds, ablations on default) is still
+about an hour of CPU there, INSIGHT runs being the slow part.
+
 Sets (``--sets``; default, weak and small unless named; the ablations run on ``--ablation-sets``,
 default only; each varies one axis of the default): ``default`` (signal 8, clusters of 6–16 tiles, 8–24
 look-alikes), ``weak`` (signal 5: tumour-like tiles closer to the tissue), ``small`` (clusters of
