@@ -218,11 +218,12 @@ def test_scribble_predict_writes_dicom_seg_and_slicer_outputs(real, tmp_path, mo
     ref = load_volume(source)
     prob = np.zeros(ref.shape, np.float32)
     prob[3:9, 4:10, 1:3] = 0.8
-    cfg = SimpleNamespace(sequences=["t2"], crop_mm=50.0, spacing_mm=None, use_zones=False)
+    cfg = SimpleNamespace(
+        sequences=["t2"], crop_mm=50.0, spacing_mm=None, use_zones=False, reference=None, num_classes=2
+    )
     monkeypatch.setattr(wf, "load_members", lambda paths: [(None, None, cfg)])
     monkeypatch.setattr(wf, "load_case", lambda *a, **k: SimpleNamespace(grid=None, reference=ref))
-    monkeypatch.setattr(wf, "lesion_prob", lambda members, ci, *a, **k: prob)
-    monkeypatch.setattr(wf, "paste_back", lambda p, grid, reference: p)
+    monkeypatch.setattr(wf, "case_prediction", lambda members, ci, *a, **k: prob)
     case = Case(case_id="ct1", patient_id="p1", site="s", modality="CT", images={"t2": source})
     manifest = Manifest(None, [case])
     out = wf.predict_cases(
