@@ -1,16 +1,30 @@
-"""Entry point: `medwss [--debug] COMMAND ...`. A `MedwssError` prints one line and exits with code 2."""
+"""Entry point: `medwss [--debug] COMMAND ...`.
+
+Exit codes: 0 done; 2 an error (one line on stderr naming the file and the cause; ``--debug``
+shows the traceback); 3 a batch in which some cases failed (listed in the job's ``failures.csv``);
+130 interrupted. Log lines and warnings of the libraries medwss reads files with (tifffile,
+nibabel, pydicom, h5py, PIL, ...) are kept off stderr and appended to ``OUT/medwss.log`` when the
+command has an output folder.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from medwss import __version__
 from medwss.cli import al, coin, demo, embed, encoder, evaluate, info, manifest, mil, phantom, pseudo, scribble, tile
 from medwss.errors import MedwssError
 
 GROUPS = (info, manifest, phantom, tile, embed, encoder, mil, pseudo, evaluate, scribble, demo, al, coin)
+LIBRARY_LOGGERS = ("tifffile", "nibabel", "pydicom", "h5py", "PIL", "imagecodecs", "openslide", "monai", "SimpleITK")
+"""Loggers whose records go to the run's log file, never to stderr."""
+LOG_NAME = "medwss.log"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,22 +40,115 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Collect(logging.Handler):
+    """Keeps formatted records in memory until the command is over."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.lines.append(self.format(record))
+
+
+@contextlib.contextmanager
+def library_noise_routed(debug: bool) -> Iterator[_Collect]:
+    """Route library log records and warnings raised outside medwss into a `_Collect` (not stderr).
+
+    With `debug` nothing is hidden. medwss's own warnings still reach stderr.
+    """
+    collect = _Collect()
+    if debug:
+        yield collect
+        return
+    saved = []
+    for name in LIBRARY_LOGGERS:
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.handlers[:], lg.propagate, lg.level))
+        lg.handlers = [collect]
+        lg.propagate = False
+        lg.setLevel(logging.DEBUG if lg.level == logging.NOTSET else lg.level)
+    package = str(Path(__file__).resolve().parents[1])
+    shown = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if str(filename).startswith(package):
+            shown(message, category, filename, lineno, file, line)
+        else:
+            collect.lines.append(f"warning {category.__name__} ({filename}:{lineno}): {message}")
+
+    warnings.showwarning = showwarning
+    try:
+        yield collect
+    finally:
+        warnings.showwarning = shown
+        for lg, handlers, propagate, level in saved:
+            lg.handlers, lg.propagate = handlers, propagate
+            lg.setLevel(level)
+
+
+def _silence_simpleitk() -> None:
+    """SimpleITK prints its warnings from C++ straight to stderr; switch that off when it is loaded."""
+    sitk = sys.modules.get("SimpleITK")
+    if sitk is not None:
+        with contextlib.suppress(Exception):
+            sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
+
+def _write_log(args: argparse.Namespace, lines: list[str]) -> None:
+    """Append the collected library lines to ``OUT/medwss.log`` when the command has an output folder."""
+    out = getattr(args, "out", None)
+    if not lines or not out:
+        return
+    folder = Path(out)
+    if not folder.is_dir():
+        return
+    with contextlib.suppress(OSError), open(folder / LOG_NAME, "a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for an exception medwss did not raise on purpose, naming the file when the error has one."""
+    if isinstance(exc, OSError) and (exc.filename or exc.strerror):
+        name = exc.filename if exc.filename is not None else ""
+        cause = exc.strerror or type(exc).__name__
+        return f"{name}: {cause}" if name else cause
+    text = " ".join(str(exc).split()) or "(no message)"
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text} (an unexpected error; rerun with --debug for the traceback)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
-    try:
-        return int(args.func(args) or 0)
-    except MedwssError as exc:
-        if args.debug:
+    debug = bool(getattr(args, "debug", False))
+    with library_noise_routed(debug) as collect:
+        try:
+            _silence_simpleitk()
+            return int(args.func(args) or 0)
+        except MedwssError as exc:
+            if debug:
+                raise
+            print(f"medwss: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("medwss: interrupted", file=sys.stderr)
+            return 130
+        except SystemExit:
             raise
-        print(f"medwss: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("medwss: interrupted", file=sys.stderr)
-        return 130
+        except Exception as exc:  # the one error path: no traceback unless --debug
+            if debug:
+                raise
+            print(f"medwss: error: {describe_exception(exc)}", file=sys.stderr)
+            return 2
+        finally:
+            _write_log(args, collect.lines)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ standard trainer are added to the main branch when their weights are set.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from medwss.data.labels import IGNORE
-from medwss.errors import ConfigError, InvalidDataError
+from medwss.errors import ConfigError
 from medwss.seg.losses import negative_ce, partial_ce, size_penalty
-from medwss.seg.train import SegSample, SegTrainConfig, build, collate, mean_dice, size_weight_at
-from medwss.train import Context, EngineConfig, fit
-from medwss.train.device import resolve_device, seed_everything
-from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
+from medwss.seg.train import SegSample, SegTrainConfig, build, fit_segmentation, size_weight_at
 
 AUX_DROPOUT = 0.3
 """Dropout on the encoder features the auxiliary decoder sees (WSL4MIS ``UNet_CCT``)."""
@@ -149,53 +146,19 @@ def train_dual_branch(
     best validation Dice of the main branch, history rows); ``β`` of each batch is a function of
     (seed, epoch, batch), so a resumed run ends with the same weights.
     """
-    if not samples:
-        raise InvalidDataError("no training samples")
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    model = DualBranch(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    pipeline = augment_pipeline(
-        PRESETS["segmentation"], label_keys=("target",), mask_keys=("valid",), spatial_dims=cfg.spatial_dims
-    )
-    val = list(val or [])
 
-    def data(epoch: int) -> Iterator[tuple[np.ndarray, int]]:
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(samples))
-        for b, start in enumerate(range(0, len(order), cfg.batch_size)):
-            yield order[start : start + cfg.batch_size], b
-
-    def step(item: tuple[np.ndarray, int], ctx: Context) -> torch.Tensor:
-        idx, b = item
-        batch = {k: v.to(ctx.device) for k, v in collate([samples[int(i)] for i in idx], cfg).items()}
-        rng = np.random.default_rng([cfg.seed, ctx.epoch, b])
-        if cfg.augment:
-            with torch.autocast(ctx.device.type, enabled=False):
-                batch = augment_batch(pipeline, batch, seed=rng)
+    def loss(net: nn.Module, batch: dict[str, torch.Tensor], rng: np.random.Generator, epoch: int) -> torch.Tensor:
+        assert isinstance(net, DualBranch)
         beta = float(rng.uniform()) + 1e-10
-        net = ctx.model
-        assert isinstance(net, DualBranch)
-        return dmpls_loss(net, batch, cfg, beta, pseudo_weight, size_weight_at(cfg, ctx.epoch))
+        return dmpls_loss(net, batch, cfg, beta, pseudo_weight, size_weight_at(cfg, epoch))
 
-    def validate(ctx: Context) -> dict[str, float]:
-        net = ctx.modules["model"]
+    def main_branch(net: nn.Module) -> nn.Module:
         assert isinstance(net, DualBranch)
-        return {"val_dice": mean_dice(net.main, val, cfg, ctx.device)}
+        return net.main
 
-    engine = EngineConfig(
-        epochs=cfg.epochs, monitor="val_dice" if val else "train_loss", mode="max" if val else "min",
-        seed=cfg.seed, device=str(device), amp=cfg.amp, progress=progress, desc="train dual-branch",
+    model, history = fit_segmentation(
+        lambda: DualBranch(cfg), loss, samples, cfg, val, checkpoint, progress,
+        {**(run_config or {}), "method": "dmpls"}, run_only, evaluated=main_branch, desc="train dual-branch",
     )  # fmt: skip
-    signature = {**cfg.model_dump(mode="json"), "n_train": len(samples), "n_val": len(val), **(run_config or {})}
-    signature["method"] = "dmpls"
-    result = fit(
-        model, opt, step, data, engine, validate=validate if val else None, checkpoint=checkpoint,
-        run_config=signature, run_only=("epochs", *run_only),
-    )  # fmt: skip
-    history = [
-        {"epoch": float(r["epoch"]), "loss": float(r["train_loss"]),
-         **({"val_dice": float(r["val_dice"])} if "val_dice" in r else {}),
-         "lr": float(r.get("lr", cfg.lr)), "seconds": float(r["seconds"])}
-        for r in result.history
-    ]  # fmt: skip
+    assert isinstance(model, DualBranch)
     return model.main.cpu().eval(), history

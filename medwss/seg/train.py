@@ -10,7 +10,7 @@ run resumes with the same final weights. Models are saved as the one model file 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -153,13 +153,6 @@ RUN_ONLY = ("epochs",)
 """`SegTrainConfig` keys a resumed run may change (besides `medwss.train.RUN_ONLY`): more epochs continue it."""
 
 
-def _engine_config(cfg: SegTrainConfig, device: torch.device, progress: bool, has_val: bool) -> EngineConfig:
-    return EngineConfig(
-        epochs=cfg.epochs, monitor="val_dice" if has_val else "train_loss", mode="max" if has_val else "min",
-        seed=cfg.seed, device=str(device), amp=cfg.amp, progress=progress, desc="train segmenter",
-    )  # fmt: skip
-
-
 def train_segmenter(
     samples: Sequence[SegSample],
     cfg: SegTrainConfig,
@@ -192,11 +185,47 @@ def train_segmenter(
         The model (in eval mode, on the CPU) and one history row per epoch
         (``epoch``, ``loss``, ``val_dice`` with `val`, ``lr``, ``seconds``).
     """
+
+    def loss(
+        net: torch.nn.Module, batch: dict[str, torch.Tensor], rng: np.random.Generator, epoch: int
+    ) -> torch.Tensor:
+        return batch_loss(net, batch, cfg, size_weight_at(cfg, epoch))
+
+    model, history = fit_segmentation(
+        lambda: build(cfg), loss, samples, cfg, val, checkpoint, progress, run_config, run_only
+    )
+    return model.cpu().eval(), history
+
+
+BatchLoss = Callable[[torch.nn.Module, dict[str, torch.Tensor], np.random.Generator, int], torch.Tensor]
+"""``(network, augmented batch, the batch's generator, epoch) -> loss`` of one training step."""
+
+
+def fit_segmentation(
+    make_model: Callable[[], torch.nn.Module],
+    loss: BatchLoss,
+    samples: Sequence[SegSample],
+    cfg: SegTrainConfig,
+    val: Sequence[SegSample] | None = None,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    run_config: Mapping[str, Any] | None = None,
+    run_only: Sequence[str] = (),
+    evaluated: Callable[[torch.nn.Module], torch.nn.Module] = lambda net: net,
+    desc: str = "train segmenter",
+) -> tuple[torch.nn.Module, list[dict[str, float]]]:
+    """The training loop every segmenter shares (`train_segmenter`, DMPLS): seeding, batches, resume.
+
+    `make_model` runs after seeding; each batch is collated on the device and augmented (outside
+    autocast) with a generator seeded by (seed, epoch, batch), which `loss` may draw from further;
+    validation Dice is of `evaluated(model)`. Returns the trained model (on its device) and the
+    history rows of `train_segmenter`.
+    """
     if not samples:
         raise InvalidDataError("no training samples")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    model = build(cfg)
+    model = make_model()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     pipeline = augment_pipeline(
         PRESETS["segmentation"], label_keys=("target",), mask_keys=("valid",), spatial_dims=cfg.spatial_dims
@@ -212,19 +241,23 @@ def train_segmenter(
     def step(item: tuple[np.ndarray, int], ctx: Context) -> torch.Tensor:
         idx, b = item
         batch = {k: v.to(ctx.device) for k, v in collate([samples[int(i)] for i in idx], cfg).items()}
-        if cfg.augment:  # on the device, outside autocast; the batch's seed is a function of (seed, epoch, batch)
+        rng = np.random.default_rng([cfg.seed, ctx.epoch, b])
+        if cfg.augment:  # on the device, outside autocast
             with torch.autocast(ctx.device.type, enabled=False):
-                batch = augment_batch(pipeline, batch, seed=np.random.default_rng([cfg.seed, ctx.epoch, b]))
-        return batch_loss(ctx.model, batch, cfg, size_weight_at(cfg, ctx.epoch))
+                batch = augment_batch(pipeline, batch, seed=rng)
+        return loss(ctx.model, batch, rng, ctx.epoch)
 
     def validate(ctx: Context) -> dict[str, float]:
-        return {"val_dice": mean_dice(ctx.modules["model"], val, cfg, ctx.device)}
+        return {"val_dice": mean_dice(evaluated(ctx.modules["model"]), val, cfg, ctx.device)}
 
+    engine = EngineConfig(
+        epochs=cfg.epochs, monitor="val_dice" if val else "train_loss", mode="max" if val else "min",
+        seed=cfg.seed, device=str(device), amp=cfg.amp, progress=progress, desc=desc,
+    )  # fmt: skip
     signature = {**cfg.model_dump(mode="json"), "n_train": len(samples), "n_val": len(val), **(run_config or {})}
     result = fit(
-        model, opt, step, data, _engine_config(cfg, device, progress, bool(val)),
-        validate=validate if val else None, checkpoint=checkpoint, run_config=signature,
-        run_only=(*RUN_ONLY, *run_only),
+        model, opt, step, data, engine, validate=validate if val else None, checkpoint=checkpoint,
+        run_config=signature, run_only=(*RUN_ONLY, *run_only),
     )  # fmt: skip
     history = [
         {"epoch": float(r["epoch"]), "loss": float(r["train_loss"]),
@@ -232,7 +265,7 @@ def train_segmenter(
          "lr": float(r.get("lr", cfg.lr)), "seconds": float(r["seconds"])}
         for r in result.history
     ]  # fmt: skip
-    return model.cpu().eval(), history
+    return model, history
 
 
 def _enable_dropout(model: torch.nn.Module) -> None:
