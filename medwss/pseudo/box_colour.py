@@ -97,10 +97,8 @@ def box_seeds(shape: tuple[int, ...], box: Box, core: float = 0.3, band: float =
     Returns:
         ``(object, background)``: boolean arrays of `shape`.
     """
-    from medwss.pseudo.segmenters import _core
-
     box = box.clip(shape)
-    obj = _core(box, shape, core)
+    obj = box.core(shape, core)
     width = max(2, int(round(band * max(h - lo for lo, h in zip(box.lo, box.hi, strict=True)))))
     outer = box.grow(width, shape).mask(shape)
     bg = outer & ~box.mask(shape)

@@ -24,7 +24,7 @@ from scipy import ndimage, sparse
 
 from medwss.pseudo.box_colour import box_features, check_feature, is_colour
 from medwss.pseudo.protocol import Box
-from medwss.pseudo.segmenters import BOX_SEGMENTERS, _component_at, _core, _crop, _paste
+from medwss.pseudo.segmenters import BOX_SEGMENTERS, _component_at, _crop, _paste
 from medwss.transforms.intensity import Window
 
 _INF = 10**8  # capacity of hard constraints (integer graph)
@@ -219,7 +219,7 @@ class GrabCutSegmenter:
         if not fixed_bg.any():  # the box fills the crop (and the image): its rim is the background
             fixed_bg = ~ndimage.binary_erosion(np.ones(spatial, dtype=bool))
             unknown &= ~fixed_bg
-        core = _core(inner, spatial, 0.3)
+        core = inner.core(spatial, 0.3)
         if not unknown.any() or unknown.sum() < 4:
             return _paste(inner.mask(spatial).astype(np.float32), outer, inner, grid)
         pairs = _neighbour_edges(spatial)

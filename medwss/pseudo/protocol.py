@@ -56,6 +56,15 @@ class Box:
         out[self.slices] = True
         return out
 
+    def core(self, shape: tuple[int, ...], fraction: float) -> np.ndarray:
+        """An ellipsoid around the box centre whose semi-axes are `fraction` of the box's half-sizes."""
+        grids = np.ogrid[tuple(slice(0, s) for s in shape)]
+        r = np.zeros(shape)
+        for g, lo, hi in zip(grids, self.lo, self.hi, strict=True):
+            c, h = (lo + hi - 1) / 2.0, max((hi - lo) / 2.0 * fraction, 1.0)  # at least the central pixel(s)
+            r = r + ((g - c) / h) ** 2
+        return r <= 1.0
+
 
 @runtime_checkable
 class PromptableSegmenter(Protocol):

@@ -57,16 +57,6 @@ def _crop(
     return crop, outer, inner
 
 
-def _core(inner: Box, shape: tuple[int, ...], fraction: float) -> np.ndarray:
-    """An ellipsoid around the box centre whose semi-axes are `fraction` of the box's half-sizes."""
-    grids = np.ogrid[tuple(slice(0, s) for s in shape)]
-    r = np.zeros(shape)
-    for g, lo, hi in zip(grids, inner.lo, inner.hi, strict=True):
-        c, h = (lo + hi - 1) / 2.0, max((hi - lo) / 2.0 * fraction, 1.0)  # at least the central pixel(s)
-        r = r + ((g - c) / h) ** 2
-    return r <= 1.0
-
-
 def _paste(prob_crop: np.ndarray, outer: Box, inner: Box, shape: tuple[int, ...]) -> np.ndarray:
     out = np.zeros(shape, dtype=np.float32)
     keep = np.zeros(prob_crop.shape, dtype=bool)
@@ -121,7 +111,7 @@ class RandomWalkerSegmenter:
         if not outside.any():  # box covers the whole image: use its border as background
             outside = ~ndimage.binary_erosion(np.ones(spatial, dtype=bool))
         seeds[outside] = 2
-        seeds[_core(inner, spatial, self.core)] = 1
+        seeds[inner.core(spatial, self.core)] = 1
         if not (seeds == 0).any() or not (seeds == 1).any():  # nothing to solve (tiny box)
             return _paste((seeds == 1).astype(np.float32), outer, inner, grid)
         with warnings.catch_warnings():  # tiny overshoots of [0, 1] from the linear solver are clipped below
@@ -161,7 +151,7 @@ class ChanVeseSegmenter:
 
         image, scaled = _features(image, box, self.colour)
         crop, outer, inner = _crop(image, box, self.margin, self.window, scaled)
-        init = _core(inner, crop.shape, 0.8)
+        init = inner.core(crop.shape, 0.8)
         ls = morphological_chan_vese(crop, self.iterations, init_level_set=init, smoothing=self.smoothing)
         ls = ls.astype(bool)
         if ls[inner.slices].mean() > 0.95 or not (ls & init).any():  # took the complement: flip
@@ -194,7 +184,7 @@ class OtsuBoxSegmenter:
         if np.ptp(values) == 0:
             return _paste(inner.mask(crop.shape).astype(np.float32), outer, inner, tuple(image.shape))
         t = threshold_otsu(values)
-        core = _core(inner, crop.shape, 0.3)
+        core = inner.core(crop.shape, 0.3)
         bright = crop > t
         fg = bright if bright[core].mean() >= 0.5 else ~bright
         fg &= inner.mask(crop.shape)

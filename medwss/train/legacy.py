@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from medwss.errors import UnsupportedFormatError
-from medwss.train.model_file import ModelRecord
+from medwss.train.record import ModelRecord
 
 MIL_CONFIG_KEYS = ("aggregator", "aggregator_kwargs", "in_dim", "n_classes")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,8 @@ from torch import nn
 from medwss.errors import CorruptFileError, UnsupportedFormatError, require_file
 from medwss.io.atomic import atomic_path
 from medwss.registry import Registry, UnknownNameError
+from medwss.train.legacy import convert
+from medwss.train.record import ModelRecord
 
 FORMAT = "medwss-model"
 VERSION = 1
@@ -35,19 +36,6 @@ MODEL_KINDS: Registry[BuildFn] = Registry("model kind", package="medwss", recurs
 """Kind → builder. Any medwss module that calls `register_model_kind` is found on the first lookup of a
 kind nothing has registered yet (modules that quote the kind first), so `load_model` needs no
 import from the caller."""
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    """A model file's content (see the module docstring)."""
-
-    kind: str
-    config: dict[str, Any]
-    state_dict: dict[str, torch.Tensor] = field(repr=False)
-    meta: dict[str, Any] = field(default_factory=dict)
-    path: str | None = None
-    legacy: str | None = None
-    """The older format the file was converted from, None for a model file."""
 
 
 def register_model_kind(kind: str, build: BuildFn) -> BuildFn:
@@ -98,7 +86,6 @@ def read_model(path: str | Path) -> ModelRecord:
         CorruptFileError: ``torch.load(weights_only=True)`` refuses or cannot read the file.
         UnsupportedFormatError: Neither a model file nor a known older format.
     """
-    from medwss.train.legacy import convert
 
     p = require_file(path)
     try:
