@@ -71,13 +71,14 @@ def tile_dice(scores: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> 
     return 1.0 if denom == 0 else float(2 * (p & t).sum() / denom)
 
 
-def _boot(values: list[float], seed: int = 0, n: int = 1000) -> tuple[float, float]:
+def _boot(values: list[float], seed: int = 0) -> tuple[float, float]:
+    """Bootstrap 95% CI of the mean of per-case `values` (`medwss.eval.metrics.bootstrap_ci`)."""
+    from medwss.eval.metrics import bootstrap_ci
+
     if not values:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    v = np.asarray(values)
-    means = v[rng.integers(0, len(v), size=(n, len(v)))].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    _, lo, hi = bootstrap_ci(lambda _y, v: float(np.mean(v)), np.zeros(len(values)), values, seed=seed, stratify=False)
+    return lo, hi
 
 
 def _shipped_config() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -140,7 +141,7 @@ def run_method(
                 "dice": float(np.mean(dices)), "dice_lo": lo, "dice_hi": hi}  # fmt: skip
 
     row = {**score(predict(model, data["test"], torch.device("cpu"))), "seconds": seconds,
-           "best_epoch": result["best_epoch"]}  # fmt: skip
+           "best_epoch": result["best_epoch"], "seed": seed}  # fmt: skip
     if aggregator == "insight" and getattr(model, "use_context", False) and not gated_variant(kwargs):
         model.gate = True
         row["gated"] = score(predict(model, data["test"], torch.device("cpu")))
@@ -175,6 +176,9 @@ def run(args: argparse.Namespace, save: Any = None) -> dict[str, Any]:
     train_cfg, shipped = _shipped_config()
     if args.quick:
         train_cfg.update(epochs=4, min_epochs=2, patience=2)
+    elif args.epochs:  # a cut run: fewer epochs, early stopping scaled with them
+        train_cfg.update(epochs=args.epochs, min_epochs=min(train_cfg["min_epochs"], args.epochs),
+                         patience=min(train_cfg["patience"], max(2, args.epochs // 3)))  # fmt: skip
     methods = {
         k: (a, {**shipped, **kw} if a == "insight" else kw) for k, (a, kw) in METHODS.items() if k in args.methods
     }
@@ -193,17 +197,38 @@ def run(args: argparse.Namespace, save: Any = None) -> dict[str, Any]:
                 for seed in args.seeds:
                     row = run_method(aggregator, kwargs, train_cfg, data, seed)
                     if "gated" in row:
-                        per.setdefault(GATED, []).append({**row.pop("gated"), "seconds": row["seconds"]})
+                        per.setdefault(GATED, []).append({**row.pop("gated"), "seconds": row["seconds"], "seed": seed})
                     per.setdefault(name, []).append(row)
                     print(f"{set_name:8s} {name:20s} seed {seed}: AUC {row['auc']:.3f} Dice {row['dice']:.3f} "
                           f"({row['seconds']:.0f} s)", flush=True)  # fmt: skip
-            results["sets"][set_name] = {
-                "phantom": phantom.model_dump(mode="json"),
-                "methods": {k: {"summary": _summary(v), "runs": v} for k, v in per.items()},
-            }
-            if save is not None:  # each finished set is on disk at once
-                save(results)
+                results["sets"][set_name] = {
+                    "phantom": phantom.model_dump(mode="json"),
+                    "methods": {k: {"summary": _summary(v), "runs": v} for k, v in per.items()},
+                }
+                if save is not None:  # each finished method is on disk at once
+                    save(results)
     return results
+
+
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """One result from several runs' JSON files (e.g. one per seed or method, run in parallel).
+
+    Runs of the same set and method are pooled and their summaries recomputed; the configs of
+    the first file are kept, with the seeds of all files.
+    """
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    out: dict[str, Any] = {"config": {**parts[0]["config"], "merged_from": [str(p) for p in paths]}, "sets": {}}
+    out["config"]["seeds"] = sorted({s for part in parts for s in part["config"]["seeds"]})
+    for part in parts:
+        for set_name, block in part["sets"].items():
+            dst = out["sets"].setdefault(set_name, {"phantom": block["phantom"], "methods": {}})
+            for name, entry in block["methods"].items():
+                dst["methods"].setdefault(name, {"runs": []})["runs"].extend(entry["runs"])
+    for block in out["sets"].values():
+        for entry in block["methods"].values():
+            entry["runs"].sort(key=lambda r: r.get("seed", 0))
+            entry["summary"] = _summary(entry["runs"])
+    return out
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:
@@ -231,8 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(METHODS))
     p.add_argument("--ablation-sets", nargs="+", default=["default"], help="sets on which the INSIGHT ablations run")
     p.add_argument("--n", type=int, help="cases per set (default 160; quick 24)")
+    p.add_argument("--epochs", type=int, help="cut the shipped config's epochs to this (patience scaled with it)")
     p.add_argument("--grid", type=int, help="tile grid side (default 16; quick 10)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--merge", nargs="+", type=Path, help="merge these result JSONs into --out/mil_context.* and stop")
     args = p.parse_args(argv)
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     args.sets = args.sets or (["default"] if args.quick else ["default", "weak", "small"])
@@ -244,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     name = "mil_context_quick" if args.quick else "mil_context"
     from medwss.io.atomic import write_text
+
+    if args.merge:
+        merged = merge(args.merge)
+        write_text(out / f"{name}.json", json.dumps(merged, indent=2))
+        write_markdown(merged, out / f"{name}.md")
+        print(f"merged {len(args.merge)} files into {out / name}.json and .md")
+        return 0
 
     def save(results: dict[str, Any]) -> None:
         write_text(out / f"{name}.json", json.dumps(results, indent=2))

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 AGGREGATORS = ["insight", "abmil", "clam_sb", "transmil", "mean", "max"]
+SETS = ("wsi", "wsi_context", "ct")
 
 _COST = r"""
 import resource, sys, time, torch
@@ -63,7 +64,7 @@ def cost(name: str, n: int, timeout: int = 600) -> dict:
 
 def summarise(runs: list[dict]) -> list[dict]:
     rows = []
-    for kind in sorted({r["kind"] for r in runs}):
+    for kind in dict.fromkeys(r["kind"] for r in runs):
         for agg in AGGREGATORS:
             rs = [r for r in runs if r["kind"] == kind and r["aggregator"] == agg]
             if not rs:
@@ -74,12 +75,15 @@ def summarise(runs: list[dict]) -> list[dict]:
                 "auc_mean": float(np.nanmean(auc)), "auc_sd": float(np.nanstd(auc)),
                 "auc_ci_lo_mean": float(np.nanmean([r["auc_lo"] for r in rs])),
                 "auc_ci_hi_mean": float(np.nanmean([r["auc_hi"] for r in rs])),
+                "auc_min": float(np.nanmin(auc)),
                 "dice_mean": float(np.nanmean(dice)), "dice_sd": float(np.nanstd(dice)),
                 "dice_ci_lo_mean": float(np.nanmean([r["dice_lo"] for r in rs])),
                 "dice_ci_hi_mean": float(np.nanmean([r["dice_hi"] for r in rs])),
                 "froc_mean": float(np.nanmean([r.get("froc", np.nan) for r in rs])),
                 "froc_sd": float(np.nanstd([r.get("froc", np.nan) for r in rs])),
                 "train_seconds_mean": float(np.mean([r["train_seconds"] for r in rs])),
+                "train_seconds_per_case": float(np.mean([r["train_seconds_per_case"] for r in rs])),
+                "predict_seconds_per_case": float(np.mean([r["predict_seconds_per_case"] for r in rs])),
                 "n_test": rs[0]["n_test"], "n_dice": rs[0]["n_dice"],
             })  # fmt: skip
     return rows
@@ -90,8 +94,9 @@ def to_markdown(res: dict) -> str:
         f"MIL on phantoms, stats encoder, seeds {res['seeds']}; test AUC and heatmap Dice: mean ± sd over seeds "
         "[mean of the per-seed bootstrap 95% CIs]",
         "",
-        "| data | aggregator | test AUC | heatmap Dice (positive test cases) | FROC score (slides) | train s |",
-        "|---|---|---:|---:|---:|---:|",
+        "| data | aggregator | test AUC | heatmap Dice (positive test cases) | FROC score (slides) "
+        "| train s (per case) | predict s / case |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in res["summary"]:
         lines.append(
@@ -99,7 +104,7 @@ def to_markdown(res: dict) -> str:
             f"[{r['auc_ci_lo_mean']:.2f}, {r['auc_ci_hi_mean']:.2f}] | {r['dice_mean']:.3f} ± {r['dice_sd']:.3f} "
             f"[{r['dice_ci_lo_mean']:.2f}, {r['dice_ci_hi_mean']:.2f}] | "
             + ("—" if np.isnan(r["froc_mean"]) else f"{r['froc_mean']:.3f} ± {r['froc_sd']:.3f}")
-            + f" | {r['train_seconds_mean']:.0f} |"
+            + f" | {r['train_seconds_mean']:.0f} ({r['train_seconds_per_case']:.1f}) | {r['predict_seconds_per_case']:.2f} |"
         )
     if res.get("cost"):
         lines += ["", "Cost of one training step on one bag (C = 512), fresh process each:", "",
@@ -113,40 +118,48 @@ def to_markdown(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import torch
+
     from medwss.mil.experiment import SETTINGS, evaluate, prepare
     from medwss.runinfo import versions, write_results
 
+    torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny run for the smoke test")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--n-wsi", type=int, default=40)
-    ap.add_argument("--n-ct", type=int, default=30)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=sorted(SETTINGS), help="phantom sets")
+    ap.add_argument("--aggregators", nargs="+", default=AGGREGATORS, choices=AGGREGATORS)
+    ap.add_argument("--n-wsi", type=int, default=40, help="slides per WSI set")
+    ap.add_argument("--n-ct", type=int, default=40, help="scans per CT set")
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--data-seed", type=int, default=1000, help="phantom seed (settings were chosen on seed 7)")
+    ap.add_argument("--no-cost", action="store_true", help="skip the cost-per-step measurement")
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     if args.quick:
-        args.seeds, args.n_wsi, args.n_ct, args.epochs = [0], 8, 0, 2
-    aggs = AGGREGATORS[:2] if args.quick else AGGREGATORS
+        args.seeds, args.sets, args.n_wsi, args.epochs = [0], ["wsi"], 8, 2
+        args.aggregators = AGGREGATORS[:2]
     t0 = time.perf_counter()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        for kind, n in (("wsi", args.n_wsi), ("ct", args.n_ct)):
-            if n <= 0:
-                continue
-            manifest = prepare(kind, work / "data", n, seed=1000, scale=0.5 if args.quick else 1.0)
-            for agg in aggs:
+        for name in args.sets:
+            n = args.n_wsi if SETTINGS[name]["kind"] == "wsi" else args.n_ct
+            manifest = prepare(name, work / "data", n, seed=args.data_seed, scale=0.5 if args.quick else None)
+            for agg in args.aggregators:
                 for seed in args.seeds:
-                    r = evaluate(manifest, agg, seed, work / "runs" / f"{kind}_{agg}_{seed}", args.epochs,
-                                 SETTINGS[kind]["positive_labels"])  # fmt: skip
-                    runs.append({"kind": kind, **{k: v for k, v in r.items() if k not in ("y", "p")}})
-                    print(f"{kind} {agg} seed {seed}: AUC {r['auc']:.3f} Dice {r['dice']:.3f}", flush=True)
+                    r = evaluate(manifest, agg, seed, work / "runs" / f"{name}_{agg}_{seed}", args.epochs,
+                                 SETTINGS[name]["positive_labels"], train=SETTINGS[name].get("train", {}).get(agg))  # fmt: skip
+                    runs.append({"kind": name, **{k: v for k, v in r.items() if k not in ("y", "p")}})
+                    print(f"{name} {agg} seed {seed}: AUC {r['auc']:.3f} Dice {r['dice']:.3f} FROC {r['froc']:.3f} "
+                          f"(best epoch {r['best_epoch']})", flush=True)  # fmt: skip
     sizes = [1000] if args.quick else [10_000, 100_000]
-    costs = [{"aggregator": a, "instances": n, **cost(a, n)} for a in aggs for n in sizes]
-    res = {"quick": args.quick, "seeds": args.seeds, "n_wsi": args.n_wsi, "n_ct": args.n_ct, "epochs": args.epochs,
-           "runs": runs, "summary": summarise(runs), "cost": costs, "seconds": time.perf_counter() - t0,
-           "versions": versions()}  # fmt: skip
+    costs = [] if args.no_cost else [{"aggregator": a, "instances": n, **cost(a, n)} for a in args.aggregators for n in sizes]
+    res = {"quick": args.quick, "seeds": args.seeds, "sets": args.sets, "n_wsi": args.n_wsi, "n_ct": args.n_ct,
+           "epochs": args.epochs, "data_seed": args.data_seed,
+           "settings": {k: SETTINGS[k] for k in args.sets}, "runs": runs, "summary": summarise(runs),
+           "cost": costs, "seconds": time.perf_counter() - t0, "versions": versions()}  # fmt: skip
     write_results(args.out, "mil_phantom_quick" if args.quick else "mil_phantom", res, to_markdown(res))
     return 0
 

@@ -9,6 +9,11 @@
    case on the source grid (NIfTI; ``--format slicer|dicom-seg`` too), PNG overlays, IoU/validity/realism
    when masks are known. ``-i DIR -o DIR`` takes a folder of volumes instead of a manifest.
 4. ``baselines``: Grad-CAM, LayerCAM, ScoreCAM, RISE, occlusion under the same protocol.
+The ``--config`` YAML of ``train-classifier`` may hold a ``slices:`` section (``labels``, ``lesion``,
+``roi``, ``window``, ``size``, ``margin``: the slicing flags, which override it) and both training
+configs a ``data:`` section (``sites``: train on these institutions only; ``train_split``), so one
+shipped file runs a dataset: ``configs/coin_lgg_classifier.yaml`` and ``configs/coin_lgg.yaml``
+run on the LGG brain MRI manifest. ``--sites`` restricts any command to some institutions.
 Every command writes run.json beside its outputs. The two training commands run on the configured
 ``device`` (``auto``: the GPU when there is one) and checkpoint into ``--out`` (``classifier.ckpt``,
 ``generator.ckpt``): an interrupted run started again with the same settings resumes where it stopped
@@ -20,6 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import BaseModel, Field
+
+from medwss.config import StrictConfig
+
+if TYPE_CHECKING:
+    from medwss.counterfactual.classifier import ClassifierConfig
+    from medwss.counterfactual.slices import SliceSpec
+    from medwss.counterfactual.train import CoinConfig
+
+_T = TypeVar("_T", bound=BaseModel)
 
 _CLF_FLAGS = ("epochs", "batch_size", "lr", "seed")
 _COIN_FLAGS = (
@@ -38,6 +55,101 @@ _COIN_FLAGS = (
 )
 
 
+class DataSettings(StrictConfig):
+    """The ``data:`` section of a COIN training config: which cases to train on."""
+
+    sites: tuple[str, ...] | None = None
+    """Institutions (manifest ``site``) to use; None: all."""
+    train_split: str = "train"
+    """Split to train on (``all``: every case)."""
+
+
+class SliceSettings(StrictConfig):
+    """The ``slices:`` section of a classifier config: the fields of `SliceSpec` (flags override them)."""
+
+    labels: str | dict[str, list[int]] = "kidney_tumour"
+    lesion: str = "tumour"
+    roi: str | None = "kidney"
+    """Class to crop around; ``none`` or null: whole slices."""
+    window: str | tuple[float, float] | None = "soft_tissue"
+    """A CT window name, ``[low, high]``, or ``auto``/null (per-volume 1st–99th percentiles)."""
+    size: int = Field(64, ge=8)
+    margin: int = Field(6, ge=0)
+
+
+def _sections(path: str | Path | None, names: tuple[str, ...]) -> tuple[dict, dict[str, dict]]:
+    """The YAML at `path` split into its top-level keys and the mapping sections `names` (empty without a path)."""
+    from medwss.config import read_yaml
+    from medwss.errors import ConfigError
+
+    if not path:
+        return {}, {n: {} for n in names}
+    data = read_yaml(Path(path)) or {}
+    if not isinstance(data, dict):
+        raise ConfigError("top level must be a mapping of keys to values", Path(path))
+    data = dict(data)
+    out = {}
+    for n in names:
+        sec = data.pop(n, None) or {}
+        if not isinstance(sec, dict):
+            raise ConfigError(f"{n}: must be a mapping of keys to values", Path(path))
+        out[n] = sec
+    return data, out
+
+
+def _validate(model: type[_T], values: dict, path: str | Path | None, prefix: str = "") -> _T:
+    from pydantic import ValidationError
+
+    from medwss.errors import ConfigError
+
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{prefix}{'.'.join(str(x) for x in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(problems, Path(path) if path else None) from exc
+
+
+def read_classifier_file(
+    path: str | Path | None, flags: dict[str, object] | None = None
+) -> tuple[ClassifierConfig, SliceSpec, DataSettings]:
+    """Classifier settings, slicing spec and data selection of a classifier YAML (`flags` not None on top).
+
+    Raises:
+        ConfigError: Naming the file and every invalid key.
+    """
+    from medwss.counterfactual.classifier import ClassifierConfig
+    from medwss.counterfactual.slices import SliceSpec
+    from medwss.errors import ConfigError, InvalidDataError
+
+    top, sec = _sections(path, ("slices", "data"))
+    cfg = _validate(ClassifierConfig, {**top, **{k: v for k, v in (flags or {}).items() if v is not None}}, path)
+    sl = _validate(SliceSettings, sec["slices"], path, "slices.")
+    window = sl.window
+    if isinstance(window, str) and window.lower() in ("auto", "none"):
+        window = None
+    roi = None if sl.roi is None or sl.roi.lower() in ("", "none") else sl.roi
+    try:
+        spec = SliceSpec(sl.labels, sl.lesion, roi, window, sl.size, sl.margin)
+    except InvalidDataError as exc:
+        raise ConfigError(f"slices: {exc}", Path(path) if path else None) from exc
+    return cfg, spec, _validate(DataSettings, sec["data"], path, "data.")
+
+
+def read_coin_file(path: str | Path | None, flags: dict[str, object] | None = None) -> tuple[CoinConfig, DataSettings]:
+    """COIN settings and data selection of a COIN YAML (`flags` not None on top).
+
+    Raises:
+        ConfigError: Naming the file and every invalid key.
+    """
+    from medwss.counterfactual.train import CoinConfig
+
+    top, sec = _sections(path, ("data",))
+    cfg = _validate(CoinConfig, {**top, **{k: v for k, v in (flags or {}).items() if v is not None}}, path)
+    return cfg, _validate(DataSettings, sec["data"], path, "data.")
+
+
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
 
@@ -52,6 +164,10 @@ def _window(text: str) -> str | tuple[float, float] | None:
     return (lo, hi)
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
 def _labels(text: str) -> str | dict[str, list[int]]:
     """A label spec name, or ``class=values;class=values`` (e.g. ``kidney=2,3;tumour=4``)."""
     if "=" not in text:
@@ -64,23 +180,36 @@ def _labels(text: str) -> str | dict[str, list[int]]:
     return out
 
 
-def _slice_spec(args: argparse.Namespace):  # noqa: ANN202
-    """The `SliceSpec` of the flags; ``--tumour-labels`` / ``--roi-labels`` replace the values of the two classes."""
+def _slice_spec(args: argparse.Namespace, base: SliceSpec | None = None) -> SliceSpec:
+    """The `SliceSpec` of the flags over `base` (the config's ``slices:``; default `SliceSpec()`).
+
+    ``--tumour-labels`` / ``--roi-labels`` replace the values of the two classes.
+    """
     from medwss.counterfactual.slices import SliceSpec
     from medwss.data.labels import label_spec
 
-    labels, roi = _labels(args.labels), (None if args.roi.lower() in ("", "none") else args.roi)
+    base = base or SliceSpec()
+    labels = _labels(args.labels) if args.labels is not None else base.labels
+    lesion = args.lesion if args.lesion is not None else base.lesion
+    roi = base.roi if args.roi is None else (None if args.roi.lower() in ("", "none") else args.roi)
+    window = base.window if args.window is _UNSET else args.window
+    size = args.size if args.size is not None else base.size
+    margin = args.margin if args.margin is not None else base.margin
     if args.tumour_labels is not None or args.roi_labels is not None:
         classes = label_spec(labels).as_dict()
         if args.tumour_labels is not None:
-            classes[args.lesion] = list(args.tumour_labels)
+            classes[lesion] = list(args.tumour_labels)
         if args.roi_labels is not None and not args.roi_labels:
             roi = None
         elif args.roi_labels is not None:
             roi = roi or "roi"
             classes[roi] = list(args.roi_labels)
         labels = classes
-    return SliceSpec(labels, args.lesion, roi, args.window, args.size, args.margin)
+    return SliceSpec(labels, lesion, roi, window, size, margin)
+
+
+_UNSET = object()
+"""Default of ``--window`` (None already means per-volume percentiles)."""
 
 
 def _mask_flags(p: argparse.ArgumentParser) -> None:
@@ -90,6 +219,7 @@ def _mask_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--largest", action="store_true", help="keep the largest connected component per slice")
     p.add_argument("--scale", choices=("max", "range"), default="max", help="difference scaling: per-slice max or /2")
     p.add_argument("--split", help="only the cases of this split (train, val, test)")
+    p.add_argument("--sites", type=_names, help="only the cases of these institutions, e.g. CS")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -102,24 +232,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--config", help="YAML (configs/coin_classifier.yaml); flags override it")
     c.add_argument(
         "--labels",
-        default="kidney_tumour",
-        help="label spec of the masks: a name (kidney_tumour, ct_phantom, ...) or 'kidney=2,3;tumour=4'",
+        help="label spec of the masks: a name (kidney_tumour, ct_phantom, lesion, ...) or 'kidney=2,3;tumour=4' "
+        "(default: the config's slices.labels, else kidney_tumour)",
     )
-    c.add_argument("--lesion", default="tumour", help="class of the label spec that makes a slice abnormal")
-    c.add_argument("--roi", default="kidney", help="class to crop around ('none' = whole slices)")
+    c.add_argument("--lesion", help="class of the label spec that makes a slice abnormal (default tumour)")
+    c.add_argument("--roi", help="class to crop around ('none' = whole slices; default kidney)")
     c.add_argument("--tumour-labels", type=_ints, help="shorthand: mask values of the lesion class, e.g. 4 or 4,5")
     c.add_argument("--roi-labels", type=_ints, help="shorthand: mask values of the roi class ('' = whole slices)")
     c.add_argument(
         "--window",
         type=_window,
-        default="soft_tissue",
-        help="CT window: a name (soft_tissue, abdomen, wide, ...), --window=LOW,HIGH in HU, or auto",
+        default=_UNSET,
+        help="CT window: a name (soft_tissue, abdomen, wide, ...), --window=LOW,HIGH, or auto (default soft_tissue)",
     )
-    c.add_argument("--size", type=int, default=64, help="slice side in pixels (default 64)")
-    c.add_argument("--margin", type=int, default=6, help="voxels around the organ box")
+    c.add_argument("--size", type=int, help="slice side in pixels (default 64)")
+    c.add_argument("--margin", type=int, help="voxels around the organ box (default 6)")
     for flag, typ in (("--epochs", int), ("--batch-size", int), ("--lr", float), ("--seed", int)):
         c.add_argument(flag, type=typ)
-    c.add_argument("--train-split", default="train", help="split to train on ('all' = every case; default train)")
+    c.add_argument("--train-split", help="split to train on ('all' = every case; default: the config's, else train)")
+    c.add_argument("--sites", type=_names, help="only cases of these institutions, e.g. DU,HT (default: the config's)")
     c.add_argument("--restart", action="store_true", help="delete OUT/classifier.ckpt and train afresh (else resume)")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=run_train_classifier)
@@ -143,7 +274,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ):
         t.add_argument(flag, type=typ)
     t.add_argument("--eval-every", type=int, help="iterations per history row and checkpoint (default 25)")
-    t.add_argument("--train-split", default="train", help="split to train on ('all' = every case; default train)")
+    t.add_argument("--train-split", help="split to train on ('all' = every case; default: the config's, else train)")
+    t.add_argument("--sites", type=_names, help="only cases of these institutions, e.g. DU,HT (default: the config's)")
     t.add_argument("--restart", action="store_true", help="delete OUT/generator.ckpt and train afresh (else resume)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=run_train)
@@ -187,7 +319,7 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
     )
 
 
-def _cases(args: argparse.Namespace) -> list:
+def _cases(args: argparse.Namespace, sites: tuple[str, ...] | None = None) -> list:
     from medwss.data.manifest import load_manifest
     from medwss.errors import ConfigError, InvalidDataError
 
@@ -200,6 +332,11 @@ def _cases(args: argparse.Namespace) -> list:
         cases = [c for c in cases if c.split == args.split]
         if not cases:
             raise InvalidDataError(f"no case in split {args.split!r}", args.manifest)
+    sites = getattr(args, "sites", None) or sites
+    if sites:
+        cases = [c for c in cases if c.site in sites]
+        if not cases:
+            raise InvalidDataError(f"no case of the sites {', '.join(sites)}", args.manifest)
     return cases
 
 
@@ -209,16 +346,18 @@ def _failures(metrics: dict) -> None:
 
 
 def run_train_classifier(args: argparse.Namespace) -> int:
-    from medwss.config import merge_config
-    from medwss.counterfactual.classifier import ClassifierConfig
     from medwss.counterfactual.workflow import classifier_step
     from medwss.runinfo import write_run_record
 
-    cfg = merge_config(ClassifierConfig, args.config, {k: getattr(args, k) for k in _CLF_FLAGS})
-    spec = _slice_spec(args)
+    cfg, base, data = read_classifier_file(args.config, {k: getattr(args, k) for k in _CLF_FLAGS})
+    spec = _slice_spec(args, base)
     out = Path(args.out)
-    metrics = classifier_step(_cases(args), spec, cfg, out, not args.quiet, args.train_split, args.restart)
-    write_run_record(out, "coin train-classifier", {**cfg.model_dump(), "spec": spec.as_dict()}, cfg.seed, metrics)
+    split = args.train_split or data.train_split
+    cases = _cases(args, data.sites)
+    metrics = classifier_step(cases, spec, cfg, out, not args.quiet, split, args.restart)
+    sites = sorted({c.site for c in cases})
+    record = {**cfg.model_dump(), "spec": spec.as_dict(), "sites": sites, "train_split": split}
+    write_run_record(out, "coin train-classifier", record, cfg.seed, metrics)
     _failures(metrics)
     auc = metrics.get("val_auc")
     print(
@@ -230,15 +369,16 @@ def run_train_classifier(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from medwss.config import merge_config
-    from medwss.counterfactual.train import CoinConfig
     from medwss.counterfactual.workflow import coin_step
     from medwss.runinfo import write_run_record
 
-    cfg = merge_config(CoinConfig, args.config, {k: getattr(args, k) for k in _COIN_FLAGS})
+    cfg, data = read_coin_file(args.config, {k: getattr(args, k) for k in _COIN_FLAGS})
     out = Path(args.out)
-    metrics = coin_step(_cases(args), args.classifier, cfg, out, not args.quiet, args.train_split, args.restart)
-    write_run_record(out, "coin train", {**cfg.model_dump(), "classifier": str(args.classifier)}, cfg.seed, metrics)
+    split = args.train_split or data.train_split
+    cases = _cases(args, data.sites)
+    metrics = coin_step(cases, args.classifier, cfg, out, not args.quiet, split, args.restart)
+    record = {**cfg.model_dump(), "classifier": str(args.classifier), "sites": sorted({c.site for c in cases})}
+    write_run_record(out, "coin train", record | {"train_split": split}, cfg.seed, metrics)
     _failures(metrics)
     print(f"generator: {out / 'generator.pt'} (trained on {metrics['n_slices']} slices)")
     return 0
@@ -269,7 +409,11 @@ def run_segment(args: argparse.Namespace) -> int:
     if "iou" in metrics:
         line += f"; IoU {metrics['iou']:.3f} [{metrics['iou_lo']:.3f}, {metrics['iou_hi']:.3f}], validity {metrics['validity']:.2f}"
     print(line)
-    return 0 if metrics["n_cases"] else 2
+    from medwss.cli.batch import finish, record_failures
+
+    failed = list(metrics.get("failed", []))
+    log = record_failures(out / "failures.csv", failed).path
+    return finish("coin segment", metrics["n_cases"] + len(failed), len(failed), log)
 
 
 def run_baselines(args: argparse.Namespace) -> int:

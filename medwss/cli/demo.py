@@ -1,10 +1,15 @@
 """`medwss demo --out DIR`: the main job, end to end on phantoms, with an HTML report.
 
-Phantom slides (with small lesions) and phantom CT scans → tissue detection and tiles → embeddings
-(the weight-free `stats` encoder, fast on a CPU) → INSIGHT and ABMIL trained on the case labels
-only → case predictions and heatmaps on the held-out test cases, scored against the exact ground
-truth → ``DIR/report.html`` (metrics with 95% CIs, ROC curves, heatmap overlays) plus every
-viewer file (``DIR/heatmaps/<kind>_<aggregator>/``). Re-running resumes finished steps.
+Phantom slides and phantom CT scans → tissue detection and tiles → embeddings (the weight-free
+`stats` encoder, fast on a CPU) → INSIGHT, ABMIL and max pooling trained on the case labels only →
+case predictions and heatmaps on the held-out test cases, scored against the exact ground truth →
+``DIR/report.html`` (metrics with 95% CIs, ROC curves, heatmap overlays) plus every viewer file
+(``DIR/heatmaps/<kind>_<aggregator>/``). Re-running resumes finished steps.
+
+The phantom sets are those of `medwss.mil.experiment.SETTINGS`: ``wsi_context`` (slides where
+every case, negatives included, holds isolated tumour-like patches, so one tumour-like tile says
+nothing and the spatial context of a lesion does; max pooling fails there by construction) and
+``ct`` (enhancing kidney tumours, 3D patches inside the kidneys' bounding box).
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-ct", type=int, default=20, help="phantom CT scans (default 20; 0 to skip)")
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--aggregators", default="insight,abmil", help="comma-separated (default insight,abmil)")
+    p.add_argument("--aggregators", default="insight,abmil,max", help="comma-separated (default insight,abmil,max)")
+    p.add_argument(
+        "--wsi-set", default="wsi_context", choices=("wsi_context", "wsi"), help="slide set (wsi: the easy one)"
+    )
     p.set_defaults(func=run)
 
 
@@ -39,20 +47,23 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = Path(args.out)
     rows, rocs, overlays = [], {}, []
-    kinds = [("wsi", args.n_wsi)] + ([("ct", args.n_ct)] if args.n_ct > 0 else [])
-    for kind, n in kinds:
-        print(f"== {kind}: {n} phantom cases → tiles → stats embeddings")
-        manifest = prepare(kind, out / "data", n, args.seed)
+    sets = [(args.wsi_set, args.n_wsi)] + ([("ct", args.n_ct)] if args.n_ct > 0 else [])
+    for name, n in sets:
+        kind = SETTINGS[name]["kind"]
+        print(f"== {name}: {n} phantom cases → tiles → stats embeddings")
+        manifest = prepare(name, out / "data", n, args.seed)
         test = Manifest(manifest, [c for c in load_manifest(manifest).cases if c.split == "test"])
         for agg in args.aggregators.split(","):
             run_dir = out / "runs" / f"{kind}_{agg}"
-            r = evaluate(manifest, agg, args.seed, run_dir, args.epochs, SETTINGS[kind]["positive_labels"])
+            spec = SETTINGS[name]
+            r = evaluate(manifest, agg, args.seed, run_dir, args.epochs, spec["positive_labels"], train=spec.get("train", {}).get(agg))
             print(
                 f"   {agg:8s} test AUC {r['auc']:.3f} [{r['auc_lo']:.3f}, {r['auc_hi']:.3f}]  heatmap Dice {r['dice']:.3f} ({r['n_dice']} positive test cases)"
             )
             rows.append(
                 {
                     "data": kind,
+                    "set": name,
                     "aggregator": agg,
                     **{
                         k: r[k]

@@ -6,6 +6,11 @@ process): cases are shared across ranks, each rank writes its own bags.
 Resume: a case whose bag was made by the same encoder (name, weights checksum or ``random init
 seed N``) from the same tile file (its sha256) is skipped; any other bag is embedded again and the
 reason printed. Without `--weights` the network is randomly initialised from `--seed` (default 0).
+
+Foundation models: `--encoder uni|uni2-h|virchow2|h-optimus-0|h-optimus-1|phikon --weights FILE`
+loads the released weights from a local `.pth`/`.bin`/`.safetensors` file, strict (nothing is
+downloaded). `--tiles` also takes CLAM (`patches/<slide>.h5`) or TRIDENT (`<slide>_patches.h5`)
+coordinate files, a folder of them or one file.
 """
 
 from __future__ import annotations
@@ -18,11 +23,19 @@ _FLAGS = ("encoder", "weights", "batch_size", "workers", "dtype", "device", "mpp
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="extract patch embeddings into HDF5 feature bags", description=__doc__)
     p.add_argument("manifest", help="manifest CSV")
-    p.add_argument("--tiles", required=True, help="folder of <case_id>.tiles.h5 written by `medwss tile`")
+    p.add_argument(
+        "--tiles",
+        required=True,
+        help="folder of <case_id>.tiles.h5 written by `medwss tile`, or of CLAM/TRIDENT coordinate .h5 files "
+        "(named by case id or slide file stem), or one such file",
+    )
     p.add_argument("--out", required=True, help="output folder for <case_id>.h5 bags")
     p.add_argument("--config", help="YAML config (configs/embed.yaml); flags given here override it")
     p.add_argument("--encoder", help="encoder name (see `medwss embed --list`), or torchscript:PATH")
-    p.add_argument("--weights", help="state dict to load into the encoder (weights_only)")
+    p.add_argument(
+        "--weights",
+        help="local weights file to load (.pth/.bin with weights_only, or .safetensors); strict for uni etc.",
+    )
     p.add_argument("--batch-size", type=int, help="tiles per batch (default 64)")
     p.add_argument("--workers", type=int, help="threads reading tiles (default 2)")
     p.add_argument("--dtype", choices=("float16", "float32"), help="storage type of features (default float16)")
@@ -53,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from medwss.runinfo import write_run_record
 
     cfg = resolve(args)
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(args.manifest, check_files=False)  # a missing image fails its case only
     stats = embed_manifest(manifest, args.tiles, args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
     if stats["rank"] == 0:
         write_run_record(args.out, "embed", cfg.model_dump(), metrics=stats)
@@ -66,4 +79,10 @@ def run(args: argparse.Namespace) -> int:
             + (f" (see {args.out}/failures.csv)" if failed else "")
             + f"; manifest with features: {stats['manifest']}"
         )
-    return 2 if stats["done"] + stats["skipped"] == 0 and stats["failed"] else 0
+    if stats["rank"] != 0:  # rank 0 prints the summary of the whole job
+        return 2 if stats["done"] + stats["skipped"] == 0 and stats["failed"] else 0
+    from pathlib import Path
+
+    from medwss.cli.batch import finish
+
+    return finish("embed", len(manifest.cases), failed, Path(args.out) / "failures.csv")

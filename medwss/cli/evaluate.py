@@ -54,6 +54,9 @@ def _mm(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from medwss.cli.batch import finish
     from medwss.config import merge_config
     from medwss.data.manifest import load_manifest
     from medwss.errors import require_file
@@ -75,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"failed: {f['case_id']}: {f['problem']}")
     if not rows:
         print(f"no case evaluated ({len(failures)} failed); see {args.out}/failures.csv")
-        return 2
+        return finish("evaluate", n_cases, len(failures), Path(args.out) / "failures.csv")
     print(
         f"{len(rows)} case(s): Dice {overall['dice']:.3f}, HD95 {_mm(overall.get('hd95'))}, "
         f"NSD@{cfg.nsd_tolerance:g}mm {_num(overall.get('nsd'))}, AUROC {overall['auroc']:.3f}, AP {overall['ap']:.3f}, "
         f"ranking {overall['ranking']:.3f}; tables in {args.out}/summary.md"
     )
-    return 0
+    return finish("evaluate", n_cases, len(failures), Path(args.out) / "failures.csv")

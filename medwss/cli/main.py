@@ -131,6 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with library_noise_routed(debug) as collect:
         try:
             _silence_simpleitk()
+            if getattr(args, "nan", None) == "keep":  # mil predict|heatmap --nan keep: bags may hold NaN
+                from medwss.embed.store import bag_nan_policy
+
+                with bag_nan_policy("keep"):
+                    return int(args.func(args) or 0)
             return int(args.func(args) or 0)
         except MedwssError as exc:
             if debug:

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -21,6 +21,8 @@ class PhantomConfig(StrictConfig):
     n: int = Field(4, ge=1)
     seed: int = 0
     scale: float = Field(1.0, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Kind-specific difficulty (wsi: `WSIOptions`, ct: `CTOptions` fields); empty for the original phantoms."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "bags":
         return _run_bags(args)
     cfg = resolve(args)
-    path = generate(cfg.kind, args.out, n=cfg.n, seed=cfg.seed, scale=cfg.scale, progress=not args.quiet)
+    path = generate(
+        cfg.kind, args.out, n=cfg.n, seed=cfg.seed, scale=cfg.scale, progress=not args.quiet, options=cfg.options
+    )
     write_run_record(args.out, f"phantom {cfg.kind}", cfg.model_dump(), seed=cfg.seed)
     print(f"wrote {path}")
     return 0

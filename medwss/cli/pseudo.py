@@ -1,4 +1,4 @@
-"""`medwss pseudo box|cam|dhr|fuse|sweep|agmm|cpal|par|dupl|evaluate`: pseudo-labels from cheap labels.
+"""`medwss pseudo box|cam|dhr|fuse|sweep|agmm|cpal|par|dupl|evaluate|predict`: pseudo-labels from cheap labels.
 
 Input: a manifest of volumes (CT phantoms, real CT; 2D images work as one-slice volumes). Tags
 (which classes a slice contains), boxes, scribbles and points are derived from the `mask` column
@@ -11,7 +11,9 @@ Methods that train a network (``agmm``, ``dupl``, and the tag classifier of ``--
 train on ``--device`` (default auto: the GPU when there is one), checkpoint into ``--out`` after
 every epoch or step and resume from it when run again with the same settings (``checkpoint.pt``;
 ``cam_checkpoint.pt`` for DuPL's tag classifier), and save the network as the one model file
-``model.pt`` (``cam_model.pt``), loadable with `medwss.train.load_model`.
+``model.pt`` (``cam_model.pt``), loadable with `medwss.train.load_model`. ``predict --model
+model.pt -i DIR -o DIR`` applies an ``agmm``/``dupl`` network to a folder of volumes
+(`medwss.pseudo.predict`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--labels", help="label spec of the manifest's masks (ct_phantom, totalseg, binary, ...)")
     e.add_argument("--downsample", type=int, help="in-plane downsampling used for the metrics")
     e.set_defaults(func=run_evaluate)
+    pr = psub.add_parser(
+        "predict",
+        help="apply an agmm/dupl model.pt to a folder of volumes (-i DIR -o DIR)",
+        description="Label maps from a network of `medwss pseudo agmm|dupl` (its model.pt) for every NIfTI/NRRD/MHA "
+        "file or DICOM series sub-folder of DIR (`medwss.io.folder.cases_from_folder`), sliced as in training; "
+        "<case_id>.nii.gz (int16, source grid) straight into -o, plus Slicer/DICOM SEG files with --format. "
+        "Scribble segmenters predict with `medwss scribble predict`.",
+    )
+    pr.add_argument("--model", required=True, help="model.pt of `medwss pseudo agmm` or `dupl`")
+    pr.add_argument(
+        "-i", "--input", required=True, help="folder of volumes (NIfTI, NRRD, MHA, DICOM series sub-folders)"
+    )
+    pr.add_argument("-o", "--out", "--output", dest="out", required=True, help="output folder")
+    pr.add_argument(
+        "--format", action="append", choices=("nifti", "slicer", "dicom-seg"),
+        help="outputs (repeatable): nifti label map (always), slicer colour table, dicom-seg (DICOM inputs)",
+    )  # fmt: skip
+    pr.add_argument("--modality", help="modality of the cases (CT, MR, ...; default: from the files)")
+    pr.add_argument(
+        "--confidence", type=float, default=0.0, help="top probability below which voxels are -1 (default 0)"
+    )
+    pr.add_argument("--device", default="auto", help="where the network runs: auto (default), cpu, cuda")
+    pr.add_argument("--overwrite", action="store_true", help="redo existing outputs")
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=run_predict)
 
 
 def _flags(method: str) -> tuple[str, ...]:
@@ -98,19 +125,21 @@ def _compute(method: str, cases: list, cfg: Any, args: argparse.Namespace) -> tu
 
 
 def run_method(args: argparse.Namespace) -> int:
+    from medwss.cli.batch import finish, record_failures
     from medwss.data.manifest import load_manifest
-    from medwss.errors import InvalidDataError
     from medwss.io.atomic import write_text
     from medwss.pseudo.outputs import write_outputs
     from medwss.pseudo.workflow import load_cases
     from medwss.runinfo import write_run_record
 
     cfg = resolve(args)
-    cases, failed = load_cases(load_manifest(args.manifest), cfg, progress=not args.quiet)
+    manifest = load_manifest(args.manifest, check_files=False)  # a missing image fails its case only
+    cases, failed = load_cases(manifest, cfg, progress=not args.quiet)
     for f in failed:
         print(f"skipped {f}")
+    log = record_failures(Path(args.out) / "failures.csv", failed)
     if not cases:
-        raise InvalidDataError("no case could be loaded", args.manifest)
+        return finish(f"pseudo {args.method}", len(manifest.cases), len(failed), log.path)
     labels, extra = _compute(args.method, cases, cfg, args)
     metrics = write_outputs(cases, labels, args.out, cfg)
     if "sweep" in extra:
@@ -128,7 +157,7 @@ def run_method(args: argparse.Namespace) -> int:
     if "tau" in extra:
         msg += f"; tau {extra['tau']:.2f}"
     print(msg)
-    return 0
+    return finish(f"pseudo {args.method}", len(manifest.cases), len(failed), log.path)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -158,4 +187,37 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     p = metrics["pooled"]
     print(f"{len(kept)} case(s): Dice {p['mean_dice']:.3f}, mIoU {p['miou']:.3f}, coverage {p['coverage']:.3f}")
-    return 0
+    from medwss.cli.batch import finish, record_failures
+
+    log = record_failures(Path(args.out) / "failures.csv", failed)
+    return finish("pseudo evaluate", len(kept) + len(failed), len(failed), log.path)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from medwss.io.folder import cases_from_folder
+    from medwss.pseudo.predict import load_pseudo_model, predict_volumes
+    from medwss.runinfo import write_run_record
+
+    load_pseudo_model(args.model)  # a wrong model file fails before the folder is read
+    cases, skipped = cases_from_folder(args.input, args.modality)
+    formats = tuple(args.format or ("nifti",))
+    summary = predict_volumes(
+        cases, args.model, args.out, formats, confidence=args.confidence, device=args.device,
+        overwrite=args.overwrite, progress=not args.quiet,
+    )  # fmt: skip
+    summary["failed"] = [{"case_id": Path(s["path"]).name, "error": s["error"]} for s in skipped] + summary["failed"]
+    config = {"model": str(args.model), "input": args.input, "formats": list(formats)}
+    config |= {"confidence": args.confidence, "device": args.device}
+    write_run_record(args.out, "pseudo predict", config, None, summary)
+    print(f"label maps for {summary['done']} case(s) in {args.out} ({summary['skipped']} existing kept)")
+    for n in summary["notes"]:
+        print(f"{n['case_id']}: {n['note']}")
+    for f in summary["failed"]:
+        print(f"skipped {f['case_id']}: {f['error']}")
+    from medwss.cli.batch import finish, record_failures
+
+    log = Path(args.out) / "failures.csv"
+    record_failures(log, summary["failed"])
+    return finish(
+        "pseudo predict", summary["done"] + summary["skipped"] + len(summary["failed"]), len(summary["failed"]), log
+    )

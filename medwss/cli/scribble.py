@@ -230,7 +230,11 @@ def run_predict(args: argparse.Namespace) -> int:
     print(f"predictions for {summary['done']} case(s) in {where} ({summary['skipped']} existing kept)")
     for f in summary["failed"]:
         print(f"skipped {f['case_id']}: {f['error']}")
-    return 0 if summary["done"] + summary["skipped"] else 2
+    from medwss.cli.batch import finish, record_failures
+
+    n_failed = len(summary["failed"])
+    log = record_failures(Path(args.out) / "failures.csv", summary["failed"]).path
+    return finish("scribble predict", summary["done"] + summary["skipped"] + n_failed, n_failed, log)
 
 
 def run_shift(args: argparse.Namespace) -> int:

@@ -35,6 +35,8 @@ class TileConfig(StrictConfig):
     """Tile side: pixels at `mpp` for slides (None: 224), voxels in-plane for volumes (None: 32)."""
     mpp: float = Field(default=0.5, gt=0)
     """Slides: target microns per pixel."""
+    mag: float | None = Field(default=None, gt=0)
+    """Slides: target magnification instead of `mpp` (20 → the slide's level-0 mpp × objective power / 20)."""
     overlap: float = Field(default=0.0, ge=0, lt=1)
     """Fraction of a tile shared with its neighbour (volumes: in-plane, and along k for 3D patches)."""
     min_tissue: float = Field(default=0.25, ge=0, le=1)
@@ -59,6 +61,12 @@ class TileConfig(StrictConfig):
     """Volumes with NaN or infinite voxels: fail the case (default) or fill them with the minimum."""
     force_mpp: bool = False
     """Slides: accept a slide or target mpp outside 0.05–100 µm/px, or more than 8x upsampling."""
+    channels: list[str] | None = None
+    """Multiplex slides (QPTIFF, OME CYX): 1–3 channels (names or indices) read as the tile's RGB planes; None: the first 3."""
+    stain_norm: Literal["none", "macenko"] = "none"
+    """Slides: stain normalisation of every tile when it is read (recorded in the tile file; `medwss.embed.stain`)."""
+    tissue_geojson: str | None = None
+    """Slides: tissue from GeoJSON instead of detection: a file, or a folder of ``<case_id>_tissue.geojson``."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,6 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML config (configs/tile.yaml); flags given here override it")
     p.add_argument("--tile-size", type=int, help="tile side: pixels at --mpp (slides, 224) or voxels (volumes, 32)")
     p.add_argument("--mpp", type=float, help="slides: target microns per pixel (default 0.5)")
+    p.add_argument(
+        "--mag", type=float, help="slides: target magnification instead of --mpp (e.g. 20; from objective power/mpp)"
+    )
     p.add_argument("--overlap", type=float, help="fraction of a tile shared with its neighbour (default 0)")
     p.add_argument("--min-tissue", type=float, help="keep tiles with at least this tissue fraction (default 0.25)")
     p.add_argument("--mode", choices=("axial2d", "stack25d", "patch3d"), help="volumes: tiling mode (default axial2d)")
@@ -80,14 +91,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--nan", choices=("raise", "fill"), help="volumes with NaN/inf voxels: fail the case (default) or fill"
     )
     p.add_argument("--force-mpp", action="store_true", default=None, help="slides: accept an implausible mpp")
+    p.add_argument("--channel", dest="channels", action="append", metavar="NAME|INDEX",
+                   help="multiplex slides: a channel to read (repeat for up to 3; default the first 3)")  # fmt: skip
+    p.add_argument("--stain-norm", choices=("none", "macenko"), help="slides: stain normalisation of tiles")
+    p.add_argument("--tissue-geojson", metavar="FILE|DIR",
+                   help="slides: tissue polygons (e.g. qa/<case>_tissue.geojson edited in QuPath) instead of detection")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="redo cases whose tile file exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 _FLAGS = (
-    "tile_size", "mpp", "overlap", "min_tissue", "mode", "depth", "tile_mm", "mpp_override", "roi_labels", "roi_margin_mm",
-    "nan", "force_mpp",
+    "tile_size", "mpp", "mag", "overlap", "min_tissue", "mode", "depth", "tile_mm", "mpp_override", "roi_labels", "roi_margin_mm",
+    "nan", "force_mpp", "channels", "stain_norm", "tissue_geojson",
 )  # fmt: skip
 
 
@@ -108,6 +124,8 @@ def tile_signature(case: Case, cfg: TileConfig) -> str:
     inputs = {name: _file_identity(Path(p)) for name, p in sorted(case.images.items())}
     if cfg.roi_labels and case.mask is not None:
         inputs["mask"] = _file_identity(Path(case.mask))
+    if cfg.tissue_geojson and case.modality == "WSI":
+        inputs["tissue_geojson"] = _file_identity(tissue_geojson_path(cfg.tissue_geojson, case.case_id))
     blob = json.dumps(
         {"config": cfg.model_dump(mode="json"), "inputs": inputs, "modality": case.modality}, sort_keys=True
     )
@@ -151,6 +169,40 @@ def roi_mask(case: Case, volume, labels: list[int], margin_mm: float):  # noqa: 
     return roi
 
 
+def tissue_geojson_path(where: str | Path, case_id: str) -> Path:
+    """The tissue GeoJSON of a case: `where` itself, or ``<case_id>_tissue.geojson`` (else ``<case_id>.geojson``) in it."""
+    where = Path(where)
+    if not where.is_dir():
+        return where
+    named = where / f"{case_id}_tissue.geojson"
+    return named if named.exists() or not (where / f"{case_id}.geojson").exists() else where / f"{case_id}.geojson"
+
+
+def magnification_mpp(slide, mag: float) -> float:  # noqa: ANN001
+    """Target µm/px for magnification `mag` on `slide`; sets the slide's level-0 mpp when only its objective power is known.
+
+    With the objective power P and level-0 mpp m: ``m × P / mag``. With m only: ``10 / mag``
+    (the usual convention, 20x ≈ 0.5 µm/px, 40x ≈ 0.25). With P only: level-0 mpp taken as ``10 / P``
+    (recorded in the tile file as ``assumed_slide_mpp``, which ``medwss embed`` reads the slide with).
+
+    Raises:
+        MissingMetadataError: The slide has neither (pass ``--mpp-override`` or use ``--mpp``).
+    """
+    from medwss.errors import MissingMetadataError
+
+    power = slide.objective_power
+    if slide.has_mpp:
+        return float(slide.mpp) * (float(power) if power else 10.0 / float(slide.mpp)) / mag
+    if power:
+        slide.mpp_override = 10.0 / float(power)
+        return 10.0 / mag
+    raise MissingMetadataError(
+        f"--mag {mag:g} needs the slide's objective power or microns per pixel and the slide has neither; "
+        "pass --mpp-override (level-0 µm/px) or tile with --mpp",
+        slide.path,
+    )
+
+
 def tile_case(case: Case, cfg: TileConfig, out: Path) -> TileSet:
     """Tile one case, write its QA images and then its tile file (last, so it marks the case done).
 
@@ -167,18 +219,38 @@ def tile_case(case: Case, cfg: TileConfig, out: Path) -> TileSet:
     qa = out / "qa"
     what = "tissue"
     if case.modality == "WSI":
-        with open_slide(case.image, mpp=cfg.mpp_override) as slide:
+        with open_slide(case.image, mpp=cfg.mpp_override, channels=cfg.channels) as slide:
+            assumed = not slide.has_mpp
+            mpp = cfg.mpp if cfg.mag is None else magnification_mpp(slide, cfg.mag)  # --mag: from objective power
             if not slide.has_mpp:
                 raise MissingMetadataError("slide has no microns-per-pixel metadata; pass --mpp-override", case.image)
             size = cfg.tile_size or SLIDE_TILE_SIZE
-            slide_grid(slide, size, cfg.mpp, cfg.overlap, cfg.force_mpp)  # limits, before tissue detection
+            slide_grid(slide, size, mpp, cfg.overlap, cfg.force_mpp)  # limits, before tissue detection
             tissue = detect_tissue(slide, cfg.tissue)
+            if cfg.tissue_geojson:
+                from medwss.embed.tissue import tissue_from_geojson
+
+                tissue = tissue_from_geojson(tissue_geojson_path(cfg.tissue_geojson, case.case_id), tissue)
+                what = "tissue inside the tissue GeoJSON"
             tiles = tile_slide(
-                slide, case.case_id, size, cfg.mpp, cfg.overlap, cfg.min_tissue, tissue, cfg.tissue, cfg.force_mpp
+                slide, case.case_id, size, mpp, cfg.overlap, cfg.min_tissue, tissue, cfg.tissue, cfg.force_mpp
             )
+            if cfg.mag is not None:
+                tiles.attrs["target_magnification"] = float(cfg.mag)
+            if slide.objective_power:
+                tiles.attrs["level0_magnification"] = float(slide.objective_power)
+            if assumed:  # level-0 mpp taken from the objective power (--mag): embed reads the slide with it
+                tiles.attrs["assumed_slide_mpp"] = float(slide.mpp)
         if cfg.qa:
+            from medwss.embed.tissue import save_tissue_geojson
+
             save_tissue_png(tissue, qa / f"{case.case_id}_tissue.png")
+            save_tissue_geojson(tissue, qa / f"{case.case_id}_tissue.geojson")  # for QuPath, see --tissue-geojson
             tiles_png(tissue, tiles, qa / f"{case.case_id}_tiles.png")
+        if slide.channels is not None and slide.channel_names is not None:
+            tiles.attrs["slide_channels"] = ",".join(slide.channel_names[c] for c in slide.channels)
+        if cfg.stain_norm != "none":
+            tiles.attrs["stain_norm"] = cfg.stain_norm
     else:
         what = "body"
         volume = load_volume(case.image, nan=cfg.nan)
@@ -220,6 +292,10 @@ def run(args: argparse.Namespace) -> int:
     from medwss.io.atomic import remove_stale_temps
     from medwss.runinfo import write_run_record
 
+    if getattr(args, "mag", None) is not None and getattr(args, "mpp", None) is not None:
+        from medwss.errors import ConfigError
+
+        raise ConfigError("give --mag or --mpp, not both")
     cfg = resolve(args)
     manifest = load_manifest(args.manifest, check_files=False)  # a missing image fails its case only
     out = Path(args.out)
@@ -261,4 +337,6 @@ def run(args: argparse.Namespace) -> int:
     note = f" (see {failures_path})" if failed else ""
     stale = f" ({redone} redone: made with other settings or inputs)" if redone else ""
     print(f"tile: {done} done{stale}, {skipped} skipped, {len(failed)} failed{note}; {n_tiles} tiles in {out}")
-    return 0 if done + skipped > 0 else 2
+    from medwss.cli.batch import finish
+
+    return finish("tile", len(manifest.cases), len(failed), failures_path)

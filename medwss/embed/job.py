@@ -8,7 +8,10 @@ when all of these match, and redoes (saying so on stderr) a bag made by another 
 tiles written since (``tile --overwrite`` with other settings); random-init encoders are seeded
 (`EmbedConfig.seed`), so two runs or two ranks build the same network. A case that fails goes to
 the failures file with its reason and the job goes on; job-wide problems (an unknown encoder, a
-missing weights file) fail before any case. At the end
+missing weights file) fail before any case, and a weights file that does not fit the encoder fails
+every case with the same one-line error (the encoder is built once). Tiles are medwss tile files
+or CLAM/TRIDENT coordinate files (`medwss.embed.tiles.find_tiles`, `tiles_from_coords`); slide bags
+carry CLAM's and TRIDENT's attributes on ``coords`` (`medwss.embed.store.slide_coords_attrs`). At the end
 rank 0 merges the ranks' failure files and writes ``OUT/manifest.csv`` (the input manifest with the
 ``features`` column filled for every case that has a bag) and ``OUT/run.json``.
 """
@@ -28,8 +31,8 @@ from medwss.data.manifest import Case, Manifest, write_manifest
 from medwss.embed.engine import EmbedConfig, bag_from_tiles, embed_tiles
 from medwss.embed.failures import FailureLog, merge_failures, read_failures
 from medwss.embed.reader import TileReader
-from medwss.embed.store import bag_mismatch, save_bag
-from medwss.embed.tiles import TileSet, load_tiles
+from medwss.embed.store import FeatureBag, bag_mismatch, save_bag, slide_coords_attrs
+from medwss.embed.tiles import TileSet, find_tiles, is_medwss_tiles, load_tiles, tiles_from_coords
 from medwss.errors import ConfigError, MedwssError, require_file
 from medwss.io.atomic import remove_stale_temps
 from medwss.io.limits import LimitExceededError, human_bytes, limit
@@ -45,14 +48,52 @@ def bag_path(out_dir: Path, case_id: str) -> Path:
     return Path(out_dir) / f"{case_id}.h5"
 
 
-def _tile_count(tiles_dir: Path, case: Case) -> int:
+def case_tiles(tiles_dir: Path, case: Case, single: bool = False) -> Path | None:
+    """The case's tile file under ``--tiles`` (a folder or one file): medwss's, CLAM's or TRIDENT's."""
+    return find_tiles(tiles_dir, case.case_id, case.image if case.modality == "WSI" else None, single)
+
+
+def read_case_tiles(source: Path, case: Case, mpp_override: float | None = None) -> TileSet:
+    """A medwss tile file, or a CLAM/TRIDENT coordinates file read against the case's slide."""
+    if is_medwss_tiles(source):
+        return load_tiles(source)
+    return tiles_from_coords(source, case.image, case.case_id, mpp_override)
+
+
+def _tile_count(path: Path | None) -> int:
     import h5py
 
-    try:
-        with h5py.File(tiles_path(tiles_dir, case.case_id), "r") as f:
-            return int(f["coords"].shape[0])
-    except (OSError, KeyError):
+    if path is None:
         return 1
+    try:
+        with h5py.File(path, "r") as f:
+            return int(f["coords"].shape[0])
+    except (OSError, KeyError, TypeError):
+        return 1
+
+
+def clam_attrs(tiles: TileSet, image: Path | str, mpp_override: float | None) -> dict[str, Any]:
+    """CLAM/TRIDENT ``coords`` attributes of a slide bag, with the level's downsample and size read from the slide."""
+    if tiles.kind != "slide":
+        return {}
+    from medwss.io.slide import open_slide
+
+    attrs = {"kind": "slide", "span": tiles.span, "tile_size": list(tiles.tile_size), "level": tiles.level,
+             "mpp": tiles.mpp, "case_id": tiles.case_id}  # fmt: skip
+    overlap = tiles.attrs.get("overlap")
+    try:
+        with open_slide(image, mpp=mpp_override) as slide:
+            level = int(tiles.level or 0)
+            return slide_coords_attrs(
+                attrs,
+                float(slide.level_downsamples[level]),
+                tuple(slide.level_dimensions[level]),
+                slide.objective_power,
+                float(slide.mpp) if slide.has_mpp else tiles.attrs.get("slide_mpp"),
+                overlap,
+            )
+    except Exception:  # the bag is still valid without them: level-0 values from its own attributes
+        return slide_coords_attrs(attrs, overlap=overlap)
 
 
 def _spatial_dims(tiles: TileSet) -> int:
@@ -73,17 +114,25 @@ class _Encoders:
         self.config = config
         self.device = device
         self._cache: dict[tuple[int, int], Any] = {}
+        self._errors: dict[tuple[int, int], MedwssError] = {}
 
     def get(self, spatial_dims: int, in_channels: int):  # noqa: ANN201
         key = (spatial_dims, in_channels)
+        if key in self._errors:  # e.g. weights that do not fit: the same error for every case, built once
+            raise self._errors[key]
         if key not in self._cache:
             from medwss.embed.encoders import create_encoder
 
-            with torch.random.fork_rng(devices=[]):  # seeded, so random-init networks are reproducible
-                torch.manual_seed(self.config.seed)
-                enc = create_encoder(
-                    self.config.encoder, spatial_dims=spatial_dims, in_channels=in_channels, weights=self.config.weights
-                )
+            try:
+                with torch.random.fork_rng(devices=[]):  # seeded, so random-init networks are reproducible
+                    torch.manual_seed(self.config.seed)
+                    enc = create_encoder(
+                        self.config.encoder, spatial_dims=spatial_dims, in_channels=in_channels,
+                        weights=self.config.weights,
+                    )  # fmt: skip
+            except MedwssError as exc:
+                self._errors[key] = exc
+                raise
             self._cache[key] = enc.to(self.device).eval()
         return self._cache[key]
 
@@ -156,7 +205,9 @@ def embed_manifest(
     if info.is_main:
         remove_stale_temps(out_dir)
     cases = list(manifest.cases)
-    mine = [cases[i] for i in shard([_tile_count(tiles_dir, c) for c in cases], info.world_size)[info.rank]]
+    single = len(cases) == 1
+    sources = {c.case_id: case_tiles(tiles_dir, c, single) for c in cases}
+    mine = [cases[i] for i in shard([_tile_count(sources[c.case_id]) for c in cases], info.world_size)[info.rank]]
     if info.world_size == 1:
         failures = FailureLog(out_dir / "failures.csv")
     else:
@@ -171,10 +222,14 @@ def embed_manifest(
     t0 = time.perf_counter()
     for case in overall:
         target = bag_path(out_dir, case.case_id)
-        source = tiles_path(tiles_dir, case.case_id)
+        found = sources[case.case_id]
         try:
-            if not source.exists():
-                raise MedwssError(f"no tiles in {tiles_dir} (run `medwss tile` first; see its failures.csv)")
+            if found is None:
+                raise MedwssError(
+                    f"no tiles in {tiles_dir} (looked for {case.case_id}.tiles.h5 and CLAM/TRIDENT "
+                    f"{case.case_id}.h5, {case.case_id}_patches.h5; run `medwss tile` first; see its failures.csv)"
+                )
+            source = found
             expect = {**identity, "tiles_sha256": tiles_checksum(source)}
             if not overwrite and target.is_file():
                 why = bag_mismatch(target, expect)
@@ -184,8 +239,10 @@ def embed_manifest(
                     continue
                 stats["redone_stale"] += 1
                 tqdm.write(f"medwss embed: {case.case_id}: existing bag {why}; embedding again", file=sys.stderr)
-            tiles = load_tiles(source)
-            reader = TileReader(tiles, case.images, case.modality, config.mpp_override, config.ct_window, config.nan)
+            tiles = read_case_tiles(source, case, config.mpp_override)
+            # a slide whose level-0 mpp `tile --mag` took from its objective power is read with that mpp
+            mpp_override = config.mpp_override or tiles.attrs.get("assumed_slide_mpp")
+            reader = TileReader(tiles, case.images, case.modality, mpp_override, config.ct_window, config.nan)
             in_channels = _in_channels(tiles, case)
             check_batch(tiles, in_channels, config.batch_size, source)
             encoder = encoders.get(_spatial_dims(tiles), in_channels)
@@ -194,8 +251,9 @@ def embed_manifest(
             reader.close()
             if features.size and not np.isfinite(features).all():
                 raise MedwssError(f"the encoder gave NaN or infinite features for {source.name}")
-            bag = bag_from_tiles(reader, features, tokens, encoder)
+            bag: FeatureBag = bag_from_tiles(reader, features, tokens, encoder)
             bag.attrs.update(expect)
+            bag.coords_attrs.update(clam_attrs(tiles, case.image, mpp_override))
             save_bag(bag, target, dtype=config.dtype)
             stats["done"] += 1
             stats["tiles"] += len(tiles)

@@ -10,6 +10,7 @@ channels) or (C, S, S, D) 3D patches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ class TileReader:
         self.ct_window = ct_window
         self.nan = nan  # NaN/inf voxels: "raise" (InvalidDataError) or "fill" (see medwss.io.volumes.load_volume)
         self._slide: Slide | None = None
+        self._stain: Callable[[np.ndarray], np.ndarray] | None = None  # stain normaliser (tile attr ``stain_norm``)
         self._array: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -69,7 +71,16 @@ class TileReader:
             if self._slide is None:
                 from medwss.io.slide import open_slide
 
-                self._slide = open_slide(next(iter(self.images.values())), mpp=self.mpp_override)
+                chosen = str(self.tiles.attrs.get("slide_channels") or "")  # multiplex slides: the tiled channels
+                self._slide = open_slide(
+                    next(iter(self.images.values())),
+                    mpp=self.mpp_override,
+                    channels=chosen.split(",") if chosen else None,
+                )
+                if self.tiles.attrs.get("stain_norm") == "macenko":
+                    from medwss.embed.stain import MacenkoNormalizer
+
+                    self._stain = MacenkoNormalizer()
         elif self._array is None:
             from medwss.data.orientation import orientation_of
             from medwss.io.resample import resample_to
@@ -101,6 +112,8 @@ class TileReader:
             x, y = t.coords[index]
             s = t.tile_size[0]
             rgb = self._slide.read_region_mpp((int(x), int(y)), (s, s), t.mpp)
+            if self._stain is not None:
+                rgb = self._stain(rgb)
             return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / 255.0
         assert self._array is not None
         i, j, k = (int(v) for v in t.coords[index])

@@ -5,13 +5,23 @@ i, j, k), optional ``tokens`` (N×C×h×w spatial maps) and ``grid_index`` (N×2
 ``encoder``, ``weights_checksum``, ``tile_size``, ``mpp`` or ``spacing``, ``level``, ``grid_shape``,
 ``case_id``, ``medwss_version``. Bags written by CLAM or TRIDENT (``features`` + ``coords``, their
 attributes on ``coords``) load as they are.
+
+Slide bags also carry CLAM's and TRIDENT's tile attributes on the ``coords`` dataset
+(`slide_coords_attrs`), so their heatmap and slide-encoder tools read medwss bags: ``patch_size``
+and ``patch_level`` (CLAM: the side in pixels at ``patch_level``, so ``patch_size × downsample`` is
+the level-0 side), ``downsample``, ``level_dim``, ``downsampled_level_dim``, ``patch_size_level0``
+(TRIDENT), ``target_magnification`` and ``level0_magnification`` (when known), ``overlap`` (TRIDENT:
+pixels shared with the neighbour at the target resolution) and ``name`` (the case id).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -19,6 +29,21 @@ from medwss import __version__
 from medwss.errors import CorruptFileError, InvalidDataError, require_file
 from medwss.io.atomic import atomic_path
 from medwss.io.limits import check_bytes, check_count, limit
+
+_BAG_NAN: contextvars.ContextVar[str] = contextvars.ContextVar("medwss_bag_nan", default="raise")
+
+
+@contextlib.contextmanager
+def bag_nan_policy(policy: Literal["raise", "keep"]) -> Iterator[None]:
+    """Within the block, `load_bag` refuses (``raise``, the default) or keeps (``keep``) NaN/inf features.
+
+    ``mil predict|heatmap --nan keep`` uses it; kept NaN features give NaN scores.
+    """
+    token = _BAG_NAN.set(policy)
+    try:
+        yield
+    finally:
+        _BAG_NAN.reset(token)
 
 
 @dataclass
@@ -32,6 +57,8 @@ class FeatureBag:
         grid_index: Optional (N, 2|3) position of each tile on the case's tile grid.
         attrs: Encoder name, weights checksum, tile size, mpp or spacing, level, grid shape, ...
         path: The file it was read from.
+        coords_attrs: Extra attributes written on the ``coords`` dataset (CLAM/TRIDENT layout), on top
+            of those `slide_coords_attrs` derives from `attrs`.
     """
 
     features: np.ndarray
@@ -40,6 +67,7 @@ class FeatureBag:
     grid_index: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    coords_attrs: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -74,7 +102,10 @@ def save_bag(bag: FeatureBag, path: str | Path, dtype: str = "float16") -> Path:
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("features", data=feats.astype(dtype))
         if bag.coords is not None:
-            f.create_dataset("coords", data=np.asarray(bag.coords, dtype=np.int64))
+            d = f.create_dataset("coords", data=np.asarray(bag.coords, dtype=np.int64))
+            for key, value in {**slide_coords_attrs(bag.attrs), **bag.coords_attrs}.items():
+                if value is not None:
+                    d.attrs[key] = np.asarray(value) if isinstance(value, (list, tuple)) else value
         if bag.tokens is not None:
             f.create_dataset("tokens", data=np.asarray(bag.tokens).astype(dtype), chunks=True, compression="lzf")
         if bag.grid_index is not None:
@@ -83,6 +114,57 @@ def save_bag(bag: FeatureBag, path: str | Path, dtype: str = "float16") -> Path:
             if value is not None:
                 f.attrs[key] = np.asarray(value) if isinstance(value, (list, tuple)) else value
     return Path(path)
+
+
+def slide_coords_attrs(
+    attrs: dict[str, Any],
+    level_downsample: float | None = None,
+    level_dim: Sequence[int] | None = None,
+    objective_power: float | None = None,
+    slide_mpp: float | None = None,
+    overlap: float | None = None,
+) -> dict[str, Any]:
+    """CLAM's and TRIDENT's ``coords`` attributes for a slide bag with medwss attributes `attrs`.
+
+    Args:
+        attrs: The bag's attributes (``kind``, ``tile_size``, ``span``, ``level``, ``mpp``, ``case_id``).
+        level_downsample: Downsample of level ``level`` (None: unknown; then ``patch_level`` is 0 and
+            ``patch_size`` the level-0 side, which reads the same region).
+        level_dim: (width, height) of level ``level``.
+        objective_power: The slide's objective power (``level0_magnification``).
+        slide_mpp: Level-0 microns per pixel (with `objective_power`, gives ``target_magnification``;
+            without it, the target magnification is written by the 10 / mpp convention, 20x at 0.5 µm/px).
+        overlap: medwss's overlap fraction; written as TRIDENT's pixels at the target resolution.
+
+    Returns:
+        The attributes (empty for volume bags or bags without ``span``).
+    """
+    if attrs.get("kind") not in (None, "slide") or attrs.get("span") is None or attrs.get("tile_size") is None:
+        return {}
+    span = float(attrs["span"])
+    tile = int(np.atleast_1d(attrs["tile_size"])[0])
+    known = level_downsample is not None and attrs.get("level") is not None
+    d = float(level_downsample) if known else 1.0  # type: ignore[arg-type]
+    out: dict[str, Any] = {
+        "patch_size": int(round(span / d)),
+        "patch_level": int(attrs["level"]) if known else 0,
+        "downsample": [d, d],
+        "patch_size_level0": int(round(span)),
+        "name": str(attrs.get("case_id", "")),
+    }
+    if level_dim is not None and known:
+        out["level_dim"] = [int(v) for v in level_dim]
+        out["downsampled_level_dim"] = [int(v) for v in level_dim]
+    mpp = attrs.get("mpp")
+    if objective_power:
+        out["level0_magnification"] = float(objective_power)
+        if slide_mpp and mpp:
+            out["target_magnification"] = round(float(objective_power) * float(slide_mpp) / float(mpp), 3)
+    elif mpp:
+        out["target_magnification"] = round(10.0 / float(mpp), 3)
+    if overlap is not None:
+        out["overlap"] = int(round(float(overlap) * tile))
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -168,9 +250,11 @@ def check_bag(
     Raises:
         InvalidDataError (`medwss.io.limits.LimitExceededError` for the size limits), naming `path`.
     """
-    if features.size and not np.isfinite(features).all():
+    if features.size and _BAG_NAN.get() != "keep" and not np.isfinite(features).all():
         bad = int((~np.isfinite(features)).any(axis=1).sum())
-        raise InvalidDataError(f"{bad} of {len(features)} feature rows hold NaN or infinite values; re-embed", path)
+        raise InvalidDataError(
+            f"{bad} of {len(features)} feature rows hold NaN or infinite values; re-embed (or --nan keep)", path
+        )
     cap = limit("MEDWSS_MAX_COORD")
     if coords is not None and coords.size:
         c = np.asarray(coords)

@@ -221,8 +221,176 @@ def load_tiles(path: str | Path) -> TileSet:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+# --- CLAM and TRIDENT coordinate files -----------------------------------------------------------
+
+TILE_FILE_PATTERNS = ("{}.tiles.h5", "{}.h5", "{}_patches.h5", "patches/{}.h5", "patches/{}_patches.h5")
+"""File names looked for under ``--tiles DIR``, for the case id and then the slide's file stem: medwss's
+``<case_id>.tiles.h5``, CLAM's ``patches/<slide_id>.h5`` and TRIDENT's ``patches/<name>_patches.h5``."""
+
+
+def is_medwss_tiles(path: str | Path) -> bool:
+    """True if `path` is a tile file written by `save_tiles` (it has the ``kind`` attribute)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return "kind" in f.attrs
+    except OSError:
+        return False
+
+
+def find_tiles(tiles: str | Path, case_id: str, image: str | Path | None = None, single: bool = False) -> Path | None:
+    """The tile file of a case under ``--tiles FILE_OR_DIR``, or None.
+
+    Args:
+        tiles: A folder (medwss, CLAM or TRIDENT layout, see `TILE_FILE_PATTERNS`) or one file.
+        case_id: The case.
+        image: The case's slide, whose file stem CLAM and TRIDENT name their files by.
+        single: The manifest has this one case, so a single file given as `tiles` is its file whatever its name.
+    """
+    p = Path(tiles)
+    stems = [case_id] + ([Path(image).stem] if image is not None and Path(image).stem != case_id else [])
+    if p.is_file():
+        name = p.name
+        for suffix in (".tiles.h5", "_patches.h5", ".h5"):
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        return p if single or name in stems else None
+    for stem in stems:
+        for pattern in TILE_FILE_PATTERNS:
+            candidate = p / pattern.format(stem)
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _attr_scalar(value: Any) -> float:
+    return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+
+
+def tiles_from_coords(
+    path: str | Path, slide_path: str | Path, case_id: str | None = None, mpp_override: float | None = None
+) -> TileSet:
+    """A `TileSet` from a CLAM or TRIDENT coordinates file (``coords`` N×2 level-0 x, y, attributes on it).
+
+    The level-0 tile side is TRIDENT's ``patch_size_level0``, else CLAM's ``patch_size`` times the
+    ``downsample`` of its ``patch_level`` (read from the slide when the file lacks it), else
+    ``patch_size``; tiles are ``patch_size`` pixels, read at ``slide mpp × level-0 side / patch_size``
+    µm/px (the resolution CLAM and TRIDENT read them at). Grid indices are the coordinates divided by
+    the tile step (TRIDENT's ``overlap`` pixels taken off); the tissue fraction of each tile is
+    unknown and recorded as 1. A medwss feature bag works too (its own ``tile_size`` and ``span`` are used).
+
+    Args:
+        path: The coordinates ``.h5``.
+        slide_path: The slide the coordinates are on.
+        case_id: Case id to record (default: the file's ``name`` attribute or stem).
+        mpp_override: Level-0 µm/px for slides without it (else TRIDENT's ``level0_magnification``
+            gives 10 / magnification µm/px, the usual convention, recorded as ``assumed_slide_mpp``).
+
+    Raises:
+        CorruptFileError: No ``coords`` dataset or no ``patch_size``. MissingMetadataError: the slide has no mpp.
+        InvalidDataError: Claims over the limits (`check_tileset`).
+    """
+    import h5py
+
+    from medwss.errors import MissingMetadataError
+    from medwss.io.slide import open_slide
+
+    p = require_file(path)
+    try:
+        with h5py.File(p, "r") as f:
+            if "coords" not in f:
+                raise CorruptFileError(f"no 'coords' dataset (has: {', '.join(f.keys()) or 'nothing'})", p)
+            root = {k: _plain(v) for k, v in f.attrs.items()}
+            a = {**root, **{k: _plain(v) for k, v in f["coords"].attrs.items()}}
+            coords = np.asarray(_read_dataset(f, "coords", p))
+    except OSError as exc:
+        raise CorruptFileError(f"not a readable coordinates file ({exc})", p) from exc
+    if coords.ndim == 3 and coords.shape[0] == 1:
+        coords = coords[0]
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise InvalidDataError(f"'coords' must be N×2 (x, y), got shape {coords.shape}", p)
+    if not np.issubdtype(coords.dtype, np.number) or (coords.size and not np.isfinite(coords).all()):
+        raise InvalidDataError("'coords' hold non-numeric, NaN or infinite values", p)
+    if a.get("patch_size") is None and a.get("tile_size") is None:
+        raise CorruptFileError("no patch_size attribute on 'coords' (not a CLAM or TRIDENT coordinates file)", p)
+    medwss_bag = root.get("span") is not None and root.get("tile_size") is not None  # medwss's own tile geometry
+    tile = int(round(_attr_scalar(root["tile_size"] if medwss_bag else a.get("patch_size", a.get("tile_size")))))
+    check_tile_size((tile,), p)
+    fmt = "trident" if a.get("patch_size_level0") is not None else "clam"
+    if medwss_bag:
+        fmt = "medwss bag"
+    assumed: float | None = None
+    with open_slide(slide_path, mpp=mpp_override) as slide:
+        if not slide.has_mpp and a.get("level0_magnification"):
+            assumed = slide.mpp_override = 10.0 / _attr_scalar(a["level0_magnification"])
+        if not slide.has_mpp:
+            raise MissingMetadataError(
+                "slide has no microns-per-pixel metadata and the coordinates file no level0_magnification; "
+                "pass --mpp-override",
+                slide_path,
+            )
+        if medwss_bag:
+            span = _attr_scalar(root["span"])
+        elif a.get("patch_size_level0") is not None:
+            span = _attr_scalar(a["patch_size_level0"])
+        else:
+            level = int(_attr_scalar(a.get("patch_level") or 0))
+            if a.get("downsample") is not None:
+                down = _attr_scalar(a["downsample"])
+            elif level < slide.level_count:
+                down = float(slide.level_downsamples[level])
+            else:
+                raise InvalidDataError(f"patch_level {level} but the slide has {slide.level_count} levels", p)
+            span = tile * down
+        if not (math.isfinite(span) and span > 0):
+            raise InvalidDataError(f"level-0 tile side {span} must be a positive number", p)
+        slide_mpp = float(slide.mpp)
+        factor = span / tile
+        level = int(slide.best_level_for_downsample(factor))
+        dims = [int(v) for v in slide.dimensions]
+        power = slide.objective_power
+    overlap_px = _attr_scalar(a["overlap"]) if fmt == "trident" and a.get("overlap") is not None else 0.0
+    step = span * (1 - min(max(overlap_px, 0.0), tile - 1) / tile)
+    coords = np.rint(coords).astype(np.int64)
+    if len(coords):
+        origin = coords.min(axis=0)
+        grid = np.rint((coords - origin) / step).astype(np.int64)[:, ::-1]  # (row, col)
+        shape: tuple[int, ...] = tuple(int(v) + 1 for v in grid.max(axis=0))
+    else:
+        grid, shape = np.zeros((0, 2), np.int64), (1, 1)
+    name = case_id or str(a.get("name") or a.get("case_id") or p.stem.removesuffix("_patches"))
+    tiles = TileSet(
+        case_id=name,
+        source=str(slide_path),
+        kind="slide",
+        coords=coords,
+        grid_index=grid,
+        grid_shape=shape,
+        tile_size=(tile,),
+        tissue_fraction=np.ones(len(coords), np.float32),
+        mpp=slide_mpp * factor,
+        level=level,
+        span=span,
+        attrs={
+            "source_format": fmt,
+            "coords_file": str(p),
+            "slide_mpp": slide_mpp,
+            "dimensions": dims,
+            "overlap": float(overlap_px / tile),
+            **({"level0_magnification": float(power)} if power else {}),
+            **({"assumed_slide_mpp": assumed} if assumed else {}),
+        },
+    )
+    check_tileset(tiles, p)
+    return tiles

@@ -5,6 +5,9 @@ or Otsu's threshold on the saturation), not as bright as glass, not so dark that
 and not pen ink (a green-to-blue hue). The mask is then closed, its holes filled, opened, and objects
 smaller than a minimum area dropped. Sizes are given in µm and converted with the slide's mpp.
 
+Fluorescence (multiplex) slides: Otsu's threshold on the log intensity of a nuclear channel
+(DAPI, Hoechst, ...), then the same morphology.
+
 Volumes: CT keeps voxels above a Hounsfield threshold, other modalities above Otsu's threshold;
 the largest connected component is kept and its holes filled slice by slice along the axial axis.
 QA images show axial slices of the canonical RAS+ grid, whatever the stored axis order.
@@ -71,6 +74,10 @@ class TissueConfig(StrictConfig):
     """Drop tissue pieces smaller than this, µm²."""
     min_area_px: int = Field(default=4, ge=0)
     """And smaller than this many mask pixels, whatever the scale."""
+    mode: Literal["auto", "brightfield", "fluorescence"] = "auto"
+    """``auto``: fluorescence detection for multiplex slides (QPTIFF, OME ``CYX``), brightfield otherwise."""
+    nuclear_channel: str | int | None = None
+    """Fluorescence: the channel thresholded (name or index); None: the first named like DAPI/Hoechst/DNA, else 0."""
 
 
 @dataclass
@@ -226,6 +233,53 @@ def tissue_from_rgb(
     return tissue, pen, threshold
 
 
+NUCLEAR_NAMES = ("dapi", "hoechst", "dna", "nuclear", "nuclei", "draq5", "sytox")
+
+
+def nuclear_channel(names: Sequence[str], choice: str | int | None = None) -> int:
+    """Index of the nuclear channel: `choice` (name or index), else the first named like DAPI/Hoechst, else 0."""
+    from medwss.io.slide import resolve_channel
+
+    if choice is not None:
+        return resolve_channel(choice, names)
+    for i, name in enumerate(names):
+        if any(key in name.lower() for key in NUCLEAR_NAMES):
+            return i
+    return 0
+
+
+def tissue_from_fluorescence(
+    channel: np.ndarray, config: TissueConfig | None = None, mpp: float = 8.0
+) -> tuple[np.ndarray, float]:
+    """Tissue mask of a fluorescence thumbnail: Otsu's threshold on the log intensity of a nuclear channel.
+
+    Tissue is bright (stained nuclei) on a dark background, so a pixel is tissue above the threshold;
+    the mask is then closed, filled, opened and cleaned as in `tissue_from_rgb` (the config's µm sizes).
+
+    Args:
+        channel: (h, w) intensities of the nuclear channel (any dtype).
+        config: Detection settings (defaults if None).
+        mpp: Microns per pixel of `channel`.
+
+    Returns:
+        (mask, threshold): (h, w) bool tissue, and the threshold in the channel's intensity units.
+    """
+    cfg = config or TissueConfig()
+    logged = np.log1p(np.clip(np.asarray(channel, dtype=np.float32), 0, None))
+    level = otsu_threshold(logged)
+    tissue = logged > level
+    r_close, r_open = _px(cfg.close_um, mpp), _px(cfg.open_um, mpp)
+    if r_close:
+        padded = np.pad(tissue, r_close)
+        tissue = ndimage.binary_closing(padded, _disk(r_close))[r_close:-r_close, r_close:-r_close]
+    if cfg.fill_holes:
+        tissue = _fill(tissue, None if cfg.max_hole_um2 is None else cfg.max_hole_um2 / mpp**2)
+    if r_open:
+        tissue = ndimage.binary_opening(tissue, _disk(r_open))
+    tissue = _remove_small(tissue, max(cfg.min_area_um2 / mpp**2, cfg.min_area_px))
+    return tissue, float(np.expm1(level))
+
+
 def detect_tissue(slide: Slide, config: TissueConfig | None = None) -> TissueMask:
     """Find the tissue of a slide on a thumbnail.
 
@@ -247,6 +301,23 @@ def detect_tissue(slide: Slide, config: TissueConfig | None = None) -> TissueMas
     th, tw = thumb.shape[:2]
     downsample = (w0 / tw, h0 / th)
     mpp = slide_mpp * (downsample[0] + downsample[1]) / 2
+    names = slide.channel_names
+    if cfg.mode == "fluorescence" or (cfg.mode == "auto" and names is not None):
+        if names is None:
+            raise InvalidDataError(
+                "fluorescence tissue detection needs a multiplex slide (QPTIFF, OME CYX)", slide.path
+            )
+        try:
+            c = nuclear_channel(names, cfg.nuclear_channel)
+        except ValueError as exc:
+            raise InvalidDataError(f"tissue.nuclear_channel: {exc}", slide.path) from exc
+        channel = slide.thumbnail_channels(size)[..., c]
+        if channel.shape != thumb.shape[:2]:
+            from PIL import Image
+
+            channel = np.asarray(Image.fromarray(channel).resize((tw, th), Image.Resampling.BILINEAR))
+        mask, threshold = tissue_from_fluorescence(channel, cfg, mpp)
+        return TissueMask(mask, downsample, thumb, None, threshold, mpp)
     mask, pen, threshold = tissue_from_rgb(thumb, cfg, mpp)
     return TissueMask(mask, downsample, thumb, pen, threshold, mpp)
 
@@ -284,6 +355,48 @@ def save_tissue_png(tissue_mask: TissueMask, path: str | Path) -> Path:
         out[pen] = out[pen] * 0.5 + np.array([127, 0, 0], np.float32)
     out[_outline(mask, max(1, f))] = (0, 200, 0)
     return save_rgb_png(out.clip(0, 255).astype(np.uint8), path)
+
+
+TISSUE_CLASS = "Tissue"
+
+
+def tissue_polygons(tissue_mask: TissueMask) -> list:
+    """The tissue as polygons with their holes, in level-0 pixels (rings ``[outer, hole, ...]`` where holed)."""
+    from medwss.io.annotations import mask_to_polygons, rings
+
+    scale = np.asarray(tissue_mask.downsample, dtype=np.float64)
+    shapes = []
+    for shape in mask_to_polygons(tissue_mask.mask, downsample=1.0, holes=True):
+        loops = [r * scale for r in rings(shape)]
+        shapes.append(loops[0] if len(loops) == 1 else loops)
+    return shapes
+
+
+def save_tissue_geojson(tissue_mask: TissueMask, path: str | Path) -> Path:
+    """The tissue mask as QuPath GeoJSON: one ``annotation`` of class ``Tissue`` per piece, holes kept,
+    level-0 pixels; edit it in QuPath and give it back to ``medwss tile --tissue-geojson``. Atomic write."""
+    from medwss.io.annotations import write_geojson
+
+    return write_geojson(tissue_polygons(tissue_mask), path, classification=TISSUE_CLASS, color=(0, 200, 0))
+
+
+def tissue_from_geojson(path: str | Path, tissue_mask: TissueMask) -> TissueMask:
+    """`tissue_mask` with its mask replaced by the polygons of a GeoJSON file (level-0 pixels, e.g. a
+    mask edited in QuPath), rasterised on the same grid (a pixel is tissue when its centre is inside;
+    holes are cut out). Every polygon of the file counts, whatever its class.
+
+    Raises:
+        FileNotFound, CorruptFileError: The file is missing or not GeoJSON. InvalidDataError: it has no polygon.
+    """
+    from medwss.io.annotations import polygons_to_mask, read_geojson, rings
+
+    shapes = read_geojson(path)
+    if not shapes:
+        raise InvalidDataError("tissue GeoJSON holds no polygon", path)
+    scale = np.asarray(tissue_mask.downsample, dtype=np.float64)
+    scaled = [[r / scale for r in rings(s)] for s in shapes]
+    mask = polygons_to_mask(scaled, tissue_mask.mask.shape, 1.0)
+    return TissueMask(mask, tissue_mask.downsample, tissue_mask.thumbnail, None, None, tissue_mask.mpp)
 
 
 # --- volumes ------------------------------------------------------------------------------------

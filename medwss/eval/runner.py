@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,11 +23,12 @@ from pydantic import Field
 
 from medwss.config import StrictConfig
 from medwss.data.manifest import Case, Manifest
+from medwss.embed.failures import FailureLog
 from medwss.errors import MedwssError
 from medwss.eval.overlap import nsd
 from medwss.eval.pooled import ci
 from medwss.eval.segmentation import evaluate_case, summarize, summary_table
-from medwss.io.atomic import write_text
+from medwss.io.atomic import dumps_json, to_jsonable, write_text
 
 CASE_COLUMNS = (
     "case_id", "site", "split", "label", "case_score", "dice", "hd95", "assd", "nsd", "empty_agree", "n_gt_lesions", "n_candidates",
@@ -104,7 +104,10 @@ def load_pair(
         raise CaseFailure(f"prediction shape {prob.shape} differs from the mask's {gt_vol.shape[:3]}", pred_path)
     if not np.allclose(pred_vol.affine, gt_vol.affine, atol=cfg.affine_tol):
         raise CaseFailure("prediction affine differs from the mask's (another grid); resample it first", pred_path)
-    finite = prob[np.isfinite(prob)]
+    n_bad = int(prob.size - np.isfinite(prob).sum())
+    if n_bad:  # an all-NaN map would otherwise score as an empty prediction
+        raise CaseFailure(f"{n_bad} of {prob.size} values are NaN or infinite; not a probability map", pred_path)
+    finite = prob
     if finite.size and (finite.min() < -1e-6 or finite.max() > 1 + 1e-6):
         raise CaseFailure(f"values in [{finite.min():.3g}, {finite.max():.3g}], not probabilities", pred_path)
     gt_arr = np.asarray(gt_vol.array).reshape(prob.shape)
@@ -140,8 +143,9 @@ def evaluate_manifest(
             )  # fmt: skip
             if prob.ndim in (2, 3):
                 row["nsd"] = nsd(prob >= cfg.threshold, gt, cfg.nsd_tolerance, spacing=spacing[: prob.ndim])
-        except (MedwssError, ValueError) as exc:
-            failures.append({"case_id": case.case_id, "problem": str(exc)})
+        except Exception as exc:  # one bad case is reported and skipped, never the whole job
+            problem = str(exc) if isinstance(exc, MedwssError) else f"{type(exc).__name__}: {exc}"
+            failures.append({"case_id": case.case_id, "problem": problem, "image": getattr(exc, "path", None) or ""})
             continue
         info = {"case_id": case.case_id, "patient_id": case.patient_id, "site": case.site, "split": case.split or ""}
         rows.append({**info, "modality": case.modality, **{f"meta_{k}": v for k, v in case.meta.items()}, **row})
@@ -190,14 +194,8 @@ def _with_surface(summary: list[dict[str, Any]], rows: list[dict[str, Any]], cfg
 
 
 def jsonable(value: Any) -> Any:
-    """`value` with NaN and infinite floats replaced by None (strict JSON), recursively."""
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+    """`value` with NaN and infinite floats replaced by None (strict JSON), recursively (`to_jsonable`)."""
+    return to_jsonable(value)
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -242,12 +240,13 @@ def write_outputs(
     summary = summarize(rows, cfg.group_by, cfg.seed, cfg.n_boot, fp_rates=cfg.fp_rates) if rows else []
     _with_surface(summary, rows, cfg)
     record = {"n_cases": n_cases, "n_evaluated": len(rows), "summary": summary, "failures": failures}
-    text = json.dumps(jsonable({**record, "config": cfg.model_dump()}), indent=2, allow_nan=False)
-    write_text(out / "summary.json", text + "\n")
+    write_text(out / "summary.json", dumps_json({**record, "config": cfg.model_dump()}) + "\n")
     write_text(out / "cases.csv", _csv(rows, [c for c in CASE_COLUMNS if not rows or c in rows[0]]))
     dets = [{"case_id": r["case_id"], "confidence": c, "is_tp": int(t)} for r in rows for c, t in r["detections"]]
     write_text(out / "detections.csv", _csv(dets, ["case_id", "confidence", "is_tp"]))
-    write_text(out / "failures.csv", _csv(failures, ["case_id", "problem"]))
+    log = FailureLog(out / "failures.csv", fresh=True)  # the one failure log (case_id, image, error)
+    for f in failures:
+        log.record(f["case_id"], f.get("image", ""), f["problem"])
     if summary:
         write_text(out / "summary.md", _markdown(summary, failures, cfg, n_cases))
         pr_froc_png(rows, out / "pr_froc.png", group_by=cfg.group_by, max_fp=max(cfg.fp_rates) * 2)

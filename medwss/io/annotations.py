@@ -3,7 +3,8 @@
 Coordinates are level-0 pixels, continuous: pixel ``(row, col)`` covers ``[col, col + 1) × [row, row + 1)``,
 so its centre is ``(col + 0.5, row + 0.5)``. A polygon is an ``(N, 2)`` float array of ``(x, y)``
 vertices, not repeating the first vertex at the end (GeoJSON rings are closed on writing and
-opened on reading).
+opened on reading). A polygon with holes is a list of rings ``[outer, hole, ...]``; every function
+taking polygons accepts both forms, and `read_geojson` gives a polygon with holes in the second.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 from scipy import ndimage
@@ -22,6 +24,8 @@ from medwss.io.atomic import write_text
 DEFAULT_CLASS = "Tumor"
 CLASS_COLORS = {"Tumor": (200, 0, 0)}
 EXCLUSION_GROUPS = ("_2", "Exclusion")
+Shape = Union[np.ndarray, Sequence[np.ndarray]]  # noqa: UP007
+"""A polygon: an (N, 2) array, or a list of rings ``[outer, hole, ...]``."""
 """CAMELYON16 groups that mark regions to exclude from tumour annotations."""
 
 
@@ -44,6 +48,13 @@ def _drop_collinear(p: np.ndarray) -> np.ndarray:
     return p[keep] if keep.sum() >= 3 else p
 
 
+def rings(shape: Shape) -> list[np.ndarray]:
+    """The rings of a polygon, outer first: ``[outer]`` for an (N, 2) array, ``[outer, hole, ...]`` otherwise."""
+    if isinstance(shape, np.ndarray) and shape.ndim == 2:
+        return [_as_polygon(shape)]
+    return [_as_polygon(r) for r in shape]
+
+
 def polygon_area(polygon: np.ndarray) -> float:
     """Unsigned area of a simple polygon (shoelace formula), in squared coordinate units."""
     p = _as_polygon(polygon)
@@ -51,55 +62,76 @@ def polygon_area(polygon: np.ndarray) -> float:
     return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
 
 
-def mask_to_polygons(mask: np.ndarray, downsample: float = 1.0, min_area: float = 0.0) -> list[np.ndarray]:
+def _ring_of(region: np.ndarray, box: tuple[slice, slice], downsample: float) -> np.ndarray | None:
+    """The 0.5 iso-line around a filled region (cut out of the mask at `box`), in level-0 pixels."""
+    import contourpy
+
+    padded = np.pad(region, 1).astype(np.float64)
+    lines = contourpy.contour_generator(z=padded, line_type=contourpy.LineType.Separate).lines(0.5)
+    # One closed line per filled region; keep the largest if a saddle point split it.
+    best = max((_as_polygon(np.asarray(line)) for line in lines if len(line) >= 4), key=polygon_area, default=None)
+    if best is None:
+        return None
+    best = _drop_collinear(best)
+    offset = np.array([box[1].start - 1, box[0].start - 1], dtype=np.float64)
+    return (best + offset + 0.5) * float(downsample)
+
+
+def mask_to_polygons(
+    mask: np.ndarray, downsample: float = 1.0, min_area: float = 0.0, holes: bool = False
+) -> list[Shape]:
     """Outer boundaries of the connected regions of a binary mask, in level-0 pixel coordinates.
 
-    Each 4-connected region gives one polygon (holes are filled): the 0.5 iso-line of the mask,
-    which runs half-way between region pixels and background pixels, so rasterising the polygons
-    again with `polygons_to_mask` gives back the mask with its holes filled.
+    Each 4-connected region gives one polygon: the 0.5 iso-line of the mask, which runs half-way
+    between region pixels and background pixels, so rasterising the polygons again with
+    `polygons_to_mask` gives back the mask (with its holes filled unless `holes`).
 
     Args:
         mask: (H, W) boolean or 0/1 array, indexed (row, col).
         downsample: Level-0 pixels per mask pixel; mask pixel ``(r, c)`` is centred on level-0
             point ``((c + 0.5) d, (r + 0.5) d)``.
-        min_area: Drop polygons smaller than this area (level-0 pixels²).
+        min_area: Drop polygons smaller than this area (level-0 pixels², of the outer ring).
+        holes: Keep the holes: a region with holes gives rings ``[outer, hole, ...]``.
 
     Returns:
-        Polygons as (N, 2) arrays of (x, y), largest first.
+        Polygons as (N, 2) arrays of (x, y) (or ring lists, with `holes`), largest first.
     """
-    import contourpy
-
     binary = np.asarray(mask) > 0
     if binary.ndim != 2:
         raise ValueError(f"expected a 2D mask, got shape {binary.shape}")
     labels, n = ndimage.label(binary)
-    polygons = []
+    polygons: list[Shape] = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        region = ndimage.binary_fill_holes(labels[box] == index)
-        padded = np.pad(region, 1).astype(np.float64)
-        lines = contourpy.contour_generator(z=padded, line_type=contourpy.LineType.Separate).lines(0.5)
-        if not lines:
+        region = labels[box] == index
+        filled = ndimage.binary_fill_holes(region)
+        outer = _ring_of(filled, box, downsample)
+        if outer is None or polygon_area(outer) < min_area:
             continue
-        # One closed line per filled region; keep the largest if a saddle point split it.
-        best = max((_as_polygon(np.asarray(line)) for line in lines if len(line) >= 4), key=polygon_area, default=None)
-        if best is None:
+        if not holes or np.array_equal(filled, region):
+            polygons.append(outer)
             continue
-        best = _drop_collinear(best)
-        offset = np.array([box[1].start - 1, box[0].start - 1], dtype=np.float64)
-        poly = (best + offset + 0.5) * float(downsample)
-        if polygon_area(poly) >= min_area:
-            polygons.append(poly)
-    polygons.sort(key=polygon_area, reverse=True)
+        hole_labels, _ = ndimage.label(filled & ~region)
+        inner = []
+        for h_index, h_box in enumerate(ndimage.find_objects(hole_labels), start=1):
+            if h_box is None:
+                continue
+            full_box = (slice(box[0].start + h_box[0].start, box[0].start + h_box[0].stop),
+                        slice(box[1].start + h_box[1].start, box[1].start + h_box[1].stop))  # fmt: skip
+            ring = _ring_of(ndimage.binary_fill_holes(hole_labels[h_box] == h_index), full_box, downsample)
+            if ring is not None:
+                inner.append(ring)
+        polygons.append([outer, *inner] if inner else outer)
+    polygons.sort(key=lambda s: polygon_area(rings(s)[0]), reverse=True)
     return polygons
 
 
-def polygons_to_mask(polygons: Sequence[np.ndarray], shape: tuple[int, int], downsample: float = 1.0) -> np.ndarray:
+def polygons_to_mask(polygons: Sequence[Shape], shape: tuple[int, int], downsample: float = 1.0) -> np.ndarray:
     """Rasterise polygons (level-0 coordinates) onto a mask grid: a pixel is set if its centre is inside.
 
     Args:
-        polygons: (N, 2) arrays of (x, y) in level-0 pixels.
+        polygons: (N, 2) arrays of (x, y) in level-0 pixels, or ring lists ``[outer, hole, ...]``.
         shape: (H, W) of the output mask.
         downsample: Level-0 pixels per mask pixel.
 
@@ -111,8 +143,9 @@ def polygons_to_mask(polygons: Sequence[np.ndarray], shape: tuple[int, int], dow
     h, w = int(shape[0]), int(shape[1])
     out = np.zeros((h, w), dtype=bool)
     d = float(downsample)
-    for poly in polygons:
-        p = _as_polygon(poly) / d - 0.5  # mask index coordinates
+    for item in polygons:
+        outer, *holes = rings(item)
+        p = outer / d - 0.5  # mask index coordinates
         if len(p) < 3:
             continue
         c0, r0 = np.floor(p.min(axis=0)).astype(int)
@@ -121,39 +154,46 @@ def polygons_to_mask(polygons: Sequence[np.ndarray], shape: tuple[int, int], dow
         if c1 < c0 or r1 < r0:
             continue
         rr, cc = np.mgrid[r0 : r1 + 1, c0 : c1 + 1]
-        inside = MplPath(p).contains_points(np.column_stack([cc.ravel(), rr.ravel()]))
+        points = np.column_stack([cc.ravel(), rr.ravel()])
+        inside = MplPath(p).contains_points(points)
+        for hole in holes:
+            if len(hole) >= 3:
+                inside &= ~MplPath(hole / d - 0.5).contains_points(points)
         out[r0 : r1 + 1, c0 : c1 + 1] |= inside.reshape(rr.shape)
     return out
 
 
 def write_geojson(
-    polygons: Sequence[np.ndarray],
+    polygons: Sequence[Shape],
     path: str | Path,
     classification: str = DEFAULT_CLASS,
     color: tuple[int, int, int] | None = None,
+    object_type: str = "annotation",
+    measurements: Sequence[dict[str, float]] | None = None,
 ) -> Path:
     """Write polygons as a QuPath-compatible GeoJSON FeatureCollection of annotations, atomically.
 
     Args:
-        polygons: (N, 2) arrays of (x, y) in level-0 pixels.
+        polygons: (N, 2) arrays of (x, y) in level-0 pixels, or ring lists ``[outer, hole, ...]``.
         path: Output ``.geojson``.
         classification: Class name stored in ``properties.classification.name``.
         color: RGB colour of the class; a default for known classes.
+        object_type: QuPath's ``objectType``: ``annotation`` (editable regions) or ``detection``.
+        measurements: One ``{name: value}`` per polygon, QuPath's ``measurements`` (measurement maps).
     """
     rgb = list(color or CLASS_COLORS.get(classification, (255, 200, 0)))
+    if measurements is not None and len(measurements) != len(polygons):
+        raise ValueError(f"{path}: {len(measurements)} measurement rows for {len(polygons)} polygons")
     features = []
-    for poly in polygons:
-        p = _as_polygon(poly)
-        ring = [[float(x), float(y)] for x, y in p] + [[float(p[0, 0]), float(p[0, 1])]]
+    for i, poly in enumerate(polygons):
+        coords = []
+        for p in rings(poly):
+            coords.append([[float(x), float(y)] for x, y in p] + [[float(p[0, 0]), float(p[0, 1])]])
+        props: dict = {"objectType": object_type, "classification": {"name": classification, "color": rgb}}
+        if measurements is not None:
+            props["measurements"] = {k: float(v) for k, v in measurements[i].items()}
         features.append(
-            {
-                "type": "Feature",
-                "geometry": {"type": "Polygon", "coordinates": [ring]},
-                "properties": {
-                    "objectType": "annotation",
-                    "classification": {"name": classification, "color": rgb},
-                },
-            }
+            {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": coords}, "properties": props}
         )
     # One feature per line: compact, yet readable and diff-friendly.
     body = ",\n".join(json.dumps(f) for f in features)
@@ -171,19 +211,20 @@ def _feature_class(feature: dict) -> str | None:
     return props.get("name") if isinstance(props.get("name"), str) else None
 
 
-def read_geojson(path: str | Path, classification: str | None = None) -> list[np.ndarray]:
+def read_geojson(path: str | Path, classification: str | None = None) -> list[Shape]:
     """Polygons of a GeoJSON file (FeatureCollection, single Feature, or a list of features as
     older QuPath versions export).
 
-    Each Polygon gives its outer ring (holes are dropped); each MultiPolygon gives one polygon per
-    part. Other geometries (points, lines) are skipped.
+    Each Polygon gives its outer ring as an (N, 2) array, or, when it has holes, its rings
+    ``[outer, hole, ...]`` (`polygons_to_mask` cuts the holes out); each MultiPolygon gives one
+    polygon per part. Other geometries (points, lines) are skipped.
 
     Args:
         path: A ``.geojson``/``.json`` file.
         classification: Keep only features of this class name; all features if None.
 
     Returns:
-        (N, 2) float arrays of (x, y) in the file's coordinates (level-0 pixels for QuPath).
+        Polygons of (x, y) floats in the file's coordinates (level-0 pixels for QuPath).
     """
     path = require_file(path)
     try:
@@ -198,7 +239,7 @@ def read_geojson(path: str | Path, classification: str | None = None) -> list[np
         features = [data]
     else:
         features = [{"type": "Feature", "geometry": data, "properties": {}}]
-    polygons = []
+    polygons: list[Shape] = []
     for feature in features:
         if classification is not None and _feature_class(feature) != classification:
             continue
@@ -210,9 +251,11 @@ def read_geojson(path: str | Path, classification: str | None = None) -> list[np
             parts = geom["coordinates"]
         else:
             continue
-        for rings in parts:
-            if rings and len(rings[0]) >= 3:
-                polygons.append(_as_polygon(np.asarray(rings[0], dtype=np.float64)[:, :2]))
+        for part in parts:
+            if not part or len(part[0]) < 3:
+                continue
+            loops = [_as_polygon(np.asarray(r, dtype=np.float64)[:, :2]) for r in part if len(r) >= 3]
+            polygons.append(loops[0] if len(loops) == 1 else loops)
     return polygons
 
 

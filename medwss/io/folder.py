@@ -20,6 +20,10 @@ Each file is checked from its header (NIfTI/ITK header, DICOM headers, slide pro
 cannot be read is skipped and reported, never the whole folder. Files medwss does not read
 (``.csv``, ``.json``, hidden files, ...) are ignored. The modality is `modality` when given, else
 the DICOM header's, else ``WSI`` for slides and ``OT`` otherwise.
+
+`bags_from_folder` does the same for a folder of feature bags (``medwss embed`` bags, CLAM or
+TRIDENT ``.h5`` files with ``features`` and ``coords``): one case per ``.h5`` file, the id its stem
+(``slide_01.h5`` → ``slide_01``), no image, no label; `holds_bags` tells the two kinds of folder apart.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pathlib import Path
 from medwss.data.manifest import MODALITIES, Case, Manifest, case_id_problem
 from medwss.errors import InvalidDataError, MedwssError, require_file
 
-__all__ = ["FOLDER_SUFFIXES", "cases_from_folder", "cases_from_input", "strip_suffix"]
+__all__ = ["FOLDER_SUFFIXES", "bags_from_folder", "cases_from_folder", "cases_from_input", "holds_bags", "strip_suffix"]
 
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _VOLUME = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".gipl.gz", ".gipl", ".vtk")
@@ -285,3 +289,90 @@ def cases_from_input(
     assert manifest is not None
     m = load_manifest(manifest)
     return m, list(m.cases), []
+
+
+def _bag_files(root: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(".h5")
+        and not p.name.lower().endswith(".tiles.h5")
+    )  # fmt: skip
+
+
+def holds_bags(folder: str | Path) -> bool:
+    """True when `folder` holds feature bags (``.h5`` files other than ``.tiles.h5``), False for images.
+
+    Raises:
+        FileNotFound: `folder` does not exist.
+        InvalidDataError: Not a folder, or it holds both bags and image files (one kind per folder).
+    """
+    root = require_file(folder)
+    if not root.is_dir():
+        raise InvalidDataError("not a folder (-i takes a folder of feature bags or images)", root)
+    bags = _bag_files(root)
+    if not bags:
+        return False
+    images = [p.name for p in root.iterdir() if p.is_file() and strip_suffix(p.name) is not None]
+    if images:
+        raise InvalidDataError(
+            f"folder holds both feature bags ({bags[0].name}, ...) and images ({images[0]}, ...): give one kind", root
+        )
+    return True
+
+
+def _check_bag(path: Path) -> None:
+    """Raise unless `path` is an HDF5 file with a 2D (or (1, N, C)) numeric ``features`` dataset."""
+    import h5py
+    import numpy as np
+
+    try:
+        with h5py.File(path, "r") as f:
+            d = f.get("features")
+            if not isinstance(d, h5py.Dataset):
+                raise InvalidDataError(f"no 'features' dataset (has: {', '.join(f.keys()) or 'nothing'})", path)
+            shape = tuple(d.shape or ())
+            if not (len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)) or not np.issubdtype(d.dtype, np.number):
+                raise InvalidDataError(f"'features' must be N×C numbers, got shape {shape} of {d.dtype}", path)
+    except OSError as exc:
+        raise InvalidDataError(f"not a readable HDF5 feature bag ({exc})", path) from exc
+
+
+def bags_from_folder(folder: str | Path) -> tuple[list[Case], list[dict[str, str]]]:
+    """Bag-only cases (``features`` set; no image, label or split) of every ``.h5`` bag in `folder`.
+
+    Each file is checked from its header (a ``features`` dataset of N×C numbers); a file that fails,
+    or whose stem is not a valid case id, is skipped and reported.
+
+    Returns:
+        The cases, sorted by id, and the files skipped as ``{"path", "error"}`` rows.
+
+    Raises:
+        FileNotFound: `folder` does not exist.
+        InvalidDataError: Not a folder, no ``.h5`` file in it, or none of them can be read.
+    """
+    root = require_file(folder)
+    if not root.is_dir():
+        raise InvalidDataError("not a folder (-i takes a folder of feature bags)", root)
+    cases: list[Case] = []
+    skipped: list[dict[str, str]] = []
+    for p in _bag_files(root):
+        cid = p.name[: -len(".h5")]
+        problem = case_id_problem(cid)
+        if problem is None:
+            try:
+                _check_bag(p)
+            except MedwssError as exc:
+                problem = str(exc)
+        if problem:
+            skipped.append({"path": str(p), "error": problem if str(p) in problem else f"{p}: {problem}"})
+            continue
+        case = _case(cid, {}, "")
+        case.features = p
+        cases.append(case)
+    if not cases:
+        if not skipped:
+            raise InvalidDataError("no feature bag (.h5) in this folder", root)
+        shown = "; ".join(s["error"] for s in skipped[:3])
+        raise InvalidDataError(f"none of {len(skipped)} bag(s) could be read: {shown}", root)
+    return cases, skipped

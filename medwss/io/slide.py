@@ -1,8 +1,15 @@
-"""`Slide`: a lazy whole-slide image pyramid, read through OpenSlide or, as a fallback, tifffile."""
+"""`Slide`: a lazy whole-slide image pyramid, read through OpenSlide or, as fallbacks, tifffile and DICOM readers.
+
+Multiplex fluorescence slides (QPTIFF, OME-TIFF with one grey page per channel) are read as
+channels (`Slide.read_channels`); `Slide.read_region` gives up to three chosen channels as the
+planes of an RGB image (one channel: grey), each scaled to 0-255 by its 99.9th percentile on the
+coarsest level, so tiling and encoders see a fixed display of the chosen channels.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,10 +62,81 @@ class Slide:
         mpp: Microns per pixel at level 0; overrides the file's value (required when the file has none).
     """
 
-    def __init__(self, backend: SlideBackend, path: Path, mpp: float | None = None) -> None:
+    def __init__(
+        self, backend: SlideBackend, path: Path, mpp: float | None = None, channels: Sequence[str | int] | None = None
+    ) -> None:
         self.backend = backend
         self.path = path
         self.mpp_override = mpp
+        self._tops: np.ndarray | None = None
+        self.channels: list[int] | None = None
+        names = self.channel_names
+        if names is None:
+            if channels:
+                raise UnsupportedFormatError(f"channels {list(channels)} asked of a slide that has none (RGB)", path)
+        else:
+            picks = [resolve_channel(c, names, path) for c in (channels or range(min(3, len(names))))]
+            if not 1 <= len(picks) <= 3:
+                raise ValueError(f"{path}: choose 1 to 3 channels of {names}, got {list(channels or [])}")
+            self.channels = picks
+
+    # --- channels (multiplex fluorescence) ----------------------------------------------------
+    @property
+    def channel_names(self) -> list[str] | None:
+        """Names of the channels of a multiplex slide (QPTIFF, OME ``CYX``); None for RGB slides."""
+        return getattr(self.backend, "channel_names", None)
+
+    @property
+    def is_fluorescence(self) -> bool:
+        """A multiplex slide of grey channels (tissue detection then thresholds a nuclear channel)."""
+        return self.channel_names is not None
+
+    def read_channels(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """All channels of a region of a multiplex slide: (height, width, C) in the file's dtype."""
+        if self.channel_names is None:
+            raise UnsupportedFormatError("not a multiplex slide: it has no channels to read", self.path)
+        w, h = self._check(level, size)
+        return self.backend.read_channels(int(location[0]), int(location[1]), level, w, h)  # type: ignore[attr-defined]
+
+    def channel_tops(self) -> np.ndarray:
+        """Per-channel display maximum: the 99.9th percentile of each channel on the coarsest level."""
+        if self._tops is None:
+            level = self.level_count - 1
+            lw, lh = self.level_dimensions[level]
+            scale = min(1.0, 2048 / max(lw, lh))
+            step = max(1, round(1 / scale))
+            data = self.read_channels((0, 0), level, (lw, lh))[::step, ::step]
+            tops = np.percentile(data.reshape(-1, data.shape[-1]).astype(np.float32), 99.9, axis=0)
+            self._tops = np.maximum(tops, 1e-6)
+        return self._tops
+
+    def _composite(self, data: np.ndarray) -> np.ndarray:
+        assert self.channels is not None
+        tops = self.channel_tops()
+        planes = [np.clip(data[..., c].astype(np.float32) * (255.0 / tops[c]), 0, 255) for c in self.channels]
+        if len(planes) == 1:
+            planes = planes * 3
+        while len(planes) < 3:
+            planes.append(np.zeros_like(planes[0]))
+        return np.round(np.stack(planes, axis=-1)).astype(np.uint8)
+
+    def thumbnail_channels(self, max_size: int = 1024) -> np.ndarray:
+        """All channels of the whole slide as float32 (h, w, C), longer side at most `max_size` pixels."""
+        from PIL import Image
+
+        w0, h0 = self.dimensions
+        scale = min(1.0, max_size / max(w0, h0))
+        tw, th = max(1, round(w0 * scale)), max(1, round(h0 * scale))
+        level = self.best_level_for_downsample(w0 / tw)
+        lw, lh = self.level_dimensions[level]
+        data = self.read_channels((0, 0), level, (lw, lh)).astype(np.float32)
+        if (lw, lh) == (tw, th):
+            return data
+        planes = [
+            np.asarray(Image.fromarray(data[..., c]).resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=2.0))
+            for c in range(data.shape[-1])
+        ]
+        return np.stack(planes, axis=-1)
 
     # --- metadata -----------------------------------------------------------------------------
     @property
@@ -130,12 +208,18 @@ class Slide:
     # --- pixels -------------------------------------------------------------------------------
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """Read `size` = (width, height) pixels of `level`, whose top-left is `location` in level-0 pixels."""
+        w, h = self._check(level, size)
+        if self.channels is not None:
+            return self._composite(self.backend.read_channels(int(location[0]), int(location[1]), level, w, h))  # type: ignore[attr-defined]
+        return self.backend.read(int(location[0]), int(location[1]), level, w, h)
+
+    def _check(self, level: int, size: tuple[int, int]) -> tuple[int, int]:
         if not 0 <= level < self.level_count:
             raise ValueError(f"{self.path}: level {level} out of range 0..{self.level_count - 1}")
         w, h = int(size[0]), int(size[1])
         if w <= 0 or h <= 0:
             raise ValueError(f"{self.path}: region size must be positive, got {size}")
-        return self.backend.read(int(location[0]), int(location[1]), level, w, h)
+        return w, h
 
     def best_level_for_downsample(self, downsample: float) -> int:
         """The coarsest level whose downsample does not exceed `downsample` (1% tolerance)."""
@@ -223,12 +307,40 @@ def _is_tiff(path: Path) -> bool:
     return head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
-    """Open a whole-slide image: OpenSlide first, tifffile as the fallback for TIFFs OpenSlide refuses.
+def resolve_channel(choice: str | int, names: Sequence[str], path: Path | None = None) -> int:
+    """Index of a channel given by name (case-insensitive) or index (an int, or a string of digits)."""
+    if isinstance(choice, int) or (isinstance(choice, str) and choice.strip().lstrip("-").isdigit()):
+        i = int(choice)
+        if not 0 <= i < len(names):
+            raise ValueError(f"{path}: channel index {i} out of range 0..{len(names) - 1} ({list(names)})")
+        return i
+    lowered = [n.lower() for n in names]
+    if str(choice).lower() not in lowered:
+        raise ValueError(f"{path}: no channel {choice!r}; the slide has {list(names)}")
+    return lowered.index(str(choice).lower())
+
+
+def _is_multiplex_tiff(path: Path) -> bool:
+    import tifffile
+
+    from medwss.io.slide_tifffile import _is_multiplex
+
+    try:
+        with tifffile.TiffFile(str(path)) as tif:
+            return bool(tif.series) and _is_multiplex(tif.series[0])
+    except Exception:
+        return False
+
+
+def open_slide(path: str | Path, mpp: float | None = None, channels: Sequence[str | int] | None = None) -> Slide:
+    """Open a whole-slide image: OpenSlide first, then tifffile (TIFFs OpenSlide refuses, multiplex
+    TIFF/QPTIFF) or a DICOM reader (DICOM WSI OpenSlide refuses: wsidicom if installed, else pydicom).
 
     Args:
-        path: Slide file (SVS, NDPI, MRXS, SCN, generic/OME TIFF, DICOM WSI) or a DICOM WSI folder.
+        path: Slide file (SVS, NDPI, MRXS, SCN, generic/OME TIFF, QPTIFF, DICOM WSI) or a DICOM WSI folder.
         mpp: Microns per pixel at level 0, overriding (or supplying) the file's value.
+        channels: Multiplex slides: 1 to 3 channels (names or indices) shown as the RGB planes of
+            `Slide.read_region`; default the first three.
 
     Raises:
         FileNotFound, UnsupportedFormatError, CorruptFileError.
@@ -247,18 +359,28 @@ def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
     if mpp is not None and not mpp > 0:
         raise ValueError(f"{p}: mpp must be positive, got {mpp}")
     reasons = []
+    is_tiff = _is_tiff(target)
+    multiplex = is_tiff and _is_multiplex_tiff(target)  # OpenSlide would read only the first channel
     try:
-        fmt = openslide.OpenSlide.detect_format(str(target))
+        fmt = None if multiplex else openslide.OpenSlide.detect_format(str(target))
     except Exception:
         fmt = None
     if fmt is not None:
         try:
-            return Slide(OpenSlideBackend(target), p, mpp)
+            return Slide(OpenSlideBackend(target), p, mpp, channels)
         except openslide.OpenSlideError as exc:
             reasons.append(f"OpenSlide: {exc}")
-    if _is_tiff(target):
+    if is_tiff:
         try:
-            return Slide(TiffFileBackend(target), p, mpp)
+            return Slide(TiffFileBackend(target), p, mpp, channels)
+        except (UnsupportedFormatError, CorruptFileError) as exc:
+            detail = f"{exc.message} (OpenSlide: {reasons[0][len('OpenSlide: ') :]})" if reasons else exc.message
+            raise type(exc)(detail, p) from exc
+    if _dicom_sop_class(target) == WSI_SOP_CLASS:
+        from medwss.io.slide_dicom import open_dicom_backend
+
+        try:
+            return Slide(open_dicom_backend(p), p, mpp, channels)
         except (UnsupportedFormatError, CorruptFileError) as exc:
             detail = f"{exc.message} (OpenSlide: {reasons[0][len('OpenSlide: ') :]})" if reasons else exc.message
             raise type(exc)(detail, p) from exc

@@ -1,4 +1,5 @@
-"""tifffile backend: plain, strip and OME TIFF that OpenSlide refuses; decodes only the segments a region needs."""
+"""tifffile backend: plain, strip and OME TIFF that OpenSlide refuses, and multiplex TIFF/QPTIFF (one grey page
+per channel, read as channels); decodes only the segments a region needs."""
 
 from __future__ import annotations
 
@@ -52,6 +53,33 @@ def _tag_mpp(page) -> tuple[float, float] | None:  # noqa: ANN001
     return (per / rx, per / ry) if rx > 0 and ry > 0 else None
 
 
+def _is_multiplex(series) -> bool:  # noqa: ANN001
+    """A series of several grey channels, one page per channel (QPTIFF, OME-TIFF ``CYX``)."""
+    axes = series.axes.upper()
+    return axes in ("CYX", "CYXS") and series.shape[0] > 1 and (axes == "CYX" or series.shape[-1] == 1)
+
+
+def _channel_names(tif, pages: list) -> list[str]:  # noqa: ANN001
+    """Names of the channels: QPTIFF ``<Name>`` of each page, OME ``Channel Name=``, else ``channel<i>``."""
+    names: list[str | None] = [None] * len(pages)
+    if tif.is_qpi:
+        for i, page in enumerate(pages):
+            m = re.search(r"<Name>([^<]+)</Name>", page.description or "")
+            names[i] = m.group(1).strip() if m else None
+    elif tif.is_ome:
+        found = re.findall(r'<Channel\b[^>]*\bName="([^"]*)"', tif.ome_metadata or "")
+        if len(found) == len(pages):
+            names = list(found)
+    out = [n or f"channel{i}" for i, n in enumerate(names)]
+    return [n if out.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(out)]
+
+
+def _qpi_mpp(desc: str) -> tuple[float, float] | None:
+    """QPTIFF ``<ScanProfile>``'s pixel size: ``<PixelSizeMicrons>`` (µm per pixel)."""
+    m = re.search(r"<PixelSizeMicrons>([0-9.eE+-]+)</PixelSizeMicrons>", desc)
+    return (float(m.group(1)),) * 2 if m and float(m.group(1)) > 0 else None
+
+
 class TiffFileBackend:
     """Reads plain/strip/tiled/OME TIFF through tifffile, segment by segment."""
 
@@ -70,6 +98,13 @@ class TiffFileBackend:
         if not series:
             raise UnsupportedFormatError("TIFF holds no image", path)
         self._pages = [lvl.keyframe for lvl in series[0].levels]
+        self.channel_names: list[str] | None = None
+        self._channel_pages: list[list] = []
+        if _is_multiplex(series[0]):
+            self._channel_pages = [list(lvl.pages) for lvl in series[0].levels]
+            if any(len(pages) != len(self._channel_pages[0]) or None in pages for pages in self._channel_pages):
+                raise UnsupportedFormatError("multiplex TIFF whose levels hold different channel counts", path)
+            self.channel_names = _channel_names(self._tif, self._channel_pages[0])
         for page in self._pages:
             if page.compression not in tifffile.TIFF.DECOMPRESSORS:
                 raise UnsupportedFormatError(f"unsupported TIFF compression {int(page.compression)}", path)
@@ -84,11 +119,16 @@ class TiffFileBackend:
         self.vendor: str | None = (
             "ome" if self._tif.is_ome else ("aperio" if desc.startswith("Aperio") else "generic-tiff")
         )
+        if self._tif.is_qpi:
+            self.vendor = "qptiff"
+            qpi_mpp = _qpi_mpp(desc)
+            if qpi_mpp is not None:
+                self.properties["qptiff.mpp"] = str(qpi_mpp[0])
         mpp = _ome_mpp(self._tif.ome_metadata or "") if self._tif.is_ome else None
         aperio = re.search(r"MPP\s*=\s*([0-9.]+)", desc)
         if mpp is None and aperio:
             mpp = (float(aperio.group(1)),) * 2
-        self.mpp = mpp or _tag_mpp(page0)
+        self.mpp = mpp or _tag_mpp(page0) or (_qpi_mpp(desc) if self._tif.is_qpi else None)
         mag = re.search(r"AppMag\s*=\s*([0-9.]+)", desc) or re.search(r'NominalMagnification="([0-9.]+)"', desc)
         self.objective_power = float(mag.group(1)) if mag else None
         self._associated = {s.name.lower(): s for s in self._tif.series if (s.name or "").lower() in _ASSOCIATED}
@@ -100,15 +140,14 @@ class TiffFileBackend:
             return row * across + col
         return row
 
-    def read(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
-        page = self._pages[level]
-        ds = self.level_downsamples[level]
-        lx, ly = int(x / ds), int(y / ds)  # location is in level-0 pixels, as in OpenSlide
-        out = np.full((height, width, 3), 255, np.uint8)
+    def _read_page(
+        self, page, level: int, lx: int, ly: int, width: int, height: int, out: np.ndarray, rgb: bool
+    ) -> None:  # noqa: ANN001
+        """Paste the segments of `page` covering the level-pixel box at (lx, ly) into `out`."""
         x0, y0 = max(lx, 0), max(ly, 0)
         x1, y1 = min(lx + width, page.imagewidth), min(ly + height, page.imagelength)
         if x1 <= x0 or y1 <= y0:
-            return out
+            return
         th = page.tilelength if page.is_tiled else page.rowsperstrip
         tw = page.tilewidth if page.is_tiled else page.imagewidth
         fh = self._tif.filehandle
@@ -128,12 +167,30 @@ class TiffFileBackend:
                     ) from exc
                 if seg is None:
                     continue
-                seg = _to_rgb(seg[0])
+                seg = _to_rgb(seg[0]) if rgb else seg[0].reshape(seg.shape[1], seg.shape[2], -1)[..., 0]
                 # intersect the segment with the request
                 ax0, ay0 = max(sx, x0), max(sy, y0)
                 ax1, ay1 = min(sx + seg.shape[1], x1), min(sy + seg.shape[0], y1)
                 if ax1 > ax0 and ay1 > ay0:
                     out[ay0 - ly : ay1 - ly, ax0 - lx : ax1 - lx] = seg[ay0 - sy : ay1 - sy, ax0 - sx : ax1 - sx]
+
+    def read(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
+        ds = self.level_downsamples[level]
+        out = np.full((height, width, 3), 255, np.uint8)
+        self._read_page(self._pages[level], level, int(x / ds), int(y / ds), width, height, out, rgb=True)
+        return out
+
+    def read_channels(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
+        """Multiplex TIFF: (height, width, channels) in the file's dtype; 0 outside the image."""
+        if self.channel_names is None:
+            raise UnsupportedFormatError("not a multiplex TIFF: it has no channels to read", self.path)
+        pages = self._channel_pages[level]
+        ds = self.level_downsamples[level]
+        out = np.zeros((height, width, len(pages)), pages[0].dtype)
+        for i, page in enumerate(pages):
+            plane = np.zeros((height, width), page.dtype)
+            self._read_page(page, level, int(x / ds), int(y / ds), width, height, plane, rgb=False)
+            out[..., i] = plane
         return out
 
     def associated(self, name: str) -> np.ndarray:

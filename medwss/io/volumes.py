@@ -225,6 +225,9 @@ def _check_volume(volume: Volume, path: Path) -> None:
         raise InvalidDataError(
             f"complex voxels ({array.dtype}); medwss needs real values (split magnitude/phase)", path
         )
+    if array.ndim > 4 and sum(n != 1 for n in array.shape[3:]) <= 1:  # e.g. NIfTI (x, y, z, 1, c): drop the 1s
+        extra = tuple(n for n in array.shape[3:] if n != 1)
+        volume.array = array = array.reshape(array.shape[:3] + (extra or (1,)))
     if array.ndim > 4:
         raise InvalidDataError(
             f"image is {array.ndim}D (shape {array.shape}); medwss reads 3D volumes, or 3D plus one channel axis", path

@@ -142,5 +142,17 @@ def create_aggregator(name: str, in_dim: int, n_classes: int = 1, **kwargs) -> A
 
     Raises:
         UnknownNameError: (a `ConfigError`) no aggregator is registered as `name`.
+        ConfigError: `kwargs` (``aggregator_kwargs``) holds an option the aggregator does not take.
     """
-    return AGGREGATORS.get(name)(in_dim=in_dim, n_classes=n_classes, **kwargs)
+    import inspect
+
+    from medwss.errors import ConfigError
+
+    cls = AGGREGATORS.get(name)
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            takes = ", ".join(p for p in params if p not in ("in_dim", "n_classes")) or "none"
+            raise ConfigError(f"aggregator_kwargs: {name} takes no option {', '.join(unknown)} (it takes: {takes})")
+    return cls(in_dim=in_dim, n_classes=n_classes, **kwargs)

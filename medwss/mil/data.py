@@ -71,18 +71,41 @@ def target_of(label: int, k: int) -> torch.Tensor:
     return t
 
 
-def load_bags(cases: list[Case], k: int, tokens: bool = False, require_label: bool = True) -> list[LabelledBag]:
-    """Load every case's bag (manifest `features` column); a case without one is an error naming it."""
-    out = []
+def load_bags(
+    cases: list[Case],
+    k: int,
+    tokens: bool = False,
+    require_label: bool = True,
+    failures: list[dict[str, str]] | None = None,
+) -> list[LabelledBag]:
+    """Load every case's bag (manifest `features` column); a case without one is an error naming it.
+
+    Args:
+        failures: When given, a case whose bag cannot be used (missing, unreadable, NaN features,
+            empty, or another feature width than the first bag) is appended here as
+            ``{"case_id", "image", "error"}`` and left out, instead of failing the whole call.
+    """
+    from medwss.errors import MedwssError
+
+    out: list[LabelledBag] = []
     for c in cases:
-        if c.features is None:
-            raise InvalidDataError(f"case {c.case_id} has no 'features' bag (run `medwss embed` first)", c.source)
-        if require_label and c.label is None:
-            raise InvalidDataError(f"case {c.case_id} has no label", c.features)
-        fb = load_bag(c.features, tokens=tokens)
-        if len(fb) == 0:
-            raise InvalidDataError("bag holds no instances", c.features)
-        target = target_of(c.label, k) if c.label is not None else torch.full((k,), float("nan"))
+        try:
+            if c.features is None:
+                raise InvalidDataError(f"case {c.case_id} has no 'features' bag (run `medwss embed` first)", c.source)
+            if require_label and c.label is None:
+                raise InvalidDataError(f"case {c.case_id} has no label", c.features)
+            fb = load_bag(c.features, tokens=tokens)
+            if len(fb) == 0:
+                raise InvalidDataError("bag holds no instances", c.features)
+            if failures is not None and out and fb.features.shape[1] != out[0].bag.features.shape[1]:
+                width = out[0].bag.features.shape[1]
+                raise InvalidDataError(f"bag has {fb.features.shape[1]} features per instance, others {width}", c.features)
+            target = target_of(c.label, k) if c.label is not None else torch.full((k,), float("nan"))
+        except MedwssError as exc:
+            if failures is None:
+                raise
+            failures.append({"case_id": c.case_id, "image": str(c.features or ""), "error": str(exc)})
+            continue
         out.append(LabelledBag(c, bag_tensors(fb, tokens), target))
     return out
 

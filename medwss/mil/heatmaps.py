@@ -5,11 +5,14 @@ what the case has:
 
 - a slide (2D bag, image column): ``<case>_overlay.png`` (heatmap over the thumbnail),
   ``<case>_heatmap.tif`` (pyramidal TIFF with the slide's physical size, for QuPath) and
-  ``<case>_heatmap.geojson`` (contours at the threshold, level-0 pixels);
+  ``<case>_heatmap.geojson`` (contours at the threshold, level-0 pixels) and
+  ``<case>_detections.geojson`` (one square detection per tile with its score as a measurement,
+  `export_tile_detections`: QuPath's *Measure › Show measurement maps* colours them);
 - no slide (2D bag of a bag-only manifest, e.g. CLAM or TRIDENT bags): ``<case>_heatmap.png``, the
   scores on the bag's own tile grid (inferno colour map over [0, 1] with a colour bar at the right;
   cells without a tile grey), and ``<case>_heatmap.geojson`` (contours at the threshold in level-0
-  pixels, from the bag's coords and tile side, `medwss.eval.heatmap.tile_span`);
+  pixels, from the bag's coords and tile side, `medwss.eval.heatmap.tile_span`) and
+  ``<case>_detections.geojson``;
 - a volume (3D bag, image column): ``<case>_heatmap.nii.gz`` (on the image's stored grid, its affine
   kept, for 3D Slicer; the bag's coordinates are on the canonical RAS+ grid and are mapped back with
   `Orientation.to_source`) and ``<case>_montage.png``; without the image only the scores.
@@ -26,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from medwss.data.manifest import Case, Manifest, case_path
-from medwss.embed.store import FeatureBag, load_bag
+from medwss.embed.store import FeatureBag
 from medwss.errors import InvalidDataError
 from medwss.io.volume import Volume
 
@@ -99,6 +101,31 @@ def dense_heatmap(
     return CaseHeatmap(heat, None, volume.shape[:3], volume.affine)
 
 
+def export_tile_detections(
+    fb: FeatureBag, scores: np.ndarray, path: Path, name: str = "medwss tile", measurement: str = "score"
+) -> Path:
+    """Each tile of a 2D bag as a QuPath detection: a square of the tile's level-0 side at its coords,
+    with ``measurements: {<measurement>: score}``; written atomically.
+
+    The side is `medwss.eval.heatmap.tile_span` (medwss, CLAM and TRIDENT bags), so the squares lie
+    on the slide exactly where the tiles were read.
+    """
+    from medwss.eval.heatmap import tile_span
+    from medwss.io.annotations import write_geojson
+
+    if fb.coords is None or fb.coords.ndim != 2 or fb.coords.shape[1] != 2:
+        raise InvalidDataError("tile detections need a 2D bag with (N, 2) level-0 coords", fb.path)
+    values = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(values) != len(fb.coords):
+        raise InvalidDataError(f"{len(values)} scores for {len(fb.coords)} tiles", fb.path)
+    span, _ = tile_span(fb)
+    corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=np.float64) * span
+    squares = [corners + np.asarray(xy, dtype=np.float64) for xy in fb.coords]
+    rows = [{measurement: float(v)} for v in values]
+    return write_geojson(squares, path, classification=name, color=(255, 120, 0), object_type="detection",
+                         measurements=rows)  # fmt: skip
+
+
 def grid_png(heatmap: np.ndarray, path: Path, max_side: int = 1024) -> Path:
     """The heatmap on its own grid as PNG: inferno over [0, 1], a colour bar at the right, grey where
     no tile lies; each cell drawn as a square of whole pixels (longer side up to `max_side`)."""
@@ -135,6 +162,7 @@ def write_case(case: Case, fb: FeatureBag, scores: np.ndarray, out: Path, thresh
         files["geojson"] = str(
             export_geojson_contours(hm.heatmap, hm.downsample, threshold, case_path(out, cid, "_heatmap.geojson"))
         )
+        files["detections"] = str(export_tile_detections(fb, scores, case_path(out, cid, "_detections.geojson")))
     elif is_slide_bag(fb):
         from medwss.io.slide import open_slide
 
@@ -149,6 +177,7 @@ def write_case(case: Case, fb: FeatureBag, scores: np.ndarray, out: Path, thresh
         files["geojson"] = str(
             export_geojson_contours(filled, hm.downsample, threshold, case_path(out, cid, "_heatmap.geojson"))
         )
+        files["detections"] = str(export_tile_detections(fb, scores, case_path(out, cid, "_detections.geojson")))
     elif case.images:
         from medwss.io.volumes import load_volume
 
@@ -166,22 +195,12 @@ def write_case(case: Case, fb: FeatureBag, scores: np.ndarray, out: Path, thresh
 def write_heatmaps(
     manifest: Manifest, model_path: str | Path, out: str | Path, threshold: float = 0.5, progress: bool = True
 ) -> dict[str, Any]:
-    """Heatmap files for every case of `manifest` with a bag; see the module docstring."""
-    from medwss.embed.failures import FailureLog
-    from medwss.mil.workflow import predict_manifest
+    """Heatmap files for every case of `manifest`; see the module docstring.
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cases, outs = predict_manifest(manifest, model_path)
-    failures = FailureLog(out / "failures.csv")
-    done, records = 0, []
-    for case, o in tqdm(list(zip(cases, outs, strict=True)), desc="heatmaps", unit="case", disable=not progress):
-        try:
-            fb = load_bag(case.features)  # type: ignore[arg-type]
-            files = write_case(case, fb, o.scores[:, -1].numpy(), out, threshold)
-            records.append({"case_id": case.case_id, "prob": o.probs.tolist(), **files})
-            failures.clear(case.case_id)
-            done += 1
-        except Exception as exc:  # one bad case is recorded and skipped, never the whole job
-            failures.record(case.case_id, case.image if case.images else case.features or "", exc)
-    return {"done": done, "failed": len(failures), "cases": records}
+    One case at a time (`medwss.mil.workflow.heatmaps_for_cases`): a case without a bag, or whose
+    bag cannot be read, holds NaN features or does not fit the model, is recorded in
+    ``failures.csv`` and the others go on.
+    """
+    from medwss.mil.workflow import heatmaps_for_cases
+
+    return heatmaps_for_cases(list(manifest.cases), model_path, out, threshold=threshold, progress=progress)

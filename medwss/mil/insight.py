@@ -69,6 +69,9 @@ class ContextStack(nn.Module):
         dropout: Dropout after each convolution.
         block: ``"plain"`` (convolution → ReLU, zero padding) or ``"paper"`` (convolution →
             LayerNorm → GELU with replication padding, as in the authors' public code).
+        norm: LayerNorm over channels after each convolution of the plain block too (the paper
+            block always has it).
+        bias: Initial bias of the 1×1 head (the context logits' starting value).
     """
 
     def __init__(
@@ -81,6 +84,8 @@ class ContextStack(nn.Module):
         dilated: bool = False,
         dropout: float = 0.0,
         block: str = "plain",
+        norm: bool = False,
+        bias: float = 0.0,
     ) -> None:
         super().__init__()
         conv: type[nn.Conv2d] | type[nn.Conv3d] = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
@@ -98,10 +103,11 @@ class ContextStack(nn.Module):
             else:
                 self.convs.append(conv(hidden, hidden, 3, padding=d, dilation=d, padding_mode=pad_mode))
                 self.halo += d
-            self.norms.append(ChannelNorm(hidden) if block == "paper" else nn.Identity())
+            self.norms.append(ChannelNorm(hidden) if block == "paper" or norm else nn.Identity())
         self.act: nn.Module = nn.GELU() if block == "paper" else nn.ReLU()
         self.drop = nn.Dropout(dropout)
         self.head = conv(hidden, n_out, 1)
+        nn.init.constant_(self.head.bias, bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Context logits.
@@ -163,6 +169,10 @@ class Insight(Aggregator):
             padding in the context module: the authors' public code).
         logit_bound: Soft bound b on the detection and context logits (``b·tanh(x/b)``), so that
             neither sigmoid can saturate past σ(±b); None: unbounded.
+        context_norm: LayerNorm after each context convolution in the plain block (bounds the
+            context activations; see `ContextStack`).
+        context_bias: Initial bias of the context head (σ(C) starts at σ(context_bias)).
+        detection_bias: Initial bias of the detection head (σ(D) starts near σ(detection_bias)).
         crop: Crop the grid to the bounding box of occupied cells (exact; saves memory).
         max_cells: Grid cells convolved at once; larger grids are processed in bands with halos.
         chunk: Instances (or tiles) reduced at once (bounds intermediate memory).
@@ -189,6 +199,9 @@ class Insight(Aggregator):
         instance_pool: str = "max",
         block: str = "plain",
         logit_bound: float | None = None,
+        context_norm: bool = False,
+        context_bias: float = 0.0,
+        detection_bias: float = 0.0,
         crop: bool = True,
         max_cells: int = 500_000,
         chunk: int = 65_536,
@@ -209,7 +222,7 @@ class Insight(Aggregator):
         self.use_context, self.dropout, self.alpha, self.sd_weight = use_context, dropout, alpha, sd_weight
         self.gate, self.instance_pool, self.crop = gate, instance_pool, crop
         self.max_cells, self.chunk, self.block = max_cells, chunk, block
-        self.logit_bound = logit_bound
+        self.logit_bound, self.context_norm = logit_bound, context_norm
 
         def layer(n_in: int) -> list[nn.Module]:  # a per-position (1×1) layer of the chosen block
             if block == "paper":
@@ -220,9 +233,14 @@ class Insight(Aggregator):
         det: list[nn.Module] = []
         for _ in range(detection_depth - 1):
             det += layer(hidden)
-        self.detection = nn.Sequential(*det, nn.Linear(hidden, n_classes))
+        head = nn.Linear(hidden, n_classes)
+        nn.init.constant_(head.bias, detection_bias)
+        self.detection = nn.Sequential(*det, head)
         self.context = (
-            ContextStack(hidden, n_classes, context_depth, spatial_dims, kernel, dilated, dropout, block)
+            ContextStack(
+                hidden, n_classes, context_depth, spatial_dims, kernel, dilated, dropout, block, context_norm,
+                context_bias,
+            )
             if use_context
             else None
         )

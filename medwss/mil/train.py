@@ -40,6 +40,11 @@ class MILTrainConfig(StrictConfig):
     aggregator_kwargs: dict[str, Any] = Field(default_factory=dict)
     epochs: int = Field(40, ge=1)
     lr: float = Field(1e-3, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    """Linear learning-rate warm-up over this many optimiser steps (cases), then a per-step cosine
+    decay; 0: no warm-up and the per-epoch cosine schedule."""
+    clip_grad_norm: float | None = Field(None, gt=0)
+    """Clip the gradient norm of every step to this value (None: no clipping)."""
     weight_decay: float = Field(1e-4, ge=0)
     class_weighting: bool = True
     patience: int = Field(10, ge=1)
@@ -220,7 +225,22 @@ def _engine_config(config: MILTrainConfig, device: torch.device, progress: bool,
         epochs=config.epochs, monitor=monitor, mode=mode, min_delta=1e-4, patience=config.patience,
         min_rounds=config.min_epochs, plateau_tol=config.plateau_tol, seed=config.seed, device=str(device),
         amp=config.amp, amp_dtype=config.amp_dtype, progress=progress, desc=f"train {config.aggregator}",
+        clip_grad_norm=config.clip_grad_norm, scheduler_interval="step" if config.warmup_steps else "epoch",
     )  # fmt: skip
+
+
+def _scheduler(opt: torch.optim.Optimizer, config: MILTrainConfig, n_train: int, world_size: int) -> Any:
+    """Cosine decay over the run: per epoch without warm-up; per step after a linear warm-up otherwise."""
+    if not config.warmup_steps:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    warm, total = config.warmup_steps, max(1, config.epochs * math.ceil(n_train / world_size))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 # --- issue 21 (hostile-input helper): what identifies the training data, part of the resume signature ---
@@ -273,7 +293,7 @@ def train(
         model.set_input_norm(*input_norm(train_bags))
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    sched = _scheduler(opt, config, len(train_bags), info.world_size)
     k_weight = _class_weight(train_bags, config.class_weighting).to(device)
     labels = np.array([float(b.target[0]) for b in train_bags])
     pos_rate = float(np.clip(labels.mean(), 0.05, 0.95))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from medwss.data.manifest import Case, Manifest
-from medwss.errors import InvalidDataError
+from medwss.errors import InvalidDataError, MedwssError
 from medwss.io.atomic import write_text
 from medwss.mil.base import MILOutput
 from medwss.mil.data import LabelledBag, kfold_splits, load_bags, n_outputs, patient_split
@@ -36,8 +36,17 @@ def _fit(manifest: Manifest, split: dict[str, list[Case]], cfg: MILTrainConfig, 
 
     labels = [int(c.label) for c in manifest.cases if c.label is not None]
     k = n_outputs(labels)
-    bags = {name: load_bags(cases, k, tokens=cfg.tokens) for name, cases in split.items()}
+    failed: list[dict[str, str]] = []  # one bad bag fails its case only (recorded in metrics["failed"])
+    bags = {name: load_bags(cases, k, tokens=cfg.tokens, failures=failed) for name, cases in split.items()}
+    if not bags["train"]:
+        first = failed[0]["error"] if failed else "no case"
+        raise InvalidDataError(f"no training bag could be read ({len(failed)} failed; first: {first})")
     in_dim = bags["train"][0].bag.features.shape[1]
+    for name in ("val", "test"):  # the width of the training bags decides
+        for lb in [lb for lb in bags[name] if lb.bag.features.shape[1] != in_dim]:
+            failed.append({"case_id": lb.case.case_id, "image": str(lb.case.features),
+                           "error": f"{lb.case.features}: bag has {lb.bag.features.shape[1]} features per instance, the training bags {in_dim}"})  # fmt: skip
+        bags[name] = [lb for lb in bags[name] if lb.bag.features.shape[1] == in_dim]
     kwargs = dict(cfg.aggregator_kwargs)
     grid = bags["train"][0].bag.grid_index
     if cfg.aggregator == "insight" and grid is not None and grid.shape[1] == 3:
@@ -47,10 +56,11 @@ def _fit(manifest: Manifest, split: dict[str, list[Case]], cfg: MILTrainConfig, 
     info = rank_info()
     device = resolve_device(cfg.device, info.local_rank)
     result = train(model, bags["train"], bags["val"], cfg, out, device, progress, info)
+    embedding = _embedding_of(bags["train"][0].case)
     meta = {"aggregator": cfg.aggregator, "aggregator_kwargs": kwargs, "in_dim": in_dim, "n_classes": k,
-            "encoder": _encoder_of(split["train"][0]), "config": cfg.model_dump()}  # fmt: skip
+            "encoder": embedding.get("encoder"), "embedding": embedding, "config": cfg.model_dump()}  # fmt: skip
     metrics: dict[str, Any] = {"best_epoch": result["best_epoch"], "stopped_early": result["stopped_early"],
-                               "cases": {s: len(b) for s, b in bags.items()}}  # fmt: skip
+                               "cases": {s: len(b) for s, b in bags.items()}, "failed": failed}  # fmt: skip
     if info.is_main:
         save_model(out / "model.pt", model.cpu(), meta)
         for name in ("val", "test"):
@@ -60,10 +70,16 @@ def _fit(manifest: Manifest, split: dict[str, list[Case]], cfg: MILTrainConfig, 
     return metrics
 
 
-def _encoder_of(case: Case) -> str | None:
+EMBEDDING_KEYS = ("encoder", "encoder_init", "kind", "tile_size", "mpp")
+"""Bag attributes a MIL model file records (``meta["embedding"]``) so ``predict -i`` can embed new slides alike."""
+
+
+def _embedding_of(case: Case) -> dict[str, Any]:
+    """How the case's bag was made (`EMBEDDING_KEYS` found in its attributes; empty for bags without them)."""
     from medwss.embed.store import load_bag
 
-    return load_bag(case.features).attrs.get("encoder") if case.features else None
+    attrs = load_bag(case.features).attrs if case.features else {}
+    return {k: attrs[k] for k in EMBEDDING_KEYS if attrs.get(k) not in (None, "")}
 
 
 def train_from_manifest(manifest: Manifest, cfg: MILTrainConfig, out: str | Path, progress: bool = True) -> dict:
@@ -101,3 +117,173 @@ def predict_manifest(
         raise InvalidDataError("no case has a 'features' bag", manifest.path)
     bags = load_bags(cases, meta["n_classes"], tokens=tokens, require_label=False)
     return cases, predict(model, bags, torch.device("cpu"))
+
+
+def predict_cases(
+    cases: list[Case], model_path: str | Path, tokens: bool = False
+) -> tuple[list[Case], list[MILOutput], list[dict[str, str]]]:
+    """Like `predict_manifest`, one case at a time: a bag that cannot be read or does not fit the model
+    (another feature size) is skipped and reported as ``{"case_id", "error"}``, never the whole job."""
+    from medwss.embed.store import load_bag
+    from medwss.mil.data import bag_tensors
+
+    model, meta = load_model(model_path)
+    kept: list[Case] = []
+    outs: list[MILOutput] = []
+    failed: list[dict[str, str]] = []
+    for c in cases:
+        try:
+            if c.features is None:
+                raise InvalidDataError(f"case {c.case_id} has no 'features' bag")
+            fb = load_bag(c.features, tokens=tokens)
+            if len(fb) == 0:
+                raise InvalidDataError("bag holds no instances", c.features)
+            dim = int(fb.features.shape[1])
+            if meta.get("in_dim") is not None and dim != int(meta["in_dim"]):
+                enc = meta.get("encoder") or "its encoder"
+                raise InvalidDataError(
+                    f"bag has {dim} features per instance, the model takes {meta['in_dim']} (bags of {enc})",
+                    c.features,
+                )
+            bag = LabelledBag(c, bag_tensors(fb, tokens), torch.full((int(meta["n_classes"]),), float("nan")))
+            outs.append(predict(model, [bag], torch.device("cpu"))[0])
+            kept.append(c)
+        except (MedwssError, OSError, ValueError, RuntimeError) as exc:
+            failed.append({"case_id": c.case_id, "error": str(exc), "image": str(c.features or "")})
+    return kept, outs, failed
+
+
+def heatmaps_for_cases(
+    cases: list[Case],
+    model_path: str | Path,
+    out: str | Path,
+    threshold: float = 0.5,
+    progress: bool = True,
+    skipped: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """`medwss.mil.heatmaps.write_heatmaps` for cases without a manifest (``heatmap -i DIR``): the same
+    files per case, ``failures.csv`` for cases that fail (bags that cannot be read included) and for
+    the `skipped` ``{"case_id", "error"}`` rows of the folder scan."""
+    from tqdm import tqdm
+
+    from medwss.embed.failures import FailureLog
+    from medwss.embed.store import load_bag
+    from medwss.mil.heatmaps import write_case
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = FailureLog(out / "failures.csv")
+    kept, outs, failed = predict_cases(cases, model_path)
+    for f in list(skipped or []) + failed:
+        failures.record(f["case_id"], f.get("image", ""), f["error"])
+    done, records = 0, []
+    for case, o in tqdm(list(zip(kept, outs, strict=True)), desc="heatmaps", unit="case", disable=not progress):
+        try:
+            fb = load_bag(case.features)  # type: ignore[arg-type]
+            files = write_case(case, fb, o.scores[:, -1].numpy(), out, threshold)
+            records.append({"case_id": case.case_id, "prob": o.probs.tolist(), **files})
+            failures.clear(case.case_id)
+            done += 1
+        except Exception as exc:  # one bad case is recorded and skipped, never the whole job
+            failures.record(case.case_id, case.image if case.images else case.features or "", exc)
+    return {"done": done, "failed": len(failures), "cases": records}
+
+
+def embedding_configs(
+    meta: dict[str, Any],
+    encoder: str | None = None,
+    weights: str | None = None,
+    tile_size: int | None = None,
+    mpp: float | None = None,
+    mode: str | None = None,
+    device: str = "auto",
+) -> tuple[Any, Any]:
+    """The `TileConfig` and `EmbedConfig` that make bags like the model's training bags.
+
+    From the model file's ``meta["embedding"]`` (`EMBEDDING_KEYS`: encoder, its ``encoder_init``,
+    tile kind, size and mpp); the flags fill what it lacks and must agree with what it records.
+    Not recorded (tile overlap, minimum tissue, ``tile_mm``): the `medwss tile` defaults.
+
+    Raises:
+        ConfigError: The model records no encoder and `encoder` is not given; the flags disagree
+            with the record; or `weights` (or their absence) is not the encoder initialisation the
+            training bags record (its sha256).
+    """
+    from medwss.cli.tile import TileConfig
+    from medwss.embed.engine import EmbedConfig
+    from medwss.embed.job import run_identity
+    from medwss.errors import ConfigError
+
+    emb = dict(meta.get("embedding") or {})
+    recorded = emb.get("encoder") or meta.get("encoder")
+    if recorded and encoder and encoder != recorded:
+        raise ConfigError(f"the model was trained on bags of encoder '{recorded}'; --encoder {encoder} differs")
+    init = emb.get("encoder_init")
+    if not init and not encoder:
+        what = f"encoder '{recorded}' but not its weights" if recorded else "no encoder"
+        raise ConfigError(
+            f"the model file records {what} for its bags: to embed images pass --encoder NAME "
+            "[--weights FILE] as given to `medwss embed` (or give -i a folder of bags)"
+        )
+    name = encoder or recorded
+    seed = 0
+    if isinstance(init, str) and init.startswith("random init seed "):
+        seed = int(init.rsplit(" ", 1)[1])
+    ecfg = EmbedConfig(encoder=name, weights=weights, seed=seed, device=device)
+    if init:
+        have = run_identity(ecfg)["encoder_init"]
+        if have != init:
+            hint = " (pass --weights FILE, the file given to `medwss embed`)" if init.startswith("weights") else ""
+            raise ConfigError(f"the model's bags were embedded with {name} '{init}', these flags give '{have}'{hint}")
+    kind = emb.get("kind")
+    size = emb.get("tile_size")
+    rec_size = int(size[0]) if isinstance(size, list) and size else (int(size) if size else None)
+    rec_mode = kind if kind in ("axial2d", "stack25d", "patch3d") else None
+    for flag, given, rec in (("--tile-size", tile_size, rec_size), ("--mpp", mpp, emb.get("mpp")),
+                             ("--mode", mode, rec_mode)):  # fmt: skip
+        if given is not None and rec is not None and given != rec:
+            raise ConfigError(f"the model's bags were tiled with {flag.lstrip('-')} {rec}; {flag} {given} differs")
+    fields: dict[str, Any] = {
+        "tile_size": tile_size or rec_size,
+        "mpp": mpp or emb.get("mpp"),
+        "mode": mode or rec_mode,
+    }
+    if kind == "stack25d" and isinstance(size, list) and len(size) == 3:
+        fields["depth"] = int(size[2])
+    return TileConfig(**{k: v for k, v in fields.items() if v is not None}), ecfg
+
+
+def embed_cases(
+    cases: list[Case], tile_cfg: Any, embed_cfg: Any, work: str | Path, progress: bool = True
+) -> tuple[list[Case], list[dict[str, str]]]:
+    """Tile (`medwss.cli.tile.tile_case`) and embed (`medwss.embed.job.embed_manifest`) image cases into
+    ``work/tiles`` and ``work/bags``; the cases that got a bag, with ``features`` set, and the failures.
+
+    Tile files and bags made by the same settings are reused (as `medwss tile` / `medwss embed` do)."""
+    from dataclasses import replace
+
+    from medwss.cli.tile import stored_signature, tile_case, tile_signature
+    from medwss.embed.failures import read_failures
+    from medwss.embed.job import bag_path, embed_manifest, tiles_path
+
+    work = Path(work)
+    tiles_dir, bags_dir = work / "tiles", work / "bags"
+    tiles_dir.mkdir(parents=True, exist_ok=True)
+    tiled: list[Case] = []
+    failed: list[dict[str, str]] = []
+    cfg = tile_cfg.model_copy(update={"qa": False})
+    for c in cases:
+        target = tiles_path(tiles_dir, c.case_id)
+        try:
+            if not (target.exists() and stored_signature(target) == tile_signature(c, cfg)):
+                tile_case(c, cfg, tiles_dir)
+            tiled.append(c)
+        except Exception as exc:  # one bad case is reported and skipped, never the whole job
+            failed.append({"case_id": c.case_id, "error": f"tiling: {exc}"})
+    if tiled:
+        embed_manifest(Manifest(None, tiled), tiles_dir, bags_dir, embed_cfg, progress=progress)
+    ids = {c.case_id for c in tiled}
+    rows = [r for r in read_failures(bags_dir / "failures.csv") if r["case_id"] in ids]
+    failed += [{"case_id": r["case_id"], "error": f"embedding: {r['error']}"} for r in rows]
+    done = [replace(c, features=bag_path(bags_dir, c.case_id)) for c in tiled if bag_path(bags_dir, c.case_id).exists()]
+    return done, failed

@@ -22,3 +22,24 @@ def test_mil_context_quick(tmp_path) -> None:  # noqa: ANN001
     for entry in methods.values():
         assert 0.0 <= entry["summary"]["auc"] <= 1.0 and 0.0 <= entry["summary"]["dice"] <= 1.0
     assert "| insight |" in (tmp_path / "mil_context_quick.md").read_text()
+
+
+def test_mil_context_merge_pools_runs_across_files(tmp_path) -> None:  # noqa: ANN001
+    import mil_context
+
+    def part(seed: int, auc: float) -> dict:
+        row = {"auc": auc, "auc_lo": 0.0, "auc_hi": 1.0, "dice": 0.5, "dice_lo": 0.4, "dice_hi": 0.6,
+               "seconds": 1.0, "seed": seed}  # fmt: skip
+        return {"config": {"seeds": [seed], "n": 8}, "sets": {"default": {"phantom": {}, "methods": {
+            "max": {"summary": {}, "runs": [row]}}}}}  # fmt: skip
+
+    paths = []
+    for seed, auc in ((1, 0.6), (0, 0.4)):
+        paths.append(tmp_path / f"s{seed}.json")
+        paths[-1].write_text(json.dumps(part(seed, auc)))
+    assert mil_context.main(["--merge", *map(str, paths), "--out", str(tmp_path / "out")]) == 0
+    merged = json.loads((tmp_path / "out" / "mil_context.json").read_text())
+    entry = merged["sets"]["default"]["methods"]["max"]
+    assert merged["config"]["seeds"] == [0, 1] and [r["seed"] for r in entry["runs"]] == [0, 1]
+    assert entry["summary"]["auc"] == pytest.approx(0.5) and entry["summary"]["auc_sd"] == pytest.approx(0.1)
+    assert "| max |" in (tmp_path / "out" / "mil_context.md").read_text()

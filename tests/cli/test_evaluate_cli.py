@@ -65,14 +65,14 @@ def test_evaluate_end_to_end_reports_bad_cases_and_evaluates_the_others(tmp_path
     manifest, preds = make_cases(tmp_path)
     out = tmp_path / "eval"
     argv = ["evaluate", str(manifest), "--predictions", str(preds), "--out", str(out)]
-    assert main([*argv, "--group-by", "site", "--n-boot", "50", "--quiet"]) == 0
+    assert main([*argv, "--group-by", "site", "--n-boot", "50", "--quiet"]) == 3  # 3 of 5 cases failed
     names = ("cases.csv", "detections.csv", "failures.csv", "summary.json", "summary.md", "pr_froc.png", "run.json")
     assert all((out / name).is_file() for name in names)
     cases = read_csv(out / "cases.csv")
     assert [c["case_id"] for c in cases] == ["case0", "case1"]
     assert float(cases[0]["dice"]) == pytest.approx(1.0) and cases[0]["label"] == "1"
     assert float(cases[1]["case_score"]) == pytest.approx(0.3) and cases[1]["empty_agree"] == "True"
-    failures = {f["case_id"]: f["problem"] for f in read_csv(out / "failures.csv")}
+    failures = {f["case_id"]: f["error"] for f in read_csv(out / "failures.csv")}
     assert set(failures) == {"case2", "case3", "case4"}
     assert "affine" in failures["case2"] and "no prediction" in failures["case3"] and "gone" in failures["case4"]
     summary = json.loads((out / "summary.json").read_text())
@@ -95,7 +95,7 @@ def test_evaluate_threshold_mode_labels_and_config(tmp_path):
     argv = ["evaluate", str(manifest), "--predictions", str(preds), "--out", str(out), "--quiet"]
     cfg = tmp_path / "c.yaml"
     cfg.write_text("mode: threshold\nthreshold: 0.5\nn_boot: 0\ngt_labels: [2]\n")
-    assert main([*argv, "--config", str(cfg), "--column", "meta_gt", "--group-by", "meta_gt"]) == 0
+    assert main([*argv, "--config", str(cfg), "--column", "meta_gt", "--group-by", "meta_gt"]) == 3
     cases = read_csv(out / "cases.csv")  # label 2 is absent: every case is negative
     assert [c["label"] for c in cases] == ["0", "0"] and cases[0]["n_candidates"] == "1"
     assert json.loads((out / "run.json").read_text())["config"]["mode"] == "threshold"

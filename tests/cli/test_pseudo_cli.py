@@ -88,7 +88,7 @@ def test_fuse_records_swept_tau_and_skips_a_bad_case(phantom_manifest, tmp_path,
     rows.append({**rows[0], "case_id": "broken", "patient_id": "px", "image": str(bad), "split": "train"})
     man = _manifest(tmp_path / "m.csv", rows)
     out = tmp_path / "sweep"
-    assert main(["pseudo", "sweep", str(man), "--out", str(out), "--quiet"]) == 0
+    assert main(["pseudo", "sweep", str(man), "--out", str(out), "--quiet"]) == 3  # broken failed
     assert "skipped broken" in capsys.readouterr().out
     run = json.loads((out / "run.json").read_text())
     sweep = json.loads((out / "sweep.json").read_text())

@@ -10,7 +10,10 @@ import torch
 from torch import nn
 
 from medwss.embed.encoders import create_encoder, encoder_entry, list_encoders, load_weights
+from medwss.embed.encoders.vit_timm import FOUNDATION_PRESETS
 from medwss.errors import ConfigError
+
+TINY_VIT = {"embed_dim": 32, "depth": 1, "num_heads": 2}  # foundation-model layouts, shrunk for the contract tests
 
 CASES = [(name, sd) for name in list_encoders() for sd in encoder_entry(name).spatial_dims]
 IDS = [f"{name}-{sd}d" for name, sd in CASES]
@@ -25,6 +28,8 @@ def tiny_input(spatial_dims: int, seed: int = 0) -> torch.Tensor:
 
 def make(name: str, spatial_dims: int, **kwargs) -> nn.Module:
     torch.manual_seed(0)
+    if name in FOUNDATION_PRESETS or name == "vit-timm":
+        kwargs = {**TINY_VIT, **kwargs}
     return create_encoder(name, spatial_dims=spatial_dims, in_channels=3 if spatial_dims == 2 else 1, **kwargs)
 
 
@@ -66,7 +71,8 @@ def test_weights_round_trip(name, tmp_path):
     path = tmp_path / "w.pt"
     torch.save(enc.state_dict(), path)
     torch.manual_seed(123)  # a different random initialisation
-    fresh = create_encoder(name, spatial_dims=spatial_dims, in_channels=enc.in_channels, weights=path)
+    tiny = TINY_VIT if name in FOUNDATION_PRESETS or name == "vit-timm" else {}
+    fresh = create_encoder(name, spatial_dims=spatial_dims, in_channels=enc.in_channels, weights=path, **tiny)
     x = tiny_input(spatial_dims, seed=1)
     with torch.no_grad():
         assert torch.equal(fresh(x), enc.eval()(x))

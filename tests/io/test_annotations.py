@@ -119,8 +119,10 @@ def test_read_geojson_variants(tmp_path: Path) -> None:
     path = tmp_path / "old_qupath.json"
     path.write_text(json.dumps(features))  # older QuPath exports a bare list of features
     polys = read_geojson(path)
-    assert len(polys) == 3  # the outer ring of the polygon and both parts; hole and point dropped
-    assert all(p.shape == (4, 2) for p in polys)
+    assert len(polys) == 3  # the polygon (with its hole) and both parts; the point dropped
+    outer, inner = polys[0]  # a polygon with a hole reads as its rings
+    assert outer.shape == (4, 2) and inner.shape == (3, 2)
+    assert all(p.shape == (4, 2) for p in polys[1:])
     assert len(read_geojson(path, classification="Tumor")) == 2
 
 

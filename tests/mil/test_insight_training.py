@@ -116,3 +116,27 @@ def test_insight_learns_context_that_max_pooling_cannot(tmp_path) -> None:  # no
         aucs[name] = roc_auc_score([int(b.target[0]) for b in data["test"]], [float(o.probs[0]) for o in outs])
     assert aucs["insight"] >= 0.9, aucs
     assert aucs["max"] <= 0.75, aucs
+
+
+def test_warmup_schedule_ramps_then_decays_per_step() -> None:
+    from medwss.mil.train import _scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = _scheduler(opt, MILTrainConfig(epochs=2, warmup_steps=4), n_train=10, world_size=1)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:], strict=False)) and lrs[-1] < 0.05
+    plain = _scheduler(opt, MILTrainConfig(epochs=3), n_train=10, world_size=1)
+    assert isinstance(plain, torch.optim.lr_scheduler.CosineAnnealingLR)
+
+
+def test_context_norm_and_head_biases() -> None:
+    m = create_aggregator("insight", 6, 1, hidden=8, context_norm=True, context_bias=-2.0, detection_bias=-1.0)
+    assert sum(isinstance(n, torch.nn.Module) and n.__class__.__name__ == "ChannelNorm" for n in m.context.norms) == 3
+    assert float(m.context.head.bias) == -2.0 and float(m.detection[-1].bias) == -1.0
+    out = m.eval()(_bag())
+    assert torch.isfinite(out.scores).all()

@@ -1,4 +1,19 @@
-"""RISE (Petsiuk et al., 2018): average of random smooth masks weighted by the score each keeps."""
+"""RISE (Petsiuk, Das and Saenko, BMVC 2018): average of random smooth masks weighted by the score each keeps.
+
+As in the paper and its reference code: `n_masks` binary grids of `cells` × `cells` cells, each cell
+kept with probability `p_keep`, bilinearly up-sampled to ``(cells + 1) · ⌈H / cells⌉`` pixels and
+cropped at a random shift of up to one cell; the saliency is ``Σ_i p(x ⊙ M_i) · M_i / (N · p_keep)``
+(the expected score given that the pixel is kept). Paper defaults: N = 4000, s = 7, p = 0.5.
+
+Masked-out pixels blend toward `baseline`: ``baseline + (x − baseline) · M``. The reference code
+multiplies the *normalised* input by the mask, so its masked pixels are 0 of the model's input (the
+dataset mean there): ``baseline=0.0`` is that; ``-1.0`` is "intensity zero" (black) for inputs in
+[-1, 1]; ``"mean"`` the slice's mean. The choice matters when dark (or mid-grey) blobs are what the
+classifier calls abnormal: a fill that looks like a lesion makes every mask score high and the map flat.
+
+Output scaling (ours, monotone per slice, so the map's ranking is the paper's): the map minus its
+minimum, divided by its maximum, so a fixed threshold selects the top of each map's range.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +25,10 @@ from torch import nn
 from medwss.counterfactual.attribution.base import register_attribution, scale01, target_prob
 
 
-def rise_masks(n: int, size: tuple[int, int], cells: int = 8, p_keep: float = 0.5, seed: int = 0) -> torch.Tensor:
-    """`n` masks (n, 1, H, W): a random binary `cells`×`cells` grid, up-sampled bilinearly and randomly shifted."""
+def rise_masks(n: int, size: tuple[int, int], cells: int = 7, p_keep: float = 0.5, seed: int = 0) -> torch.Tensor:
+    """`n` masks (n, 1, H, W) in [0, 1]: a random binary `cells`×`cells` grid, up-sampled bilinearly, randomly shifted."""
+    if n < 1 or cells < 1 or not 0 < p_keep <= 1:
+        raise ValueError(f"RISE needs n ≥ 1, cells ≥ 1 and 0 < p_keep ≤ 1 (got {n}, {cells}, {p_keep})")
     gen = torch.Generator().manual_seed(seed)
     grid = (torch.rand(n, 1, cells, cells, generator=gen) < p_keep).float()
     ch, cw = int(np.ceil(size[0] / cells)), int(np.ceil(size[1] / cells))
@@ -21,24 +38,44 @@ def rise_masks(n: int, size: tuple[int, int], cells: int = 8, p_keep: float = 0.
     return torch.stack([up[i, :, dy[i] : dy[i] + size[0], dx[i] : dx[i] + size[1]] for i in range(n)])
 
 
-@torch.no_grad()
+def rise_saliency(
+    model: nn.Module,
+    x: torch.Tensor,
+    masks: torch.Tensor,
+    target: int = 1,
+    p_keep: float = 0.5,
+    baseline: float | str = 0.0,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """The raw RISE saliency (H, W) of one slice `x` (1, C, H, W): ``Σ_i p(x ⊙ M_i) M_i / (N p_keep)``."""
+    fill = float(x.mean()) if baseline == "mean" else float(baseline)
+    sal = torch.zeros(masks.shape[-2:], dtype=torch.float32)
+    for i in range(0, len(masks), batch_size):
+        m = masks[i : i + batch_size]  # (b, 1, H, W)
+        scores = target_prob(model, fill + (x - fill) * m, target, batch_size)  # (b,)
+        sal += (scores[:, None, None].float() * m[:, 0]).sum(0)
+    return sal / (len(masks) * p_keep)
+
+
 @register_attribution("rise")
+@torch.no_grad()
 def rise(
     model: nn.Module,
     x: torch.Tensor,
     target: int = 1,
-    n_masks: int = 1000,
-    cells: int = 8,
+    n_masks: int = 4000,
+    cells: int = 7,
     p_keep: float = 0.5,
-    baseline: float = -1.0,
+    baseline: float | str = 0.0,
     seed: int = 0,
+    batch_size: int = 256,
 ) -> np.ndarray:
-    """Maps (B, H, W) in [0, 1]: ``Σ_i p(x ⊙ M_i) M_i / (n p_keep)``, masked-out pixels set to `baseline`."""
+    """Maps (B, H, W) in [0, 1]: RISE saliency of class `target` (see the module notes), the same masks for every slice."""
+    if isinstance(baseline, str) and baseline != "mean":
+        raise ValueError(f"RISE baseline must be a number or 'mean', got {baseline!r}")
     masks = rise_masks(n_masks, (int(x.shape[-2]), int(x.shape[-1])), cells, p_keep, seed)  # (n, 1, H, W)
     out = []
     for b in range(len(x)):
-        masked = baseline + (x[b : b + 1] - baseline) * masks  # (n, 1, H, W)
-        scores = target_prob(model, masked, target)  # (n,)
-        sal = (scores[:, None, None] * masks[:, 0]).sum(0) / (n_masks * p_keep)  # (H, W)
+        sal = rise_saliency(model, x[b : b + 1], masks, target, p_keep, baseline, batch_size)
         out.append(sal - sal.min())
     return scale01(torch.stack(out))

@@ -11,18 +11,27 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from medwss.data.phantoms.common import PHANTOMS, register_phantom
-from medwss.data.phantoms.ct import CT_LABELS, generate_ct, make_scan
+from medwss.data.phantoms.ct import CT_LABELS, CTOptions, generate_ct, make_scan
 from medwss.data.phantoms.mri import MRI_SITES, MRI_ZONES, generate_mri, make_case
-from medwss.data.phantoms.wsi import WSI_SITES, generate_wsi, make_slide
+from medwss.data.phantoms.wsi import WSI_SITES, WSIOptions, generate_wsi, make_slide
 
 PHANTOM_KINDS = PHANTOMS
 """The phantom kinds (``wsi``, ``ct``, ``mri``): the `PHANTOMS` registry, iterable over its names."""
 
 
-def generate(kind: str, out: str | Path, n: int = 4, seed: int = 0, scale: float = 1.0, progress: bool = True) -> Path:
+def generate(
+    kind: str,
+    out: str | Path,
+    n: int = 4,
+    seed: int = 0,
+    scale: float = 1.0,
+    progress: bool = True,
+    options: Mapping[str, object] | None = None,
+) -> Path:
     """Generate `n` phantom cases of `kind` into the folder `out`.
 
     Args:
@@ -32,6 +41,8 @@ def generate(kind: str, out: str | Path, n: int = 4, seed: int = 0, scale: float
         seed: Seed; the same seed gives identical images and masks.
         scale: Multiplies the image size (WSI: level-0 pixels; CT/MRI: voxels per axis, same field of view).
         progress: Show a progress bar.
+        options: Kind-specific difficulty settings (``wsi``: `WSIOptions`, ``ct``: `CTOptions` fields);
+            None or empty for the original phantoms.
 
     Returns:
         Path of the manifest written, ``out/manifest.csv``.
@@ -39,17 +50,27 @@ def generate(kind: str, out: str | Path, n: int = 4, seed: int = 0, scale: float
     Raises:
         UnknownNameError: (a `ConfigError`) unknown kind.
         MedwssError: Invalid `n`, `seed` or `scale`.
+        ConfigError: Options for a kind that takes none, or an unknown or bad option.
     """
-    return PHANTOMS.get(kind)(out, n=n, seed=seed, scale=scale, progress=progress)
+    make = PHANTOMS.get(kind)
+    if not options:
+        return make(out, n=n, seed=seed, scale=scale, progress=progress)
+    if kind not in ("wsi", "ct"):
+        from medwss.errors import ConfigError
+
+        raise ConfigError(f"phantom kind '{kind}' takes no options (got {', '.join(options)})")
+    return make(out, n=n, seed=seed, scale=scale, progress=progress, options=options)
 
 
 __all__ = [
     "CT_LABELS",
+    "CTOptions",
     "MRI_SITES",
     "MRI_ZONES",
     "PHANTOMS",
     "PHANTOM_KINDS",
     "WSI_SITES",
+    "WSIOptions",
     "generate",
     "generate_ct",
     "generate_mri",

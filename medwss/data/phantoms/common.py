@@ -7,9 +7,9 @@ Seeding: every case draws from its own generator, derived from ``(seed, kind, st
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +18,11 @@ from medwss.data.splits import DEFAULT_FRACTIONS, assign_patients
 from medwss.io.atomic import atomic_path
 from medwss.registry import Registry
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 T = TypeVar("T")
+O = TypeVar("O", bound="BaseModel")
 
 Generator = Callable[..., Path]
 """``generate(out, n=, seed=, scale=, progress=) -> manifest path``."""
@@ -248,3 +252,22 @@ def check_kind_args(n: int, seed: int, scale: float) -> None:
         raise MedwssError(f"seed must be non-negative, got {seed}")
     if not scale > 0:
         raise MedwssError(f"scale must be positive, got {scale}")
+
+
+def parse_options(cls: type[O], options: O | Mapping[str, object] | None) -> O:
+    """`options` as the generator's options class `cls` (a pydantic config); a dict is validated.
+
+    Raises:
+        ConfigError: an unknown key or a bad value, named in one line.
+    """
+    from pydantic import ValidationError
+
+    from medwss.errors import ConfigError
+
+    if isinstance(options, cls):
+        return options
+    try:
+        return cls(**dict(options or {}))
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"phantom options ({cls.__name__}): {problems}") from None

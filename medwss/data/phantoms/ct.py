@@ -9,6 +9,10 @@ density cysts appear in scans of either label, as the confounder they are in pra
 is blurred slightly (partial volume) and Gaussian noise is added; values are Hounsfield units,
 int16.
 
+`CTOptions` changes the tumour (the defaults give the original phantoms, draw for draw): its
+mean attenuation and spread (an enhancing tumour, brighter than every other soft tissue, is what a
+case-label learner can find; at the default 40–80 HU it matches liver and spleen) and its size.
+
 The label map (`CT_LABELS`) is drawn on the same grid, from the same shapes, and saved with the
 same affine. The field of view is fixed (144 mm cube at the default 96 × 96 × 48 voxels of
 1.5 × 1.5 × 3 mm); `scale` changes the number of voxels and so the spacing.
@@ -29,7 +33,10 @@ from pathlib import Path
 from typing import TypedDict
 
 import numpy as np
+from pydantic import Field
 from scipy import ndimage
+
+from medwss.config import StrictConfig
 
 from medwss.data.manifest import write_manifest
 from medwss.data.phantoms.common import (
@@ -39,6 +46,7 @@ from medwss.data.phantoms.common import (
     centered_affine,
     check_kind_args,
     ellipsoid,
+    parse_options,
     register_phantom,
     rotation_z,
     scaled_shape,
@@ -99,6 +107,17 @@ CT_SITES: dict[str, CTSite] = {
 CYST_PROBABILITY = 0.4
 
 
+class CTOptions(StrictConfig):
+    """The kidney tumour of the CT phantoms; the defaults give the original phantoms, draw for draw."""
+
+    tumor_hu: float = 60.0
+    """Mean attenuation of the tumour, HU (60: like liver; 120: an enhancing tumour)."""
+    tumor_spread_hu: float = Field(20.0, ge=0)
+    """The tumour's values lie within ``tumor_hu ± tumor_spread_hu`` (smooth heterogeneity of 0.6 × this)."""
+    tumor_radius_mm: tuple[float, float] = (7.0, 14.0)
+    """Radius range of the tumour, mm."""
+
+
 @dataclass
 class CTPhantom:
     """One synthetic CT scan and its labels.
@@ -125,7 +144,14 @@ def _kidney(rng: np.random.Generator, side: int, z: float, spine_y: float) -> di
     return {"center": center, "radii": radii, "rotation": rotation_z(side * np.deg2rad(rng.uniform(15, 30)))}
 
 
-def make_scan(seed: int, index: int, scale: float = 1.0, site: str = "site_a", label: int | None = None) -> CTPhantom:
+def make_scan(
+    seed: int,
+    index: int,
+    scale: float = 1.0,
+    site: str = "site_a",
+    label: int | None = None,
+    options: CTOptions | None = None,
+) -> CTPhantom:
     """Synthesise scan `index` of the run seeded by `seed` (the same whatever the other cases).
 
     Args:
@@ -134,7 +160,9 @@ def make_scan(seed: int, index: int, scale: float = 1.0, site: str = "site_a", l
         scale: Multiplies the number of voxels along each axis (the field of view stays 144 mm).
         site: Scanner site, a key of `CT_SITES`.
         label: 1 to place a kidney tumour, 0 for none; drawn with `balanced_label` if None.
+        options: The tumour (`CTOptions`); None for the original phantoms.
     """
+    options = options or CTOptions()
     rng = case_rng(seed, KIND, index)
     label = balanced_label(seed, KIND, index) if label is None else int(label)
     shape = scaled_shape(BASE_SHAPE, scale)
@@ -222,14 +250,15 @@ def make_scan(seed: int, index: int, scale: float = 1.0, site: str = "site_a", l
         direction = rng.normal(size=3)
         direction /= np.linalg.norm(direction)
         center = k["center"] + k["rotation"] @ (k["radii"] * direction * rng.uniform(0.3, 0.7))
-        radius = rng.uniform(7.0, 14.0)
+        radius = rng.uniform(*options.tumor_radius_mm)
         r = ellipsoid((x, y, z), center, radius * rng.uniform(0.8, 1.2, 3), rotation_z(rng.uniform(0, np.pi)))
         r = r * (1 + 0.12 * smooth_noise(rng, shape, cell=(3, 3, 2)))
         tumor = (r < 1) & ~bone & inner
         if not tumor.any():  # coarse grids: keep at least the voxel nearest the centre
             tumor.flat[np.argmin(r)] = True
         hetero = smooth_noise(rng, shape, cell=(2, 2, 1.5))
-        hu[tumor] = np.clip(CT_HU["tumor"] + 12 * hetero[tumor], 40, 80)
+        mean, spread = options.tumor_hu, options.tumor_spread_hu
+        hu[tumor] = np.clip(mean + 0.6 * spread * hetero[tumor], mean - spread, mean + spread)
         lab[tumor] = 4
         meta["tumor_side"] = sides[side]
         meta["tumor_volume_ml"] = round(float(tumor.sum()) * float(np.prod(spacing)) / 1000, 2)
@@ -254,6 +283,7 @@ def generate_ct(
     scale: float = 1.0,
     progress: bool = True,
     sites: Sequence[str] = ("site_a", "site_b"),
+    options: CTOptions | dict[str, object] | None = None,
 ) -> Path:
     """Write `n` synthetic CT scans with label maps, and ``out/manifest.csv``.
 
@@ -267,18 +297,20 @@ def generate_ct(
         scale: Multiplies the number of voxels along each axis.
         progress: Show a progress bar.
         sites: Sites taken in turn (keys of `CT_SITES`).
+        options: The tumour (`CTOptions` or its fields as a dict); None for the original phantoms.
 
     Returns:
         Path of the manifest.
     """
     check_kind_args(n, seed, scale)
+    opts = parse_options(CTOptions, options)
     out = Path(out)
     write_text(out / "labels.json", json.dumps({str(k): v for k, v in CT_LABELS.items()}, indent=1) + "\n")
     rows: list[dict[str, object]] = []
     for i in track(range(n), total=n, desc="phantom ct", enabled=progress):
         case_id = f"ct_{i:03d}"
         site = site_of(i, sites)
-        scan = make_scan(seed, i, scale, site=site)
+        scan = make_scan(seed, i, scale, site=site, options=opts)
         image = save_nifti(scan.image, out / "images" / f"{case_id}.nii.gz")
         mask = save_nifti(scan.labels, out / "labels" / f"{case_id}.nii.gz")
         rows.append(

@@ -6,6 +6,11 @@ haematoxylin and eosin (pink stroma, purple nuclei); tumour regions are denser, 
 larger nuclei. About half the slides hold tumour (slide label 1), some only small lesions of a few
 tiles (200–400 µm across). Some slides carry a green or blue pen stroke.
 
+`WSIOptions` makes them harder (the defaults give the original phantoms, draw for draw): fainter
+tumour (`tumor_contrast`), isolated tumour-like patches in every slide that are not tumour
+(`lookalikes`, so a single tumour-like tile does not make a slide positive and only the spatial
+context of a lesion does), lesion sizes, and a stain shift between sites (`stain_shift`).
+
 Geometry (tissue, tumour, pen) is drawn on a grid of `GEOMETRY_DOWNSAMPLE` level-0 pixels per
 pixel and repeated onto level 0, so the level-0 tumour region is known exactly; the ground-truth
 masks are that region averaged over `MASK_DOWNSAMPLE` × `MASK_DOWNSAMPLE` blocks (a pixel is set
@@ -28,7 +33,10 @@ from pathlib import Path
 from typing import TypedDict
 
 import numpy as np
+from pydantic import Field
 from scipy import ndimage
+
+from medwss.config import StrictConfig
 
 from medwss.data.manifest import write_manifest
 from medwss.data.phantoms.common import (
@@ -37,6 +45,7 @@ from medwss.data.phantoms.common import (
     case_rng,
     check_kind_args,
     ellipsoid,
+    parse_options,
     register_phantom,
     rotation_2d,
     save_png,
@@ -54,6 +63,29 @@ MASK_DOWNSAMPLE = 16
 GEOMETRY_DOWNSAMPLE = 4
 SMALL_LESION_UM = (200.0, 400.0)
 PEN_PROBABILITY = 0.35
+LOOKALIKE_STREAM = 3  # look-alikes draw from their own generator, so the rest of a slide is unchanged
+
+
+class WSIOptions(StrictConfig):
+    """Difficulty of the slide phantoms; the defaults give the original phantoms, draw for draw."""
+
+    tumor_contrast: float = Field(1.0, ge=0, le=1)
+    """How far tumour differs from stroma (nuclear crowding, size and darkness, eosin, haematoxylin
+    wash): 1 the original phantoms, 0 no difference at all."""
+    large_lesion_probability: float = Field(0.6, ge=0, le=1)
+    """Chance that a positive slide holds one large lesion (a quarter to half of the short side)."""
+    small_lesion_um: tuple[float, float] = Field(SMALL_LESION_UM)
+    """Diameter range of the small lesions, µm."""
+    lookalikes: tuple[int, int] = (0, 0)
+    """Range of isolated tumour-like patches per slide, of either label; they are not tumour in the masks."""
+    lookalike_um: tuple[float, float] = (150.0, 220.0)
+    """Diameter range of the look-alike patches, µm."""
+    lookalike_balance: float = Field(0.0, ge=0)
+    """Positive slides drop this × (their tumour area / a look-alike's mean area) look-alikes, so the
+    total tumour-like area overlaps between the classes (defeats mean pooling)."""
+    stain_shift: float = Field(0.0, ge=0, le=0.8)
+    """Extra stain difference between sites: sites after the first get ×(1 + s) haematoxylin,
+    ×(1 − s/2) eosin and a denser glass; 0 the original sites."""
 
 
 class WSISite(TypedDict):
@@ -173,17 +205,19 @@ def _blob(rng: np.random.Generator, shape: tuple[int, int], center: tuple[float,
     return out
 
 
-def _tumor(rng: np.random.Generator, tissue: np.ndarray, h: int, w: int, mpp: float) -> tuple[np.ndarray, int]:
+def _tumor(
+    rng: np.random.Generator, tissue: np.ndarray, h: int, w: int, mpp: float, options: WSIOptions
+) -> tuple[np.ndarray, int]:
     """Tumour lesions inside the tissue on the geometry grid; also returns the number of small lesions."""
     g = GEOMETRY_DOWNSAMPLE
     depth = ndimage.distance_transform_edt(tissue)
     diameters = []  # level-0 pixels
-    if rng.random() < 0.6:
+    if rng.random() < options.large_lesion_probability:
         diameters.append(rng.uniform(0.25, 0.5) * min(h, w))
         n_small = int(rng.integers(0, 3))
     else:
         n_small = int(rng.integers(1, 4))
-    diameters += [rng.uniform(*SMALL_LESION_UM) / mpp for _ in range(n_small)]
+    diameters += [rng.uniform(*options.small_lesion_um) / mpp for _ in range(n_small)]
     tumor = np.zeros_like(tissue)
     for d in diameters:
         radius = d / 2 / g
@@ -192,6 +226,61 @@ def _tumor(rng: np.random.Generator, tissue: np.ndarray, h: int, w: int, mpp: fl
         tumor |= _blob(rng, tissue.shape, (float(center[0]), float(center[1])), radius)
     tumor = ndimage.binary_fill_holes(tumor & tissue)
     return tumor, n_small
+
+
+def _lookalikes(
+    rng: np.random.Generator, tissue: np.ndarray, tumor: np.ndarray, mpp: float, options: WSIOptions
+) -> np.ndarray:
+    """Isolated tumour-like patches in the tissue, away from the tumour and from each other (geometry grid).
+
+    Centres are drawn by rejection: inside the tissue by the patch's radius, a look-alike's largest
+    radius of stroma from each other and two from the tumour.
+    """
+    lo, hi = options.lookalikes
+    count = int(rng.integers(lo, hi + 1))
+    g = GEOMETRY_DOWNSAMPLE
+    radius_lo, radius_hi = (d / mpp / 2 / g for d in options.lookalike_um)
+    if count and tumor.any() and options.lookalike_balance > 0:
+        mean_area = np.pi * ((radius_lo + radius_hi) / 2) ** 2
+        count = max(0, count - int(round(options.lookalike_balance * tumor.sum() / mean_area)))
+    looks = np.zeros_like(tissue)
+    if count == 0:
+        return looks
+    depth = ndimage.distance_transform_edt(tissue)
+    to_tumor = ndimage.distance_transform_edt(~tumor) if tumor.any() else np.full(tissue.shape, np.inf)
+    gap = radius_hi
+    centres: list[tuple[float, float, float]] = []  # row, col, radius
+    for _ in range(50 * count):
+        if len(centres) == count:
+            break
+        radius = rng.uniform(radius_lo, radius_hi)
+        r, c = rng.integers(tissue.shape[0]), rng.integers(tissue.shape[1])
+        if depth[r, c] < radius or to_tumor[r, c] < radius + 2 * gap:
+            continue
+        if any(np.hypot(r - r2, c - c2) < radius + r3 + gap for r2, c2, r3 in centres):
+            continue
+        centres.append((float(r), float(c), radius))
+    for r, c, radius in centres:
+        looks |= _blob(rng, tissue.shape, (r, c), radius)
+    return looks & tissue
+
+
+def _shifted_stains(site: str, shift: float) -> WSISite:
+    """The stains of `site`, with the extra between-site shift for sites after the first."""
+    stains = WSI_SITES[site]
+    if shift <= 0 or site == next(iter(WSI_SITES)):
+        return stains
+    return {
+        **stains,
+        "h_strength": stains["h_strength"] * (1 + shift),
+        "e_strength": stains["e_strength"] * (1 - shift / 2),
+        "background_od": stains["background_od"] + 0.05 * shift,
+    }
+
+
+def _mix(a: float, b: float, c: float) -> float:
+    """``a`` at c = 0, ``b`` at c = 1 (exactly)."""
+    return a * (1 - c) + b * c
 
 
 def _pen(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -260,16 +349,20 @@ def _nucleus_kernels(
     return kernels
 
 
-def _nuclei(rng: np.random.Generator, tissue: np.ndarray, tumor: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Haematoxylin density of nuclei at level 0, (H, W) float32 in [0, 1.6]."""
+def _nuclei(
+    rng: np.random.Generator, tissue: np.ndarray, tumor: np.ndarray, h: int, w: int, contrast: float = 1.0
+) -> np.ndarray:
+    """Haematoxylin density of nuclei at level 0, (H, W) float32 in [0, 1.6]; `contrast` as in `WSIOptions`."""
     g = GEOMETRY_DOWNSAMPLE
     # Expected nuclei per level-0 pixel: stroma, tumour (crowded), lymphocytes.
-    lam_stroma, lam_tumor, lam_lymph = 1 / 700, 1 / 330, 1 / 6000
+    lam_stroma, lam_tumor, lam_lymph = 1 / 700, _mix(1 / 700, 1 / 330, contrast), 1 / 6000
     density = tissue * (lam_stroma * (1 + 0.5 * smooth_noise(rng, tissue.shape, cell=25)).clip(0.2, None))
     density = np.where(tumor, lam_tumor, density).astype(np.float32)
     lam_max = float(density.max()) if density.size else 0.0
     stroma_kernels = _nucleus_kernels(rng, (3.5, 6.5), (2.0, 3.2), 12)  # small, elongated
-    tumor_kernels = _nucleus_kernels(rng, (6.0, 9.5), (4.5, 7.5), 12)  # large, round
+    tumor_kernels = _nucleus_kernels(  # large, round
+        rng, (_mix(3.5, 6.0, contrast), _mix(6.5, 9.5, contrast)), (_mix(2.0, 4.5, contrast), _mix(3.2, 7.5, contrast)), 12
+    )
     lymph_kernels = _nucleus_kernels(rng, (3.0, 4.0), (2.8, 3.6), 4)  # small, round
     populations = []  # (rows, cols, kernels, darkness)
     if lam_max > 0:
@@ -279,7 +372,7 @@ def _nuclei(rng: np.random.Generator, tissue: np.ndarray, tumor: np.ndarray, h: 
         ys, xs = ys[accept].astype(np.int64), xs[accept].astype(np.int64)
         in_tumor = tumor[ys // g, xs // g]
         populations.append((ys[~in_tumor], xs[~in_tumor], stroma_kernels, 0.85))
-        populations.append((ys[in_tumor], xs[in_tumor], tumor_kernels, 1.25))
+        populations.append((ys[in_tumor], xs[in_tumor], tumor_kernels, _mix(0.85, 1.25, contrast)))
         nl = rng.poisson(lam_lymph * tissue.sum() * g * g)
         ly, lx = (rng.random(nl) * h).astype(np.int64), (rng.random(nl) * w).astype(np.int64)
         inside = tissue[ly // g, lx // g]
@@ -317,6 +410,7 @@ def _render(
     h: int,
     w: int,
     band: int = 256,
+    options: WSIOptions | None = None,
 ) -> np.ndarray:
     """The level-0 RGB image from the geometry: Beer–Lambert mixing of stains and ink.
 
@@ -324,16 +418,18 @@ def _render(
     level 0. The image is composed in bands of rows, so temporaries stay small.
     """
     g = GEOMETRY_DOWNSAMPLE
-    stains = WSI_SITES[site]
+    options = options or WSIOptions()
+    contrast = options.tumor_contrast
+    stains = _shifted_stains(site, options.stain_shift)
     shape4 = tissue.shape
     texture = 0.6 * smooth_noise(rng, shape4, cell=8) + 0.4 * smooth_noise(rng, shape4, cell=2)
     loose = smooth_noise(rng, shape4, cell=12) > 1.6  # pale loose stroma / fat spaces
     soft = ndimage.gaussian_filter(tissue.astype(np.float32), 0.7)
-    eosin4 = soft * np.where(loose, 0.12, 0.5 + 0.16 * texture) * np.where(tumor, 0.8, 1.0)
+    eosin4 = soft * np.where(loose, 0.12, 0.5 + 0.16 * texture) * np.where(tumor, _mix(1.0, 0.8, contrast), 1.0)
     eosin4 = (eosin4 * float(stains["e_strength"])).astype(np.float32)
-    hema4 = ((0.05 * soft + 0.1 * tumor) * float(stains["h_strength"])).astype(np.float32)
+    hema4 = ((0.05 * soft + _mix(0.0, 0.1, contrast) * tumor) * float(stains["h_strength"])).astype(np.float32)
     pen4 = None if pen is None else pen.astype(np.float32)
-    nuc = _nuclei(rng, tissue, tumor, h, w)
+    nuc = _nuclei(rng, tissue, tumor, h, w, contrast)
     h_strength = np.float32(stains["h_strength"])
     h_vec = np.asarray(stains["hematoxylin"], dtype=np.float32)
     e_vec = np.asarray(stains["eosin"], dtype=np.float32)
@@ -378,6 +474,7 @@ def make_slide(
     site: str = "site_a",
     label: int | None = None,
     mpp: float = MPP,
+    options: WSIOptions | None = None,
 ) -> SlidePhantom:
     """Synthesise slide `index` of the run seeded by `seed` (the same whatever the other cases).
 
@@ -388,22 +485,29 @@ def make_slide(
         site: Staining site, a key of `WSI_SITES`.
         label: 1 to place tumour, 0 for none; drawn with `balanced_label` if None.
         mpp: Microns per level-0 pixel (sets the physical size of small lesions).
+        options: Difficulty (`WSIOptions`); None for the original phantoms.
     """
+    options = options or WSIOptions()
     rng = case_rng(seed, KIND, index)
     label = balanced_label(seed, KIND, index) if label is None else int(label)
     h, w = _slide_shape(scale)
     tissue = _tissue(rng, h, w)
     n_small = 0
     if label:
-        tumor, n_small = _tumor(rng, tissue, h, w, mpp)
+        tumor, n_small = _tumor(rng, tissue, h, w, mpp, options)
     else:
         tumor = np.zeros_like(tissue)
+    looks = (
+        _lookalikes(case_rng(seed, KIND, index, LOOKALIKE_STREAM), tissue, tumor, mpp, options)
+        if options.lookalikes[1] > 0
+        else np.zeros_like(tissue)
+    )
     pen_color = ""
     pen = None
     if rng.random() < PEN_PROBABILITY:
         pen_color = str(rng.choice(sorted(PEN_COLORS)))
         pen = _pen(rng, h, w)
-    rgb = _render(rng, tissue, tumor, pen, pen_color, site, h, w)
+    rgb = _render(rng, tissue, tumor | looks, pen, pen_color, site, h, w, options=options)
     f = MASK_DOWNSAMPLE // GEOMETRY_DOWNSAMPLE
     tumor_frac = _block_fraction(tumor.astype(np.float32), f)
     tumor_mask = tumor_frac >= 0.5
@@ -420,6 +524,8 @@ def make_slide(
         "tumor_area_um2": round(area_um2, 1),
         "mpp": mpp,
     }
+    if options.lookalikes[1] > 0:
+        meta["n_lookalikes"] = int(ndimage.label(looks)[1])
     return SlidePhantom(
         rgb,
         tumor_mask.astype(np.uint8),
@@ -442,6 +548,7 @@ def generate_wsi(
     progress: bool = True,
     sites: Sequence[str] = ("site_a", "site_b"),
     mpp: float = MPP,
+    options: WSIOptions | dict[str, object] | None = None,
 ) -> Path:
     """Write `n` synthetic slides, their masks and annotations, and ``out/manifest.csv``.
 
@@ -458,18 +565,20 @@ def generate_wsi(
         progress: Show a progress bar.
         sites: Sites taken in turn (keys of `WSI_SITES`).
         mpp: Microns per level-0 pixel.
+        options: Difficulty (`WSIOptions` or its fields as a dict); None for the original phantoms.
 
     Returns:
         Path of the manifest.
     """
     check_kind_args(n, seed, scale)
+    opts = parse_options(WSIOptions, options)
     out = Path(out)
     ds = MASK_DOWNSAMPLE
     rows: list[dict[str, object]] = []
     for i in track(range(n), total=n, desc="phantom wsi", enabled=progress):
         case_id = f"wsi_{i:03d}"
         site = site_of(i, sites)
-        s = make_slide(seed, i, scale, site=site, mpp=mpp)
+        s = make_slide(seed, i, scale, site=site, mpp=mpp, options=opts)
         image = write_pyramid_tiff(
             s.rgb, out / "slides" / f"{case_id}.tif", mpp=mpp, description=f"medwss phantom wsi seed={seed} case={i}"
         )

@@ -1,4 +1,10 @@
-"""Loading local weight files into encoders: ``weights_only=True`` always, prefixes stripped, mismatches reported."""
+"""Loading local weight files into encoders: ``weights_only=True`` always, prefixes stripped, mismatches reported.
+
+Files: ``torch.save`` pickles (``.pt``, ``.pth``, ``.bin``, ``.ckpt``), read with ``weights_only=True``,
+and ``.safetensors`` (needs the optional extra ``medwss[safetensors]``). Nothing is ever fetched.
+Encoders with ``strict_weights = True`` (the foundation-model layouts of `medwss.embed.encoders.vit_timm`)
+load strict: any missing, unexpected or mis-shaped key fails in one line naming the file and the first keys.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +23,9 @@ log = logging.getLogger(__name__)
 
 WRAPPER_KEYS = ("state_dict", "model", "encoder")
 """Keys under which checkpoints commonly nest the state dict."""
-PREFIXES = ("module.", "encoder.")
-"""Key prefixes left by DataParallel/DDP and by models that hold the encoder as ``.encoder``."""
+PREFIXES = ("module.", "encoder.", "model.")
+"""Key prefixes left by DataParallel/DDP and by models that hold the encoder as ``.encoder`` or ``.model``."""
+SAFETENSORS_SUFFIX = ".safetensors"
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -38,6 +45,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             unpickled with code execution), or no state dict.
     """
     p = require_file(path)
+    if p.suffix.lower() == SAFETENSORS_SUFFIX:
+        return _read_safetensors(p)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
@@ -62,6 +71,25 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _read_safetensors(p: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file (the optional dependency ``safetensors``)."""
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError as exc:
+        raise ConfigError(
+            "reading .safetensors needs the optional package safetensors (pip install 'medwss[safetensors]')", p
+        ) from exc
+    try:
+        tensors = load_file(str(p), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"unreadable .safetensors file ({first})", p) from exc
+    if not tensors:
+        raise ConfigError("no tensors found in the .safetensors file", p)
+    return dict(tensors)
+
+
 def _match_keys(state: dict[str, torch.Tensor], wanted: set[str]) -> dict[str, torch.Tensor]:
     """Strip `PREFIXES` from keys the module does not know; add the module's own prefix if that makes them fit."""
     out = {}
@@ -79,13 +107,15 @@ def _match_keys(state: dict[str, torch.Tensor], wanted: set[str]) -> dict[str, t
 
 
 def load_weights(module: nn.Module, path: str | Path) -> tuple[list[str], list[str], str]:
-    """Load a weights file into `module` (non-strict), reporting what did not fit.
+    """Load a weights file into `module`, reporting what did not fit (strict for ``strict_weights`` modules).
 
     Args:
-        module: The model (an `Encoder`, or any module).
+        module: The model (an `Encoder`, or any module). If it has ``remap_state_dict(state)``, the
+            file's state dict goes through it first (e.g. Hugging Face ViT keys to timm's); if its
+            ``strict_weights`` is True, every key must fit (`check_strict`).
         path: A file written by ``torch.save`` holding a state dict, or a dict with the state
-            dict under ``state_dict``, ``model`` or ``encoder``; ``module.`` and ``encoder.``
-            key prefixes are stripped.
+            dict under ``state_dict``, ``model`` or ``encoder``, or a ``.safetensors`` file;
+            ``module.``, ``encoder.`` and ``model.`` key prefixes are stripped.
 
     Returns:
         ``(missing_keys, unexpected_keys, checksum)``: keys of the module the file lacks, keys of
@@ -97,7 +127,13 @@ def load_weights(module: nn.Module, path: str | Path) -> tuple[list[str], list[s
     """
     p = require_file(path)
     own = module.state_dict()
-    state = _match_keys(read_state_dict(p), set(own))
+    state = read_state_dict(p)
+    remap = getattr(module, "remap_state_dict", None)
+    if callable(remap):
+        state = remap(state)
+    state = _match_keys(state, set(own))
+    if getattr(module, "strict_weights", False):
+        check_strict(state, own, module, p)
     common = set(state) & set(own)
     if not common:
         raise ConfigError(
@@ -120,6 +156,30 @@ def load_weights(module: nn.Module, path: str | Path) -> tuple[list[str], list[s
     if unexpected:
         log.warning("%s: %d weights in the file not used by the model: %s", p, len(unexpected), _few(unexpected))
     return missing, unexpected, sha256_file(p)
+
+
+def check_strict(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], module: nn.Module, path: Path) -> None:
+    """Refuse, in one line naming `path` and the first keys, a state dict that does not fit `module` exactly."""
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in sorted(set(state) & set(own))
+        if state[k].shape != own[k].shape
+    ]
+    if not (missing or unexpected or wrong):
+        return
+    name = getattr(module, "name", type(module).__name__)
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({_few(missing, 3)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({_few(unexpected, 3)})")
+    if wrong:
+        parts.append(f"{len(wrong)} of the wrong shape ({_few(wrong, 2)})")
+    raise ConfigError(
+        f"weights do not fit encoder '{name}' strictly: {'; '.join(parts)}; wrong file or architecture?", path
+    )
 
 
 def _few(keys: list[str], n: int = 5) -> str:

@@ -1,0 +1,94 @@
+"""The one error path: exit codes of batches, one line for unexpected errors, library noise off stderr, strict JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from medwss.cli import info
+from medwss.cli.batch import finish, record_failures
+from medwss.cli.main import _write_log, library_noise_routed, main
+from medwss.embed.failures import read_failures
+from medwss.io.atomic import write_json, write_text
+
+
+def test_finish_exit_codes_and_summary(capsys, tmp_path):
+    assert finish("tile", 10, 0, tmp_path / "failures.csv") == 0 and capsys.readouterr().err == ""
+    assert finish("tile", 10, 3, "out/failures.csv") == 3
+    assert capsys.readouterr().err == "medwss tile: 3 of 10 cases failed; see out/failures.csv\n"
+    assert finish("evaluate", 2, 2, "f.csv") == 2 and finish("x", 0, 1) == 2
+    log = record_failures(
+        tmp_path / "failures.csv", ["c1: bad\nthing", {"case_id": "c2", "problem": "p", "image": "i"}]
+    )
+    rows = read_failures(log.path)
+    assert [(r["case_id"], r["image"], r["error"]) for r in rows] == [("c1", "", "bad thing"), ("c2", "i", "p")]
+
+
+def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, tmp_path, capsys):
+    def boom(args):  # noqa: ANN001, ANN202
+        raise RuntimeError("kaputt\nsecond line")
+
+    monkeypatch.setattr(info, "run", boom)
+    assert main(["info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: kaputt second line" in err and "--debug" in err
+    with pytest.raises(RuntimeError):
+        main(["--debug", "info", str(tmp_path)])
+
+    def missing(args):  # noqa: ANN001, ANN202
+        open(tmp_path / "nope" / "x.bin")  # noqa: SIM115
+
+    monkeypatch.setattr(info, "run", missing)
+    assert main(["info", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"medwss: error: {tmp_path / 'nope' / 'x.bin'}: No such file or directory\n"
+
+
+def test_library_log_lines_kept_off_stderr_and_logged(tmp_path, capsys):
+    with library_noise_routed(debug=False) as collect:
+        logging.getLogger("tifffile").warning("TiffPage 0: invalid tag")
+        logging.getLogger("nibabel.global").error("pixdim[0] invalid")
+    assert capsys.readouterr().err == ""
+    assert len(collect.lines) == 2 and "TiffPage 0" in collect.lines[0]
+
+    class Args:
+        out = str(tmp_path)
+
+    _write_log(Args(), collect.lines)  # type: ignore[arg-type]
+    assert "pixdim[0] invalid" in (tmp_path / "medwss.log").read_text()
+    assert logging.getLogger("tifffile").handlers == []  # restored
+
+
+def test_json_outputs_are_strict(tmp_path):
+    def strict(name: str) -> None:
+        raise AssertionError(name)
+
+    write_text(tmp_path / "m.json", json.dumps({"auc": float("nan"), "x": [1.0, float("-inf")], "s": "NaN"}, indent=2))
+    assert json.loads((tmp_path / "m.json").read_text(), parse_constant=strict) == {
+        "auc": None,
+        "x": [1.0, None],
+        "s": "NaN",
+    }
+    import numpy as np
+
+    write_json(tmp_path / "n.json", {"a": np.float32("nan"), "b": np.arange(2), "c": tmp_path})
+    assert json.loads((tmp_path / "n.json").read_text(), parse_constant=strict) == {
+        "a": None,
+        "b": [0, 1],
+        "c": str(tmp_path),
+    }
+
+
+def test_volume_dimensions_beyond_a_singleton_refused(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from medwss.errors import InvalidDataError
+    from medwss.io.volumes import load_volume
+
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4, 1, 3), np.float32), np.eye(4)), str(tmp_path / "s.nii.gz"))
+    assert load_volume(tmp_path / "s.nii.gz").shape == (4, 4, 4, 3)
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4, 2, 3), np.float32), np.eye(4)), str(tmp_path / "t.nii.gz"))
+    with pytest.raises(InvalidDataError, match=r"t.nii.gz: image is 5D"):
+        load_volume(tmp_path / "t.nii.gz")
