@@ -1,7 +1,8 @@
 """The context benchmark: INSIGHT against every MIL baseline on bags where instance pooling fails.
 
 Usage:
-    python benchmarks/mil_context.py [--quick] [--seeds 0 1 2] [--sets default weak small]
+    python benchmarks/mil_context.py [--quick] [--seeds 0 1 2] [--sets default weak small] [--epochs N]
+    python benchmarks/mil_context.py --merge run_a/mil_context.json run_b/mil_context.json
 
 Data: `medwss phantom bags` (`medwss.data.phantoms.bags`): CLAM-layout feature bags (no images)
 whose lesions are connected clusters of tumour-like tiles, while every case — negatives included —
@@ -10,8 +11,11 @@ the count of tumour-like tiles overlaps between the classes. The bags are writte
 back through the bag-only manifest path (`load_manifest(images=False)` → `load_bags`).
 
 Size: 160 cases per set on a 16×16 tile grid (`--n`, `--grid`; the phantom's own default is 240
-on 20×20), cut to fit a 2-core CPU; a full run (3 sets, 3 seeds, ablations on default) is still
-about an hour of CPU there, INSIGHT runs being the slow part.
+on 20×20), cut to fit a 2-core CPU; a full run (3 sets, 3 seeds, ablations on default, 40 epochs)
+is hours of CPU on the shared machine, INSIGHT runs being the slow part. `--epochs N` cuts the
+shipped config's epochs (patience scaled with it); `--merge A.json B.json ...` pools runs made in
+parallel (one process per seed or method) into one table. The run behind the README table is cut
+(see README, "Context benchmark").
 
 Sets (``--sets``; default, weak and small unless named; the ablations run on ``--ablation-sets``,
 default only; each varies one axis of the default): ``default`` (signal 8, clusters of 6–16 tiles, 8–24
@@ -103,7 +107,7 @@ def load_set(folder: Path) -> dict[str, list]:  # noqa: ANN001
     for name, cases in split.items():
         bags = load_bags(cases, 1)
         for lb in bags:
-            lb.truth = load_truth(lb.case.features)  # type: ignore[attr-defined]
+            lb.truth = load_truth(lb.case.features)  # type: ignore[attr-defined,arg-type]
         out[name] = bags
     return out
 
@@ -143,7 +147,7 @@ def run_method(
     row = {**score(predict(model, data["test"], torch.device("cpu"))), "seconds": seconds,
            "best_epoch": result["best_epoch"], "seed": seed}  # fmt: skip
     if aggregator == "insight" and getattr(model, "use_context", False) and not gated_variant(kwargs):
-        model.gate = True
+        model.gate = True  # type: ignore[assignment]
         row["gated"] = score(predict(model, data["test"], torch.device("cpu")))
     return row
 

@@ -1,4 +1,4 @@
-"""Stain normalisation on real H&E tiles: medwss's Macenko (`medwss.embed.stain`) against MONAI's `NormalizeHEStains`.
+"""Stain normalisation on real H&E tiles: medwss's Macenko (`medwss.transforms.stain_norm`) against MONAI's `NormalizeHEStains`.
 
 Usage:
     python benchmarks/stain_norm.py [--quick] [--data ../shared/data/real] [--tiles N]
@@ -39,8 +39,8 @@ def _tiles(data: Path, n: int | None) -> list[np.ndarray]:
 
 
 def run(data: Path, n: int | None) -> dict:
-    from medwss.embed.stain import MacenkoNormalizer, macenko_stains, monai_normalizer
     from medwss.errors import InvalidDataError
+    from medwss.transforms.stain_norm import MacenkoNormalizer, macenko_stains, monai_normalizer
 
     tiles = _tiles(data, n)
     own, monai = MacenkoNormalizer(), monai_normalizer()

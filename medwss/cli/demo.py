@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--n-wsi", type=int, default=30, help="phantom slides (default 30)")
     p.add_argument("--n-ct", type=int, default=20, help="phantom CT scans (default 20; 0 to skip)")
-    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--aggregators", default="insight,abmil,max", help="comma-separated (default insight,abmil,max)")
     p.add_argument(
@@ -56,7 +56,15 @@ def run(args: argparse.Namespace) -> int:
         for agg in args.aggregators.split(","):
             run_dir = out / "runs" / f"{kind}_{agg}"
             spec = SETTINGS[name]
-            r = evaluate(manifest, agg, args.seed, run_dir, args.epochs, spec["positive_labels"], train=spec.get("train", {}).get(agg))
+            r = evaluate(
+                manifest,
+                agg,
+                args.seed,
+                run_dir,
+                args.epochs,
+                spec["positive_labels"],
+                train=spec.get("train", {}).get(agg),
+            )
             print(
                 f"   {agg:8s} test AUC {r['auc']:.3f} [{r['auc_lo']:.3f}, {r['auc_hi']:.3f}]  heatmap Dice {r['dice']:.3f} ({r['n_dice']} positive test cases)"
             )

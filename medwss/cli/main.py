@@ -22,7 +22,7 @@ from medwss.cli import al, coin, demo, embed, encoder, evaluate, info, manifest,
 from medwss.errors import MedwssError
 
 GROUPS = (info, manifest, phantom, tile, embed, encoder, mil, pseudo, evaluate, scribble, demo, al, coin)
-LIBRARY_LOGGERS = ("tifffile", "nibabel", "pydicom", "h5py", "PIL", "imagecodecs", "openslide", "monai", "SimpleITK")
+LIBRARY_LOGGERS = ("tifffile", "nibabel", "pydicom", "h5py", "PIL", "imagecodecs", "openslide", "monai")
 """Loggers whose records go to the run's log file, never to stderr."""
 LOG_NAME = "medwss.log"
 
@@ -69,7 +69,7 @@ def library_noise_routed(debug: bool) -> Iterator[_Collect]:
         saved.append((lg, lg.handlers[:], lg.propagate, lg.level))
         lg.handlers = [collect]
         lg.propagate = False
-        lg.setLevel(logging.DEBUG if lg.level == logging.NOTSET else lg.level)
+        lg.setLevel(logging.WARNING if lg.level == logging.NOTSET else lg.level)  # their warnings and errors
     package = str(Path(__file__).resolve().parents[1])
     shown = warnings.showwarning
 
@@ -87,14 +87,6 @@ def library_noise_routed(debug: bool) -> Iterator[_Collect]:
         for lg, handlers, propagate, level in saved:
             lg.handlers, lg.propagate = handlers, propagate
             lg.setLevel(level)
-
-
-def _silence_simpleitk() -> None:
-    """SimpleITK prints its warnings from C++ straight to stderr; switch that off when it is loaded."""
-    sitk = sys.modules.get("SimpleITK")
-    if sitk is not None:
-        with contextlib.suppress(Exception):
-            sitk.ProcessObject.SetGlobalWarningDisplay(False)
 
 
 def _write_log(args: argparse.Namespace, lines: list[str]) -> None:
@@ -130,7 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False))
     with library_noise_routed(debug) as collect:
         try:
-            _silence_simpleitk()
             if getattr(args, "nan", None) == "keep":  # mil predict|heatmap --nan keep: bags may hold NaN
                 from medwss.embed.store import bag_nan_policy
 

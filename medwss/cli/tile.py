@@ -64,7 +64,7 @@ class TileConfig(StrictConfig):
     channels: list[str] | None = None
     """Multiplex slides (QPTIFF, OME CYX): 1–3 channels (names or indices) read as the tile's RGB planes; None: the first 3."""
     stain_norm: Literal["none", "macenko"] = "none"
-    """Slides: stain normalisation of every tile when it is read (recorded in the tile file; `medwss.embed.stain`)."""
+    """Slides: stain normalisation of every tile when it is read (recorded in the tile file; `medwss.transforms.stain_norm`)."""
     tissue_geojson: str | None = None
     """Slides: tissue from GeoJSON instead of detection: a file, or a folder of ``<case_id>_tissue.geojson``."""
 

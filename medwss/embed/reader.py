@@ -78,7 +78,7 @@ class TileReader:
                     channels=chosen.split(",") if chosen else None,
                 )
                 if self.tiles.attrs.get("stain_norm") == "macenko":
-                    from medwss.embed.stain import MacenkoNormalizer
+                    from medwss.transforms.stain_norm import MacenkoNormalizer
 
                     self._stain = MacenkoNormalizer()
         elif self._array is None:

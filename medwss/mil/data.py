@@ -8,6 +8,7 @@ coordinates), so the grid-based aggregators work on them too.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,9 +59,25 @@ class LabelledBag:
     target: torch.Tensor  # (K,) float: 1 for the positive class (binary) or one-hot (K classes)
 
 
-def n_outputs(labels: list[int]) -> int:
-    """K: 1 for a binary task (labels 0/1), the number of classes otherwise."""
-    return 1 if max(labels, default=1) <= 1 else max(labels) + 1
+def n_outputs(labels: list[int], source: str | Path | None = None) -> int:
+    """K: 1 for a binary task (labels 0/1), the number of classes otherwise.
+
+    Raises:
+        InvalidDataError: (naming `source`, the manifest) a negative label, or classes between 0 and
+            the largest label that no case has (labels outside the task, e.g. 0, 1 and 7).
+    """
+    present = set(labels)
+    if present and min(present) < 0:
+        raise InvalidDataError(f"label {min(present)}: case labels must be 0/1 or 0..K-1", source)
+    top = max(present, default=1)
+    missing = sorted(set(range(top + 1)) - present)
+    if top > 1 and missing:
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        raise InvalidDataError(
+            f"labels {sorted(present)}: no case has class {shown}; labels must be 0/1 or 0..K-1 (every class present)",
+            source,
+        )
+    return 1 if top <= 1 else top + 1
 
 
 def target_of(label: int, k: int) -> torch.Tensor:

@@ -107,7 +107,8 @@ class ContextStack(nn.Module):
         self.act: nn.Module = nn.GELU() if block == "paper" else nn.ReLU()
         self.drop = nn.Dropout(dropout)
         self.head = conv(hidden, n_out, 1)
-        nn.init.constant_(self.head.bias, bias)
+        if self.head.bias is not None:
+            nn.init.constant_(self.head.bias, bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Context logits.
@@ -234,11 +235,20 @@ class Insight(Aggregator):
         for _ in range(detection_depth - 1):
             det += layer(hidden)
         head = nn.Linear(hidden, n_classes)
-        nn.init.constant_(head.bias, detection_bias)
+        if head.bias is not None:
+            nn.init.constant_(head.bias, detection_bias)
         self.detection = nn.Sequential(*det, head)
         self.context = (
             ContextStack(
-                hidden, n_classes, context_depth, spatial_dims, kernel, dilated, dropout, block, context_norm,
+                hidden,
+                n_classes,
+                context_depth,
+                spatial_dims,
+                kernel,
+                dilated,
+                dropout,
+                block,
+                context_norm,
                 context_bias,
             )
             if use_context

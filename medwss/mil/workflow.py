@@ -35,7 +35,7 @@ def _fit(manifest: Manifest, split: dict[str, list[Case]], cfg: MILTrainConfig, 
     from medwss.mil.registry import create_aggregator
 
     labels = [int(c.label) for c in manifest.cases if c.label is not None]
-    k = n_outputs(labels)
+    k = n_outputs(labels, manifest.path)
     failed: list[dict[str, str]] = []  # one bad bag fails its case only (recorded in metrics["failed"])
     bags = {name: load_bags(cases, k, tokens=cfg.tokens, failures=failed) for name, cases in split.items()}
     if not bags["train"]:

@@ -24,6 +24,9 @@ class PseudoConfig(StrictConfig):
             `medwss.transforms.intensity.CT_WINDOWS` or ``(low, high)``.
         downsample: In-plane downsampling of the axial slices (1 = native grid; slices are resized
             to ``ceil(side / downsample)`` by the shared slicer).
+        slice_size: Side every axial slice is resized to (the whole field of view, aspect not kept);
+            overrides `downsample`. Needed where cases differ in size (ACDC), since the trained
+            methods stack slices into one batch.
         segmenter: Box segmenter (``box``, ``random_walker``, ``chan_vese``, ``otsu``, ``sam``, ``medsam``).
         checkpoint: Local SAM/MedSAM checkpoint.
         box_threshold, ring: Mask threshold and ignore ring (pixels) of box pseudo-labels.
@@ -53,6 +56,7 @@ class PseudoConfig(StrictConfig):
     minor: tuple[str, ...] = ("kidney_tumor", "right_kidney", "left_kidney")
     window: str | tuple[float, float] = "soft_tissue"
     downsample: int = Field(1, ge=1)
+    slice_size: int | None = Field(None, ge=8)
     segmenter: str = "random_walker"
     checkpoint: str | None = None
     box_threshold: float = Field(0.5, gt=0, lt=1)

@@ -101,7 +101,8 @@ def slice_case(case: Case, cfg: PseudoConfig) -> SliceCase:
         raise InvalidDataError(f"case {case.case_id}: no orientation")
     X, Y, _ = o.canonical_shape
     s = cfg.downsample
-    geom = plan_slices(o, size=(math.ceil(X / s), math.ceil(Y / s)))
+    size = (cfg.slice_size, cfg.slice_size) if cfg.slice_size else (math.ceil(X / s), math.ceil(Y / s))
+    geom = plan_slices(o, size=size)
     raw_stack = geom.cut_canonical(np.asarray(vol.array, dtype=np.float32))  # (N, H, W) HU
     window = cfg.window_range()
     raws = [np.ascontiguousarray(r) for r in raw_stack]

@@ -203,6 +203,13 @@ def test_bad_config_files_and_manifests(root, tmp_path, capsys):
         one_line_naming(lines, cfg.name)
     code, lines = run(["mil", "train", m, "--out", out, "--config", unknown, "--quiet"], capsys, tmp_path, out)
     assert code == 2 and len(lines) == 1 and "bogus" in lines[0]
+    rng = np.random.default_rng(SEED)
+    for label in (-1, int(rng.integers(3, 9))):  # labels outside the task
+        odd = root / "odd.csv"
+        odd.write_text(m.read_text().replace(",1,", f",{label},"))
+        code, lines = run(["mil", "train", odd, "--out", out, "--quiet"], capsys, tmp_path, out)
+        assert code == 2
+        one_line_naming(lines, "odd.csv")
     for name, bad in bad_files(root / "man").items():
         code, lines = run(["tile", bad, "--out", out, "--quiet"], capsys, tmp_path, out)
         assert code == 2, name

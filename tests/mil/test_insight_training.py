@@ -140,3 +140,36 @@ def test_context_norm_and_head_biases() -> None:
     assert float(m.context.head.bias) == -2.0 and float(m.detection[-1].bias) == -1.0
     out = m.eval()(_bag())
     assert torch.isfinite(out.scores).all()
+
+
+@pytest.mark.slow
+def test_shipped_insight_does_not_collapse_on_the_seed_that_did(tmp_path) -> None:  # noqa: ANN001
+    """Seed 0 on the context benchmark's default set drove every heatmap value to 0 within the first
+    epoch (context logits ran off to +150; train loss 6.908); the shipped config keeps it trainable."""
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from medwss.data.phantoms.bags import BagPhantomConfig, generate_bags
+    from medwss.mil.train import predict, train
+    from medwss.train.device import seed_everything
+
+    torch.set_num_threads(1)
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "benchmarks"))
+    from mil_context import load_set
+
+    generate_bags(tmp_path / "bags", BagPhantomConfig(n=160, grid=16), progress=False)
+    data = load_set(tmp_path / "bags")
+    cfg = yaml.safe_load((root / "configs" / "mil_insight.yaml").read_text())
+    kwargs = cfg.pop("aggregator_kwargs")
+    cfg.update(epochs=1, min_epochs=1, device="cpu", seed=0)
+    seed_everything(0)
+    model = create_aggregator("insight", 32, 1, **kwargs)
+    result = train(
+        model, data["train"], [], MILTrainConfig(**cfg), tmp_path / "run", torch.device("cpu"), progress=False
+    )
+    assert result["history"][0]["train_loss"] < 1.0, result["history"]
+    heat = torch.cat([o.scores for o in predict(model, data["train"][:16], torch.device("cpu"))])
+    assert float(heat.max()) > 0.05 and float(heat.std()) > 1e-3

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 T = TypeVar("T")
-O = TypeVar("O", bound="BaseModel")
+OptionsT = TypeVar("OptionsT", bound="BaseModel")
 
 Generator = Callable[..., Path]
 """``generate(out, n=, seed=, scale=, progress=) -> manifest path``."""
@@ -254,7 +254,7 @@ def check_kind_args(n: int, seed: int, scale: float) -> None:
         raise MedwssError(f"scale must be positive, got {scale}")
 
 
-def parse_options(cls: type[O], options: O | Mapping[str, object] | None) -> O:
+def parse_options(cls: type[OptionsT], options: OptionsT | Mapping[str, object] | None) -> OptionsT:
     """`options` as the generator's options class `cls` (a pydantic config); a dict is validated.
 
     Raises:

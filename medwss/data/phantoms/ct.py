@@ -37,7 +37,6 @@ from pydantic import Field
 from scipy import ndimage
 
 from medwss.config import StrictConfig
-
 from medwss.data.manifest import write_manifest
 from medwss.data.phantoms.common import (
     add_splits,

@@ -37,7 +37,6 @@ from pydantic import Field
 from scipy import ndimage
 
 from medwss.config import StrictConfig
-
 from medwss.data.manifest import write_manifest
 from medwss.data.phantoms.common import (
     add_splits,
@@ -53,7 +52,7 @@ from medwss.data.phantoms.common import (
     smooth_noise,
     track,
 )
-from medwss.io.annotations import mask_to_polygons, write_camelyon_xml, write_geojson
+from medwss.io.annotations import Shape, mask_to_polygons, write_camelyon_xml, write_geojson
 from medwss.io.tiff_writer import write_pyramid_tiff
 
 KIND = "wsi"
@@ -139,7 +138,7 @@ class SlidePhantom:
     rgb: np.ndarray
     tumor: np.ndarray
     tissue: np.ndarray
-    polygons: list[np.ndarray]
+    polygons: list[Shape]
     label: int
     site: str
     pen: str
@@ -254,12 +253,12 @@ def _lookalikes(
         if len(centres) == count:
             break
         radius = rng.uniform(radius_lo, radius_hi)
-        r, c = rng.integers(tissue.shape[0]), rng.integers(tissue.shape[1])
-        if depth[r, c] < radius or to_tumor[r, c] < radius + 2 * gap:
+        i, j = int(rng.integers(tissue.shape[0])), int(rng.integers(tissue.shape[1]))
+        if depth[i, j] < radius or to_tumor[i, j] < radius + 2 * gap:
             continue
-        if any(np.hypot(r - r2, c - c2) < radius + r3 + gap for r2, c2, r3 in centres):
+        if any(np.hypot(i - r2, j - c2) < radius + r3 + gap for r2, c2, r3 in centres):
             continue
-        centres.append((float(r), float(c), radius))
+        centres.append((float(i), float(j), radius))
     for r, c, radius in centres:
         looks |= _blob(rng, tissue.shape, (r, c), radius)
     return looks & tissue
@@ -361,7 +360,10 @@ def _nuclei(
     lam_max = float(density.max()) if density.size else 0.0
     stroma_kernels = _nucleus_kernels(rng, (3.5, 6.5), (2.0, 3.2), 12)  # small, elongated
     tumor_kernels = _nucleus_kernels(  # large, round
-        rng, (_mix(3.5, 6.0, contrast), _mix(6.5, 9.5, contrast)), (_mix(2.0, 4.5, contrast), _mix(3.2, 7.5, contrast)), 12
+        rng,
+        (_mix(3.5, 6.0, contrast), _mix(6.5, 9.5, contrast)),
+        (_mix(2.0, 4.5, contrast), _mix(3.2, 7.5, contrast)),
+        12,
     )
     lymph_kernels = _nucleus_kernels(rng, (3.0, 4.0), (2.8, 3.6), 4)  # small, round
     populations = []  # (rows, cols, kernels, darkness)
@@ -585,7 +587,7 @@ def generate_wsi(
         mask = save_png(s.tumor, out / "masks" / f"{case_id}_tumor_ds{ds}.png")
         tissue = save_png(s.tissue, out / "masks" / f"{case_id}_tissue_ds{ds}.png")
         geojson = write_geojson(s.polygons, out / "annotations" / f"{case_id}.geojson")
-        xml = write_camelyon_xml(s.polygons, out / "annotations" / f"{case_id}.xml")
+        xml = write_camelyon_xml(s.polygons, out / "annotations" / f"{case_id}.xml")  # type: ignore[arg-type]
         rows.append(
             {
                 "case_id": case_id,

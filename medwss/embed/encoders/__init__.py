@@ -6,9 +6,13 @@ first lookup: a new encoder is one file here with the decorator.
 Example:
     >>> from medwss.embed.encoders import create_encoder, list_encoders
     >>> list_encoders()  # doctest: +SKIP
-    ['densenet121', 'efficientnet-b0', 'resnet18', 'resnet34', 'resnet50', 'stats', 'vit']
+    ['densenet121', 'efficientnet-b0', 'h-optimus-0', 'h-optimus-1', 'phikon', 'resnet18', 'resnet34', 'resnet50',
+     'stats', 'uni', 'uni2-h', 'virchow2', 'vit', 'vit-timm']
     >>> enc = create_encoder("resnet18", spatial_dims=3, in_channels=1, weights="ssl.pt")  # doctest: +SKIP
     >>> tokens = enc.forward_features(x)  # (B, 512, h, w, d)  # doctest: +SKIP
+    >>> uni = create_encoder("uni", weights="UNI/pytorch_model.bin")  # timm layout, strict  # doctest: +SKIP
+
+Foundation-model layouts (UNI, UNI2-h, Virchow2, H-optimus-0/1, Phikon) are in `vit_timm`.
 """
 
 from __future__ import annotations

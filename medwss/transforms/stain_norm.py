@@ -1,4 +1,4 @@
-"""H&E stain normalisation (Macenko) and stain augmentation (HED jitter) of RGB tiles.
+"""H&E stain normalisation (Macenko) of RGB tiles; stain augmentation is `medwss.transforms.stain`.
 
 Macenko et al. (ISBI 2009): pixels are turned into optical density (OD = -log(I / I0)); nearly
 transparent pixels (any channel's OD at or below `beta`) are dropped; the OD vectors are projected
@@ -9,11 +9,6 @@ squares, scaled so their 99th percentiles match the target's, and turned back in
 target's stain vectors. The default target is the reference H&E matrix and concentrations of
 Macenko's paper as most implementations use them (MONAI's `NormalizeHEStains` too), so a tile
 can be normalised with no reference tile.
-
-HED jitter (Tellez et al., 2018): the tile is split into haematoxylin, eosin and DAB
-concentrations with `skimage.color.rgb2hed`, each scaled by ``1 + U(-sigma, sigma)`` and shifted
-by ``U(-bias, bias)``, and put back with `hed2rgb`: a colour augmentation that stays within the
-colours stains can make.
 """
 
 from __future__ import annotations
@@ -140,47 +135,3 @@ def normalize_stain(rgb: np.ndarray, method: StainNorm = "macenko", target: Stai
     if method == "macenko":
         return MacenkoNormalizer(target)(rgb)
     raise ValueError(f"unknown stain normalisation {method!r}; choose none or macenko")
-
-
-def hed_jitter(rgb: np.ndarray, rng: np.random.Generator, sigma: float = 0.05, bias: float = 0.05) -> np.ndarray:
-    """HED colour augmentation of an (H, W, 3) uint8 tile (see the module docstring); uint8 out."""
-    from skimage.color import hed2rgb, rgb2hed
-
-    hed = rgb2hed(np.asarray(rgb)[..., :3])
-    scale = 1.0 + rng.uniform(-sigma, sigma, 3)
-    shift = rng.uniform(-bias, bias, 3)
-    # shift is relative to each channel's range in the tile, so it is on the scale of the stain amounts
-    spread = np.maximum(hed.reshape(-1, 3).max(axis=0) - hed.reshape(-1, 3).min(axis=0), 1e-6)
-    out = hed2rgb(hed * scale + shift * spread)
-    return np.clip(np.round(out * 255), 0, 255).astype(np.uint8)
-
-
-class RandHEDJitter:
-    """Training transform: HED jitter of a tile with probability `prob`.
-
-    Takes an (H, W, 3) uint8 array, or a (3, H, W) float tensor/array in [0, 1] (as `TileReader`
-    gives), and returns the same kind.
-    """
-
-    def __init__(self, sigma: float = 0.05, bias: float = 0.05, prob: float = 1.0, seed: int | None = None) -> None:
-        self.sigma, self.bias, self.prob = sigma, bias, prob
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, tile):  # noqa: ANN001, ANN204
-        if self.rng.random() >= self.prob:
-            return tile
-        is_torch = type(tile).__module__.startswith("torch")
-        arr = tile.detach().cpu().numpy() if is_torch else np.asarray(tile)
-        channel_first = arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3
-        if channel_first or arr.dtype != np.uint8:
-            hwc = arr.transpose(1, 2, 0) if channel_first else arr
-            rgb = np.clip(np.round(hwc * 255), 0, 255).astype(np.uint8)
-            out = hed_jitter(rgb, self.rng, self.sigma, self.bias).astype(np.float32) / 255.0
-            out = out.transpose(2, 0, 1) if channel_first else out
-        else:
-            out = hed_jitter(arr, self.rng, self.sigma, self.bias)
-        if is_torch:
-            import torch
-
-            return torch.from_numpy(np.ascontiguousarray(out)).to(tile.device)
-        return out
