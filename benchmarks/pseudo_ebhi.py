@@ -1,0 +1,350 @@
+"""Pseudo-labels from image-level tags on real H&E tiles (EBHI-Seg): every CAM method against the CAM threshold.
+
+Usage:
+    python benchmarks/pseudo_ebhi.py [--data DIR] [--quick] [--seeds 3] [--size 64] [--epochs 6]
+        [--out benchmarks/results] [--work DIR]
+
+Data: ``DIR/histo/ebhi`` (default ``../shared/data/real``): 748 colorectal H&E tiles of 224 × 224
+from 268 patients, each with a manual mask of its annotated region and a tile tag (``label`` 1 =
+malignant: high-grade IN, adenocarcinoma; 0 = normal, polyp, low-grade IN), split by patient:
+train 427 tiles (160 patients), val 169 (54), test 152 (54; never looked at while choosing
+settings). The tiles go through ``medwss.pseudo.tiles`` (the manifest one-liner of
+``configs/pseudo_ebhi_*.yaml``): one-slice grey volumes of ``--size`` pixels, masks with the tile
+tag on their foreground (0 background, 1 benign region, 2 malignant region), so the image-level
+tags the CAM methods read are the tile's tag (plus background).
+
+Stage 1, pseudo-labels through the registry (`medwss.pseudo.methods.run_method`), each method with
+its shipped config ``configs/pseudo_ebhi_<method>.yaml``, on the train + val tiles: one tag
+classifier (TinyFCN on whole-tile tags, ``cam_epochs`` epochs, seed 0; trained once and resumed by
+every method from its checkpoint) gives the CAMs of ``cam`` (plain threshold at 0.5, the
+baseline), ``fuse`` (WSSS-BED fusion, τ chosen by the sweep on the val tiles, ignore band 0.05),
+``dhr`` (Sinkhorn rebalancing, class prior from the val tiles), ``cpal`` (context prototypes),
+``par`` (pixel-adaptive refinement) and ``dupl`` (dual students trained from the CAM labels).
+Scored on the train tiles against the masks: pooled mIoU (background, benign, malignant; pixels
+where the method abstains left out), coverage, and the per-tile mIoU with a 95 % bootstrap interval
+over train patients. An ablation (one setting changed per row, pseudo-label mIoU only) says why a
+method lands where it does.
+
+Stage 2: a small 2D UNet (MONAI, 8/16/32, CE + Dice on the labelled pixels, `medwss.seg.train_segmenter`)
+trains on the train tiles' pseudo-labels of each method (and on the masks: ``full``) for
+``--seeds`` seeds, and is scored on the test tiles: the Dice of the tile's class (a benign tile
+predicted malignant scores 0) and the foreground Dice (benign and malignant merged), averaged per
+patient, 95 % bootstrap interval over test patients of the seed-averaged scores, and the paired
+difference to ``cam``.
+
+What was cut to fit a shared CPU: tiles at 64 × 64 grey (not 224 × 224 RGB), a TinyFCN tag
+classifier for 10 epochs, DuPL for 150 steps, the UNet for ``--epochs`` (default 6) epochs;
+pseudo-labels from one seed (the segmenter trains with three). ``--quick`` (smoke test): 8
+tiles per split at 32 × 32, one epoch, 3 DuPL steps, one seed. Results:
+``benchmarks/results/pseudo_ebhi[_quick].json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+METHODS = ("cam", "fuse", "dhr", "cpal", "par", "dupl")
+NAMES = ("background", "benign", "malignant")
+ABLATIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("cam", "τ chosen on val (= fuse with no prior and no ignore band)", {"_method": "fuse", "band": 0.0}),
+    ("fuse", "foreground prior otsu", {"foreground": "otsu"}),
+    ("dhr", "uniform class prior", {"prior": "uniform"}),
+    ("cpal", "alpha 0.25", {"alpha": 0.25}),
+    ("cpal", "alpha 1.0 (prototype maps only)", {"alpha": 1.0}),
+    ("par", "3 iterations", {"par_iter": 3}),
+    ("par", "30 iterations", {"par_iter": 30}),
+    ("dupl", "confidence 0 (no abstention)", {"confidence": 0.0}),
+)
+
+
+def tile_miou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean IoU over the classes present in the ground truth (or predicted), where `pred` is labelled."""
+    keep = pred >= 0
+    p, g = pred[keep], gt[keep]
+    ious = []
+    for c in range(len(NAMES)):
+        inter, union = np.sum((p == c) & (g == c)), np.sum((p == c) | (g == c))
+        if np.any(gt == c) or union:
+            ious.append(inter / union if union else 0.0)
+    return float(np.mean(ious)) if ious else float("nan")
+
+
+def patient_ci(values: list[float], patients: list[str], seed: int = 0) -> tuple[float, float, float]:
+    """Mean over patients (their tiles averaged) and a 95 % bootstrap interval over patients."""
+    from medwss.eval.metrics import bootstrap_ci
+
+    by: dict[str, list[float]] = {}
+    for v, p in zip(values, patients, strict=True):
+        if math.isfinite(v):
+            by.setdefault(p, []).append(v)
+    vals = np.array([np.mean(v) for v in by.values()])
+    if len(vals) < 2:
+        return (float(vals.mean()) if len(vals) else float("nan")), float("nan"), float("nan")
+    return bootstrap_ci(lambda y, q: float(np.mean(q)), np.zeros(len(vals)), vals, seed=seed, stratify=False)
+
+
+def prepare(data: Path, work: Path, size: int, quick: bool) -> tuple[Path, list[str]]:
+    """The tiles as one-slice volumes (`medwss.pseudo.tiles`), written once per work folder."""
+    from medwss.pseudo.tiles import tiles_to_volumes
+
+    src = data / "histo" / "ebhi" / "manifest.csv"
+    if not src.is_file():
+        raise SystemExit(f"EBHI manifest not found: {src} (give --data DIR holding histo/ebhi/)")
+    out = work / f"tiles_{size}{'_quick' if quick else ''}"
+    if (out / "manifest.csv").is_file():
+        return out / "manifest.csv", []
+    return tiles_to_volumes(src, out, size, "grey", max_per_split=8 if quick else None)
+
+
+def method_config(method: str, overrides: dict[str, Any]) -> Any:
+    from medwss.config import load_config
+    from medwss.pseudo.config import PseudoConfig
+
+    return load_config(ROOT / "configs" / f"pseudo_ebhi_{method}.yaml", PseudoConfig).model_copy(update=overrides)
+
+
+def run_pseudo(method: str, cases: list[Any], cfg: Any, work: Path) -> tuple[list[Any], dict[str, Any]]:
+    """One registry method; the tag classifier is resumed from ``work/cam`` (trained by the first call)."""
+    from medwss.pseudo.methods import MethodOptions, run_method
+
+    cam_dir = work / "cam"
+    out = cam_dir
+    if method == "dupl":  # DuPL keeps its students as checkpoint.pt; its CAMs come from cam_checkpoint.pt
+        out = work / "dupl"
+        out.mkdir(parents=True, exist_ok=True)
+        if (cam_dir / "checkpoint.pt").is_file() and not (out / "cam_checkpoint.pt").is_file():
+            shutil.copy2(cam_dir / "checkpoint.pt", out / "cam_checkpoint.pt")
+    return run_method(method, cases, cfg, MethodOptions(out_dir=out))
+
+
+def quality(cases: list[Any], labels: list[Any]) -> dict[str, Any]:
+    """Pooled and per-tile pseudo-label quality on the given (train) tiles."""
+    from medwss.pseudo.metrics import pseudo_label_metrics
+
+    preds = [lab[0] for lab in labels]
+    gts = [c.gts[0] for c in cases]
+    pooled = pseudo_label_metrics(preds, gts, len(NAMES), NAMES)
+    per_tile = [tile_miou(p, g) for p, g in zip(preds, gts, strict=True)]
+    m, lo, hi = patient_ci(per_tile, [c.meta["patient_id"] for c in cases])
+    per_class = pooled["per_class"]
+    return {"miou": pooled["miou"], "coverage": pooled["coverage"], "tile_miou": m, "tile_miou_lo": lo,
+            "tile_miou_hi": hi, "iou": {n: per_class[n]["iou"] for n in NAMES}}  # type: ignore[index]  # fmt: skip
+
+
+def train_and_test(
+    train: list[Any], targets: list[np.ndarray], test: list[Any], epochs: int, seed: int, quick: bool
+) -> tuple[list[float], list[float], float]:
+    """Train the UNet on (tile, target); per test tile: Dice of the tile's class and foreground Dice."""
+    from medwss.eval.overlap import dice
+    from medwss.seg import SegSample, SegTrainConfig, predict_probs, train_segmenter
+
+    scfg = SegTrainConfig(
+        in_channels=1, num_classes=len(NAMES), channels=(4, 8) if quick else (8, 16, 32), loss="ce_dice",
+        epochs=epochs, batch_size=16, lr=3e-3, augment=True, seed=seed, device="cpu", amp=False,
+    )  # fmt: skip
+    t = time.process_time()
+    samples = [SegSample((c.images[0] - 0.5) / 0.25, y.astype(np.int64)) for c, y in zip(train, targets, strict=True)]
+    model, _ = train_segmenter(samples, scfg, progress=False)
+    probs = predict_probs(model, [(c.images[0] - 0.5) / 0.25 for c in test], scfg, batch_size=32)
+    cls_d, fg_d = [], []
+    for p, c in zip(probs, test, strict=True):
+        pred, gt = p.argmax(0), c.gts[0]
+        k = int(c.meta["label"]) + 1
+        cls_d.append(dice((pred == k).astype(np.int64), (gt == k).astype(np.int64), ignore=None))
+        fg_d.append(dice((pred > 0).astype(np.int64), (gt > 0).astype(np.int64), ignore=None))
+    return cls_d, fg_d, time.process_time() - t
+
+
+def run(args: argparse.Namespace, on_stage: Any = None) -> dict[str, Any]:
+    import torch
+
+    from medwss.data.manifest import load_manifest
+    from medwss.pseudo.workflow import load_cases
+
+    torch.set_num_threads(1)
+    t_all, cpu_all = time.time(), time.process_time()
+    work = Path(args.work or tempfile.mkdtemp(prefix="pseudo_ebhi_"))
+    size = 32 if args.quick else args.size
+    man_path, skipped = prepare(Path(args.data), work, size, args.quick)
+    manifest = load_manifest(man_path)
+    over: dict[str, Any] = {"device": "cpu"}
+    if args.quick:
+        over |= {"cam_epochs": 1, "iterations": 3}
+    base = method_config("cam", over)
+    cases, failed = load_cases(manifest, base)
+    by_id = {c.case_id: c for c in manifest}
+    for c in cases:  # tags and patients travel with the sliced cases
+        c.meta |= {"label": by_id[c.case_id].label, "patient_id": by_id[c.case_id].patient_id}
+    split = {s: [c for c in cases if c.split == s] for s in ("train", "val", "test")}
+    trval = split["train"] + split["val"]
+    n_train = len(split["train"])
+    record: dict[str, Any] = {
+        "quick": args.quick, "data": str(man_path), "size": size, "n_tiles": {s: len(v) for s, v in split.items()},
+        "skipped": skipped + failed, "seeds": [], "pseudo": {}, "ablation": [], "segmenter": {}, "paired": {},
+        "configs": {},
+    }  # fmt: skip
+    labels_of: dict[str, list[np.ndarray]] = {}
+    for method in METHODS:
+        cfg = method_config(method, over)
+        t0 = time.process_time()
+        labels, extra = run_pseudo(method, trval, cfg, work)
+        q = quality(split["train"], labels[:n_train])
+        q |= {"cpu_seconds": round(time.process_time() - t0, 1)}
+        q |= {k: v for k, v in extra.items() if k in ("tau", "final_tau", "discarded_last")}
+        if "sweep" in extra:
+            q["sweep"] = {k: extra["sweep"][k] for k in ("taus", "dice", "best_tau")}
+        record["pseudo"][method] = q
+        record["configs"][method] = cfg.model_dump(mode="json")
+        labels_of[method] = [lab[0] for lab in labels[:n_train]]
+        print(f"{method}: train-tile mIoU {q['miou']:.3f}, coverage {q['coverage']:.3f}", flush=True)
+    for method, what, change in ABLATIONS:
+        name = change.get("_method", method)
+        cfg = method_config(name, over | {k: v for k, v in change.items() if k != "_method"})
+        labels, extra = run_pseudo(name, trval, cfg, work)
+        q = quality(split["train"], labels[:n_train])
+        record["ablation"].append({"method": method, "change": what, "tau": extra.get("tau"), **q})
+        print(f"ablation {method} / {what}: mIoU {q['miou']:.3f}", flush=True)
+    if on_stage is not None:
+        on_stage(record)
+    seeds = [0] if args.quick else list(range(args.seeds))
+    epochs = 1 if args.quick else args.epochs
+    sets = {"full": [c.gts[0] for c in split["train"]], **labels_of}
+    scores: dict[str, dict[int, tuple[list[float], list[float]]]] = {k: {} for k in sets}
+    runs = []
+    for seed in seeds:
+        for name, targets in sets.items():
+            cls_d, fg_d, secs = train_and_test(split["train"], targets, split["test"], epochs, seed, args.quick)
+            scores[name][seed] = (cls_d, fg_d)
+            runs.append({"set": name, "seed": seed, "class_dice": float(np.mean(cls_d)),
+                         "fg_dice": float(np.mean(fg_d)), "cpu_seconds": round(secs, 1)})  # fmt: skip
+            print(f"segmenter {name} seed {seed}: class Dice {np.mean(cls_d):.3f}, fg Dice {np.mean(fg_d):.3f}",
+                  flush=True)  # fmt: skip
+        record |= {"seeds": seeds[: seeds.index(seed) + 1], "runs": runs}
+        record["segmenter"], record["paired"] = summarise(scores, split["test"])
+        record |= {"seconds": round(time.time() - t_all, 1), "cpu_seconds": round(time.process_time() - cpu_all, 1)}
+        if on_stage is not None:
+            on_stage(record)
+    return record
+
+
+def summarise(scores: dict[str, dict[int, tuple[list[float], list[float]]]], test: list[Any]) -> tuple[dict, dict]:
+    """Per set: seed-averaged per-tile scores → patient mean, CI, sd over seeds; paired difference to cam."""
+    patients = [c.meta["patient_id"] for c in test]
+    out: dict[str, Any] = {}
+    mean_of: dict[str, dict[str, np.ndarray]] = {}
+    for name, by_seed in scores.items():
+        if not by_seed:
+            continue
+        row: dict[str, Any] = {}
+        for j, key in enumerate(("class_dice", "fg_dice")):
+            per_seed = np.array([by_seed[s][j] for s in sorted(by_seed)])
+            avg = per_seed.mean(axis=0)
+            mean_of.setdefault(name, {})[key] = avg
+            m, lo, hi = patient_ci(list(avg), patients)
+            sd = float(np.std(per_seed.mean(axis=1))) if len(by_seed) > 1 else None
+            row |= {key: m, f"{key}_lo": lo, f"{key}_hi": hi, f"{key}_sd": sd}
+        out[name] = row
+    paired: dict[str, Any] = {}
+    for name in out:
+        if name == "cam" or "cam" not in mean_of:
+            continue
+        for key in ("class_dice", "fg_dice"):
+            d = mean_of[name][key] - mean_of["cam"][key]
+            m, lo, hi = patient_ci(list(d), patients)
+            paired.setdefault(f"{name}-cam", {})[key] = {"diff": m, "lo": lo, "hi": hi}
+    return out, paired
+
+
+def _ci(m: float | None, lo: float | None, hi: float | None, sd: float | None = None) -> str:
+    if m is None or not math.isfinite(m):
+        return "n/a"
+    s = f"{m:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+    if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+        s += f" [{lo:.3f}, {hi:.3f}]"
+    return s
+
+
+def markdown(r: dict[str, Any]) -> str:
+    n = r["n_tiles"]
+    lines = [
+        f"# EBHI H&E tiles: pseudo-labels from tile tags ({'quick' if r['quick'] else 'full'} run)",
+        "",
+        f"Tiles train {n['train']} / val {n['val']} / test {n['test']} at {r['size']} × {r['size']} grey; "
+        f"segmenter seeds {r['seeds']}; {r.get('cpu_seconds', 0):.0f} s CPU ({r.get('seconds', 0):.0f} s wall). "
+        f"Skipped: {len(r['skipped'])}.",
+        "",
+        "Pseudo-labels on the train tiles (classes background / benign / malignant; pixels a method abstains "
+        "on left out of the IoU). Per-tile mIoU: mean over train patients [95% bootstrap CI].",
+        "",
+        "| method | mIoU (pooled) | IoU bg | IoU benign | IoU malignant | per-tile mIoU | coverage | τ |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m, q in r["pseudo"].items():
+        tau = q.get("tau", q.get("final_tau"))
+        lines.append(
+            f"| {m} | {q['miou']:.3f} | " + " | ".join(f"{q['iou'][c]:.3f}" for c in NAMES)
+            + f" | {_ci(q['tile_miou'], q['tile_miou_lo'], q['tile_miou_hi'])} | {q['coverage']:.3f} | "
+            + ("" if tau is None else f"{tau:.2f}") + " |"
+        )  # fmt: skip
+    lines += ["", "Ablation (one setting changed; pseudo-label mIoU on the train tiles):", "",
+              "| method | change | mIoU (pooled) | per-tile mIoU | coverage |", "|---|---|---|---|---|"]  # fmt: skip
+    for a in r["ablation"]:
+        lines.append(f"| {a['method']} | {a['change']} | {a['miou']:.3f} | "
+                     f"{_ci(a['tile_miou'], a['tile_miou_lo'], a['tile_miou_hi'])} | {a['coverage']:.3f} |")  # fmt: skip
+    if r["segmenter"]:
+        lines += ["", "UNet trained on each set's train-tile labels, scored on the test tiles: mean over seeds ± sd "
+                  "[95% bootstrap CI over test patients]. Class Dice = Dice of the tile's own class.", "",
+                  "| trained on | class Dice | foreground Dice | class Dice − cam | fg Dice − cam |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for name, s in r["segmenter"].items():
+            p = r["paired"].get(f"{name}-cam", {})
+            diffs = [
+                (f"{p[k]['diff']:+.3f} [{p[k]['lo']:+.3f}, {p[k]['hi']:+.3f}]" if k in p else "—")
+                for k in ("class_dice", "fg_dice")
+            ]
+            lines.append(
+                f"| {name} | {_ci(s['class_dice'], s['class_dice_lo'], s['class_dice_hi'], s['class_dice_sd'])} | "
+                f"{_ci(s['fg_dice'], s['fg_dice_lo'], s['fg_dice_hi'], s['fg_dice_sd'])} | {diffs[0]} | {diffs[1]} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "real"), help="folder holding histo/ebhi/")
+    ap.add_argument("--quick", action="store_true", help="smoke test: a few tiles at 32 px, one epoch, one seed")
+    ap.add_argument("--seeds", type=int, default=3, help="segmenter seeds 0..n-1 (default 3)")
+    ap.add_argument("--size", type=int, default=64, help="tile side (default 64)")
+    ap.add_argument("--epochs", type=int, default=6, help="UNet epochs (default 6)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="results folder")
+    ap.add_argument("--work", help="work folder for tiles, models and labels (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    from medwss.io.atomic import write_text
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "pseudo_ebhi_quick" if args.quick else "pseudo_ebhi"
+
+    def save(record: dict[str, Any]) -> None:  # after stage 1 and every seed: an interrupted run keeps its tables
+        write_text(out / f"{stem}.json", json.dumps(record, indent=2, default=float) + "\n")
+        write_text(out / f"{stem}.md", markdown(record))
+
+    record = run(args, on_stage=save)
+    print(markdown(record))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
