@@ -165,6 +165,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for key in ("auc", "dice", "seconds"):
         v = np.array([r[key] for r in rows], dtype=float)
         out[key], out[f"{key}_sd"] = float(np.nanmean(v)), float(np.nanstd(v))
+    out["seeds"] = [r.get("seed") for r in rows]
     first = rows[0]
     for key in ("auc_lo", "auc_hi", "dice_lo", "dice_hi"):
         out[key] = first.get(key)
@@ -240,11 +241,17 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines.append(f"Seeds {results['config']['seeds']}, {results['config']['n']} cases per set; "
                  "AUC and tile Dice: mean ± sd over seeds, [95% CI of seed 0].")  # fmt: skip
     for set_name, block in results["sets"].items():
-        lines += ["", f"## {set_name}", "", "| method | test AUC | tile Dice | seconds |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## {set_name}",
+            "",
+            "| method | seeds | test AUC | tile Dice | seconds |",
+            "|---|---|---|---|---|",
+        ]
         for name, entry in block["methods"].items():
             s = entry["summary"]
             lines.append(
-                f"| {name} | {s['auc']:.3f} ± {s['auc_sd']:.3f} [{s['auc_lo']:.2f}, {s['auc_hi']:.2f}] "
+                f"| {name} | {len(entry['runs'])} | {s['auc']:.3f} ± {s['auc_sd']:.3f} [{s['auc_lo']:.2f}, {s['auc_hi']:.2f}] "
                 f"| {s['dice']:.3f} ± {s['dice_sd']:.3f} [{s['dice_lo']:.2f}, {s['dice_hi']:.2f}] | {s['seconds']:.0f} |"
             )
     from medwss.io.atomic import write_text

@@ -67,9 +67,7 @@ def _scribble_bench() -> dict[str, Any]:
     return runpy.run_path(str(ROOT / "benchmarks" / "scribble_acdc.py"))
 
 
-def agmm_pseudo_labels(
-    train: list[Any], cfg: Any, out: Path, seed: int
-) -> tuple[list[Any], dict[str, Any], list[str]]:
+def agmm_pseudo_labels(train: list[Any], cfg: Any, out: Path, seed: int) -> tuple[list[Any], dict[str, Any], list[str]]:
     """AGMM through the registry on the training cases; label files written; new cases point at them."""
     from medwss.data.labels import save_label_map
     from medwss.pseudo.methods import MethodOptions, run_method
@@ -79,9 +77,12 @@ def agmm_pseudo_labels(
     c = cfg.model_copy(update={"seed": seed})
     cases, failed = load_cases(train, c)
     labels, _ = run_method("agmm", cases, c, MethodOptions(out_dir=out))
-    gts = [g for sc in cases for g in (sc.gts or [])]
-    quality = pseudo_label_metrics([lab for labs in labels for lab in labs], gts, len(c.classes()), c.classes())
-    by_id = {sc.case_id: (sc, labs) for sc, labs in zip(cases, labels, strict=True)}
+    done = [(sc, labs) for sc, labs in zip(cases, labels, strict=True) if labs is not None and sc.gts is not None]
+    failed += [f"{sc.case_id}: no pseudo-labels" for sc, labs in zip(cases, labels, strict=True) if labs is None]
+    preds = [lab for _, labs in done for lab in labs]
+    gts = [g for sc, _ in done for g in (sc.gts or [])]
+    quality = pseudo_label_metrics(preds, gts, len(c.classes()), c.classes())
+    by_id = {sc.case_id: (sc, labs) for sc, labs in done}
     new_cases = []
     for case in train:
         if case.case_id not in by_id:
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
                 runs.append({"setting": name, "seed": seed, "cpu_seconds": None, "best_val_dice": None, "failed": [],
                              "dice_mean": sb["_mean"]([r["dice_mean"] for r in rows]), "from": str(PCE_FROM)})  # fmt: skip
                 continue
-            cases, failed = train, []
+            cases, failed = train, list[str]()
             if name == "agmm":
                 cases, q, failed = agmm_pseudo_labels(train, pcfg, work / "agmm_labels" / f"seed_{seed}", seed)
                 quality.append({"seed": seed, "cpu_seconds": round(time.process_time() - t0, 1), **q})

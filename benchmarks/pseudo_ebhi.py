@@ -220,7 +220,7 @@ def run(args: argparse.Namespace, on_stage: Any = None) -> dict[str, Any]:
         on_stage(record)
     seeds = [0] if args.quick else list(range(args.seeds))
     epochs = 1 if args.quick else args.epochs
-    sets = {"full": [c.gts[0] for c in split["train"]], **labels_of}
+    sets = {"full": [c.gts[0] for c in split["train"] if c.gts is not None], **labels_of}
     scores: dict[str, dict[int, tuple[list[float], list[float]]]] = {k: {} for k in sets}
     runs = []
     for seed in seeds:

@@ -13,9 +13,13 @@ T = TypeVar("T", bound=BaseModel)
 
 
 class StrictConfig(BaseModel):
-    """Base for configs: unknown keys are errors, values are stored as given."""
+    """Base for configs: unknown keys are errors, values are stored as given.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A field's docstring (the string literal under it) is its description: the help of its
+    generated command-line flag (`medwss.cli.options.add_config_flags`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def read_yaml(path: str | Path) -> object:

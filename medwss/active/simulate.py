@@ -32,16 +32,27 @@ class SimulateConfig(StrictConfig):
     """A simulation (configs/al_simulate.yaml)."""
 
     al: ALConfig = ALConfig()
+    """The project settings each simulated run uses (a section of the YAML)."""
     strategies: list[str] = Field(default_factory=lambda: list(STRATEGIES))
+    """Selection strategies compared."""
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    """Evaluation seeds: each strategy's curve is repeated per seed."""
     modes: list[Literal["full", "scribble"]] = Field(default_factory=lambda: ["full"])  # type: ignore[arg-type]
+    """Annotation modes: full masks, or scribbles from the oracle."""
     rounds: int = Field(default=5, ge=1)
+    """Selection rounds per curve."""
     budget: str = "1%"
+    """Slices per round: a percentage of the pool (1%) or a count (12)."""
     pool_splits: list[str] = Field(default_factory=lambda: ["train", "val"])
+    """Manifest splits whose volumes form the pool."""
     test_splits: list[str] = Field(default_factory=lambda: ["test"])
+    """Manifest splits the curves are scored on (3D Dice)."""
     weak_kind: str = "circle"
+    """Scribble simulator of the oracle (`medwss.data.weak.make_weak_label` kind)."""
     weak_options: dict[str, Any] = Field(default_factory=dict)
+    """Options of the scribble simulator."""
     size_margin: float = Field(default=0.1, ge=0)
+    """Oracle size bounds on scribbles: the true size ± this fraction."""
 
 
 def oracle(gt: np.ndarray, mode: str, seed: int, cfg: SimulateConfig) -> tuple[np.ndarray, np.ndarray | None]:

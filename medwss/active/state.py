@@ -39,6 +39,7 @@ class ALConfig(StrictConfig):
     """Intensity window mapped to [0, 1]: a name of `medwss.transforms.intensity.CT_WINDOWS`
     (``soft_tissue`` = -160..240 HU), ``(low, high)``, or None for per-volume 1st–99th percentiles."""
     thumb_size: int = Field(default=64, ge=8)
+    """Side of the slice thumbnails the selection features are computed on."""
     classes: str | dict[str, list[int] | int] | list[list[int]] | None = None
     """How mask labels become classes: a `medwss.data.labels.LABEL_SPECS` name (``totalseg``), a
     mapping ``{kidney: [2, 3], tumour: 4}``, or value groups ``[[1], [2, 3], [7]]`` (class c + 1
@@ -50,15 +51,19 @@ class ALConfig(StrictConfig):
     splits: list[Literal["train", "val", "test"]] | None = None
     """Manifest splits whose volumes form the pool (None: all)."""
     strategy: str = "contrastive_coreset"
+    """Default strategy: random, entropy, margin, bald, coreset, contrastive_coreset, typiclust."""
     budget: str = "1%"
     """Slices per round: a percentage of the pool (``1%``, at least one slice) or a count (``12``)."""
     fuse: dict[str, float] = Field(default_factory=dict)
     """Extra features fused into contrastive_coreset: ``untrained`` → weight."""
     mc_samples: int = Field(default=8, ge=2)
+    """MC-dropout passes for BALD."""
     metric: MetricConfig = MetricConfig()
+    """How the slice metric of contrastive_coreset is learned (a section of the YAML)."""
     seg: SegTrainConfig = SegTrainConfig(
         channels=(8, 16, 32), dropout=0.1, epochs=40, batch_size=4, lr=3e-3, loss="ce_dice"
     )
+    """The 2D segmenter trained on the annotated slices (a section of the YAML)."""
     size_weight: float = Field(default=0.005, ge=0)
     """Size-penalty weight when training on scribbles."""
     size_upper_fraction: float = Field(default=0.5, gt=0, le=1)
@@ -66,7 +71,9 @@ class ALConfig(StrictConfig):
     min_steps: int = Field(default=150, ge=0)
     """Segmenter training runs at least this many steps (more epochs when few slices are annotated)."""
     seed: int = 0
+    """Seed of the selection and of training."""
     device: str = "auto"
+    """auto (CUDA when present), cpu, cuda, cuda:1, ..."""
 
     def model_post_init(self, __context: Any) -> None:
         from medwss.errors import MedwssError

@@ -17,16 +17,18 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.active.simulate import SimulateConfig
+    from medwss.active.state import ALConfig
+    from medwss.cli.options import add_config_flags
+
     p = sub.add_parser("al", help="active learning: select slices to annotate, ingest, retrain", description=__doc__)
     asub = p.add_subparsers(dest="al_command", metavar="SUBCOMMAND", required=True)
     i = asub.add_parser("init", help="build the slice pool of a manifest and a state folder")
     i.add_argument("manifest")
     i.add_argument("--state", required=True, help="state folder to create")
     i.add_argument("--config", help="YAML config (configs/al.yaml); flags override it")
-    i.add_argument("--strategy", help="default strategy of the project")
-    i.add_argument("--seed", type=int)
-    i.add_argument("--device", help="auto (default), cpu, cuda")
     i.add_argument("--quiet", action="store_true")
+    add_config_flags(i, ALConfig)
     i.set_defaults(func=run_init)
     s = asub.add_parser("select", help="choose the next slices and export them for annotation")
     s.add_argument("--state", required=True)
@@ -59,21 +61,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("manifest")
     sim.add_argument("--out", required=True)
     sim.add_argument("--config", help="YAML config (configs/al_simulate.yaml); flags override it")
-    sim.add_argument("--strategies", help="comma-separated strategy names")
-    sim.add_argument("--seeds", help="comma-separated evaluation seeds")
-    sim.add_argument("--mode", choices=("full", "scribble"), action="append", help="annotation mode (repeatable)")
-    sim.add_argument("--rounds", type=int)
-    sim.add_argument("--budget", help="slices per round: 1%% or a count")
     sim.add_argument("--quiet", action="store_true")
+    add_config_flags(sim, SimulateConfig, aliases={"modes": "--mode"})
     sim.set_defaults(func=run_simulate)
 
 
 def run_init(args: argparse.Namespace) -> int:
     from medwss.active.rounds import init_project
     from medwss.active.state import ALConfig
-    from medwss.config import merge_config
+    from medwss.cli.options import config_from_args
 
-    cfg = merge_config(ALConfig, args.config, {"strategy": args.strategy, "seed": args.seed, "device": args.device})
+    cfg = config_from_args(ALConfig, args, args.config)
     state, skipped = init_project(args.manifest, args.state, cfg, progress=not args.quiet)
     for msg in skipped:
         print(f"skipped {msg}", file=sys.stderr)
@@ -132,16 +130,9 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_simulate(args: argparse.Namespace) -> int:
     from medwss.active.simulate import SimulateConfig, simulate_from_manifest
-    from medwss.config import merge_config
+    from medwss.cli.options import config_from_args
 
-    flags = {
-        "strategies": args.strategies.split(",") if args.strategies else None,
-        "seeds": [int(s) for s in args.seeds.split(",")] if args.seeds else None,
-        "modes": args.mode,
-        "rounds": args.rounds,
-        "budget": args.budget,
-    }
-    cfg = merge_config(SimulateConfig, args.config, flags)
+    cfg = config_from_args(SimulateConfig, args, args.config)
     result = simulate_from_manifest(args.manifest, cfg, args.out, progress=not args.quiet)
     for row in result["summary"]:
         print(

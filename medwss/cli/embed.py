@@ -1,7 +1,11 @@
 """`medwss embed MANIFEST --tiles DIR --out DIR --encoder NAME`: patch embeddings, one HDF5 bag per case.
 
 Scale out with `torchrun --nproc-per-node N -m medwss embed ...` (or under SLURM, one task per
-process): cases are shared across ranks, each rank writes its own bags.
+process): cases are shared across ranks, each rank writes its own bags. On a cluster without a
+process group, `--shard i/n` (or, without it, a SLURM job array: ``SLURM_ARRAY_TASK_ID`` /
+``SLURM_ARRAY_TASK_COUNT``) embeds the i-th of n round-robin shares of the sorted case ids, as
+`medwss tile --shard` does; processes sharing one `--out` split the cases through per-case claim
+files (``<case>.h5.claim``), each case embedded once.
 
 Resume: a case whose bag was made by the same encoder (name, weights checksum or ``random init
 seed N``) from the same tile file (its sha256) is skipped; any other bag is embedded again and the
@@ -46,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--nan", choices=("raise", "fill"), help="volumes with NaN/inf voxels: fail the case (default) or fill"
     )
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="embed only the I-th of N round-robin shares of the sorted case ids (0-based; default: "
+        "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in a job array, else every case)",
+    )
     p.add_argument("--overwrite", action="store_true", help="redo every case, even those whose bag matches")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -63,19 +73,25 @@ def resolve(args: argparse.Namespace):  # noqa: ANN201
 def run(args: argparse.Namespace) -> int:
     from medwss.data.manifest import load_manifest
     from medwss.embed.job import embed_manifest
+    from medwss.embed.sharing import resolve_shard
     from medwss.runinfo import write_run_record
 
     cfg = resolve(args)
+    shard = resolve_shard(getattr(args, "shard", None), env=True)
     manifest = load_manifest(args.manifest, check_files=False)  # a missing image fails its case only
-    stats = embed_manifest(manifest, args.tiles, args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
+    stats = embed_manifest(
+        manifest, args.tiles, args.out, cfg, overwrite=args.overwrite, progress=not args.quiet, shard=shard
+    )
     if stats["rank"] == 0:
         write_run_record(args.out, "embed", cfg.model_dump(), metrics=stats)
         failed = stats.get("failures_total", stats["failed"])
+        where = f"[shard {stats['shard']}] " if stats.get("shard") else ""
         print(
-            f"embedded {stats['done']} case(s) ({stats['tiles']} tiles, {stats['seconds']:.1f} s), "
+            f"{where}embedded {stats['done']} case(s) ({stats['tiles']} tiles, {stats['seconds']:.1f} s), "
             f"skipped {stats['skipped']} finished, "
             + (f"redid {stats['redone_stale']} stale (other encoder or tiles), " if stats.get("redone_stale") else "")
             + f"{failed} failed"
+            + (f", {stats['busy']} left to another process" if stats.get("busy") else "")
             + (f" (see {args.out}/failures.csv)" if failed else "")
             + f"; manifest with features: {stats['manifest']}"
         )
@@ -85,4 +101,4 @@ def run(args: argparse.Namespace) -> int:
 
     from medwss.cli.batch import finish
 
-    return finish("embed", len(manifest.cases), failed, Path(args.out) / "failures.csv")
+    return finish("embed", stats["total"], failed, Path(args.out) / "failures.csv")

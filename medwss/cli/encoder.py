@@ -10,27 +10,13 @@ or `medwss.train.load_model`), ``run.json`` and ``history.json`` beside it, and 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from medwss.embed.pretrain.trainer import PretrainConfig
 
-_FLAGS = {
-    "encoder": "encoder",
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "lr": "lr",
-    "temperature": "temperature",
-    "max_tiles_per_case": "max_tiles_per_case",
-    "positives": "positives",
-    "group_by": "group_by",
-    "split": "splits",
-    "seed": "seed",
-    "device": "device",
-    "workers": "num_workers",
-}
-
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.options import add_config_flags
+
     group = sub.add_parser("encoder", help="train encoders on your own tiles", description="Encoder training.")
     actions = group.add_subparsers(dest="encoder_command", metavar="ACTION", required=True)
     p = actions.add_parser(
@@ -43,30 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tiles", required=True, help="folder of <case_id>.tiles.h5 files (medwss tile)")
     p.add_argument("--out", required=True, help="weights file to write (e.g. ssl_resnet18.pt)")
     p.add_argument("--config", help="YAML config (configs/pretrain.yaml); flags given here override it")
-    p.add_argument("--encoder", help="encoder name (medwss.embed.encoders.list_encoders); default resnet18")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--max-tiles-per-case", type=int, help="random subset of each case's tiles")
-    p.add_argument("--positives", choices=("instance", "group"), help="instance (SimCLR) or group (same patient)")
-    p.add_argument("--group-by", choices=("patient", "case"), help="what a group is for --positives group")
-    p.add_argument(
-        "--split", action="append", choices=("train", "val", "test"), help="use only these splits (repeatable)"
-    )
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--workers", type=int, help="data-loading worker processes (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flags(p, PretrainConfig, exclude=("out",), aliases={"splits": "--split", "num_workers": "--workers"})
     p.set_defaults(func=run)
 
 
 def resolve(args: argparse.Namespace) -> PretrainConfig:
     """The config file's values, overridden by the flags given on the command line."""
-    from medwss.config import merge_config
+    from medwss.cli.options import config_from_args
 
-    flags: dict[str, Any] = {key: getattr(args, flag, None) for flag, key in _FLAGS.items()}
-    return merge_config(PretrainConfig, args.config, {**flags, "out": str(args.out)})
+    return config_from_args(PretrainConfig, args, args.config, extra={"out": str(args.out)})
 
 
 def run(args: argparse.Namespace) -> int:

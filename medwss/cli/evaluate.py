@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 
-_FLAGS = (
-    "column", "gt_labels", "threshold", "mode", "rel_threshold", "floor", "min_voxels", "max_lesions",
-    "iou", "hit", "nsd_tolerance", "group_by", "split", "n_boot", "seed",
-)  # fmt: skip
-
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.options import add_config_flags
+    from medwss.eval.runner import EvaluateConfig
+
     p = sub.add_parser(
         "evaluate", help="score probability maps: Dice, HD95/ASSD/NSD, lesion AP/FROC, case AUROC", description=__doc__
     )
@@ -25,22 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predictions", required=True, help="folder of <case_id>.nii.gz probability maps")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--config", help="YAML config (configs/evaluate.yaml); flags given here override it")
-    p.add_argument("--group-by", help="manifest field for per-group tables: site, split, modality, meta_<name>")
-    p.add_argument("--threshold", type=float, help="probability threshold of the Dice mask (default 0.5)")
-    p.add_argument("--mode", choices=("dynamic", "threshold"), help="lesion candidate extraction (default dynamic)")
-    p.add_argument("--column", help="ground-truth column: mask (default), scribble or meta_<name>")
-    p.add_argument("--gt-labels", type=int, nargs="+", help="label values that are lesion (default: any non-zero)")
-    p.add_argument("--rel-threshold", type=float, help="dynamic mode: candidate = voxels >= this × peak (0.4)")
-    p.add_argument("--floor", type=float, help="dynamic mode: smallest candidate peak (0.01)")
-    p.add_argument("--min-voxels", type=int, help="smallest candidate in voxels (1)")
-    p.add_argument("--max-lesions", type=int, help="most candidates per case (10)")
-    p.add_argument("--iou", type=float, help="IoU a candidate must reach to hit a lesion (0.1)")
-    p.add_argument("--nsd-tolerance", type=float, help="NSD (surface Dice) tolerance in mm (default 2)")
-    p.add_argument("--hit", choices=("iou", "overlap"), help="hit criterion (default iou)")
-    p.add_argument("--split", help="evaluate only the cases of this split")
-    p.add_argument("--n-boot", type=int, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flags(p, EvaluateConfig)
     p.set_defaults(func=run)
 
 
@@ -57,13 +41,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medwss.cli.batch import finish
-    from medwss.config import merge_config
+    from medwss.cli.options import config_from_args
     from medwss.data.manifest import load_manifest
     from medwss.errors import require_file
     from medwss.eval.runner import EvaluateConfig, evaluate_manifest, jsonable, write_outputs
     from medwss.runinfo import write_run_record
 
-    cfg = merge_config(EvaluateConfig, args.config, {k: getattr(args, k) for k in _FLAGS})
+    cfg = config_from_args(EvaluateConfig, args, args.config)
     manifest = load_manifest(args.manifest, check_files=False)  # images are not needed; a missing mask fails its case
     require_file(args.predictions)
     rows, failures = evaluate_manifest(manifest, args.predictions, cfg, progress=not args.quiet)

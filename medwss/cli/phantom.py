@@ -18,43 +18,62 @@ class PhantomConfig(StrictConfig):
     """What `medwss phantom` generates (configs/phantom_*.yaml)."""
 
     kind: Literal["wsi", "ct", "mri"]
+    """What to generate (the positional KIND; ``kind:`` in the YAML)."""
     n: int = Field(4, ge=1)
+    """Number of cases."""
     seed: int = 0
+    """Random seed."""
     scale: float = Field(1.0, gt=0)
+    """Image size multiplier."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Kind-specific difficulty (wsi: `WSIOptions`, ct: `CTOptions` fields); empty for the original phantoms."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.options import add_config_flags
+    from medwss.data.phantoms.bags import BagPhantomConfig
+
     p = sub.add_parser("phantom", help="generate synthetic slides or volumes with ground truth", description=__doc__)
     p.add_argument(
         "kind", nargs="?", choices=("wsi", "ct", "mri", "bags"), help="what to generate (or set it in --config)"
     )
     p.add_argument("--out", required=True, help="output folder (manifest.csv and run.json are written there)")
     p.add_argument("--config", help="YAML config (configs/phantom_*.yaml); flags given here override it")
-    p.add_argument("--n", type=int, help="number of cases (default 4)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--scale", type=float, help="image size multiplier (default 1.0)")
-    p.add_argument("--signal", type=float, help="bags: tumour signature amplitude (default 8)")
-    p.add_argument("--noise", type=float, help="bags: feature noise standard deviation (default 1)")
-    p.add_argument("--cluster", type=int, nargs=2, metavar=("LO", "HI"), help="bags: lesion size range in tiles")
-    p.add_argument("--lookalikes", type=int, nargs=2, metavar=("LO", "HI"), help="bags: isolated look-alikes per case")
-    p.add_argument("--balance", type=float, help="bags: look-alikes removed per lesion tile in positives (default 0.8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flags(p, PhantomConfig, exclude=("kind",), title="wsi, ct, mri settings (keys of the --config YAML)")
+    bags = p.add_argument_group(
+        "bags settings (keys of the --config YAML)",
+        f"--n and --seed apply to bags too (bags default: n {BagPhantomConfig.model_fields['n'].default}); "
+        "--scale and --options do not.",
+    )
+    add_config_flags(bags, BagPhantomConfig, exclude=("n", "seed"))
     p.set_defaults(func=run)
 
 
 def resolve(args: argparse.Namespace) -> PhantomConfig:
     """The config file's values, overridden by the flags given on the command line."""
-    from medwss.config import merge_config
+    from medwss.cli.options import config_from_args
     from medwss.errors import ConfigError
 
     if args.kind is None and not args.config:
         raise ConfigError("say what to generate: medwss phantom wsi|ct|mri (or kind: in --config)")
-    return merge_config(PhantomConfig, args.config, {k: getattr(args, k) for k in ("kind", "n", "seed", "scale")})
+    _refuse(args, _bag_only(), "phantom wsi|ct|mri")
+    return config_from_args(PhantomConfig, args, args.config, extra={"kind": args.kind} if args.kind else None)
 
 
-_BAG_FLAGS = ("n", "seed", "signal", "noise", "cluster", "lookalikes", "balance")
+def _bag_only() -> tuple[str, ...]:
+    """Fields of `BagPhantomConfig` that only ``phantom bags`` has."""
+    from medwss.data.phantoms.bags import BagPhantomConfig
+
+    return tuple(f for f in BagPhantomConfig.model_fields if f not in PhantomConfig.model_fields)
+
+
+def _refuse(args: argparse.Namespace, fields: tuple[str, ...], command: str) -> None:
+    from medwss.errors import ConfigError
+
+    given = [f"--{f.replace('_', '-')}" for f in fields if getattr(args, f, None) is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: not a setting of {command}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,11 +92,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_bags(args: argparse.Namespace) -> int:
-    from medwss.config import merge_config
+    from medwss.cli.options import config_from_args
     from medwss.data.phantoms.bags import BagPhantomConfig, generate_bags
     from medwss.runinfo import write_run_record
 
-    cfg = merge_config(BagPhantomConfig, args.config, {k: getattr(args, k) for k in _BAG_FLAGS})
+    _refuse(args, ("scale", "options"), "phantom bags")
+    cfg = config_from_args(BagPhantomConfig, args, args.config)
     path = generate_bags(args.out, cfg, progress=not args.quiet)
     write_run_record(args.out, "phantom bags", cfg.model_dump(), seed=cfg.seed)
     print(f"wrote {path}")

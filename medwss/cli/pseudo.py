@@ -129,7 +129,7 @@ def run_method(args: argparse.Namespace) -> int:
     from medwss.data.manifest import load_manifest
     from medwss.io.atomic import write_text
     from medwss.pseudo.outputs import write_outputs
-    from medwss.pseudo.workflow import load_cases
+    from medwss.pseudo.workflow import load_cases, skipping_failed_cases
     from medwss.runinfo import write_run_record
 
     cfg = resolve(args)
@@ -140,8 +140,15 @@ def run_method(args: argparse.Namespace) -> int:
     log = record_failures(Path(args.out) / "failures.csv", failed)
     if not cases:
         return finish(f"pseudo {args.method}", len(manifest.cases), len(failed), log.path)
-    labels, extra = _compute(args.method, cases, cfg, args)
-    metrics = write_outputs(cases, labels, args.out, cfg)
+    with skipping_failed_cases() as late:  # a case failing after loading is skipped too
+        labels, extra = _compute(args.method, cases, cfg, args)
+    metrics = write_outputs(cases, labels, args.out, cfg, failed=late)
+    for f in late:
+        print(f"skipped {f}")
+    failed += late
+    log = record_failures(Path(args.out) / "failures.csv", failed)
+    if len(late) >= len(cases):
+        return finish(f"pseudo {args.method}", len(manifest.cases), len(failed), log.path)
     if "sweep" in extra:
         write_text(Path(args.out) / "sweep.json", json.dumps(extra["sweep"], indent=2) + "\n")
     record = {
@@ -150,7 +157,7 @@ def run_method(args: argparse.Namespace) -> int:
         **{k: v for k, v in extra.items() if k != "sweep"},
     }
     write_run_record(args.out, f"pseudo {args.method}", cfg.model_dump(), seed=cfg.seed, metrics=record)
-    msg = f"pseudo {args.method}: {len(cases)} case(s) -> {Path(args.out) / 'labels'}"
+    msg = f"pseudo {args.method}: {len(cases) - len(late)} case(s) -> {Path(args.out) / 'labels'}"
     if metrics:
         p = metrics["pooled"]
         msg += f"; Dice {p['mean_dice']:.3f}, coverage {p['coverage']:.3f}, minor recall {p['minor_recall']:.3f}"

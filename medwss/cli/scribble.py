@@ -186,7 +186,10 @@ def run_train(args: argparse.Namespace) -> int:
         f"trained {len(paths)} model(s) in {args.out}"
         + (f"; best validation Dice {best:.3f}" if best is not None else "")
     )
-    return 0
+    from medwss.cli.batch import finish
+
+    failed = int(metrics.get("failed", 0))  # cases skipped (one member's count for an ensemble: same cases)
+    return finish("scribble train", len(train) + len(val), failed, metrics.get("failures"))
 
 
 def _model_paths(values: list[str]) -> list[Path]:

@@ -14,6 +14,14 @@ or CLAM/TRIDENT coordinate files (`medwss.embed.tiles.find_tiles`, `tiles_from_c
 carry CLAM's and TRIDENT's attributes on ``coords`` (`medwss.embed.store.slide_coords_attrs`). At the end
 rank 0 merges the ranks' failure files and writes ``OUT/manifest.csv`` (the input manifest with the
 ``features`` column filled for every case that has a bag) and ``OUT/run.json``.
+
+Clusters and shared folders (`medwss.embed.sharing`): ``shard=(i, n)`` (``medwss embed --shard
+i/n``, or a SLURM job array) takes the i-th of n round-robin shares of the sorted case ids, the same
+split as ``medwss tile --shard``; any number of processes (shards, or plain runs started twice) on
+one output folder share the cases through per-case claim files (``<case_id>.h5.claim``), so each
+case is embedded once, and write one ``failures.csv`` under a lock. Each shard's rank 0 writes
+``manifest.csv`` with the bags present when it finishes (the last shard to finish lists them all;
+a re-run without ``--shard`` skips every bag and writes the full one).
 """
 
 from __future__ import annotations
@@ -29,15 +37,16 @@ from tqdm import tqdm
 
 from medwss.data.manifest import Case, Manifest, write_manifest
 from medwss.embed.engine import EmbedConfig, bag_from_tiles, embed_tiles
-from medwss.embed.failures import FailureLog, merge_failures, read_failures
+from medwss.embed.failures import FailureLog, read_failures
 from medwss.embed.reader import TileReader
 from medwss.embed.store import FeatureBag, bag_mismatch, save_bag, slide_coords_attrs
 from medwss.embed.tiles import TileSet, find_tiles, is_medwss_tiles, load_tiles, tiles_from_coords
 from medwss.errors import ConfigError, MedwssError, require_file
-from medwss.io.atomic import remove_stale_temps
+from medwss.io.atomic import clean_stale_temps
 from medwss.io.limits import LimitExceededError, human_bytes, limit
 from medwss.train.device import resolve_device
-from medwss.train.distributed import RankInfo, barrier, init_process_group, rank_info, shard
+from medwss.train.distributed import RankInfo, barrier, init_process_group, rank_info
+from medwss.train.distributed import shard as balanced_shards
 
 
 def tiles_path(tiles_dir: Path, case_id: str) -> Path:
@@ -190,39 +199,78 @@ def embed_manifest(
     overwrite: bool = False,
     progress: bool = True,
     info: RankInfo | None = None,
+    shard: str | tuple[int, int] | None = None,
+    claim_timeout_s: float | None = None,
 ) -> dict[str, Any]:
     """Embed every case of `manifest` whose tiles are in `tiles_dir`; bags go to `out_dir`.
 
+    Args:
+        manifest: The cases.
+        tiles_dir: Their tile files (a folder, or one file for a one-case manifest).
+        out_dir: The output folder.
+        config: Encoder and embedding settings.
+        overwrite: Redo cases whose bag was written before this run (even a matching one).
+        progress: Progress bars (rank 0).
+        info: This process's torchrun/SLURM rank (default `rank_info()`); the ranks split the cases
+            of the shard, balanced by tile count.
+        shard: ``"i/n"`` or ``(i, n)``: only the i-th of n round-robin shares of the sorted case ids
+            (`medwss.embed.sharing.shard_cases`, as `medwss tile --shard`); None: every case.
+        claim_timeout_s: Another process's claim not refreshed for this long is stale
+            (default `medwss.embed.sharing.CLAIM_TIMEOUT_S`).
+
     Returns:
-        Counts for this rank (``done``, ``skipped``, ``failed``, ``tiles``, ``seconds``) and, on rank 0,
-        the path of the output manifest.
+        Counts for this rank (``done``, ``skipped``, ``failed``, ``busy`` — left to another process
+        holding their claim —, ``tiles``, ``seconds``, ``total``, ``shard``) and, on rank 0, the path of
+        the output manifest.
     """
+    from medwss.embed.sharing import CLAIM_TIMEOUT_S, CaseClaims, SharedFailureLog, resolve_shard, shard_cases
+
     info = info or rank_info()
+    where = resolve_shard(shard)
     created = init_process_group(info)
     tiles_dir, out_dir = Path(tiles_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     identity = run_identity(config)  # job-wide: an unknown encoder or missing weights fail here, once
+    started = time.time()
     if info.is_main:
-        remove_stale_temps(out_dir)
-    cases = list(manifest.cases)
-    single = len(cases) == 1
+        clean_stale_temps(out_dir, started)  # left by a run killed mid-write (live writers' files are kept)
+    single = len(manifest.cases) == 1
+    cases = shard_cases(manifest.cases, where)
     sources = {c.case_id: case_tiles(tiles_dir, c, single) for c in cases}
-    mine = [cases[i] for i in shard([_tile_count(sources[c.case_id]) for c in cases], info.world_size)[info.rank]]
+    mine = [
+        cases[i] for i in balanced_shards([_tile_count(sources[c.case_id]) for c in cases], info.world_size)[info.rank]
+    ]
+    tag = f"shard{where[0]}." if where else ""
+    failures: FailureLog
     if info.world_size == 1:
-        failures = FailureLog(out_dir / "failures.csv")
+        failures = SharedFailureLog(out_dir / "failures.csv")  # shards and concurrent processes share it
     else:
-        failures = FailureLog(out_dir / f"failures.rank{info.rank}.csv", fresh=True)
+        failures = FailureLog(out_dir / f"failures.{tag}rank{info.rank}.csv", fresh=True)
+    claims = CaseClaims(out_dir, CLAIM_TIMEOUT_S if claim_timeout_s is None else claim_timeout_s)
     device = resolve_device(config.device, info.local_rank)
     encoders = _Encoders(config, device)
     stats: dict[str, Any] = {
-        "done": 0, "skipped": 0, "redone_stale": 0, "failed": 0, "tiles": 0, "seconds": 0.0, "rank": info.rank,
+        "done": 0, "skipped": 0, "redone_stale": 0, "failed": 0, "busy": 0, "tiles": 0, "seconds": 0.0,
+        "rank": info.rank, "total": len(cases), "shard": f"{where[0]}/{where[1]}" if where else None,
     }  # fmt: skip
     show = progress and info.is_main
     overall = tqdm(mine, desc=f"embed [{config.encoder}]", unit="case", disable=not show)
     t0 = time.perf_counter()
+
+    def current(target: Path) -> bool:  # a bag to check against the run (not one --overwrite redoes)
+        if not target.is_file():
+            return False
+        if not overwrite:
+            return True
+        try:
+            return target.stat().st_mtime >= started  # written during this run, by a process sharing it
+        except OSError:
+            return False
+
     for case in overall:
         target = bag_path(out_dir, case.case_id)
         found = sources[case.case_id]
+        claimed = False
         try:
             if found is None:
                 raise MedwssError(
@@ -231,7 +279,15 @@ def embed_manifest(
                 )
             source = found
             expect = {**identity, "tiles_sha256": tiles_checksum(source)}
-            if not overwrite and target.is_file():
+            if current(target) and bag_mismatch(target, expect) is None:
+                stats["skipped"] += 1
+                failures.clear(case.case_id)
+                continue
+            if not claims.claim(target.name):
+                stats["busy"] += 1  # another process is embedding it
+                continue
+            claimed = True
+            if current(target):  # it may have been finished meanwhile
                 why = bag_mismatch(target, expect)
                 if why is None:
                     stats["skipped"] += 1
@@ -261,14 +317,20 @@ def embed_manifest(
         except Exception as exc:  # one bad case is recorded and skipped, never the whole job
             failures.record(case.case_id, case.image, exc)
             stats["failed"] += 1
+        finally:
+            if claimed:
+                claims.release(target.name)
+    claims.release_all()
     stats["seconds"] = time.perf_counter() - t0
     barrier()
     if info.is_main:
         if info.world_size > 1:
             finished = {c.case_id for c in cases if bag_path(out_dir, c.case_id).exists()}
-            merge_failures(sorted(out_dir.glob("failures.rank*.csv")), out_dir / "failures.csv", finished)
+            parts = sorted(out_dir.glob(f"failures.{tag}rank*.csv"))
+            SharedFailureLog(out_dir / "failures.csv").merge(parts, finished)
         stats["manifest"] = str(write_output_manifest(manifest, out_dir))
-        stats["failures_total"] = len(read_failures(out_dir / "failures.csv"))
+        ids = {c.case_id for c in cases}  # this shard's cases, whichever rank failed them
+        stats["failures_total"] = sum(r["case_id"] in ids for r in read_failures(out_dir / "failures.csv"))
     barrier()
     if created:
         import torch.distributed as dist

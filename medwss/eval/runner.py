@@ -40,24 +40,44 @@ class EvaluateConfig(StrictConfig):
     """How `medwss evaluate` scores probability maps (configs/evaluate.yaml)."""
 
     column: str = "mask"
+    """Ground-truth column: mask, scribble or meta_<name>."""
     gt_labels: list[int] | None = None
+    """Label values that are lesion (e.g. 4 for the CT phantom's tumour); None: any non-zero value."""
     threshold: float = Field(0.5, gt=0, le=1)
+    """Probability threshold of the mask scored by Dice (and of candidates in threshold mode)."""
     mode: Literal["dynamic", "threshold"] = "dynamic"
+    """Lesion candidates: dynamic grows from each peak down to rel_threshold × peak; threshold takes the
+    connected components of prob >= threshold."""
     rel_threshold: float = Field(0.4, gt=0, le=1)
+    """Dynamic mode: a candidate is the voxels >= this × its peak."""
     floor: float = Field(0.01, ge=0, le=1)
+    """Dynamic mode: stop when the highest remaining peak is below this."""
     min_voxels: int = Field(1, ge=1)
+    """Smallest candidate, in voxels."""
     max_lesions: int | None = Field(10, ge=1)
+    """Most candidates per case (the most confident); None: no limit."""
     connectivity: int = Field(1, ge=1, le=3)
+    """1: voxels sharing a face are connected; 3: any touching voxels (PI-CAI's picai_eval uses 3)."""
     remove_adjacent: bool = True
+    """Dynamic mode: drop a region touching an earlier candidate (its rim), as PI-CAI does."""
     iou: float = Field(0.1, ge=0, lt=1)
+    """IoU a candidate must exceed to hit a lesion."""
     nsd_tolerance: float = Field(2.0, ge=0)
+    """NSD (surface Dice) tolerance in mm."""
     hit: Literal["iou", "overlap"] = "iou"
+    """Hit criterion: IoU above `iou`, or any shared voxel."""
     group_by: str | None = None
+    """Manifest field for per-group tables: site, split, modality, meta_<name>."""
     split: str | None = None
+    """Evaluate only the cases of this split; None: all cases."""
     fp_rates: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0])
+    """False positives per case at which the sensitivity is read."""
     n_boot: int = Field(1000, ge=0)
+    """Bootstrap resamples over cases (0: no intervals)."""
     seed: int = 0
+    """Bootstrap seed."""
     affine_tol: float = Field(1e-3, gt=0)
+    """Largest difference of prediction and mask affines (mm) accepted as the same grid."""
 
 
 class CaseFailure(MedwssError):

@@ -131,3 +131,29 @@ def remove_stale_temps(folder: str | Path, older_than_s: float = 3600.0) -> list
         except OSError:
             continue
     return removed
+
+
+def clean_stale_temps(folder: str | Path, started: float | None = None, grace_s: float = 120.0) -> list[Path]:
+    """Remove the temporary files of `atomic_path` in `folder` and its subfolders left by killed writers.
+
+    Called by a job on start: a temporary file last written before the job started (`started`,
+    a `time.time()`; default now) by more than `grace_s` seconds belongs to no live writer (a live
+    one writes its file within seconds of creating it) and is removed; newer ones, perhaps of a
+    concurrent process sharing the folder, are kept.
+
+    Returns:
+        The files removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    cutoff = (time.time() if started is None else started) - grace_s
+    removed = []
+    for p in folder.rglob(".*.tmp*"):
+        try:
+            if p.is_file() and p.stat().st_mtime < cutoff:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            continue
+    return removed

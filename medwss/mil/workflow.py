@@ -209,9 +209,9 @@ def embedding_configs(
             with the record; or `weights` (or their absence) is not the encoder initialisation the
             training bags record (its sha256).
     """
-    from medwss.cli.tile import TileConfig
     from medwss.embed.engine import EmbedConfig
     from medwss.embed.job import run_identity
+    from medwss.embed.tiling_job import TileConfig
     from medwss.errors import ConfigError
 
     emb = dict(meta.get("embedding") or {})
@@ -256,15 +256,15 @@ def embedding_configs(
 def embed_cases(
     cases: list[Case], tile_cfg: Any, embed_cfg: Any, work: str | Path, progress: bool = True
 ) -> tuple[list[Case], list[dict[str, str]]]:
-    """Tile (`medwss.cli.tile.tile_case`) and embed (`medwss.embed.job.embed_manifest`) image cases into
+    """Tile (`medwss.embed.tiling_job.tile_case`) and embed (`medwss.embed.job.embed_manifest`) image cases into
     ``work/tiles`` and ``work/bags``; the cases that got a bag, with ``features`` set, and the failures.
 
     Tile files and bags made by the same settings are reused (as `medwss tile` / `medwss embed` do)."""
     from dataclasses import replace
 
-    from medwss.cli.tile import stored_signature, tile_case, tile_signature
     from medwss.embed.failures import read_failures
     from medwss.embed.job import bag_path, embed_manifest, tiles_path
+    from medwss.embed.tiling_job import stored_signature, tile_case, tile_signature
 
     work = Path(work)
     tiles_dir, bags_dir = work / "tiles", work / "bags"

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from medwss.pseudo.config import PseudoConfig
     from medwss.pseudo.volumes import SliceCase
 
-Labels = list[list[np.ndarray]]
+Labels = list[list[np.ndarray] | None]  # None: a failed case (workflow.skipping_failed_cases)
 
 
 @dataclass

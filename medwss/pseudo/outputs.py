@@ -21,7 +21,8 @@ from medwss.pseudo.config import PseudoConfig
 from medwss.pseudo.metrics import PseudoLabelMeter
 from medwss.pseudo.volumes import SliceCase
 
-Labels = list[list[np.ndarray]]
+Labels = list[list[np.ndarray] | None]
+"""Per case, its per-slice maps; None for a case that failed (`medwss.pseudo.workflow.skipping_failed_cases`)."""
 
 
 def evaluate(cases: Sequence[SliceCase], labels: Labels, cfg: PseudoConfig) -> dict[str, Any] | None:
@@ -30,7 +31,7 @@ def evaluate(cases: Sequence[SliceCase], labels: Labels, cfg: PseudoConfig) -> d
     pooled = PseudoLabelMeter(len(names), names, minor)
     per_case = {}
     for c, labs in zip(cases, labels, strict=True):
-        if c.gts is None:
+        if c.gts is None or labs is None:
             continue
         meter = PseudoLabelMeter(len(names), names, minor)
         for p, g in zip(labs, c.gts, strict=True):
@@ -56,16 +57,26 @@ def metrics_csv(metrics: dict[str, Any]) -> str:
 
 
 def write_outputs(
-    cases: Sequence[SliceCase], labels: Labels, out: str | Path, cfg: PseudoConfig
+    cases: Sequence[SliceCase],
+    labels: Labels,
+    out: str | Path,
+    cfg: PseudoConfig,
+    failed: list[str] | None = None,
 ) -> dict[str, Any] | None:
     """Write ``labels/<case>.nii.gz`` (int16, -1 = unlabelled, source grid and affine), ``previews/<case>.png``
-    and metrics files."""
+    and metrics files.
+
+    Cases whose labels are None (they failed in the method) are left out. With `failed`, a case
+    whose files cannot be written is recorded there (``"case_id: reason"``) and left out of the
+    metrics, and the other cases are written; without it the error propagates.
+    """
     from medwss.data.labels import save_label_map
     from medwss.io.atomic import write_text
     from medwss.viz.overlay import volume_montage_png
 
     out = Path(out)
-    for c, labs in zip(cases, labels, strict=True):
+
+    def one(c: SliceCase, labs: list[np.ndarray]) -> None:
         save_label_map(c.to_source(labs), out / "labels" / f"{c.case_id}.nii.gz", c.affine)
         canon = c.geometry.paste_canonical(np.stack(labs), label=True, fill=IGNORE)  # previews: axial, RAS
         heat = np.where(canon > 0, canon.astype(np.float64), np.nan)
@@ -81,7 +92,25 @@ def write_outputs(
             vmax=9,
             affine=c.volume.affine,
         )
-    metrics = evaluate(cases, labels, cfg)
+
+    written: list[list[np.ndarray] | None] = []
+    for c, labs in zip(cases, labels, strict=True):
+        if labs is None:
+            written.append(None)
+            continue
+        if failed is None:
+            one(c, labs)
+        else:
+            try:
+                one(c, labs)
+            except Exception as exc:  # one bad case is recorded and skipped, never the whole job
+                from medwss.embed.failures import one_line
+
+                failed.append(f"{c.case_id}: {one_line(exc)}")
+                written.append(None)
+                continue
+        written.append(labs)
+    metrics = evaluate(cases, written, cfg)
     if metrics is not None:
         write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         write_text(out / "metrics.csv", metrics_csv(metrics))
@@ -97,7 +126,9 @@ def read_labels(cases: Sequence[SliceCase], folder: str | Path) -> tuple[list[Sl
     """
     from medwss.data.labels import load_label_map
 
-    kept, labels, failed = [], [], []
+    kept: list[SliceCase] = []
+    labels: Labels = []
+    failed: list[str] = []
     for c in cases:
         path = Path(folder) / f"{c.case_id}.nii.gz"
         if not path.exists() or c.gts is None:

@@ -90,7 +90,9 @@ def tiles_to_volumes(
             continue
         try:
             img = tile_channel(read_tile(case.image, size), channel)
-            img_path = save_nifti(np.round(img).astype(np.uint8)[:, :, None], out / "images" / f"{case.case_id}.nii.gz", affine)
+            img_path = save_nifti(
+                np.round(img).astype(np.uint8)[:, :, None], out / "images" / f"{case.case_id}.nii.gz", affine
+            )
             row: dict[str, object] = {
                 "case_id": case.case_id, "patient_id": case.patient_id, "site": case.site, "modality": "OT",
                 "image": img_path, "label": int(case.label), "split": case.split or "",

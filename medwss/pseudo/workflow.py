@@ -4,24 +4,84 @@ Every method takes sliced cases (`SliceCase`) and a `PseudoConfig` and returns, 
 per-slice pseudo-label maps (int64, `IGNORE` = -1). `write_outputs` pastes them back onto the source
 grid (the case's `SliceGeometry`) and writes int16 NIfTI with PNG previews and, where masks exist,
 metrics CSV/JSON. Weak labels derived from the masks come from `medwss.data.weak.make_weak_label`.
+
+Inside `skipping_failed_cases()` (what `medwss pseudo <method>` runs in), a case whose per-case step
+raises (its boxes, tags, weak labels, prediction) is recorded as ``"case_id: reason"`` and gets
+None instead of labels; the other cases go on, and steps over all cases (training, priors,
+prototypes, the threshold sweep) use the cases that are left. Outside it the error propagates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from medwss.data.weak import make_weak_label, tags_of
+from medwss.embed.failures import one_line
 from medwss.errors import InvalidDataError, MedwssError
 from medwss.pseudo.cams import cam_threshold_labels, cams_and_features, train_cam_model
 from medwss.pseudo.config import PseudoConfig
 from medwss.pseudo.volumes import SliceCase, slice_boxes, slice_case
 
-Labels = list[list[np.ndarray]]
+Labels = list[list[np.ndarray] | None]
+"""Per case, its per-slice label maps; None for a case that failed (only inside `skipping_failed_cases`)."""
+Maps = list[list[np.ndarray] | None]
+T = TypeVar("T")
+
+_FAILED: ContextVar[list[str] | None] = ContextVar("pseudo_case_failures", default=None)
+
+
+@contextmanager
+def skipping_failed_cases() -> Iterator[list[str]]:
+    """Within it, a case that fails in a per-case step is skipped: ``"case_id: reason"`` is appended to
+    the yielded list and the case's labels are None."""
+    failed: list[str] = []
+    token = _FAILED.set(failed)
+    try:
+        yield failed
+    finally:
+        _FAILED.reset(token)
+
+
+def per_case(
+    cases: Sequence[SliceCase],
+    fn: Callable[..., T],
+    *inputs: Sequence[Any],
+    desc: str | None = None,
+    progress: bool = False,
+) -> list[T | None]:
+    """``fn(case, *inputs[i])`` for every case; None where an input is None (the case failed earlier) or,
+    inside `skipping_failed_cases`, where `fn` raises (the case is recorded as failed, once) or the
+    case has already failed."""
+    failed = _FAILED.get()
+    out: list[T | None] = []
+    for i, c in enumerate(tqdm(cases, desc=desc, leave=False, disable=not progress)):
+        args = [x[i] for x in inputs]
+        if any(a is None for a in args) or (failed and any(f.startswith(f"{c.case_id}: ") for f in failed)):
+            out.append(None)  # failed in an earlier step: recorded once
+            continue
+        if failed is None:
+            out.append(fn(c, *args))
+            continue
+        try:
+            out.append(fn(c, *args))
+        except Exception as exc:  # one bad case is recorded and skipped, never the whole job
+            lines = str(exc).strip().splitlines()
+            msg = lines[0] if isinstance(exc, MedwssError) and lines else one_line(exc)
+            failed.append(f"{c.case_id}: {msg}")
+            out.append(None)
+    return out
+
+
+def _kept(*per: Sequence[Any]) -> list[int]:
+    """Positions where every list has a value (the cases that have not failed)."""
+    return [i for i in range(len(per[0])) if all(x[i] is not None for x in per)]
 
 
 def load_cases(manifest: Iterable[Any], cfg: PseudoConfig, progress: bool = False) -> tuple[list[SliceCase], list[str]]:
@@ -35,14 +95,15 @@ def load_cases(manifest: Iterable[Any], cfg: PseudoConfig, progress: bool = Fals
     return cases, failed
 
 
-def slice_tags(cases: Sequence[SliceCase], n_classes: int) -> list[list[np.ndarray]]:
+def _tags(c: SliceCase, n_classes: int) -> list[np.ndarray]:
+    if c.gts is None:
+        raise InvalidDataError(f"case {c.case_id} has no mask: slice tags (image labels) come from the mask column")
+    return [tags_of(g, n_classes) for g in c.gts]
+
+
+def slice_tags(cases: Sequence[SliceCase], n_classes: int) -> Maps:
     """Per case and slice, (K,) class presence from the masks (the image-level labels)."""
-    out = []
-    for c in cases:
-        if c.gts is None:
-            raise InvalidDataError(f"case {c.case_id} has no mask: slice tags (image labels) come from the mask column")
-        out.append([tags_of(g, n_classes) for g in c.gts])
-    return out
+    return per_case(cases, _tags, [n_classes] * len(cases))
 
 
 def weak_slices(c: SliceCase, kind: str, seed: int, **options: Any) -> list[np.ndarray]:
@@ -52,9 +113,9 @@ def weak_slices(c: SliceCase, kind: str, seed: int, **options: Any) -> list[np.n
     return [make_weak_label(g, kind, seed + k, **options) for g, k in zip(c.gts, c.geometry.indices, strict=True)]
 
 
-def case_points(cases: Sequence[SliceCase], cfg: PseudoConfig) -> list[list[np.ndarray]]:
+def case_points(cases: Sequence[SliceCase], cfg: PseudoConfig) -> Maps:
     """Per case and slice, point labels (3 clicks per component, background marks) derived from the masks."""
-    return [weak_slices(c, "point", cfg.seed, n_points=3) for c in cases]
+    return per_case(cases, lambda c: weak_slices(c, "point", cfg.seed, n_points=3))
 
 
 def _trained_meta(cfg: PseudoConfig) -> dict[str, Any]:
@@ -67,7 +128,7 @@ def compute_cams(
     progress: bool = False,
     out_dir: str | Path | None = None,
     prefix: str = "",
-) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+) -> tuple[Maps, Maps]:
     """Per case and slice, activation maps (K-1, H, W) in [0, 1] and per-pixel features (F, H, W).
 
     ``cam_source="points"``: intensity likelihood × closeness to point labels, with
@@ -84,15 +145,23 @@ def compute_cams(
     tags = slice_tags(cases, k)
     if cfg.cam_source == "points":
         pts = case_points(cases, cfg)
-        stats = point_stats([r for c in cases for r in c.raw], [p for ps in pts for p in ps], k)
-        cams = [
-            [point_cams(r, p, k, stats, cfg.point_sigma * c.scale) for r, p in zip(c.raw, ps, strict=True)]
-            for c, ps in zip(cases, pts, strict=True)
-        ]
-        feats = [[position_features(im[0]).astype(np.float32) for im in c.images] for c in cases]
+        ok = _kept(tags, pts)
+        stats = point_stats([r for i in ok for r in cases[i].raw], [p for i in ok for p in pts[i]], k)  # type: ignore[union-attr]
+        cams = per_case(
+            cases,
+            lambda c, ps, _t: [
+                point_cams(r, p, k, stats, cfg.point_sigma * c.scale) for r, p in zip(c.raw, ps, strict=True)
+            ],
+            pts,
+            tags,
+        )
+        feats = per_case(cases, lambda c, _m: [position_features(im[0]).astype(np.float32) for im in c.images], cams)
         return cams, feats
-    images = [im for c in cases for im in c.images]
-    gts = [g for c in cases for g in c.gts]  # type: ignore[union-attr]
+    ok = _kept(tags)
+    if not ok:
+        raise InvalidDataError("no case has a mask to derive slice tags from")
+    images = [im for i in ok for im in cases[i].images]
+    gts = [g for i in ok for g in cases[i].gts]  # type: ignore[union-attr]
     out = None if out_dir is None else Path(out_dir)
     model = train_cam_model(
         images, gts, k, cfg.cam_epochs, cfg.cam_crop, width=cfg.cam_width, seed=cfg.seed, progress=progress,
@@ -102,17 +171,18 @@ def compute_cams(
         from medwss.pseudo.cams import save_cam_model
 
         save_cam_model(out / f"{prefix}model.pt", model, _trained_meta(cfg))
-    cams, feats = [], []
-    for c, ts in zip(cases, tags, strict=True):
+
+    def one(c: SliceCase, ts: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         cc, ff = cams_and_features(model, c.images)
-        cams.append([m * t[1:, None, None] for m, t in zip(cc, ts, strict=True)])
-        feats.append(ff)
-    return cams, feats
+        return [m * t[1:, None, None] for m, t in zip(cc, ts, strict=True)], ff
+
+    both = per_case(cases, one, tags)
+    return [b[0] if b else None for b in both], [b[1] if b else None for b in both]
 
 
-def cam_baseline(cams: list[list[np.ndarray]], cfg: PseudoConfig) -> Labels:
+def cam_baseline(cams: Maps, cfg: PseudoConfig) -> Labels:
     """The plain activation-map threshold."""
-    return [[cam_threshold_labels(m, cfg.cam_tau) for m in cc] for cc in cams]
+    return [None if cc is None else [cam_threshold_labels(m, cfg.cam_tau) for m in cc] for cc in cams]
 
 
 def run_box(
@@ -129,54 +199,57 @@ def run_box(
     kwargs: dict[str, object] = {"checkpoint": cfg.checkpoint} if cfg.segmenter in ("sam", "medsam") else {}
     seg = create_box_segmenter(cfg.segmenter, **kwargs)
     lo, hi = cfg.window_range()
-    out: Labels = []
-    for c in tqdm(cases, desc=f"box/{cfg.segmenter}", leave=False, disable=not progress):
+
+    def one(c: SliceCase) -> list[np.ndarray]:
         if boxes_file:
             per_slice = slice_boxes(load_boxes(boxes_file, case_id=c.case_id), c.geometry)
         elif c.gts is not None:
             per_slice = [boxes_from_labels(g, min_size=2) for g in c.gts]
         else:
             raise InvalidDataError(f"case {c.case_id}: give --boxes or a mask to derive boxes from")
-        out.append(
-            [
-                boxes_to_labels(np.clip(raw, lo, hi), bs, seg, cfg.box_threshold, cfg.ring)[0]  # type: ignore[arg-type]
-                for raw, bs in zip(c.raw, per_slice, strict=True)
-            ]
-        )
-    return out
+        return [
+            boxes_to_labels(np.clip(raw, lo, hi), bs, seg, cfg.box_threshold, cfg.ring)[0]  # type: ignore[arg-type]
+            for raw, bs in zip(c.raw, per_slice, strict=True)
+        ]
+
+    return per_case(cases, one, desc=f"box/{cfg.segmenter}", progress=progress)
 
 
-def run_dhr(cases: Sequence[SliceCase], cams: list[list[np.ndarray]], cfg: PseudoConfig) -> Labels:
+def run_dhr(cases: Sequence[SliceCase], cams: Maps, cfg: PseudoConfig) -> Labels:
     """Sinkhorn rebalancing of background+CAM scores with a uniform or organ-volume prior."""
     from medwss.pseudo.cams import with_background
     from medwss.pseudo.dhr import presence_prior, rebalance, slice_prior, uniform_prior
 
     k = len(cfg.classes())
     tags = slice_tags(cases, k)
-    dev = [c for c in cases if c.split == "val" and c.gts is not None]  # the labelled dev split, else all non-test
-    ref = [g for c in (dev or [c for c in cases if c.split != "test" and c.gts is not None]) for g in c.gts]  # type: ignore[union-attr]
+    live = [cases[i] for i in _kept(cams)]
+    dev = [c for c in live if c.split == "val" and c.gts is not None]  # the labelled dev split, else all non-test
+    ref = [g for c in (dev or [c for c in live if c.split != "test" and c.gts is not None]) for g in c.gts]  # type: ignore[union-attr]
     presence = presence_prior(ref, k) if cfg.prior == "volume" else uniform_prior(k)
-    return [
-        [
+    return per_case(
+        cases,
+        lambda _c, cc, ts: [
             rebalance(with_background(m, cfg.cam_tau), slice_prior(presence, t), present=t, eps=cfg.eps)
             for m, t in zip(cc, ts, strict=True)
-        ]
-        for cc, ts in zip(cams, tags, strict=True)
-    ]
+        ],
+        cams,
+        tags,
+    )
 
 
-def sweep(cases: Sequence[SliceCase], cams: list[list[np.ndarray]], cfg: PseudoConfig) -> dict[str, object]:
+def sweep(cases: Sequence[SliceCase], cams: Maps, cfg: PseudoConfig) -> dict[str, object]:
     """`threshold_sweep` of fusion on the ``val`` cases (all labelled cases if none is marked val)."""
     from medwss.pseudo.fusion import foreground_prior, threshold_sweep
 
-    idx = [i for i, c in enumerate(cases) if c.split == "val" and c.gts is not None]
-    idx = idx or [i for i, c in enumerate(cases) if c.gts is not None]
+    live = _kept(cams)
+    idx = [i for i in live if cases[i].split == "val" and cases[i].gts is not None]
+    idx = idx or [i for i in live if cases[i].gts is not None]
     if not idx:
         raise InvalidDataError("a threshold sweep needs labelled cases (mask column)")
     cam_l, gt_l, pr_l = [], [], []
     for i in idx:
         for k, raw in enumerate(cases[i].raw):
-            cam_l.append(cams[i][k])
+            cam_l.append(cams[i][k])  # type: ignore[index]
             gt_l.append(cases[i].gts[k])  # type: ignore[index]
             pr_l.append(foreground_prior(raw, cfg.foreground))
     res = threshold_sweep(cam_l, gt_l, pr_l, band=0.0)
@@ -184,53 +257,60 @@ def sweep(cases: Sequence[SliceCase], cams: list[list[np.ndarray]], cfg: PseudoC
     return res
 
 
-def run_fuse(cases: Sequence[SliceCase], cams: list[list[np.ndarray]], cfg: PseudoConfig) -> tuple[Labels, float]:
+def run_fuse(cases: Sequence[SliceCase], cams: Maps, cfg: PseudoConfig) -> tuple[Labels, float]:
     """WSSS-BED fusion with the configured tau, or the tau a sweep on the val split picks."""
     from medwss.pseudo.fusion import foreground_prior, fuse
 
     tau = cfg.tau if cfg.tau is not None else float(sweep(cases, cams, cfg)["best_tau"])  # type: ignore[arg-type]
-    labels = [
-        [fuse(m, foreground_prior(raw, cfg.foreground), tau, cfg.band) for m, raw in zip(cc, c.raw, strict=True)]
-        for cc, c in zip(cams, cases, strict=True)
-    ]
+    labels = per_case(
+        cases,
+        lambda c, cc: [
+            fuse(m, foreground_prior(raw, cfg.foreground), tau, cfg.band) for m, raw in zip(cc, c.raw, strict=True)
+        ],
+        cams,
+    )
     return labels, tau
 
 
-def run_par(cases: Sequence[SliceCase], cams: list[list[np.ndarray]], cfg: PseudoConfig) -> Labels:
+def run_par(cases: Sequence[SliceCase], cams: Maps, cfg: PseudoConfig) -> Labels:
     """PAR-refined CAMs (each rescaled to its original peak), thresholded like the baseline."""
     from medwss.pseudo.par import PAR, refine_cams
 
     par = PAR(dilations=(1, 2, 4), n_iter=cfg.par_iter)
-    out = []
-    for c, cc in zip(cases, cams, strict=True):
+
+    def one(c: SliceCase, cc: list[np.ndarray]) -> list[np.ndarray]:
         labs = []
         for img, m in zip(c.images, cc, strict=True):
             r = refine_cams(img[0], m, par)
             r = r * (m.max(axis=(1, 2)) / np.maximum(r.max(axis=(1, 2)), 1e-6))[:, None, None]  # keep each peak
             labs.append(cam_threshold_labels(r, cfg.cam_tau))
-        out.append(labs)
-    return out
+        return labs
+
+    return per_case(cases, one, cams)
 
 
-def run_cpal(
-    cases: Sequence[SliceCase], cams: list[list[np.ndarray]], feats: list[list[np.ndarray]], cfg: PseudoConfig
-) -> Labels:
+def run_cpal(cases: Sequence[SliceCase], cams: Maps, feats: Maps, cfg: PseudoConfig) -> Labels:
     """CAM fused with context-prototype activation maps."""
     from medwss.pseudo.cpal import PrototypeBank, cpal_maps
 
     k1 = len(cfg.classes()) - 1
-    bank = PrototypeBank(k1, feats[0][0].shape[0], seed=cfg.seed)
-    for cc, ff in zip(cams, feats, strict=True):
-        for m, f in zip(cc, ff, strict=True):
+    ok = _kept(cams, feats)
+    if not ok:
+        raise InvalidDataError("no case is left to build context prototypes from")
+    bank = PrototypeBank(k1, feats[ok[0]][0].shape[0], seed=cfg.seed)  # type: ignore[index]
+    for i in ok:
+        for m, f in zip(cams[i], feats[i], strict=True):  # type: ignore[arg-type]
             bank.update(f, m)
     protos = bank.context_prototypes(cfg.contexts, cfg.seed)
-    return [
-        [
+    return per_case(
+        cases,
+        lambda _c, cc, ff: [
             cam_threshold_labels(cpal_maps(f, m, protos, (m.max(axis=(1, 2)) > 0), cfg.top_k, cfg.alpha), cfg.cam_tau)
             for m, f in zip(cc, ff, strict=True)
-        ]
-        for cc, ff in zip(cams, feats, strict=True)
-    ]
+        ],
+        cams,
+        feats,
+    )
 
 
 def run_agmm(
@@ -250,37 +330,43 @@ def run_agmm(
 
     k = len(cfg.classes())
     options = {"n_points": 3} if cfg.weak == "point" else {}
-    sparse = []
-    for c in cases:
+
+    def sparse_of(c: SliceCase) -> list[np.ndarray]:
         if c.scribbles is not None:
-            sparse.append(c.scribbles)
-        elif c.gts is not None:
-            sparse.append(weak_slices(c, cfg.weak, cfg.seed, **options))
-        else:
-            raise InvalidDataError(f"case {c.case_id} has neither a scribble nor a mask column")
+            return c.scribbles
+        if c.gts is not None:
+            return weak_slices(c, cfg.weak, cfg.seed, **options)
+        raise InvalidDataError(f"case {c.case_id} has neither a scribble nor a mask column")
+
+    sparse = per_case(cases, sparse_of)
     if offline:
-        return [
-            [
+        return per_case(
+            cases,
+            lambda c, ss: [
                 gmm_refine(position_features(im[0]), s, k, confidence=cfg.confidence, seed=cfg.seed, standardize=False)
                 for im, s in zip(c.images, ss, strict=True)
-            ]
-            for c, ss in zip(cases, sparse, strict=True)
-        ]
-    images = [im for c in cases for im in c.images]
-    tags = [t for ts in slice_tags(cases, k) for t in ts]
+            ],
+            sparse,
+        )
+    tags_per = slice_tags(cases, k)
+    ok = _kept(sparse, tags_per)
+    if not ok:
+        raise InvalidDataError("no case is left to train on (each needs a scribble or a mask)")
+    images = [im for i in ok for im in cases[i].images]
+    tags = [t for i in ok for t in tags_per[i]]  # type: ignore[union-attr]
     out = None if out_dir is None else Path(out_dir)
     model, _ = train_agmm(
-        images, [s for ss in sparse for s in ss], k, tags, cfg.iterations, seed=cfg.seed, progress=progress,
+        images, [s for i in ok for s in sparse[i]], k, tags, cfg.iterations, seed=cfg.seed, progress=progress,  # type: ignore[union-attr]
         device=cfg.device, amp=cfg.amp, checkpoint=None if out is None else out / "checkpoint.pt",
     )  # fmt: skip
     if out is not None:
         save_agmm_model(out / "model.pt", model, _trained_meta(cfg))
-    return [predict_labels(model, c.images, cfg.confidence) for c in cases]
+    return per_case(cases, lambda c, _s, _t: predict_labels(model, c.images, cfg.confidence), sparse, tags_per)
 
 
 def run_dupl(
     cases: Sequence[SliceCase],
-    cams: list[list[np.ndarray]],
+    cams: Maps,
     cfg: PseudoConfig,
     progress: bool = False,
     out_dir: str | Path | None = None,
@@ -293,14 +379,18 @@ def run_dupl(
     from medwss.pseudo.dupl import DuPLConfig, dupl_labels, save_students, train_dupl
 
     k = len(cfg.classes())
-    init = [lab for labs in cam_baseline(cams, cfg) for lab in labs]
+    base = cam_baseline(cams, cfg)
+    ok = _kept(base)
+    if not ok:
+        raise InvalidDataError("no case is left to train the students on")
+    init = [lab for i in ok for lab in base[i]]  # type: ignore[union-attr]
     dcfg = DuPLConfig(
         iterations=cfg.iterations, warmup=cfg.iterations // 4, seed=cfg.seed, device=cfg.device, amp=cfg.amp
     )
     out = None if out_dir is None else Path(out_dir)
-    images = [im for c in cases for im in c.images]
+    images = [im for i in ok for im in cases[i].images]
     ckpt = None if out is None else out / "checkpoint.pt"
     students, history = train_dupl(images, init, k, dcfg, progress=progress, checkpoint=ckpt)
     if out is not None:
         save_students(out / "model.pt", students, _trained_meta(cfg))
-    return [dupl_labels(students, c.images, cfg.confidence) for c in cases], history
+    return per_case(cases, lambda c, _b: dupl_labels(students, c.images, cfg.confidence), base), history

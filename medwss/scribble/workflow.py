@@ -3,8 +3,8 @@
 Layout of a training folder: ``model.pt`` (the one model file, kind ``segmenter``, with the
 `ScribbleConfig` in its metadata), ``checkpoint.pt`` (the engine's, written every epoch and resumed
 from when a run is repeated with the same settings — any other setting, epochs included, is an error
-naming it), ``history.json``, ``config.json``, ``failures.json`` (cases skipped) and ``run.json``
-(written by the CLI). An
+naming it), ``history.json``, ``config.json``, ``failures.csv`` (cases skipped: the one failure log of
+`medwss.embed.failures.FailureLog`, absent when none was) and ``run.json`` (written by the CLI). An
 ensemble folder holds ``member_<i>/`` with seeds ``seed + i``. Predictions are
 ``<out>/predictions/<case_id>.nii.gz`` on the stored grid of the case's reference channel (the
 configured ``reference``, else the first of ``sequences``; = its ``mask`` grid), with the stored
@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from medwss.data.labels import LabelSpec, save_label_map
 from medwss.data.manifest import Case, Manifest
+from medwss.embed.failures import FailureLog
 from medwss.errors import InvalidDataError, MedwssError
 from medwss.io import save_nifti
 from medwss.io.atomic import write_text
@@ -96,7 +97,10 @@ def train_model(
     samples, failures = build_samples(train_cases, cfg, root, progress=progress, cache=cache)
     val, val_failures = build_samples(val_cases, cfg, root, validation=True, progress=progress, cache=cache)
     failures += val_failures
-    write_text(out / "failures.json", json.dumps(failures, indent=2) + "\n")
+    images = {c.case_id: next(iter(c.images.values()), "") for c in [*train_cases, *val_cases]}
+    log = FailureLog(out / "failures.csv", fresh=True)
+    for f in failures:
+        log.record(f["case_id"], str(images.get(f["case_id"], "")), f["error"])
     if not samples:
         raise InvalidDataError(f"no training samples from {len(train_cases)} case(s) ({len(failures)} failed)")
     seg = cfg.seg_config()
@@ -125,6 +129,7 @@ def train_model(
         "train_samples": len(samples),
         "val_samples": len(val),
         "failed": len(failures),
+        "failures": str(log.path) if failures else None,
         "final_loss": history[-1]["loss"],
         "best_val_dice": max(dices) if dices else None,
     }

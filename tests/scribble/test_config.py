@@ -23,6 +23,9 @@ def test_the_shipped_configs_exist():
         "scribble_acdc_pce",
         "scribble_acdc_size",
         "scribble_acdc_dmpls",
+        "scribble_lgg_full",
+        "scribble_lgg_pce",
+        "scribble_lgg_size",
     } <= names
 
 
@@ -34,6 +37,9 @@ def test_config_validates(path):
         assert seg.in_channels == len(cfg.sequences) == 1 and seg.num_classes == 4 and len(cfg.priors()) == 3
         assert cfg.slice_size == 128 and cfg.crop_mm is None and cfg.use_scribble_column
         assert (cfg.method == "dmpls") == ("dmpls" in path.stem)
+    elif "lgg" in path.stem:  # brain MRI: FLAIR + T1 pre/post, one tumour class, circles from the masks
+        assert cfg.sequences == ("flair", "t1pre", "t1post") and seg.in_channels == 3 and seg.num_classes == 2
+        assert cfg.slice_size == 64 and cfg.crop_mm is None and cfg.weak_kind == "circle"
     else:  # the prostate bpMRI setting: T2, ADC, high-b; one lesion class
         assert seg.in_channels == len(cfg.sequences) == 3 and seg.num_classes == 2 and cfg.reference == "t2"
     assert seg.spatial_dims == (3 if path.stem.endswith("3d") else 2)

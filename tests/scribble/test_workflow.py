@@ -31,8 +31,9 @@ def test_train_then_predict_on_the_t2_grid(manifest, tmp_path, dims, network):
     cfg = ScribbleConfig(**tiny, network=network, spatial_dims=dims, size_warmup=1, size_prior=prior)
     summary = train_model(manifest, cfg, tmp_path, progress=False)
     assert summary["train_cases"] == len(manifest.split("train")) and summary["failed"] == 0
-    for name in ("model.pt", "checkpoint.pt", "history.json", "config.json", "failures.json"):
+    for name in ("model.pt", "checkpoint.pt", "history.json", "config.json"):
         assert (tmp_path / name).exists()
+    assert not (tmp_path / "failures.csv").exists()  # the one failure log, only when a case failed
     assert len(json.loads((tmp_path / "history.json").read_text())) == 1
     cases = manifest.cases[:3]
     out = predict_cases(manifest, cases, [tmp_path / "model.pt"], tmp_path / "pred", progress=False)

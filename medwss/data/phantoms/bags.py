@@ -41,6 +41,7 @@ class BagPhantomConfig(StrictConfig):
     n: int = Field(240, ge=4)
     """Cases (one patient each), half positive."""
     seed: int = 0
+    """Random seed."""
     dim: int = Field(32, ge=4)
     """Feature channels C."""
     grid: int = Field(20, ge=8)
@@ -51,6 +52,7 @@ class BagPhantomConfig(StrictConfig):
     """Isolated tumour-like tiles drawn per case; positive cases drop `balance` × the lesion's size of them
     (keeping at least one), so the total amount of tumour-like signal overlaps between the classes."""
     balance: float = Field(0.8, ge=0)
+    """Look-alikes removed per lesion tile in positive cases."""
     signal: float = Field(8.0, gt=0)
     """Amplitude of the tumour signature (lesion tiles draw 0.7–1.0× this)."""
     lookalike_signal: tuple[float, float] = (0.7, 1.0)

@@ -41,17 +41,25 @@ class PretrainConfig(StrictConfig):
     """What `pretrain` and ``medwss encoder pretrain`` do (configs/pretrain.yaml)."""
 
     encoder: str = "resnet18"
+    """Encoder name (`medwss.embed.encoders.list_encoders`)."""
     encoder_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Options passed to `create_encoder` (e.g. ``widen_factor: 0.5``); use the same when loading the weights."""
     epochs: int = Field(default=20, ge=1)
+    """Passes over the tiles."""
     batch_size: int = Field(default=64, ge=2)
+    """Tiles per step (each gives two views)."""
     lr: float = Field(default=1e-3, gt=0)
+    """Peak learning rate (AdamW)."""
     weight_decay: float = Field(default=1e-4, ge=0)
+    """AdamW weight decay."""
     warmup: float = Field(default=0.05, ge=0, lt=1)
     """Fraction of the steps with a linear learning-rate warm-up (then cosine decay to 0)."""
     temperature: float = Field(default=0.2, gt=0)
+    """NT-Xent temperature."""
     projection_hidden: int = Field(default=512, ge=1)
+    """Hidden width of the projection head."""
     projection_dim: int = Field(default=128, ge=1)
+    """Output size of the projection head (the space of the loss)."""
     positives: Literal["instance", "group"] = "instance"
     """``instance``: the two views of a tile (SimCLR); ``group``: every tile of the same group (SupCon)."""
     group_by: Literal["patient", "case"] = "patient"
@@ -61,12 +69,15 @@ class PretrainConfig(StrictConfig):
     splits: list[Literal["train", "val", "test"]] | None = None
     """Manifest splits whose cases are used (command line); all cases when None."""
     augment: AugmentConfig = AugmentConfig()
+    """Augmentation strengths (a section of the YAML)."""
     seed: int = 0
+    """Seed of the weights, the tile subsets and the views."""
     device: str = "auto"
     """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ..."""
     amp: bool = True
     """Mixed precision (bfloat16 autocast) on CUDA; no effect on the CPU."""
     num_workers: int = Field(default=0, ge=0)
+    """Data-loading worker processes."""
     out: str | None = None
     """Where the encoder's weights go; nothing is saved when None."""
 
