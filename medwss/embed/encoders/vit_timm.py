@@ -417,6 +417,22 @@ class Preset:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_HOPTIMUS_ARCH: dict[str, Any] = dict(
+    img_size=224,
+    patch_size=14,
+    embed_dim=1536,
+    depth=40,
+    num_heads=24,
+    mlp_ratio=2.66667 * 2,
+    mlp="swiglu_packed",
+    reg_tokens=4,
+    no_embed_class=True,
+    init_values=1e-5,
+    pool="cls",
+)
+"""timm vit_giant_patch14_reg4_dinov2 at 224 px (H-optimus-0 and -1)."""
+
+
 FOUNDATION_PRESETS: dict[str, Preset] = {
     "uni": Preset(
         dict(
@@ -471,19 +487,7 @@ FOUNDATION_PRESETS: dict[str, Preset] = {
         "the 256 patch tokens, registers excluded) = 2560, as the card.",
     ),
     "h-optimus-0": Preset(
-        dict(
-            img_size=224,
-            patch_size=14,
-            embed_dim=1536,
-            depth=40,
-            num_heads=24,
-            mlp_ratio=2.66667 * 2,
-            mlp="swiglu_packed",
-            reg_tokens=4,
-            no_embed_class=True,
-            init_values=1e-5,
-            pool="cls",
-        ),
+        dict(_HOPTIMUS_ARCH),
         mean=HOPTIMUS_MEAN,
         std=HOPTIMUS_STD,
         card="https://huggingface.co/bioptimus/H-optimus-0",
@@ -491,19 +495,7 @@ FOUNDATION_PRESETS: dict[str, Preset] = {
         "normalisation; 224 px at 0.5 µm/px.",
     ),
     "h-optimus-1": Preset(
-        dict(
-            img_size=224,
-            patch_size=14,
-            embed_dim=1536,
-            depth=40,
-            num_heads=24,
-            mlp_ratio=2.66667 * 2,
-            mlp="swiglu_packed",
-            reg_tokens=4,
-            no_embed_class=True,
-            init_values=1e-5,
-            pool="cls",
-        ),
+        dict(_HOPTIMUS_ARCH),
         mean=HOPTIMUS_MEAN,
         std=HOPTIMUS_STD,
         card="https://huggingface.co/bioptimus/H-optimus-1",
