@@ -85,6 +85,7 @@ def summarise(runs: list[dict]) -> list[dict]:
             if not rs:
                 continue
             auc, dice = np.array([r["auc"] for r in rs], float), np.array([r["dice"] for r in rs], float)
+            froc = np.array([np.nan if r.get("froc") is None else r["froc"] for r in rs], float)  # None: no lesions
             rows.append({
                 "kind": kind, "aggregator": agg, "seeds": len(rs),
                 "auc_mean": float(np.nanmean(auc)), "auc_sd": float(np.nanstd(auc)),
@@ -94,8 +95,8 @@ def summarise(runs: list[dict]) -> list[dict]:
                 "dice_mean": float(np.nanmean(dice)), "dice_sd": float(np.nanstd(dice)),
                 "dice_ci_lo_mean": float(np.nanmean([r["dice_lo"] for r in rs])),
                 "dice_ci_hi_mean": float(np.nanmean([r["dice_hi"] for r in rs])),
-                "froc_mean": float(np.nanmean([r.get("froc", np.nan) for r in rs])),
-                "froc_sd": float(np.nanstd([r.get("froc", np.nan) for r in rs])),
+                "froc_mean": float(np.nanmean(froc)) if np.isfinite(froc).any() else float("nan"),
+                "froc_sd": float(np.nanstd(froc)) if np.isfinite(froc).any() else float("nan"),
                 "train_seconds_mean": float(np.mean([r["train_seconds"] for r in rs])),
                 "train_seconds_per_case": float(np.mean([r["train_seconds_per_case"] for r in rs])),
                 "predict_seconds_per_case": float(np.mean([r["predict_seconds_per_case"] for r in rs])),

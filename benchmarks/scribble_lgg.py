@@ -85,12 +85,16 @@ def ci_mean(values: Sequence[float], seed: int = 0) -> tuple[float, float, float
     return bootstrap_ci(lambda y, p: float(np.mean(p)), np.zeros(len(v)), v, seed=seed, stratify=False)
 
 
-def _cell(m: float, lo: float, hi: float, sign: bool = False) -> str:
-    if not math.isfinite(m):
+def _finite(x: Any) -> bool:
+    return x is not None and math.isfinite(float(x))
+
+
+def _cell(m: float | None, lo: float | None, hi: float | None, sign: bool = False) -> str:
+    if m is None or not math.isfinite(m):
         return "n/a"
     f = "+.3f" if sign else ".3f"
     s = format(m, f)
-    if math.isfinite(lo) and math.isfinite(hi):
+    if lo is not None and hi is not None and _finite(lo) and _finite(hi):
         s += f" [{format(lo, f)}, {format(hi, f)}]"
     return s
 
@@ -354,7 +358,7 @@ def markdown(record: dict[str, Any]) -> str:
     for r in s["by_site"]:
         lines.append(
             f"| {r['site']} | {r['setting']} | {r['model']} | {_cell(r['in_site'], r['in_site_lo'], r['in_site_hi'])} | "
-            f"{_cell(r['out_of_site_test'], r['out_of_site_test_lo'], r['out_of_site_test_hi'])} | "
+            f"{_cell(r['out_of_site_test'], r['out_of_site_test_lo'], r['out_of_site_test_hi'])} (n={r['n_out_of_site_test']}) | "
             f"{_cell(r['out_minus_in'], r['out_minus_in_lo'], r['out_minus_in_hi'], sign=True)} (n={r['n_paired']}) | "
             f"{_cell(r['out_of_site_all'], r['out_of_site_all_lo'], r['out_of_site_all_hi'])} (n={r['n_out_of_site_all']}) |"
         )

@@ -101,10 +101,18 @@ class SlicePool:
         from medwss.errors import require_file
 
         folder = Path(folder)
-        with open(require_file(folder / "pool.csv"), newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        refs = [SliceRef(**{**r, "volume": int(r["volume"]), "index": int(r["index"])}) for r in rows]  # type: ignore[arg-type]
-        thumbs = np.load(require_file(folder / "pool_thumbs.npy"))
+        try:  # a damaged state file is refused naming it, not with a traceback
+            with open(require_file(folder / "pool.csv"), newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+            refs = [SliceRef(**{**r, "volume": int(r["volume"]), "index": int(r["index"])}) for r in rows]  # type: ignore[arg-type]
+        except (TypeError, ValueError, KeyError, UnicodeDecodeError, csv.Error) as exc:
+            raise InvalidDataError(f"not a slice pool table ({exc})", folder / "pool.csv") from exc
+        try:
+            thumbs = np.load(require_file(folder / "pool_thumbs.npy"), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InvalidDataError(f"not a thumbnail array ({exc})", folder / "pool_thumbs.npy") from exc
+        if not isinstance(thumbs, np.ndarray) or thumbs.ndim != 4:
+            raise InvalidDataError("not an (N, 1, T, T) thumbnail array", folder / "pool_thumbs.npy")
         if len(thumbs) != len(refs):
             raise InvalidDataError(f"pool_thumbs.npy has {len(thumbs)} slices, pool.csv {len(refs)}", folder)
         return cls(refs, thumbs)

@@ -11,12 +11,20 @@ the old or the new version, never half a file)::
     labels/<id>.nii.gz   ingested labels on the exported slice's grid (int16 NIfTI, -1 = unlabelled)
     features/            metric encoder weights and cached embeddings
     model/               segmenter.pt, training checkpoints, run.json
+
+The image and label paths of ``pool.csv`` (and the manifest of ``source.json``) are stored
+absolute, so commands work from any directory; a relative path (hand-made or moved folders, and
+folders written before this rule, whose paths were relative to the directory of ``al init``) is
+read relative to the state folder, else to the working directory. A state file that cannot be
+read (bad JSON, wrong shape, missing columns) is refused with one line naming it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +32,7 @@ import numpy as np
 from pydantic import Field
 
 from medwss.active.metric import MetricConfig
-from medwss.active.pool import SlicePool
+from medwss.active.pool import SlicePool, SliceRef
 from medwss.config import StrictConfig
 from medwss.data.labels import LabelSpec, label_spec
 from medwss.errors import ConfigError, InvalidDataError, require_file
@@ -125,16 +133,66 @@ def read_json(path: Path, default: Any) -> Any:
         raise InvalidDataError(f"not valid JSON ({exc})", path) from exc
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return "; ".join(lines[:3]) if lines else type(exc).__name__
+
+
+def _absolute(ref: SliceRef) -> SliceRef:
+    """`ref` with its image and label paths absolute (as given relative to the working directory)."""
+    return replace(ref, image=os.path.abspath(ref.image), label=os.path.abspath(ref.label) if ref.label else "")
+
+
+def _located(ref: SliceRef, folder: Path) -> SliceRef:
+    """`ref` with relative paths resolved: against the state folder, else the working directory."""
+
+    def where(p: str) -> str:
+        if not p or os.path.isabs(p):
+            return p
+        inside = folder / p
+        return str(inside.absolute()) if inside.exists() or not Path(p).exists() else os.path.abspath(p)
+
+    return replace(ref, image=where(ref.image), label=where(ref.label))
+
+
+def _check_records(rounds: Any, annotations: Any, folder: Path) -> None:
+    """Refuse rounds/annotations files of the wrong shape, naming the file."""
+    ok = isinstance(rounds, list) and all(
+        isinstance(r, dict) and isinstance(r.get("selected"), list) and isinstance(r.get("round"), int) for r in rounds
+    )
+    if not ok:
+        raise InvalidDataError(
+            "not a list of rounds ({round: int, selected: [slice ids], ...})", folder / "rounds.json"
+        )
+    ok = isinstance(annotations, dict) and all(
+        isinstance(a, dict) and isinstance(a.get("file"), str) for a in annotations.values()
+    )
+    if not ok:
+        raise InvalidDataError("not a map of slice id -> {file, kind, ...}", folder / "annotations.json")
+
+
 class ALState:
     """A state folder (see the module docstring); every mutation is written through at once."""
 
     def __init__(self, folder: str | Path) -> None:
+        from pydantic import ValidationError
+
         self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise InvalidDataError("not an active-learning state folder (al init writes one)", self.folder)
         cfg_path = require_file(self.folder / "config.json")
-        self.config = ALConfig.model_validate(read_json(cfg_path, {}))
-        self.pool = SlicePool.load(self.folder)
+        raw = read_json(cfg_path, {})
+        if not isinstance(raw, dict):
+            raise InvalidDataError("not an active-learning config (a JSON object)", cfg_path)
+        try:
+            self.config = ALConfig.model_validate(raw)
+        except (ValidationError, ConfigError) as exc:
+            raise InvalidDataError(f"not a valid active-learning config: {_first_line(exc)}", cfg_path) from exc
+        pool = SlicePool.load(self.folder)
+        self.pool = SlicePool([_located(r, self.folder) for r in pool.refs], pool.thumbs)
         self.rounds: list[dict[str, Any]] = read_json(self.folder / "rounds.json", [])
         self.annotations: dict[str, dict[str, Any]] = read_json(self.folder / "annotations.json", {})
+        _check_records(self.rounds, self.annotations, self.folder)
 
     @staticmethod
     def create(folder: str | Path, pool: SlicePool, config: ALConfig, source: str = "") -> ALState:
@@ -142,9 +200,9 @@ class ALState:
         folder = Path(folder)
         if (folder / "rounds.json").exists() and read_json(folder / "rounds.json", []):
             raise ConfigError("this state folder already has selection rounds; use another folder", folder)
-        pool.save(folder)
+        SlicePool([_absolute(r) for r in pool.refs], pool.thumbs).save(folder)
         write_json(folder / "config.json", {**config.model_dump(mode="json")})
-        write_json(folder / "source.json", {"manifest": source, "slices": len(pool)})
+        write_json(folder / "source.json", {"manifest": os.path.abspath(source) if source else "", "slices": len(pool)})
         return ALState(folder)
 
     # Sets of slices.
@@ -188,7 +246,7 @@ class ALState:
             "round": self.round_of(slice_id),
             "kind": kind,
             "file": name,
-            "source": source,
+            "source": os.path.abspath(source) if source else "",
             "bounds": None if bounds is None else [[None if math.isnan(v) else float(v) for v in b] for b in bounds],
         }
         write_json(self.folder / "annotations.json", self.annotations)

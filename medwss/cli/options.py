@@ -240,7 +240,7 @@ def _metavar(ann: Any, flag: str) -> str:
 
 
 def add_config_flags(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    parser: argparse.ArgumentParser,
     model: type[BaseModel],
     *,
     exclude: Sequence[str] = (),
@@ -250,6 +250,7 @@ def add_config_flags(
     flatten: Mapping[str, str] | None = None,
     converters: Mapping[str, Callable[[str], Any]] | None = None,
     title: str | None = None,
+    description: str | None = None,
 ) -> dict[str, str]:
     """Add one flag per field of `model` to `parser` (in an argument group); returns ``{field path: flag}``.
 
@@ -262,20 +263,17 @@ def add_config_flags(
         aliases: Field path → more option strings (``"--split"``) kept for old command lines.
         flatten: Nested-model field → prefix of its flags (``""``: none); other nested models are YAML only.
         converters: Field path → a converter of the flag's text (instead of the one the annotation implies).
-        title: Title of the argument group (default: "settings (--config YAML keys)").
+        title: Title of the argument group (default: "settings (each is also a key of the --config YAML)").
+        description: Text under the title (the YAML-only sections are appended to it).
 
     Raises:
-        ValueError: Two fields would get the same flag (argparse's conflict).
+        argparse.ArgumentError: Two fields would get the same flag.
     """
     rename, short, aliases = dict(rename or {}), dict(short or {}), dict(aliases or {})
     flatten, converters = dict(flatten or {}), dict(converters or {})
     yaml_only: list[str] = []
     added: dict[str, str] = {}
-    group = (
-        parser.add_argument_group(title or "settings (each is also a key of the --config YAML)")
-        if isinstance(parser, argparse.ArgumentParser)
-        else parser
-    )
+    group = parser.add_argument_group(title or "settings (each is also a key of the --config YAML)", description)
 
     def walk(cls: type[BaseModel], path_prefix: str, flag_prefix: str) -> None:
         for name, info in cls.model_fields.items():
@@ -294,14 +292,12 @@ def add_config_flags(
             added[path] = "--" + flag
 
     walk(model, "", "")
-    if yaml_only and isinstance(group, argparse._ArgumentGroup):
+    if yaml_only:
         note = "YAML only (a section of --config): " + ", ".join(yaml_only) + "."
         group.description = f"{group.description} {note}" if group.description else note
-    target = parser if isinstance(parser, argparse.ArgumentParser) else None
-    if target is not None:
-        flags = dict(target.get_default(FLAGS_KEY) or {})
-        flags.update({dest_of(p): f for p, f in added.items()})
-        target.set_defaults(**{FLAGS_KEY: flags})
+    flags = dict(parser.get_default(FLAGS_KEY) or {})
+    flags.update({dest_of(p): f for p, f in added.items()})
+    parser.set_defaults(**{FLAGS_KEY: flags})
     return added
 
 

@@ -41,12 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML config (configs/phantom_*.yaml); flags given here override it")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(p, PhantomConfig, exclude=("kind",), title="wsi, ct, mri settings (keys of the --config YAML)")
-    bags = p.add_argument_group(
-        "bags settings (keys of the --config YAML)",
-        f"--n and --seed apply to bags too (bags default: n {BagPhantomConfig.model_fields['n'].default}); "
-        "--scale and --options do not.",
+    add_config_flags(
+        p,
+        BagPhantomConfig,
+        exclude=("n", "seed"),
+        title="bags settings (keys of the --config YAML)",
+        description=f"Bags also take --n (default for bags: {BagPhantomConfig.model_fields['n'].default}) and --seed, "
+        "not --scale or --options.",
     )
-    add_config_flags(bags, BagPhantomConfig, exclude=("n", "seed"))
     p.set_defaults(func=run)
 
 

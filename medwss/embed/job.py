@@ -317,6 +317,7 @@ def embed_manifest(
         except Exception as exc:  # one bad case is recorded and skipped, never the whole job
             failures.record(case.case_id, case.image, exc)
             stats["failed"] += 1
+            claimed = False  # kept until the job ends, so a concurrent process does not retry it
         finally:
             if claimed:
                 claims.release(target.name)

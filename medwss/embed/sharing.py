@@ -8,7 +8,8 @@
   (`shard_from_env`), so ``sbatch --array=0-7`` runs eight shards with no flag.
 - **Claims** (`CaseClaims`): before a process works on a case it creates ``<output>.claim`` beside
   the case's output with ``os.open(O_CREAT | O_EXCL)`` (atomic, also on NFS v3+), holding its pid,
-  host and time; it removes it when the case is finished or has failed. A process that finds a case
+  host and time; it removes it when the case is finished, or at the end of the job for a case that
+  failed (so a concurrent process does not try it again; the next run does). A process that finds a case
   claimed leaves it to its owner. A claim is stale, and taken over, when its pid is gone on the same
   host or when it has not been refreshed for `timeout_s` (a background thread touches the claims a
   process holds every ``timeout_s / 10`` seconds, so a live owner on another host keeps its claim).

@@ -374,7 +374,8 @@ def tile_manifest(
             yield case
 
     def settle(case: Case, result: dict[str, Any]) -> None:
-        claims.release(tiles_target(out, case.case_id).name)
+        if result["ok"]:  # a failed case stays claimed until the job ends: a concurrent process does not retry it
+            claims.release(tiles_target(out, case.case_id).name)
         if result["ok"]:
             stats["done"] += 1
             stats["tiles"] += result["tiles"]

@@ -55,7 +55,7 @@ def describe_slide(path: str | Path, mpp: float | None = None, check: bool = Fal
 
 
 def describe_volume(path: str | Path, series: str | None = None) -> dict[str, Any]:
-    vol = load_volume(path, series=series, nan="keep")
+    vol = load_volume(path, series=series, nan="keep", channels=True)
     floating = np.issubdtype(vol.array.dtype, np.floating)
     finite = vol.array[np.isfinite(vol.array)] if floating else vol.array
     lo, hi = (finite.min().item(), finite.max().item()) if finite.size else (None, None)

@@ -146,8 +146,14 @@ def _check_nan(volume: Volume, nan: NanPolicy) -> Volume:
     return Volume(array, volume.affine, {**volume.metadata, "nan_filled": n_bad}, volume.path)
 
 
-def load_volume(path: str | Path, series: str | None = None, nan: NanPolicy = "raise") -> Volume:
+def load_volume(
+    path: str | Path, series: str | None = None, nan: NanPolicy = "raise", channels: bool = False
+) -> Volume:
     """Read a volume from NIfTI, NRRD/MHA/MHD, a DICOM series folder or a single DICOM file.
+
+    Every pipeline of medwss needs a 3D real volume: a file with one channel axis of length 1 is
+    read as 3D, and a multi-channel (4D) file is refused naming it, unless `channels` (``medwss
+    info`` and readers that take channels apart themselves), which returns ``(X, Y, Z, C)``.
 
     The first reader of `VOLUME_READERS` that accepts the path reads it (`register_volume_reader`
     adds one).
@@ -156,6 +162,7 @@ def load_volume(path: str | Path, series: str | None = None, nan: NanPolicy = "r
         path: File or folder.
         series: For a folder with several DICOM series, the SeriesInstanceUID or SeriesNumber to read.
         nan: What to do with NaN or infinite voxels: raise `InvalidDataError`, fill with the minimum, or keep.
+        channels: Return a 3D-plus-channels volume as it is instead of refusing it.
 
     Raises:
         FileNotFound, UnsupportedFormatError, CorruptFileError, InvalidDataError, AmbiguousInputError;
@@ -168,6 +175,14 @@ def load_volume(path: str | Path, series: str | None = None, nan: NanPolicy = "r
         raise UnsupportedFormatError("not a volume format medwss reads (NIfTI, NRRD, MHA/MHD, DICOM)", p)
     volume = reader.read(p, series)
     _check_volume(volume, p)
+    if not channels and volume.array.ndim == 4:
+        if volume.array.shape[3] != 1:
+            raise InvalidDataError(
+                f"image has {volume.array.shape[3]} channels (shape {volume.shape}); a 3D volume is needed here: "
+                "give one file per channel (image_<name> columns of the manifest)",
+                p,
+            )
+        volume = volume.with_array(volume.array[..., 0])
     return _check_nan(volume, nan)
 
 

@@ -18,7 +18,7 @@ that registers one is found on the first lookup; nothing else needs to import it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -144,15 +144,26 @@ def create_aggregator(name: str, in_dim: int, n_classes: int = 1, **kwargs) -> A
         UnknownNameError: (a `ConfigError`) no aggregator is registered as `name`.
         ConfigError: `kwargs` (``aggregator_kwargs``) holds an option the aggregator does not take.
     """
-    import inspect
-
     from medwss.errors import ConfigError
 
     cls = AGGREGATORS.get(name)
-    params = inspect.signature(cls).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(kwargs) - set(params))
-        if unknown:
-            takes = ", ".join(p for p in params if p not in ("in_dim", "n_classes")) or "none"
-            raise ConfigError(f"aggregator_kwargs: {name} takes no option {', '.join(unknown)} (it takes: {takes})")
+    problem = unknown_options(name, kwargs)
+    if problem:
+        raise ConfigError(f"aggregator_kwargs: {problem}")
     return cls(in_dim=in_dim, n_classes=n_classes, **kwargs)
+
+
+def unknown_options(name: str, kwargs: Mapping[str, object]) -> str | None:
+    """What is wrong with `kwargs` for the aggregator `name` (None: nothing, or no such aggregator)."""
+    import inspect
+
+    if name not in AGGREGATORS:
+        return None
+    params = inspect.signature(AGGREGATORS.get(name)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    unknown = sorted(set(kwargs) - set(params))
+    if not unknown:
+        return None
+    takes = ", ".join(p for p in params if p not in ("in_dim", "n_classes")) or "none"
+    return f"{name} takes no option {', '.join(unknown)} (it takes: {takes})"

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from medwss.config import StrictConfig
 from medwss.errors import ConfigError
@@ -38,6 +38,16 @@ class MILTrainConfig(StrictConfig):
 
     aggregator: str = "insight"
     aggregator_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Options of the aggregator; one it does not take is refused here, so the error names the config file."""
+
+    @model_validator(mode="after")
+    def _known_options(self) -> MILTrainConfig:
+        from medwss.mil.base import unknown_options
+
+        problem = unknown_options(self.aggregator, self.aggregator_kwargs)
+        if problem:
+            raise ValueError(f"aggregator_kwargs: {problem}")
+        return self
     epochs: int = Field(40, ge=1)
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(0, ge=0)

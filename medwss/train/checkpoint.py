@@ -32,11 +32,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ConfigError: The file cannot be read, is refused by ``weights_only``, or is not an engine checkpoint.
     """
     p = Path(path)
+    from medwss.train.model_file import load_refusal, safe_torch_load
+
     try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
+        blob = safe_torch_load(p)
     except Exception as exc:  # torch.load fails in many ways on foreign bytes; all mean "not readable here"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"cannot resume from this checkpoint ({first}); delete it to start again", p) from exc
+        raise ConfigError(
+            f"cannot resume: not a medwss training checkpoint ({load_refusal(exc, p)}); delete it to start again", p
+        ) from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ConfigError("not a medwss training checkpoint (written by an older medwss?); delete it to start again", p)
     return blob

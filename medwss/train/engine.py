@@ -164,17 +164,23 @@ def fit(
     if ckpt is not None and ckpt.exists():
         blob = load_checkpoint(ckpt)
         check_compatible(blob.get("signature", {}), sig, ckpt)
-        for k, m in modules.items():
-            m.load_state_dict(blob["models"][k])
-        best = blob["best"]
-        for k, o in opts.items():
-            o.load_state_dict(blob["optimizers"][k])
-        for k, s in scheds.items():
-            s.load_state_dict(blob["schedulers"][k])
-        scaler.load_state_dict(blob["scaler"])
-        e = blob["engine"]
-        state = _State(e["epoch"], e["batch"], e["step"], list(e["history"]), e.get("epoch_rng"))
-        sel.load_state_dict(e["selection"])
+        try:  # a damaged checkpoint (keys, shapes) is one line naming it, not a traceback
+            for k, m in modules.items():
+                m.load_state_dict(blob["models"][k])
+            best = blob["best"]
+            for k, o in opts.items():
+                o.load_state_dict(blob["optimizers"][k])
+            for k, s in scheds.items():
+                s.load_state_dict(blob["schedulers"][k])
+            scaler.load_state_dict(blob["scaler"])
+            e = blob["engine"]
+            state = _State(e["epoch"], e["batch"], e["step"], list(e["history"]), e.get("epoch_rng"))
+            sel.load_state_dict(e["selection"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise ConfigError(
+                f"this checkpoint does not fit the run ({type(exc).__name__}: {first}); delete it to start again", ckpt
+            ) from exc
         if state.batch:  # mid-epoch: rebuild the epoch's data as it began, skip what was done, then restore
             rng_after_skip = blob["rng"]
             if state.epoch_rng is not None:

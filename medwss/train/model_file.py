@@ -78,6 +78,37 @@ def save_model(
     return Path(path)
 
 
+def safe_torch_load(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, without torch's warnings on stderr."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise before the one-line refusal
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_refusal(exc: BaseException, path: str | Path | None = None) -> str:
+    """Why `safe_torch_load` refused a file, in a few words (torch's own message runs to a dozen lines).
+
+    ``pickle payload refused`` (the file would run code or build objects other than tensors and
+    plain values; the global it names when torch says), ``empty file``, ``truncated or not a torch
+    file``, else the first line of the error.
+    """
+    import pickle
+    import re
+
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
+        g = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        return "pickle payload refused" + (f": it asks for {g.group(1)}" if g else "")
+    if path is not None and Path(path).is_file() and Path(path).stat().st_size == 0:
+        return "empty file"
+    if isinstance(exc, EOFError) or "zip archive" in text or "central directory" in text:
+        return "truncated or not a torch file"
+    first = (text.strip().splitlines() or [type(exc).__name__])[0]
+    return first[:160]
+
+
 def read_model(path: str | Path) -> ModelRecord:
     """The record in a model file (or an older format converted to one), without building anything.
 
@@ -89,12 +120,9 @@ def read_model(path: str | Path) -> ModelRecord:
 
     p = require_file(path)
     try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
+        blob = safe_torch_load(p)
     except Exception as exc:  # torch.load fails in many ways on foreign bytes; all mean "not readable here"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise CorruptFileError(
-            f"not a medwss model file: torch.load(weights_only=True) refused it ({first})", p
-        ) from exc
+        raise CorruptFileError(f"not a medwss model file ({load_refusal(exc, p)})", p) from exc
     if isinstance(blob, dict) and blob.get("format") == FORMAT:
         return ModelRecord(
             str(blob["kind"]), dict(blob["config"]), dict(blob["state_dict"]), dict(blob["meta"]), str(p)

@@ -50,9 +50,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        from medwss.train.model_file import load_refusal
+
         raise ConfigError(
-            f"refused or unreadable weights file: torch.load(weights_only=True) failed ({first}); "
+            f"refused or unreadable weights file ({load_refusal(exc, p)}); "
             "save plain tensors with torch.save(model.state_dict(), path)",
             p,
         ) from exc

@@ -1,0 +1,178 @@
+"""Flags generated from pydantic configs (`medwss.cli.options`) and the one merge: defaults < YAML < flags."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from pydantic import BaseModel, Field
+
+from medwss.cli.options import add_config_flags, check_every_field_has_a_flag, config_from_args
+from medwss.config import StrictConfig
+from medwss.errors import ConfigError
+
+
+class Inner(StrictConfig):
+    """A nested section."""
+
+    depth: int = 2
+    """How deep."""
+
+
+class Toy(StrictConfig):
+    """A config with one field of each kind."""
+
+    n: int = Field(4, ge=1)
+    """Number of things."""
+    rate: float = 0.5
+    """A rate of 50%."""
+    loud: bool = False
+    """Shout."""
+    mode: Literal["fast", "slow"] = "fast"
+    """How to go."""
+    labels: list[int] = Field(default_factory=lambda: [1, 2])
+    """Label values."""
+    limit: int | None = 10
+    """Most things; none: no limit."""
+    where: Path = Path("out")
+    """A folder."""
+    pair: tuple[int, int] = (3, 5)
+    """Low and high."""
+    extra: dict[str, int] = Field(default_factory=dict)
+    """Options."""
+    inner: Inner = Inner()
+    """A section."""
+    hidden: Inner = Inner()
+    """A YAML-only section."""
+
+
+def _parser(**kw: object) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="toy")
+    add_config_flags(p, Toy, flatten={"inner": "inner-"}, **kw)  # type: ignore[arg-type]
+    return p
+
+
+def _options(help_text: str) -> list[str]:
+    """The option strings that start a line of the help's option list."""
+    return [line.split()[0].rstrip(",") for line in help_text.splitlines() if line.startswith("  -")]
+
+
+def test_flags_types_choices_and_defaults_in_help():
+    p = _parser(aliases={"labels": "--label"})
+    text = p.format_help()
+    for flag in ("--n", "--rate", "--loud", "--mode", "--labels", "--limit", "--where", "--pair", "--extra"):
+        assert _options(text).count(flag) == 1, flag
+    assert "--inner-depth" in text and "--hidden" not in text and "YAML only" in text and "hidden" in text
+    assert "--loud, --no-loud" in text and "{fast,slow}" in text and "--label" in text
+    assert "Number of things. (default: 4)" in text and "A rate of 50%. (default: 0.5)" in text
+    assert "(default: --no-loud)" in text and "(default: 1,2)" in text and "(default: 3 5)" in text
+    args = p.parse_args(
+        ["--n", "7", "--loud", "--mode", "slow", "--labels", "4", "5", "--label", "6,7", "--limit", "none",
+         "--where", "x/y", "--pair", "1", "2", "--extra", "{a: 1}", "--inner-depth", "9"]
+    )  # fmt: skip
+    cfg = config_from_args(Toy, args)
+    assert (cfg.n, cfg.rate, cfg.loud, cfg.mode, cfg.labels) == (7, 0.5, True, "slow", [4, 5, 6, 7])
+    assert cfg.limit is None and cfg.where == Path("x/y") and cfg.pair == (1, 2) and cfg.extra == {"a": 1}
+    assert cfg.inner.depth == 9 and cfg.hidden.depth == 2
+    with pytest.raises(SystemExit):
+        p.parse_args(["--mode", "medium"])  # argparse's choices
+
+
+def test_merge_order_defaults_yaml_flags(tmp_path):
+    f = tmp_path / "toy.yaml"
+    f.write_text("n: 5\nrate: 0.25\nlimit: 3\ninner: {depth: 4}\nhidden: {depth: 6}\n")
+    p = _parser()
+    cfg = config_from_args(Toy, p.parse_args([]), f)
+    assert (cfg.n, cfg.rate, cfg.limit, cfg.inner.depth, cfg.hidden.depth, cfg.mode) == (5, 0.25, 3, 4, 6, "fast")
+    cfg = config_from_args(Toy, p.parse_args(["--n", "8", "--limit", "none"]), f)  # given flags win, others stay
+    assert (cfg.n, cfg.rate, cfg.limit, cfg.inner.depth) == (8, 0.25, None, 4)
+    assert config_from_args(Toy, p.parse_args([])) == Toy()
+    # a hand-built namespace: None means "not given"
+    assert config_from_args(Toy, argparse.Namespace(n=None, rate=0.75), f).n == 5
+
+
+def test_bad_flag_and_bad_yaml_key_are_one_line(tmp_path):
+    p = _parser()
+    with pytest.raises(ConfigError) as e:
+        config_from_args(Toy, p.parse_args(["--n", "abc"]))
+    msg = str(e.value)
+    assert msg.startswith("--n: ") and "integer" in msg and "'abc'" in msg and "\n" not in msg
+    with pytest.raises(ConfigError, match=r"^--inner-depth: .*got '0\.5'"):
+        config_from_args(Toy, p.parse_args(["--inner-depth", "0.5"]))
+    f = tmp_path / "toy.yaml"
+    f.write_text("n: 0\ncolour: red\ninner: {deep: 1}\n")
+    with pytest.raises(ConfigError) as e:
+        config_from_args(Toy, p.parse_args([]), f)
+    msg = str(e.value)
+    assert msg.startswith(f"{f}: ") and "n: " in msg and "colour: " in msg and "inner.deep" in msg and "\n" not in msg
+
+
+def _migrated() -> dict[tuple[str, ...], tuple[type[BaseModel], tuple[str, ...]]]:
+    """(sub)command → (its config class, fields given otherwise: positional inputs, job flags)."""
+    from medwss.active.simulate import SimulateConfig
+    from medwss.active.state import ALConfig
+    from medwss.cli.coin import BaselinesConfig, ClassifierFile, CoinFile, SegmentConfig
+    from medwss.cli.phantom import PhantomConfig
+    from medwss.data.phantoms.bags import BagPhantomConfig
+    from medwss.embed.pretrain import PretrainConfig
+    from medwss.eval.runner import EvaluateConfig
+
+    return {
+        ("evaluate",): (EvaluateConfig, ()),
+        ("phantom",): (PhantomConfig, ("kind",)),
+        ("phantom", "bags"): (BagPhantomConfig, ()),
+        ("encoder", "pretrain"): (PretrainConfig, ("out",)),
+        ("al", "init"): (ALConfig, ()),
+        ("al", "simulate"): (SimulateConfig, ()),
+        ("coin", "train-classifier"): (ClassifierFile, ()),
+        ("coin", "train"): (CoinFile, ()),
+        ("coin", "segment"): (SegmentConfig, ()),
+        ("coin", "baselines"): (BaselinesConfig, ()),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _root() -> argparse.ArgumentParser:
+    from medwss.cli.main import build_parser
+
+    return build_parser()
+
+
+def _subparser(path: tuple[str, ...]) -> argparse.ArgumentParser:
+    parser = _root()
+    for name in path:
+        if name == "bags":  # a positional kind, not a subcommand
+            break
+        (action,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[name]
+    return parser
+
+
+def test_every_config_field_of_the_migrated_commands_has_one_flag():
+    from medwss.cli.options import FLAGS_KEY, leaf_paths
+
+    for path, (model, skip) in _migrated().items():
+        parser = _subparser(path)
+        assert check_every_field_has_a_flag(model, parser, skip) == [], path
+        flags = parser.get_default(FLAGS_KEY)
+        options = _options(parser.format_help())
+        for field in leaf_paths(model):
+            dest = field.replace(".", "__")
+            if dest in flags:
+                assert options.count(flags[dest]) == 1, (path, field)
+
+
+def test_old_flag_names_still_work():
+    parser = _root()
+    a = parser.parse_args(["encoder", "pretrain", "m.csv", "--tiles", "t", "--out", "w.pt", "--split", "train",
+                           "--workers", "2"])  # fmt: skip
+    assert (a.splits, a.num_workers) == (["train"], "2")
+    a = parser.parse_args(["al", "simulate", "m.csv", "--out", "o", "--mode", "full", "--mode", "scribble",
+                           "--strategies", "random,margin", "--seeds", "0,1"])  # fmt: skip
+    assert (a.modes, a.strategies, a.seeds) == (["full", "scribble"], ["random", "margin"], ["0", "1"])
+    a = parser.parse_args(["coin", "segment", "m.csv", "--classifier", "c", "--generator", "g", "-o", "o",
+                           "--format", "nifti", "--format", "slicer", "--sites", "DU,HT"])  # fmt: skip
+    assert (a.formats, a.sites) == (["nifti", "slicer"], ["DU", "HT"])
