@@ -13,7 +13,7 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
+from typing import Literal, Union, overload
 
 import numpy as np
 from scipy import ndimage
@@ -77,9 +77,17 @@ def _ring_of(region: np.ndarray, box: tuple[slice, slice], downsample: float) ->
     return (best + offset + 0.5) * float(downsample)
 
 
+@overload
+def mask_to_polygons(
+    mask: np.ndarray, downsample: float = ..., min_area: float = ..., holes: Literal[False] = ...
+) -> list[np.ndarray]: ...
+@overload
+def mask_to_polygons(
+    mask: np.ndarray, downsample: float = ..., min_area: float = ..., *, holes: bool
+) -> list[Shape]: ...
 def mask_to_polygons(
     mask: np.ndarray, downsample: float = 1.0, min_area: float = 0.0, holes: bool = False
-) -> list[Shape]:
+) -> list[Shape] | list[np.ndarray]:
     """Outer boundaries of the connected regions of a binary mask, in level-0 pixel coordinates.
 
     Each 4-connected region gives one polygon: the 0.5 iso-line of the mask, which runs half-way

@@ -52,7 +52,7 @@ from medwss.data.phantoms.common import (
     smooth_noise,
     track,
 )
-from medwss.io.annotations import Shape, mask_to_polygons, write_camelyon_xml, write_geojson
+from medwss.io.annotations import mask_to_polygons, write_camelyon_xml, write_geojson
 from medwss.io.tiff_writer import write_pyramid_tiff
 
 KIND = "wsi"
@@ -138,7 +138,7 @@ class SlidePhantom:
     rgb: np.ndarray
     tumor: np.ndarray
     tissue: np.ndarray
-    polygons: list[Shape]
+    polygons: list[np.ndarray]
     label: int
     site: str
     pen: str
@@ -587,7 +587,7 @@ def generate_wsi(
         mask = save_png(s.tumor, out / "masks" / f"{case_id}_tumor_ds{ds}.png")
         tissue = save_png(s.tissue, out / "masks" / f"{case_id}_tissue_ds{ds}.png")
         geojson = write_geojson(s.polygons, out / "annotations" / f"{case_id}.geojson")
-        xml = write_camelyon_xml(s.polygons, out / "annotations" / f"{case_id}.xml")  # type: ignore[arg-type]
+        xml = write_camelyon_xml(s.polygons, out / "annotations" / f"{case_id}.xml")
         rows.append(
             {
                 "case_id": case_id,
