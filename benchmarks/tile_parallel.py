@@ -12,7 +12,7 @@ cohort of large ones, so per-case work is ~1 s of CPU and the start of the worke
 
 The machine's load average is recorded before and after each run: the CPU is shared, so wall-clock
 ratios only mean something next to it. Results: benchmarks/results/tile_parallel[_quick].json/.md.
---quick: 4 cases, one repeat.
+--quick: 2 cases, one repeat.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from medwss.runinfo import write_results
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="4 cases, one repeat (the smoke test)")
+    ap.add_argument("--quick", action="store_true", help="2 cases, one repeat (the smoke test)")
     ap.add_argument("--data", type=Path, default=Path("../shared/data/real"), help="real data folder")
     ap.add_argument("--cases", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=2)
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tile_parallel: {slide} not found; nothing measured")
         return 2
     with tempfile.TemporaryDirectory() as tmp:
-        res = run(slide, 4 if args.quick else args.cases, 1 if args.quick else args.repeats, Path(tmp))
+        res = run(slide, 2 if args.quick else args.cases, 1 if args.quick else args.repeats, Path(tmp))
     res["quick"] = args.quick
     write_results(args.out, "tile_parallel_quick" if args.quick else "tile_parallel", res, markdown(res))
     return 0

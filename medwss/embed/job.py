@@ -267,61 +267,63 @@ def embed_manifest(
         except OSError:
             return False
 
-    for case in overall:
-        target = bag_path(out_dir, case.case_id)
-        found = sources[case.case_id]
-        claimed = False
-        try:
-            if found is None:
-                raise MedwssError(
-                    f"no tiles in {tiles_dir} (looked for {case.case_id}.tiles.h5 and CLAM/TRIDENT "
-                    f"{case.case_id}.h5, {case.case_id}_patches.h5; run `medwss tile` first; see its failures.csv)"
-                )
-            source = found
-            expect = {**identity, "tiles_sha256": tiles_checksum(source)}
-            if current(target) and bag_mismatch(target, expect) is None:
-                stats["skipped"] += 1
-                failures.clear(case.case_id)
-                continue
-            if not claims.claim(target.name):
-                stats["busy"] += 1  # another process is embedding it
-                continue
-            claimed = True
-            if current(target):  # it may have been finished meanwhile
-                why = bag_mismatch(target, expect)
-                if why is None:
+    try:
+        for case in overall:
+            target = bag_path(out_dir, case.case_id)
+            found = sources[case.case_id]
+            claimed = False
+            try:
+                if found is None:
+                    raise MedwssError(
+                        f"no tiles in {tiles_dir} (looked for {case.case_id}.tiles.h5 and CLAM/TRIDENT "
+                        f"{case.case_id}.h5, {case.case_id}_patches.h5; run `medwss tile` first; see its failures.csv)"
+                    )
+                source = found
+                expect = {**identity, "tiles_sha256": tiles_checksum(source)}
+                if current(target) and bag_mismatch(target, expect) is None:
                     stats["skipped"] += 1
                     failures.clear(case.case_id)
                     continue
-                stats["redone_stale"] += 1
-                tqdm.write(f"medwss embed: {case.case_id}: existing bag {why}; embedding again", file=sys.stderr)
-            tiles = read_case_tiles(source, case, config.mpp_override)
-            # a slide whose level-0 mpp `tile --mag` took from its objective power is read with that mpp
-            mpp_override = config.mpp_override or tiles.attrs.get("assumed_slide_mpp")
-            reader = TileReader(tiles, case.images, case.modality, mpp_override, config.ct_window, config.nan)
-            in_channels = _in_channels(tiles, case)
-            check_batch(tiles, in_channels, config.batch_size, source)
-            encoder = encoders.get(_spatial_dims(tiles), in_channels)
-            with tqdm(total=len(tiles), desc=case.case_id, unit="tile", leave=False, disable=not show) as bar:
-                features, tokens = embed_tiles(encoder, reader, config, device, bar)
-            reader.close()
-            if features.size and not np.isfinite(features).all():
-                raise MedwssError(f"the encoder gave NaN or infinite features for {source.name}")
-            bag: FeatureBag = bag_from_tiles(reader, features, tokens, encoder)
-            bag.attrs.update(expect)
-            bag.coords_attrs.update(clam_attrs(tiles, case.image, mpp_override))
-            save_bag(bag, target, dtype=config.dtype)
-            stats["done"] += 1
-            stats["tiles"] += len(tiles)
-            failures.clear(case.case_id)
-        except Exception as exc:  # one bad case is recorded and skipped, never the whole job
-            failures.record(case.case_id, case.image, exc)
-            stats["failed"] += 1
-            claimed = False  # kept until the job ends, so a concurrent process does not retry it
-        finally:
-            if claimed:
-                claims.release(target.name)
-    claims.release_all()
+                if not claims.claim(target.name):
+                    stats["busy"] += 1  # another process is embedding it
+                    continue
+                claimed = True
+                if current(target):  # it may have been finished meanwhile
+                    why = bag_mismatch(target, expect)
+                    if why is None:
+                        stats["skipped"] += 1
+                        failures.clear(case.case_id)
+                        continue
+                    stats["redone_stale"] += 1
+                    tqdm.write(f"medwss embed: {case.case_id}: existing bag {why}; embedding again", file=sys.stderr)
+                tiles = read_case_tiles(source, case, config.mpp_override)
+                # a slide whose level-0 mpp `tile --mag` took from its objective power is read with that mpp
+                mpp_override = config.mpp_override or tiles.attrs.get("assumed_slide_mpp")
+                reader = TileReader(tiles, case.images, case.modality, mpp_override, config.ct_window, config.nan)
+                in_channels = _in_channels(tiles, case)
+                check_batch(tiles, in_channels, config.batch_size, source)
+                encoder = encoders.get(_spatial_dims(tiles), in_channels)
+                with tqdm(total=len(tiles), desc=case.case_id, unit="tile", leave=False, disable=not show) as bar:
+                    features, tokens = embed_tiles(encoder, reader, config, device, bar)
+                reader.close()
+                if features.size and not np.isfinite(features).all():
+                    raise MedwssError(f"the encoder gave NaN or infinite features for {source.name}")
+                bag: FeatureBag = bag_from_tiles(reader, features, tokens, encoder)
+                bag.attrs.update(expect)
+                bag.coords_attrs.update(clam_attrs(tiles, case.image, mpp_override))
+                save_bag(bag, target, dtype=config.dtype)
+                stats["done"] += 1
+                stats["tiles"] += len(tiles)
+                failures.clear(case.case_id)
+            except Exception as exc:  # one bad case is recorded and skipped, never the whole job
+                failures.record(case.case_id, case.image, exc)
+                stats["failed"] += 1
+                claimed = False  # kept until the job ends, so a concurrent process does not retry it
+            finally:
+                if claimed:
+                    claims.release(target.name)
+    finally:
+        claims.release_all()  # also when interrupted: a later call in this process may take them
     stats["seconds"] = time.perf_counter() - t0
     barrier()
     if info.is_main:

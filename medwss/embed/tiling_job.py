@@ -387,6 +387,7 @@ def tile_manifest(
         bar.update()
 
     t0 = time.perf_counter()
+    workers = min(workers, max(len(cases), 1))  # no idle processes to start
     try:
         if workers == 1:
             for case in candidates():

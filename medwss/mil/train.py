@@ -48,6 +48,7 @@ class MILTrainConfig(StrictConfig):
         if problem:
             raise ValueError(f"aggregator_kwargs: {problem}")
         return self
+
     epochs: int = Field(40, ge=1)
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(0, ge=0)

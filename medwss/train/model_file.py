@@ -90,20 +90,23 @@ def safe_torch_load(path: str | Path) -> Any:
 def load_refusal(exc: BaseException, path: str | Path | None = None) -> str:
     """Why `safe_torch_load` refused a file, in a few words (torch's own message runs to a dozen lines).
 
-    ``pickle payload refused`` (the file would run code or build objects other than tensors and
-    plain values; the global it names when torch says), ``empty file``, ``truncated or not a torch
-    file``, else the first line of the error.
+    ``pickle payload refused`` (the file would call or build something other than tensors and
+    plain values: the global it asks for), ``pickle payload or foreign bytes refused`` (opcodes
+    the safe unpickler does not take), ``empty file``, ``truncated or not a torch file``, else the
+    first line of the error.
     """
     import pickle
     import re
 
     text = str(exc)
+    g = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if g:
+        return f"pickle payload refused (weights_only): it asks for {g.group(1)}"
     if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
-        g = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        return "pickle payload refused" + (f": it asks for {g.group(1)}" if g else "")
+        return "pickle payload or foreign bytes refused (weights_only)"
     if path is not None and Path(path).is_file() and Path(path).stat().st_size == 0:
         return "empty file"
-    if isinstance(exc, EOFError) or "zip archive" in text or "central directory" in text:
+    if isinstance(exc, (EOFError, KeyError)) or "zip archive" in text or "central directory" in text:
         return "truncated or not a torch file"
     first = (text.strip().splitlines() or [type(exc).__name__])[0]
     return first[:160]

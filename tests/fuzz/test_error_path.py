@@ -88,7 +88,9 @@ def test_volume_dimensions_beyond_a_singleton_refused(tmp_path):
     from medwss.io.volumes import load_volume
 
     nib.save(nib.Nifti1Image(np.ones((4, 4, 4, 1, 3), np.float32), np.eye(4)), str(tmp_path / "s.nii.gz"))
-    assert load_volume(tmp_path / "s.nii.gz").shape == (4, 4, 4, 3)
+    assert load_volume(tmp_path / "s.nii.gz", channels=True).shape == (4, 4, 4, 3)
+    with pytest.raises(InvalidDataError, match=r"s.nii.gz: image has 3 channels"):  # pipelines need 3D
+        load_volume(tmp_path / "s.nii.gz")
     nib.save(nib.Nifti1Image(np.ones((4, 4, 4, 2, 3), np.float32), np.eye(4)), str(tmp_path / "t.nii.gz"))
     with pytest.raises(InvalidDataError, match=r"t.nii.gz: image is 5D"):
         load_volume(tmp_path / "t.nii.gz")

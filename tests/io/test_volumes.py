@@ -175,8 +175,11 @@ def test_unknown_extension(tmp_path):
 
 
 def test_colour_multiframe_dicom_keeps_samples_last():
-    vol = load_volume(package_data("pydicom", "data", "test_files", "SC_rgb_rle_2frame.dcm"))
+    path = package_data("pydicom", "data", "test_files", "SC_rgb_rle_2frame.dcm")
+    vol = load_volume(path, channels=True)  # pipelines (channels=False) refuse a multi-channel volume
     assert vol.shape == (100, 100, 2, 3)
+    with pytest.raises(InvalidDataError, match="3 channels"):
+        load_volume(path)
     assert not np.array_equal(vol.array[..., 0], vol.array[..., 2])  # real colour, not three copies
 
 

@@ -59,7 +59,8 @@ def test_pickles_and_foreign_files_are_refused_in_one_line(tmp_path):
     for name in ("pickle.pt", "text.pt"):
         with pytest.raises(CorruptFileError) as err:
             load_model(tmp_path / name)
-        assert name in str(err.value) and "\n" not in str(err.value) and "weights_only" in str(err.value)
+        msg = str(err.value)
+        assert name in msg and "\n" not in msg and ("weights_only" in msg or "not a torch file" in msg)
 
 
 @pytest.mark.parametrize(
