@@ -31,7 +31,7 @@ size − full, size − pce, and out-of-site − in-site on the ``test`` patient
 is in-site in the two rotations that train on its institution, averaged, and out-of-site in the one
 that leaves it out).
 
-What was cut to fit a shared CPU (full run ~15 min of CPU, 3 rotations × 3 settings × 3 members =
+What was cut to fit a shared CPU (full run 641 s CPU, 32 min wall here; 3 rotations × 3 settings × 3 members =
 27 trainings): 64 × 64 slices instead of 256 × 256, a 3-level UNet with 8/16/32 channels, 5 epochs,
 no augmentation (it doubles the cost of a step here), at most ``--max-train`` (10) training and
 ``--max-val`` (3) validation patients per training institution (first in manifest order), ensembles

@@ -29,18 +29,19 @@ every slide, lesions of 3–6 tiles across, fainter tumour, a stain shift betwee
 CT_ENHANCING = {"tumor_hu": 160.0, "tumor_spread_hu": 25.0, "tumor_radius_mm": [9.0, 16.0]}
 """The CT tumour of the MIL set: enhancing (brighter than every soft tissue, darker than bone)."""
 
+CT_TILES = {"mode": "patch3d", "tile_mm": 12.0, "roi_labels": [2, 3], "min_tissue": 0.5}
+"""`TileConfig` of the CT sets: 12 mm cubes inside the bounding box of both kidneys."""
+
 SETTINGS: dict[str, dict[str, Any]] = {
-    "wsi": {"kind": "wsi", "tile": ["--mpp", "2", "--tile-size", "64"], "positive_labels": None},
-    "wsi_context": {"kind": "wsi", "options": WSI_CONTEXT, "tile": ["--mpp", "2", "--tile-size", "32"], "positive_labels": None},
-    "ct": {"kind": "ct", "options": CT_ENHANCING, "positive_labels": CT_TUMOUR,
-           "tile": ["--mode", "patch3d", "--tile-mm", "12", "--roi-labels", "2,3", "--min-tissue", "0.5"],
+    "wsi": {"kind": "wsi", "tile": {"mpp": 2.0, "tile_size": 64}, "positive_labels": None},
+    "wsi_context": {"kind": "wsi", "options": WSI_CONTEXT, "tile": {"mpp": 2.0, "tile_size": 32}, "positive_labels": None},
+    "ct": {"kind": "ct", "options": CT_ENHANCING, "positive_labels": CT_TUMOUR, "tile": CT_TILES,
            "train": {"insight": {"aggregator_kwargs": {"kernel": "2.5d", "hidden": 64}}}},
-    "ct_original": {"kind": "ct", "positive_labels": CT_TUMOUR,
-                    "tile": ["--mode", "patch3d", "--tile-mm", "12", "--roi-labels", "2,3", "--min-tissue", "0.5"],
+    "ct_original": {"kind": "ct", "positive_labels": CT_TUMOUR, "tile": CT_TILES,
                     "train": {"insight": {"aggregator_kwargs": {"kernel": "2.5d", "hidden": 64}}}},
 }  # fmt: skip
-"""Phantom sets by name: phantom `kind`, generator `options` (`WSIOptions`, `CTOptions`), `scale`, `medwss
-tile` flags, the mask labels that are the lesion (None: the mask is binary) and per-aggregator `train`
+"""Phantom sets by name: phantom `kind`, generator `options` (`WSIOptions`, `CTOptions`), `scale`, the
+`TileConfig` fields (``tile``), the mask labels that are the lesion (None: the mask is binary) and per-aggregator `train`
 overrides of `MILTrainConfig`. ``ct`` tiles 12 mm cubes inside the bounding box of both kidneys (an organ
 ROI, as from an organ segmenter; the same in every scan) and gives INSIGHT in-plane (1×3×3) context
 convolutions of 64 channels (the full 3×3×3 stack of 128 took ~1 s a step on a CPU)."""
@@ -49,12 +50,15 @@ convolutions of 64 channels (the full 3×3×3 stack of 128 took ~1 s a step on a
 def prepare(
     setting: str, out: str | Path, n: int, seed: int, encoder: str = "stats", scale: float | None = None
 ) -> Path:
-    """Phantoms → `medwss tile` → `medwss embed` for the set `setting` (a key of `SETTINGS`).
+    """Phantoms → tiles (`tile_manifest`) → bags (`embed_manifest`) for the set `setting` (a key of `SETTINGS`).
 
     Returns the manifest with bags; finished steps are reused. `scale` overrides the set's own.
     """
-    from medwss.cli.main import main
     from medwss.data.phantoms import generate
+    from medwss.embed.engine import EmbedConfig
+    from medwss.embed.job import embed_manifest
+    from medwss.embed.tiling_job import TileConfig, tile_manifest
+    from medwss.errors import InvalidDataError
 
     spec = SETTINGS[setting]
     out = Path(out)
@@ -63,10 +67,12 @@ def prepare(
         size = spec.get("scale", 1.0) if scale is None else scale
         generate(spec["kind"], out / setting, n=n, seed=seed, scale=size, progress=False, options=spec.get("options"))
     tiles, bags = out / f"{setting}_tiles", out / f"{setting}_bags"
-    if main(["tile", str(manifest), "--out", str(tiles), "--quiet", *spec["tile"]]) != 0:
-        raise RuntimeError(f"tiling {setting} phantoms failed; see {tiles}/failures.csv")
-    if main(["embed", str(manifest), "--tiles", str(tiles), "--out", str(bags), "--encoder", encoder, "--quiet"]) != 0:
-        raise RuntimeError(f"embedding {setting} phantoms failed; see {bags}/failures.csv")
+    cases = load_manifest(manifest)
+    if tile_manifest(cases, tiles, TileConfig(**spec["tile"]), progress=False)["failed"]:
+        raise InvalidDataError(f"tiling {setting} phantoms failed; see {tiles}/failures.csv", manifest)
+    stats = embed_manifest(cases, tiles, bags, EmbedConfig(encoder=encoder), progress=False)
+    if stats["failed"]:
+        raise InvalidDataError(f"embedding {setting} phantoms failed; see {bags}/failures.csv", manifest)
     return bags / "manifest.csv"
 
 
