@@ -17,8 +17,9 @@ CELLS = [
         "# COIN: tumour masks from image-level labels by counterfactual inpainting\n\n"
         "A classifier learns which CT slices hold a kidney tumour. A generator then learns to *remove* whatever "
         'makes the classifier say "abnormal", changing the slice as little as it can; where it changed the '
-        "slice, `|x − x_cf|`, is the tumour mask (Shvetsov et al., 2024). This notebook runs the three commands "
-        "on phantom CT, then looks at synthetic tumours in the kidneys of a real CT and at the attribution baselines."
+        "slice, `|x − x_cf|`, is the tumour mask (Shvetsov et al., 2024). This notebook runs the three steps "
+        "(`medwss.counterfactual.workflow`, what `medwss coin ...` calls) on phantom CT, then looks at synthetic "
+        "tumours in the kidneys of a real CT and at the attribution baselines."
     ),
     new_code_cell(
         "OUT = 'runs/notebook_coin'  # output folder\nN = 24  # phantom CT scans\nSEED = 0\nSCALE = 1.0  # phantom voxel scale",
@@ -26,43 +27,48 @@ CELLS = [
     ),
     new_code_cell(
         "from pathlib import Path\n\nimport numpy as np\nfrom IPython.display import Image, display\n\n"
-        "from medwss.cli.main import main\nfrom medwss.data.phantoms import generate\n\n"
+        "from medwss.counterfactual import workflow as coin\nfrom medwss.counterfactual.classifier import ClassifierConfig\n"
+        "from medwss.counterfactual.segment import MaskSettings\nfrom medwss.counterfactual.slices import SliceSpec\n"
+        "from medwss.counterfactual.train import CoinConfig\nfrom medwss.data.manifest import load_manifest\n"
+        "from medwss.data.phantoms import generate\n\n"
         "out = Path(OUT)\nTINY = N <= 4  # the notebook test runs with N=2: few epochs and iterations\n"
         "EPOCHS, ITERS = (2, 10) if TINY else (10, 800)\n"
         "manifest = generate('ct', out / 'phantom', n=N, seed=SEED, scale=SCALE, progress=False)\n"
-        "split = ['--train-split', 'all'] if TINY else []\nprint(manifest)"
+        "cases = load_manifest(manifest).cases\n"
+        "split = 'all' if TINY else 'train'  # train on every case, or on the train split\nprint(manifest, len(cases), 'cases')"
     ),
     new_markdown_cell(
         "## 1. Slice classifier\nAxial slices through the kidneys (label 2 and 3), CT window −160…240 HU, 64×64 pixels; "
         "a slice is abnormal when it holds tumour voxels (label 4)."
     ),
     new_code_cell(
-        "main(['coin', 'train-classifier', str(manifest), '--out', str(out / 'clf'), '--tumour-labels', '4',\n"
-        "      '--roi-labels', '2,3', '--window=-160,240', '--epochs', str(EPOCHS), '--seed', str(SEED), '--quiet', *split])"
+        "spec = SliceSpec(labels={'kidney': [2, 3], 'tumour': [4]}, lesion='tumour', roi='kidney', window=(-160.0, 240.0))\n"
+        "clf = coin.classifier_step(cases, spec, ClassifierConfig(epochs=EPOCHS, seed=SEED), out / 'clf', False, split)\n"
+        "print(f\"classifier on {clf['n_slices']} slices ({clf['n_abnormal']} abnormal); model: {out / 'clf' / 'classifier.pt'}\")"
     ),
     new_markdown_cell(
         "## 2. Counterfactual generator\nLSGAN + KL flip toward normal + L1 reconstruction and cycle + total variation "
         "(weights in `configs/coin.yaml`)."
     ),
     new_code_cell(
-        "main(['coin', 'train', str(manifest), '--classifier', str(out / 'clf' / 'classifier.pt'), '--out', str(out / 'coin'),\n"
-        "      '--iterations', str(ITERS), '--seed', str(SEED), '--quiet', *split])"
+        "gen = coin.coin_step(cases, out / 'clf' / 'classifier.pt', CoinConfig(iterations=ITERS, seed=SEED), out / 'coin', False, split)\n"
+        "print(f\"generator: {out / 'coin' / 'generator.pt'} (trained on {gen['n_slices']} slices)\")"
     ),
     new_markdown_cell(
         "## 3. Segment\nOne NIfTI mask per scan (source affine) and a PNG per scan: image, counterfactual, difference, mask."
     ),
     new_code_cell(
-        "main(['coin', 'segment', str(manifest), '--classifier', str(out / 'clf' / 'classifier.pt'),\n"
-        "      '--generator', str(out / 'coin' / 'generator.pt'), '--out', str(out / 'seg'), '--threshold', '0.25', '--quiet'])\n"
+        "seg = coin.segment_step(cases, out / 'clf' / 'classifier.pt', out / 'coin' / 'generator.pt',\n"
+        "                        MaskSettings(threshold=0.25), out / 'seg', False)\n"
+        "print({k: v for k, v in seg.items() if k in ('n_cases', 'n_slices', 'iou', 'validity')})\n"
         "pngs = sorted((out / 'seg' / 'overlays').glob('*.png'))\nfor p in pngs[:3]:\n    display(Image(filename=str(p)))"
     ),
     new_markdown_cell(
         "## 4. Baselines under the same protocol\nGrad-CAM (MONAI) and occlusion here; the benchmark runs all five."
     ),
     new_code_cell(
-        "main(['coin', 'baselines', str(manifest), '--classifier', str(out / 'clf' / 'classifier.pt'), '--out', str(out / 'base'),\n"
-        "      '--methods', 'gradcam,occlusion', '--quiet'])\n"
-        "import json\nprint(json.dumps(json.loads((out / 'base' / 'baselines.json').read_text())['methods'], indent=1))"
+        "base = coin.baselines_step(cases, out / 'clf' / 'classifier.pt', ['gradcam', 'occlusion'], MaskSettings(), out / 'base', False)\n"
+        "import json\nprint(json.dumps(base['methods'], indent=1))"
     ),
     new_markdown_cell(
         "## 5. Synthetic tumours in a real CT\nThe 23 kidney slices of the example CT, augmented, with blob tumours "

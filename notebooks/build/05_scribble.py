@@ -29,13 +29,15 @@ CELLS = [
     ),
     new_code_cell(
         "from pathlib import Path\n\nimport matplotlib.pyplot as plt\nimport numpy as np\nfrom IPython.display import HTML, Markdown, display\n\n"
-        "from medwss.cli.main import main\nfrom medwss.data.manifest import load_manifest, write_manifest\n"
+        "import medwss\nfrom medwss.config import load_config\nfrom medwss.data.manifest import load_manifest, write_manifest\n"
         "from medwss.data.phantoms import generate\nfrom medwss.data.splits import split_cases\n"
-        "from medwss.scribble.shift import SHIFT_FRACTIONS\n"
-        "from medwss.scribble.annotate import manifest_rows\nimport medwss\n\n"
+        "from medwss.eval.runner import EvaluateConfig, evaluate_manifest, write_outputs\n"
+        "from medwss.scribble.annotate import manifest_rows, write_weak_labels\nfrom medwss.scribble.config import ScribbleConfig\n"
+        "from medwss.scribble.report import write_shift_report\nfrom medwss.scribble.shift import SHIFT_FRACTIONS, run_shift\n"
+        "from medwss.scribble.workflow import predict_cases, select, train_model\n\n"
         "CONFIGS = Path(medwss.__file__).resolve().parents[1] / 'configs'  # the shipped YAML configs\n"
         "out = Path(OUT)\nTINY = N <= 4  # the notebook test runs with N=2: one epoch, ensembles of two\n"
-        "EPOCHS, K = ('1', '2') if TINY else ('30', '3')\n"
+        "EPOCHS, K = (1, 2) if TINY else (30, 3)\n"
         "m = load_manifest(generate('mri', out / 'phantom', n=6 * N, seed=SEED, scale=SCALE, progress=False))\n"
         "# patient-level split of site_a and site_b (train / val / test); site_c is kept unseen\n"
         "splits = split_cases(m.cases, SHIFT_FRACTIONS, seed=SEED, stratify=('site', 'label'), sites=['site_a', 'site_b'])\n"
@@ -44,13 +46,14 @@ CELLS = [
         "manifest = write_manifest(rows, out / 'manifest.csv')\nprint(manifest, len(rows), 'cases')"
     ),
     new_markdown_cell(
-        "## 1. Weak labels\n`medwss scribble make` draws a circle inside each lesion (on every slice it crosses) and "
+        "## 1. Weak labels\n`write_weak_labels` (what `medwss scribble make` calls) draws a circle inside each lesion (on every slice it crosses) and "
         "background marks (a ring around each lesion, a few strokes); -1 means unlabelled. Other kinds: "
         "`random_disk`, `centroid_disk`, `skeleton`, `box`."
     ),
     new_code_cell(
-        "main(['scribble', 'make', str(manifest), '--out', str(out / 'weak'), '--kind', 'circle', '--seed', str(SEED), '--quiet'])\n"
-        "weak_manifest = out / 'weak' / 'manifest.csv'\nwm = load_manifest(weak_manifest)\n"
+        "made = write_weak_labels(load_manifest(manifest), out / 'weak', 'circle', SEED, progress=False)\n"
+        "print(f\"weak labels for {made['done']} case(s), {len(made['failed'])} failed\")\n"
+        "wm = load_manifest(made['manifest'])\n"
         "from medwss.io import load_volume\ncase = next(c for c in wm.cases if c.label == 1)\n"
         "t2, mask, scr = (load_volume(p).array for p in (case.images['t2'], case.mask, case.scribble))\n"
         "z = int(np.argmax((mask > 0).sum((0, 1))))\nfig, ax = plt.subplots(1, 3, figsize=(10, 3.5))\n"
@@ -63,30 +66,32 @@ CELLS = [
         "constant prior (10 to 150 mm² per scribbled slice), [0, 0] plus negative cross-entropy on lesion-free cases."
     ),
     new_code_cell(
-        "main(['scribble', 'train', str(weak_manifest), '--out', str(out / 'weak_size'),\n"
-        "      '--config', str(CONFIGS / 'scribble_weak_size_2d.yaml'), '--epochs', EPOCHS, '--quiet'])\n"
-        "print((out / 'weak_size' / 'run.json').read_text()[:400])"
+        "def config(name):  # a shipped config with the notebook's epochs\n"
+        "    return load_config(CONFIGS / f'scribble_{name}_2d.yaml', ScribbleConfig).model_copy(update={'epochs': EPOCHS})\n\n"
+        "fit = train_model(wm, config('weak_size'), out / 'weak_size', select(wm.cases, ['train']), select(wm.cases, ['val']), progress=False)\n"
+        "print({k: v for k, v in fit.items() if not isinstance(v, (list, dict))})"
     ),
     new_markdown_cell(
         "## 3. Predict and evaluate\nOne float32 lesion probability map per case on its T2 (mask) grid, zero outside "
         "the crop — what `medwss evaluate` reads (Dice, case AUROC, lesion AP, PI-CAI style)."
     ),
     new_code_cell(
-        "main(['scribble', 'predict', str(weak_manifest), '--model', str(out / 'weak_size'), '--out', str(out / 'pred'),\n"
-        "      '--split', 'test', '--quiet'])\n"
-        "main(['evaluate', str(weak_manifest), '--predictions', str(out / 'pred' / 'predictions'), '--out', str(out / 'eval'),\n"
-        "      '--split', 'test', '--group-by', 'site', '--quiet'])\n"
+        "test = select(wm.cases, ['test'])\n"
+        "pred = predict_cases(wm, test, [out / 'weak_size' / 'model.pt'], out / 'pred', progress=False, device='auto')\n"
+        "ecfg = EvaluateConfig(split='test', group_by='site')\n"
+        "rows, failures = evaluate_manifest(wm, out / 'pred' / 'predictions', ecfg, progress=False)\n"
+        "write_outputs(out / 'eval', rows, failures, ecfg, len(rows) + len(failures))\n"
         "display(Markdown((out / 'eval' / 'summary.md').read_text()))"
     ),
     new_markdown_cell(
-        "## 4. Domain shift and ensembles\n`medwss scribble shift` trains K members per setting on site_a + site_b and "
+        "## 4. Domain shift and ensembles\n`run_shift` (what `medwss scribble shift` calls) trains K members per setting on site_a + site_b and "
         "tests in-domain and on site_c: weak + size, weak partial CE only, full masks."
     ),
     new_code_cell(
-        "main(['scribble', 'shift', str(weak_manifest), '--out', str(out / 'shift'), '--train-sites', 'site_a,site_b',\n"
-        "      '--setting', f'weak_size={CONFIGS}/scribble_weak_size_2d.yaml',\n"
-        "      '--setting', f'weak_pce={CONFIGS}/scribble_weak_pce_2d.yaml', '--setting', f'full={CONFIGS}/scribble_full_2d.yaml', '--ensemble', K, '--epochs', EPOCHS, '--quiet'])\n"
-        "display(Markdown((out / 'shift' / 'report.md').read_text()))\nprint('HTML report:', out / 'shift' / 'report.html')"
+        "settings = {name: config(name) for name in ('weak_size', 'weak_pce', 'full')}\n"
+        "record = run_shift(wm, settings, out / 'shift', ['site_a', 'site_b'], K, progress=False)\n"
+        "html = write_shift_report(wm, record, out / 'shift')\n"
+        "display(Markdown((out / 'shift' / 'report.md').read_text()))\nprint('HTML report:', html)"
     ),
 ]
 

@@ -28,8 +28,10 @@ CELLS = [
     ),
     new_code_cell(
         "import csv\nimport json\nfrom pathlib import Path\n\nimport matplotlib.pyplot as plt\nimport numpy as np\n"
-        "import yaml\nfrom IPython.display import Image, display\n\n"
-        "from medwss.active.pool import SliceReader\nfrom medwss.active.state import ALState\nfrom medwss.cli.main import main\n"
+        "from IPython.display import Image, display\n\n"
+        "from medwss.active.pool import SliceReader\n"
+        "from medwss.active.rounds import ingest_annotations, init_project, project_status, select_round, train_model\n"
+        "from medwss.active.simulate import SimulateConfig, simulate_from_manifest\nfrom medwss.active.state import ALConfig, ALState\n"
         "from medwss.data.labels import save_label_map\nfrom medwss.data.phantoms import generate\nfrom medwss.io import load_volume\n\n"
         "out = Path(OUT)\nTINY = N <= 4  # the notebook test runs with N=2: one-epoch trainings\n"
         "manifest = generate('ct', out / 'phantom', n=max(N, 4), seed=SEED, scale=SCALE, progress=False)\n"
@@ -38,25 +40,27 @@ CELLS = [
         "       'metric': {'epochs': 1 if TINY else 20, 'batch_size': 64},\n"
         "       'seg': {'channels': [8, 16, 32], 'dropout': 0.1, 'epochs': 1 if TINY else 10, 'batch_size': 4, 'lr': 0.01, 'augment': False},\n"
         "       'min_steps': 0 if TINY else 150}\n"
-        "(out / 'al.yaml').write_text(yaml.safe_dump(cfg))\nstate = out / 'state'\nprint(manifest)"
+        "cfg = ALConfig.model_validate(cfg)  # the keys of configs/al.yaml\nstate = out / 'state'\nprint(manifest)"
     ),
     new_markdown_cell(
-        "## 1. Start a project\n`medwss al init` cuts the manifest's train/val volumes into axial slices (the pool), "
+        "## 1. Start a project\n`init_project` (`medwss al init`) cuts the manifest's train/val volumes into axial slices (the pool), "
         "keeping patient, volume and slice index, and writes a state folder. Everything the project knows lives there."
     ),
     new_code_cell(
         "import shutil\nshutil.rmtree(state, ignore_errors=True)\n"
-        "main(['al', 'init', str(manifest), '--state', str(state), '--config', str(out / 'al.yaml'), '--quiet'])"
+        "project, skipped = init_project(manifest, state, cfg, progress=False)\n"
+        "print(f'pool: {len(project.pool)} slices of {len({r.volume for r in project.pool.refs})} volumes; skipped: {skipped}')"
     ),
     new_markdown_cell(
-        "## 2. Select slices to annotate\n`medwss al select` trains the contrastive metric once (cached in "
+        "## 2. Select slices to annotate\n`select_round` (`medwss al select`) trains the contrastive metric once (cached in "
         "`state/features/`), runs k-center greedy in it and exports the chosen slices as 2D NIfTI that keep their "
         "position in the scanner (they open over the full volume in ITK-SNAP or 3D Slicer), with PNG previews, a CSV "
         "and instructions."
     ),
     new_code_cell(
-        "main(['al', 'select', '--state', str(state), '--budget', '3%', '--quiet'])\n"
-        "export = state / 'rounds' / 'round_001'\nrows = list(csv.DictReader(open(export / 'selection.csv')))\n"
+        "rec = select_round(project, '3%', progress=False)\n"
+        "print(f\"round {rec['round']}: {len(rec['selected'])} slices by {rec['strategy']}\")\n"
+        "export = Path(rec['export'])\nrows = list(csv.DictReader(open(export / 'selection.csv')))\n"
         "print((export / 'README.txt').read_text())\n"
         "fig, axes = plt.subplots(1, len(rows), figsize=(2.5 * len(rows), 2.7))\n"
         "for ax, r in zip(np.atleast_1d(axes), rows):\n"
@@ -82,21 +86,22 @@ CELLS = [
         "    save_label_map(lab[:, :, None], ann / f\"{r['slice_id']}_label.nii.gz\", img.affine)\n"
         "moved = img.affine.copy(); moved[2, 3] += 6.0  # saved one slice too high\n"
         "save_label_map(lab[:, :, None], out / 'wrong' / f\"{r['slice_id']}_label.nii.gz\", moved)\n"
-        "print('exit code', main(['al', 'ingest', str(out / 'wrong'), '--state', str(state)]))\n"
-        "print('exit code', main(['al', 'ingest', str(ann), '--state', str(state)]))"
+        "for folder in (out / 'wrong', ann):\n"
+        "    ids, rejected = ingest_annotations(project, folder)\n"
+        "    print(f'{folder.name}: ingested {len(ids)}, rejected {len(rejected)}', *rejected, sep='\\n  ')"
     ),
     new_markdown_cell(
-        "## 4. Train, and select the next round\n`medwss al train` uses CE + Dice on full masks, and partial CE + the size "
+        "## 4. Train, and select the next round\n`train_model` (`medwss al train`) uses CE + Dice on full masks, and partial CE + the size "
         "penalty as soon as scribbles are present. It checkpoints every epoch and resumes if interrupted. Uncertainty "
         "strategies (entropy, margin, BALD) use this model from round two on."
     ),
     new_code_cell(
-        "main(['al', 'train', '--state', str(state), '--quiet'])\n"
-        "main(['al', 'select', '--state', str(state), '--budget', '2', '--strategy', 'bald', '--quiet'])\n"
-        "main(['al', 'status', '--state', str(state)])"
+        "fit = train_model(project, progress=False)\nprint(f\"trained on {fit['annotated']} slices ({', '.join(fit['kinds'])})\")\n"
+        "rec = select_round(project, '2', 'bald', progress=False)\nprint(f\"round {rec['round']}: {len(rec['selected'])} slices by {rec['strategy']}\")\n"
+        "print(json.dumps(project_status(project), indent=1, default=str))"
     ),
     new_markdown_cell(
-        "## 5. Simulated learning curves\n`medwss al simulate` repeats rounds with an oracle (the ground truth, or "
+        "## 5. Simulated learning curves\n`simulate_from_manifest` (`medwss al simulate`) repeats rounds with an oracle (the ground truth, or "
         "scribbles drawn from it) and scores each round's model by 3D Dice on held-out test volumes. The full "
         "comparison (7 strategies, 3 seeds, full and scribble annotations, and the real CT) is "
         "`benchmarks/al_curves.py`; its results are in the README."
@@ -104,9 +109,8 @@ CELLS = [
     new_code_cell(
         "sim = {'strategies': ['random', 'coreset', 'contrastive_coreset'], 'seeds': [SEED] if TINY else [SEED, SEED + 1, SEED + 2],\n"
         "       'modes': ['full'], 'rounds': 2 if TINY else 4, 'budget': '1%', 'al': cfg}\n"
-        "(out / 'sim.yaml').write_text(yaml.safe_dump(sim))\n"
-        "main(['al', 'simulate', str(manifest), '--out', str(out / 'simulate'), '--config', str(out / 'sim.yaml'), '--quiet'])\n"
-        "display(Image(filename=str(out / 'simulate' / 'al_curves.png')))"
+        "result = simulate_from_manifest(manifest, SimulateConfig.model_validate(sim), out / 'simulate', progress=False)\n"
+        "display(Image(filename=str(result['plot'])))"
     ),
 ]
 

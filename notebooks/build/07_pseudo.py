@@ -89,17 +89,19 @@ plt.tight_layout()""",
     ),
     (
         "md",
-        """## The same from the command line
+        """## A method by name, and its files
 
-Every method is a `medwss pseudo` subcommand writing int16 NIfTI labels on the source grid,
-PNG previews, `run.json` and metrics.""",
+Every registered method runs by name (`run_method`, what each `medwss pseudo <method>` subcommand
+calls); `write_outputs` writes int16 NIfTI labels on the source grid, PNG previews and metrics.""",
     ),
     (
         "code",
-        """from medwss.cli.main import main
+        """from medwss.pseudo.methods import MethodOptions, run_method
+from medwss.pseudo.outputs import write_outputs
 
-main(["pseudo", "dhr", str(manifest), "--out", str(out / "cli_dhr"), "--quiet"])
-print(sorted(p.name for p in (out / "cli_dhr").iterdir()))""",
+dhr, extra = run_method("dhr", cases, cfg, MethodOptions(out_dir=out / "dhr"))
+metrics = write_outputs(cases, dhr, out / "dhr", cfg)
+print(sorted(p.name for p in (out / "dhr").iterdir()), f"Dice {metrics['pooled']['mean_dice']:.3f}")""",
     ),
 ]
 

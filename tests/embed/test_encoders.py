@@ -204,3 +204,17 @@ def test_torchscript_encoders(tmp_path):
         assert torch.allclose(enc(x), module(x), atol=1e-6)  # mean 0, std 1 by default: the module sees x
     with pytest.raises(ConfigError, match="TorchScript"):
         create_encoder(f"torchscript:{pooled}", weights=pooled)
+
+
+def test_vit_with_monai_blocks_runs_and_round_trips(tmp_path):
+    """``block="monai"``: MONAI's own TransformerBlock (needs einops); same token map, its own keys."""
+    pytest.importorskip("einops")
+    enc = create_encoder("vit", spatial_dims=2, in_channels=3, block="monai", img_size=32, patch_size=8,
+                         hidden_size=16, num_layers=1, num_heads=2)  # fmt: skip
+    x = tiny_input(2)[:, :, :32, :32]
+    with torch.no_grad():
+        tokens = enc.forward_features(x)
+    assert tokens.shape == (2, 16, 4, 4) and torch.isfinite(tokens).all()
+    assert any(k.startswith("blocks.0.attn.qkv") for k in enc.state_dict())  # MONAI's layout, not torch's
+    with pytest.raises(ConfigError, match="unknown block"):
+        create_encoder("vit", spatial_dims=2, in_channels=3, block="flax")

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medwss.embed.encoders.base import Encoder, register_encoder
+from medwss.errors import ConfigError
 
 _RESNETS = {
     "resnet18": ("basic", [2, 2, 2, 2]),
@@ -166,12 +167,31 @@ def efficientnet_b0(spatial_dims: int = 2, in_channels: int = 3, **kwargs: Any) 
     return EfficientNetEncoder(spatial_dims, in_channels, **kwargs)
 
 
+def _block(kind: str, width: int, heads: int, mlp: int, dropout: float) -> nn.Module:
+    """One pre-norm transformer block (``(B, N, C)`` in and out) of PyTorch or of MONAI."""
+    if kind == "torch":
+        return nn.TransformerEncoderLayer(
+            width, heads, mlp, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+    if kind == "monai":
+        try:
+            import einops  # noqa: F401  (MONAI's attention needs it)
+        except ImportError as exc:
+            raise ConfigError("vit: block 'monai' needs einops (pip install 'medwss[monai-vit]')") from exc
+        from monai.networks.blocks import TransformerBlock
+
+        return TransformerBlock(width, mlp, heads, dropout, qkv_bias=True)
+    raise ConfigError(f"vit: unknown block {kind!r}; choose torch or monai")
+
+
 class ViTEncoder(Encoder):
     """A small ViT (no class token) whose patch tokens are laid out as a map ``(B, C, h, w[, d])``.
 
     Patch embedding is MONAI's `PatchEmbeddingBlock` (convolutional, learnt position embeddings);
-    the blocks are pre-norm transformer layers (``torch.nn.TransformerEncoderLayer``, GELU), since
-    MONAI's `ViT` blocks need ``einops``, which medwss does not depend on. The position embeddings
+    the blocks are pre-norm transformer layers: ``torch.nn.TransformerEncoderLayer`` (GELU;
+    ``block="torch"``, the default, with no extra dependency) or MONAI's own `TransformerBlock`
+    (``block="monai"``, as in MONAI's `ViT`; needs the optional ``einops``, extra ``monai-vit``). The
+    two give different state-dict keys, so a weights file loads into the block it was saved from. The position embeddings
     are learnt for `img_size`; other input sizes (multiples of the patch size) get them interpolated
     (bicubic in 2D, trilinear in 3D), as DINO and timm do.
 
@@ -187,6 +207,7 @@ class ViTEncoder(Encoder):
         num_heads: Attention heads (must divide `hidden_size`).
         mlp_dim: Hidden width of the blocks' MLPs (default 4 × `hidden_size`).
         dropout_rate: Dropout inside the blocks.
+        block: ``torch`` or ``monai`` transformer blocks (see above).
     """
 
     def __init__(
@@ -202,6 +223,7 @@ class ViTEncoder(Encoder):
         num_heads: int = 3,
         mlp_dim: int | None = None,
         dropout_rate: float = 0.0,
+        block: str = "torch",
     ) -> None:
         from monai.networks.blocks import PatchEmbeddingBlock
 
@@ -220,18 +242,8 @@ class ViTEncoder(Encoder):
             dropout_rate=dropout_rate,
             spatial_dims=spatial_dims,
         )
-        self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                hidden_size,
-                num_heads,
-                mlp_dim or 4 * hidden_size,
-                dropout_rate,
-                activation="gelu",
-                batch_first=True,
-                norm_first=True,
-            )
-            for _ in range(num_layers)
-        )
+        self.blocks = nn.ModuleList(_block(block, hidden_size, num_heads, mlp_dim or 4 * hidden_size, dropout_rate)
+                                    for _ in range(num_layers))  # fmt: skip
         self.norm = nn.LayerNorm(hidden_size)
 
     def _position(self, grid: tuple[int, ...]) -> torch.Tensor:
