@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--weights",
         help="local weights file to load (.pth/.bin with weights_only, or .safetensors); strict for uni etc.",
     )
+    p.add_argument(
+        "--encoder-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="encoder keyword argument, repeatable (e.g. input_size=224, block=monai); YAML: encoder_options",
+    )
     p.add_argument("--batch-size", type=int, help="tiles per batch (default 64)")
     p.add_argument("--workers", type=int, help="threads reading tiles (default 2)")
     p.add_argument("--dtype", choices=("float16", "float32"), help="storage type of features (default float16)")
@@ -67,7 +73,25 @@ def resolve(args: argparse.Namespace):  # noqa: ANN201
     from medwss.embed.engine import EmbedConfig
 
     flags = {k: getattr(args, k) for k in _FLAGS} | {"tokens": True if args.tokens else None}
-    return merge_config(EmbedConfig, args.config, flags)
+    cfg = merge_config(EmbedConfig, args.config, flags)
+    if args.encoder_option:
+        cfg = cfg.model_copy(update={"encoder_options": {**cfg.encoder_options, **_options(args.encoder_option)}})
+    return cfg
+
+
+def _options(items: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs, each value read as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    from medwss.errors import ConfigError
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--encoder-option {item!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,6 +30,9 @@ class EmbedConfig(StrictConfig):
 
     encoder: str = "resnet18"
     weights: str | None = None
+    encoder_options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of the encoder (`create_encoder`), e.g. ``{input_size: 224}`` or ``{block: monai}``
+    for ``vit``; recorded in every bag's ``encoder_init``."""
     batch_size: int = Field(64, ge=1)
     workers: int = Field(2, ge=0)
     prefetch: int = Field(4, ge=1)

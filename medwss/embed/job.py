@@ -26,6 +26,7 @@ a re-run without ``--shard`` skips every bag and writes the full one).
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -137,7 +138,7 @@ class _Encoders:
                     torch.manual_seed(self.config.seed)
                     enc = create_encoder(
                         self.config.encoder, spatial_dims=spatial_dims, in_channels=in_channels,
-                        weights=self.config.weights,
+                        weights=self.config.weights, **self.config.encoder_options,
                     )  # fmt: skip
             except MedwssError as exc:
                 self._errors[key] = exc
@@ -169,6 +170,8 @@ def run_identity(config: EmbedConfig) -> dict[str, str]:
         init = "weights sha256:" + sha256_file(require_file(config.weights))
     else:
         init = f"random init seed {config.seed}" if entry.parametric else "no weights"
+    if config.encoder_options:
+        init += "; options " + json.dumps(config.encoder_options, sort_keys=True, default=str)
     return {"encoder": name, "encoder_init": init}
 
 

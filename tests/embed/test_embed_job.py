@@ -79,3 +79,20 @@ def test_torchrun_two_processes_gloo(tmp_path):
     run = json.loads((bags / "run.json").read_text())
     assert run["metrics"]["rank"] == 0 and 0 < run["metrics"]["done"] < 4  # rank 0 did only its share
     assert not list(bags.glob("failures.rank*.csv"))
+
+
+def test_encoder_options_reach_the_encoder_and_the_bag(tmp_path):
+    """`--encoder-option block=monai`: MONAI's ViT blocks build; the options are part of every bag's identity."""
+    pytest.importorskip("einops")
+    from medwss.data.phantoms import generate
+
+    m = generate("wsi", tmp_path / "wsi", n=1, seed=3, scale=0.25, progress=False)
+    tiles, bags = tmp_path / "tiles", tmp_path / "bags"
+    assert main(["tile", str(m), "--out", str(tiles), "--mpp", "4.0", "--tile-size", "32", "--quiet"]) == 0
+    base = ["embed", str(m), "--tiles", str(tiles), "--out", str(bags), "--encoder", "vit", "--quiet"]
+    opts = ["--encoder-option", "block=monai", "--encoder-option", "img_size=32", "--encoder-option", "patch_size=8",
+            "--encoder-option", "hidden_size=16", "--encoder-option", "num_layers=1", "--encoder-option", "num_heads=2"]  # fmt: skip
+    assert main(base + opts) == 0
+    bag = load_bag(next(bags.glob("*.h5")))
+    assert bag.features.shape[1] == 16 and '"block": "monai"' in bag.attrs["encoder_init"]
+    assert main(base + ["--encoder-option", "no-equals-sign"]) == 2

@@ -19,10 +19,20 @@ spacing_mm: 2.0
 """
 
 
-def test_train_records_a_corrupt_case_in_failures_csv(mri_manifest, tmp_path, capsys):
+def test_train_records_a_corrupt_case_in_failures_csv(mri_manifest, tmp_path, capsys, monkeypatch):
     import torch
 
+    import medwss.scribble.workflow as wf
+    from medwss.seg.train import build
+
     torch.set_num_threads(1)
+    trained = []
+
+    def untrained(samples, seg, val=None, **kw):  # noqa: ANN001, ANN003, ANN202  (the failure log, not training, is tested)
+        trained.append(len(samples))
+        return build(seg), [{"epoch": 0, "loss": 1.0}]
+
+    monkeypatch.setattr(wf, "train_segmenter", untrained)
     every = list(csv.DictReader(mri_manifest.open()))
     train = [r for r in every if r["split"] == "train"][:2]
     rows = train + [r for r in every if r["split"] == "val"][:1]
@@ -48,5 +58,6 @@ def test_train_records_a_corrupt_case_in_failures_csv(mri_manifest, tmp_path, ca
     assert "scribble train: 1 of" in capsys.readouterr().err
     (row,) = read_failures(out / "failures.csv")
     assert row["case_id"] == broken["case_id"] and row["image"] == str(bad) and row["error"]
+    assert trained and trained[0] > 0  # trained on the case that loaded
     assert (out / "model.pt").exists() and not (out / "failures.json").exists()
     assert not list(Path(out).glob("*.tmp"))
