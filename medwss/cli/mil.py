@@ -162,7 +162,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
     manifest = load_manifest(args.manifest, images=False)
     log = Path(args.out).with_suffix(".failures.csv")
-    cases, outs, failed = predict_cases(list(manifest.cases), args.model)  # a bad model fails the job, a bad bag its case
+    cases, outs, failed = predict_cases(
+        list(manifest.cases), args.model
+    )  # a bad model fails the job, a bad bag its case
     k = outs[0].probs.numel() if outs else 1
     top = max(k - 1, 1)
     for c in cases:

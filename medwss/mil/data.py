@@ -116,7 +116,9 @@ def load_bags(
                 raise InvalidDataError("bag holds no instances", c.features)
             if failures is not None and out and fb.features.shape[1] != out[0].bag.features.shape[1]:
                 width = out[0].bag.features.shape[1]
-                raise InvalidDataError(f"bag has {fb.features.shape[1]} features per instance, others {width}", c.features)
+                raise InvalidDataError(
+                    f"bag has {fb.features.shape[1]} features per instance, others {width}", c.features
+                )
             target = target_of(c.label, k) if c.label is not None else torch.full((k,), float("nan"))
         except MedwssError as exc:
             if failures is None:
