@@ -22,7 +22,7 @@ held-out test slides → dense heatmaps (`medwss.mil.heatmaps.dense_heatmap`) �
 bootstrap 95% CI, CAMELYON16-style FROC score (`medwss.eval.froc`), heatmap Dice at 0.5 against the
 pasted masks (pixel Dice, on the heatmap grid of 2×2 cells per tile) and against the placed lesion
 tiles (tile Dice) on the positive test slides, and the fraction of tiles flagged on negative test
-slides. Heatmap files (`medwss.mil.heatmaps.write_heatmaps`: overlay PNG, pyramidal TIFF, GeoJSON)
+slides. Heatmap files (`medwss.mil.workflow.write_heatmaps`: overlay PNG, pyramidal TIFF, GeoJSON)
 are written for the first seed of INSIGHT.
 
 What was cut to fit a 2-core CPU: 86 slides of 64 tiles; tiles read at 1 µm/px (112 px) rather than
@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{r['tile_dice']:.3f} FROC {r['froc']:.3f} ({r['train_seconds']:.0f} s)", flush=True)  # fmt: skip
             if "insight" in args.aggregators:
                 from medwss.data.manifest import Manifest, load_manifest
-                from medwss.mil.heatmaps import write_heatmaps
+                from medwss.mil.workflow import write_heatmaps
 
                 bm = load_manifest(bags)
                 run = work / f"runs{args.tag}" / f"{key}_insight_{args.seeds[0]}"

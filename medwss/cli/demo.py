@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from medwss.data.manifest import Manifest, load_manifest
     from medwss.mil.experiment import SETTINGS, evaluate, prepare
-    from medwss.mil.heatmaps import write_heatmaps
+    from medwss.mil.workflow import write_heatmaps
     from medwss.runinfo import write_run_record
     from medwss.viz.report import write_report
 

@@ -224,7 +224,7 @@ def _predict_folder(args: argparse.Namespace) -> int:
 
 def run_heatmap(args: argparse.Namespace) -> int:
     from medwss.data.manifest import load_manifest
-    from medwss.mil.heatmaps import write_heatmaps
+    from medwss.mil.workflow import write_heatmaps
 
     _one_input(args)
     if args.input:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from medwss.data.manifest import Case, Manifest, case_path
+from medwss.data.manifest import Case, case_path
 from medwss.embed.store import FeatureBag
 from medwss.errors import InvalidDataError
 from medwss.io.volume import Volume
@@ -190,17 +190,3 @@ def write_case(case: Case, fb: FeatureBag, scores: np.ndarray, out: Path, thresh
             volume_montage_png(image, hm.heatmap, case_path(out, cid, "_montage.png"), window=window, affine=hm.affine)
         )
     return files
-
-
-def write_heatmaps(
-    manifest: Manifest, model_path: str | Path, out: str | Path, threshold: float = 0.5, progress: bool = True
-) -> dict[str, Any]:
-    """Heatmap files for every case of `manifest`; see the module docstring.
-
-    One case at a time (`medwss.mil.workflow.heatmaps_for_cases`): a case without a bag, or whose
-    bag cannot be read, holds NaN features or does not fit the model, is recorded in
-    ``failures.csv`` and the others go on.
-    """
-    from medwss.mil.workflow import heatmaps_for_cases
-
-    return heatmaps_for_cases(list(manifest.cases), model_path, out, threshold=threshold, progress=progress)

@@ -161,7 +161,7 @@ def heatmaps_for_cases(
     progress: bool = True,
     skipped: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """`medwss.mil.heatmaps.write_heatmaps` for cases without a manifest (``heatmap -i DIR``): the same
+    """`write_heatmaps` for cases without a manifest (``heatmap -i DIR``): the same
     files per case, ``failures.csv`` for cases that fail (bags that cannot be read included) and for
     the `skipped` ``{"case_id", "error"}`` rows of the folder scan."""
     from tqdm import tqdm
@@ -287,3 +287,15 @@ def embed_cases(
     failed += [{"case_id": r["case_id"], "error": f"embedding: {r['error']}"} for r in rows]
     done = [replace(c, features=bag_path(bags_dir, c.case_id)) for c in tiled if bag_path(bags_dir, c.case_id).exists()]
     return done, failed
+
+
+def write_heatmaps(
+    manifest: Manifest, model_path: str | Path, out: str | Path, threshold: float = 0.5, progress: bool = True
+) -> dict[str, Any]:
+    """Heatmap files for every case of `manifest`; see `medwss.mil.heatmaps`.
+
+    One case at a time (`heatmaps_for_cases`; the files are `medwss.mil.heatmaps.write_case`'s): a case without a bag, or whose
+    bag cannot be read, holds NaN features or does not fit the model, is recorded in
+    ``failures.csv`` and the others go on.
+    """
+    return heatmaps_for_cases(list(manifest.cases), model_path, out, threshold=threshold, progress=progress)

@@ -21,11 +21,11 @@ from medwss.embed.encoders.base import (
     ENCODERS,
     TORCHSCRIPT_PREFIX,
     Encoder,
-    create_encoder,
     encoder_entry,
     list_encoders,
     register_encoder,
 )
+from medwss.embed.encoders.factory import create_encoder
 from medwss.embed.encoders.weights import load_weights, read_state_dict, sha256_file
 
 __all__ = [
