@@ -58,20 +58,6 @@ CF_BASELINES = ("cf_blur", "cf_mean_normal")
 FG_THRESHOLD = 20 / 255  # brain on FLAIR, as `medwss.mil.slice_bags.foreground`
 
 
-def select_cases(cases: list, max_per: int | None) -> list:
-    """At most `max_per` cases per (site, split), in manifest order (all when None)."""
-    if max_per is None:
-        return cases
-    seen: dict[tuple[str, str | None], int] = {}
-    out = []
-    for c in cases:
-        key = (c.site, c.split)
-        if seen.get(key, 0) < max_per:
-            out.append(c)
-            seen[key] = seen.get(key, 0) + 1
-    return out
-
-
 def with_splits(cases: list, train_sites: list[str], seed: int = 0) -> list:
     """The cases with a patient-level split: the manifest's, or `split_cases` (60/20/20 per site) when absent."""
     import dataclasses
@@ -174,13 +160,14 @@ def run(args: argparse.Namespace) -> dict:
     from medwss.counterfactual.slices import manifest_slices
     from medwss.counterfactual.train import counterfactuals, train_coin
     from medwss.data.manifest import load_manifest
+    from medwss.data.splits import cap_per_group
     from medwss.eval.metrics import roc_auc
     from medwss.eval.overlap import dice_per_slice, iou_per_slice
 
     torch.manual_seed(args.seed)
     manifest = args.data / "mri" / "lgg" / "manifest.csv"
     train_sites = [s for s in SITES if s != args.holdout]
-    cases = with_splits(select_cases(list(load_manifest(manifest).cases), args.max_cases), train_sites, args.seed)
+    cases = with_splits(cap_per_group(list(load_manifest(manifest).cases), args.max_cases), train_sites, args.seed)
     clf_cfg, spec, coin_cfg = configs(args.quick, args)
     t0 = time.perf_counter()
     sl, _, failures = manifest_slices(cases, spec, progress=False)

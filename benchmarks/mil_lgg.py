@@ -58,20 +58,6 @@ EXTRA_KWARGS: dict[str, dict[str, Any]] = {"transmil": {"attention": "exact"}}
 """Bags hold at most 64 tiles: exact attention is cheaper than Nyström (which pads to its 64 landmarks)."""
 
 
-def _select(cases: list, max_per: int | None) -> list:
-    """At most `max_per` cases per (site, split), in manifest order (all when None)."""
-    if max_per is None:
-        return cases
-    seen: dict[tuple[str, str | None], int] = {}
-    out = []
-    for c in cases:
-        key = (c.site, c.split)
-        if seen.get(key, 0) < max_per:
-            out.append(c)
-            seen[key] = seen.get(key, 0) + 1
-    return out
-
-
 def _subset(bags: list, cap: int | None, seed: int) -> list:
     if cap is None or len(bags) <= cap:
         return bags
@@ -337,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from medwss.data.manifest import load_manifest
+    from medwss.data.splits import cap_per_group
     from medwss.mil.slice_bags import build_slice_bags
     from medwss.runinfo import versions, write_results
 
@@ -370,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{manifest}: LGG manifest not found (pass --data, a folder with mri/lgg/manifest.csv)", file=sys.stderr)
         return 2
     t0, cpu0 = time.perf_counter(), time.process_time()
-    cases = _select(load_manifest(manifest).cases, args.max_cases)
+    cases = cap_per_group(load_manifest(manifest).cases, args.max_cases)
     print(f"{len(cases)} cases from {manifest}", flush=True)
     bags_of: dict[str, list] = {}
     embedding: dict[str, dict] = {}

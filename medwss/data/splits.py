@@ -212,3 +212,21 @@ def leave_one_site_out(cases: Sequence[Case]) -> list[tuple[str, list[Case], lis
     if len(sites) < 2:
         raise InvalidDataError(f"leave-one-site-out needs two sites or more, got {len(sites)}")
     return [(s, [c for c in cases if c.site != s], [c for c in cases if c.site == s]) for s in sites]
+
+
+def cap_per_group(cases: Iterable[Case], max_per: int | None) -> list[Case]:
+    """At most `max_per` cases per (site, split), in the given order (all of them when None).
+
+    For benchmarks sized for a CPU: a subset that keeps every site and split represented.
+    """
+    cases = list(cases)
+    if max_per is None:
+        return cases
+    seen: dict[tuple[str, str | None], int] = {}
+    out = []
+    for c in cases:
+        key = (c.site, c.split)
+        if seen.get(key, 0) < max_per:
+            out.append(c)
+            seen[key] = seen.get(key, 0) + 1
+    return out

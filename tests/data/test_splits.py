@@ -11,6 +11,7 @@ from medwss.counterfactual.workflow import pick
 from medwss.data.manifest import Case, Manifest
 from medwss.data.splits import (
     assign_patients,
+    cap_per_group,
     kfold_cases,
     kfold_patients,
     leave_one_site_out,
@@ -173,3 +174,11 @@ def test_phantom_splits_go_through_splits() -> None:
     assert Counter(out.values()) == {"train": 12, "val": 4, "test": 4}
     rng = np.random.default_rng(np.random.SeedSequence(entropy=0, spawn_key=(2,)))
     assert out == assign_patients(patients, (0.6, 0.2, 0.2), rng)
+
+
+def test_cap_per_group_keeps_order_and_every_site():
+    cases = _cases(12, 1)
+    capped = cap_per_group(cases, 2)
+    assert [c.case_id for c in capped] == [c.case_id for c in cases if c in capped]  # manifest order
+    assert Counter(c.site for c in capped) == {"a": 2, "b": 2, "c": 2}
+    assert cap_per_group(cases, None) == cases
