@@ -78,6 +78,7 @@ CELLS = [
     new_code_cell(
         "test = select(wm.cases, ['test'])\n"
         "pred = predict_cases(wm, test, [out / 'weak_size' / 'model.pt'], out / 'pred', progress=False, device='auto')\n"
+        "print(f\"predictions for {pred['done']} case(s), {len(pred['failed'])} failed\")\n"
         "ecfg = EvaluateConfig(split='test', group_by='site')\n"
         "rows, failures = evaluate_manifest(wm, out / 'pred' / 'predictions', ecfg, progress=False)\n"
         "write_outputs(out / 'eval', rows, failures, ecfg, len(rows) + len(failures))\n"

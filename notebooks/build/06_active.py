@@ -27,7 +27,7 @@ CELLS = [
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
-        "import csv\nimport json\nfrom pathlib import Path\n\nimport matplotlib.pyplot as plt\nimport numpy as np\n"
+        "import csv\nfrom pathlib import Path\n\nimport matplotlib.pyplot as plt\nimport numpy as np\n"
         "from IPython.display import Image, display\n\n"
         "from medwss.active.pool import SliceReader\n"
         "from medwss.active.rounds import ingest_annotations, init_project, project_status, select_round, train_model\n"
@@ -98,7 +98,9 @@ CELLS = [
     new_code_cell(
         "fit = train_model(project, progress=False)\nprint(f\"trained on {fit['annotated']} slices ({', '.join(fit['kinds'])})\")\n"
         "rec = select_round(project, '2', 'bald', progress=False)\nprint(f\"round {rec['round']}: {len(rec['selected'])} slices by {rec['strategy']}\")\n"
-        "print(json.dumps(project_status(project), indent=1, default=str))"
+        "st = project_status(project)\n"
+        "print(f\"rounds {st['rounds']}; selected {st['selected']}; annotated {st['annotated']} ({st['annotated_percent']:.1f}%); \"\n"
+        "      f\"pending {len(st['pending'])}; kinds {', '.join(st['kinds'])}; model {st['model']}\")"
     ),
     new_markdown_cell(
         "## 5. Simulated learning curves\n`simulate_from_manifest` (`medwss al simulate`) repeats rounds with an oracle (the ground truth, or "
@@ -110,6 +112,8 @@ CELLS = [
         "sim = {'strategies': ['random', 'coreset', 'contrastive_coreset'], 'seeds': [SEED] if TINY else [SEED, SEED + 1, SEED + 2],\n"
         "       'modes': ['full'], 'rounds': 2 if TINY else 4, 'budget': '1%', 'al': cfg}\n"
         "result = simulate_from_manifest(manifest, SimulateConfig.model_validate(sim), out / 'simulate', progress=False)\n"
+        "for row in result['summary']:\n"
+        "    print(f\"{row['mode']:8s} {row['strategy']:20s}\", *(f'{p:.1f}%:{d:.3f}' for p, d in zip(row['percent'], row['dice_mean'])))\n"
         "display(Image(filename=str(result['plot'])))"
     ),
 ]
