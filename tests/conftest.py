@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import numpy as np
-import pytest
+# One compute thread per process: the suite runs on two xdist workers over two cores, and torch's
+# default (a thread per core in every worker, notebook kernel and CLI subprocess) oversubscribes
+# them; small tensor ops then spin (a Sinkhorn solve measured 30x slower with 2 threads than 1 on
+# the loaded 2-core machine). Subprocesses and notebook kernels inherit these variables.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Torch imported before this file (by a plugin) keeps its thread count: set it here too."""
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
