@@ -19,9 +19,11 @@ from pathlib import Path
 
 from medwss import __version__
 from medwss.cli import al, coin, demo, embed, encoder, evaluate, info, manifest, mil, phantom, pseudo, scribble, tile
+from medwss.cli import nnunet as nnunet_cli
 from medwss.errors import MedwssError
 
 GROUPS = (info, manifest, phantom, tile, embed, encoder, mil, pseudo, evaluate, scribble, demo, al, coin)
+GROUPS += (nnunet_cli,)  # medwss export nnunet
 LIBRARY_LOGGERS = ("tifffile", "nibabel", "pydicom", "h5py", "PIL", "imagecodecs", "openslide", "monai")
 """Loggers whose records go to the run's log file, never to stderr."""
 LOG_NAME = "medwss.log"

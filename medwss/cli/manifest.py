@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("root", help="folder holding the dataset as distributed")
     b.add_argument("--out", required=True, help="output manifest CSV")
     b.set_defaults(func=build)
+    from medwss.cli.nnunet import register_import
+
+    register_import(msub)  # medwss manifest from-nnunet
 
 
 def check(args: argparse.Namespace) -> int:

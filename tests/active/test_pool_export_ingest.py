@@ -114,3 +114,79 @@ def test_slice_id_of():
     assert slice_id_of(Path("ct_000_z004_label.nii.gz")) == "ct_000_z004"
     assert slice_id_of(Path("ct_000_z004.seg.nrrd")) == "ct_000_z004"
     assert slice_id_of(Path("ct_000_z004.nii")) == "ct_000_z004"
+
+
+def test_volume_export_and_slicer_style_volume_or_crop_segmentations(tmp_path):
+    from medwss.data.orientation import canonical, permuted_copy
+
+    aff = np.array([[0.0, 0, 2.0, -30], [1.5, 0, 0, 4], [0, -1.5, 0, 9], [0, 0, 0, 1]])  # stored A, S, R
+    save_nifti(Volume(np.arange(9 * 6 * 8, dtype=np.int16).reshape(9, 6, 8), aff), tmp_path / "v.nii.gz")
+    canon, orient = canonical(load_volume(tmp_path / "v.nii.gz"))
+    assert orient.codes != "RAS" and orient.canonical_shape == (8, 9, 6)
+    X, Y, Z = orient.canonical_shape
+    refs = {f"case1_z00{k}": SliceRef(f"case1_z00{k}", "case1", "p", 0, k, str(tmp_path / "v.nii.gz")) for k in (1, 4)}
+    export_slices(list(refs.values()), tmp_path / "exp", None, progress=False)
+    vol = load_volume(tmp_path / "exp" / "volumes" / "case1.nii.gz")
+    assert np.array_equal(vol.array, canon.array) and np.allclose(vol.affine, orient.canonical_affine)
+    lines = (tmp_path / "exp" / "volumes" / "case1_slices.csv").read_text().splitlines()
+    z = [float((orient.canonical_affine @ [0, 0, k, 1])[2]) for k in (1, 4)]
+    assert lines[0] == "slice_id,slice_index,world_z_mm" and lines[1:] == [
+        f"case1_z00{k},{k},{w:.3f}" for k, w in zip((1, 4), z, strict=True)
+    ]
+    assert "volumes/case1.nii.gz" in (tmp_path / "exp" / "selection.csv").read_text()
+
+    seg = np.zeros((X, Y, Z), np.uint8)  # a Slicer labelmap on the volume grid: painted slices 1, 2 and 4
+    seg[2:5, 3:6, 1], seg[1:3, 1:4, 2], seg[4:7, 2:5, 4] = 1, 2, 2
+    save_nifti(Volume(seg, vol.affine), tmp_path / "ann" / "case1_seg.nii.gz")
+    accepted, rejected = scan_folder(tmp_path / "ann", refs, 3)
+    assert not rejected and [(a.slice_id, a.kind) for a in accepted] == [("case1_z001", "full"), ("case1_z004", "full")]
+    assert np.array_equal(accepted[1].label, seg[:, :, 4]) and np.allclose(
+        accepted[1].affine, load_volume(tmp_path / "exp" / "images" / "case1_z004.nii.gz").affine
+    )
+    save_nifti(permuted_copy(Volume(seg, vol.affine), (2, 0, 1), flip=(1,)), tmp_path / "perm" / "case1.nii.gz")
+    back, _ = scan_folder(tmp_path / "perm", refs, 3)  # saved in another axis order: same slices
+    assert [np.array_equal(a.label, b.label) for a, b in zip(back, accepted, strict=True)] == [True, True]
+
+    shift = np.eye(4)
+    shift[:3, 3] = [2, 1, 0]
+    crop = seg[2:7, 1:6, 0:3]  # a crop (ITK-SNAP / Slicer Crop Volume, no resampling) covering slice 1 only
+    save_nifti(Volume(crop, vol.affine @ shift), tmp_path / "crop" / "case1.nii.gz")
+    (a,) = scan_folder(tmp_path / "crop", refs, 3)[0]
+    assert a.slice_id == "case1_z001" and a.kind == "scribble" and int((a.label >= 0).sum()) == 25
+    assert np.array_equal(a.label[2:7, 1:6], crop[:, :, 1])
+    empty = seg.copy()
+    empty[:, :, 4] = 0  # slice 4 not painted: pending, unless declared full
+    save_nifti(Volume(empty, vol.affine), tmp_path / "empty" / "case1.nii.gz")
+    assert [a.slice_id for a in scan_folder(tmp_path / "empty", refs, 3)[0]] == ["case1_z001"]
+    assert [a.slice_id for a in scan_folder(tmp_path / "empty", refs, 3, kind="full")[0]] == [
+        "case1_z001",
+        "case1_z004",
+    ]
+    half = shift.copy()
+    half[:3, 3] = [2.5, 1, 0]
+    save_nifti(Volume(crop, vol.affine @ half), tmp_path / "bad" / "case1.nii.gz")
+    save_nifti(Volume(crop, vol.affine @ np.diag([2, 1, 1, 1]) @ shift), tmp_path / "bad" / "case1_seg.nii.gz")
+    shift[:3, 3] = [6, 1, 0]
+    save_nifti(Volume(crop, vol.affine @ shift), tmp_path / "bad" / "case1_label.nii.gz")
+    accepted, rejected = scan_folder(tmp_path / "bad", refs, 3)
+    assert not accepted and len(rejected) == 3
+    assert sum("not on the grid of volume case1 nor a crop of it" in m for m in rejected) == 2
+    assert any(m.startswith(str(tmp_path / "bad" / "case1_label.nii.gz")) and "reach outside" in m for m in rejected)
+
+
+@pytest.mark.slow
+def test_real_ct_organ_map_as_a_volume_and_a_crop_segmentation(tmp_path):
+    ref = _real_ref(tmp_path)
+    refs = {ref.slice_id: ref, "example_z020": SliceRef("example_z020", "example", "p0", 0, 20, str(REAL))}
+    seg = load_volume(REAL.parent / "example_seg.nii.gz")  # TotalSegmentator map on the CT grid, values 0..117
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "vol" / "example.nii.gz").write_bytes((REAL.parent / "example_seg.nii.gz").read_bytes())
+    accepted, rejected = scan_folder(tmp_path / "vol", refs, 118)
+    assert not rejected and [a.slice_id for a in accepted] == ["example_z012", "example_z020"]
+    assert np.array_equal(accepted[1].label, seg.array[:, :, 20]) and accepted[1].kind == "full"
+    shift = np.eye(4)
+    shift[:3, 3] = [30, 20, 10]
+    save_nifti(Volume(seg.array[30:90, 20:80, 10:18], seg.affine @ shift), tmp_path / "crop" / "example_seg.nii.gz")
+    (a,) = scan_folder(tmp_path / "crop", refs, 118)[0]  # slice 20 lies outside the crop: stays pending
+    assert a.slice_id == "example_z012" and a.kind == "scribble"
+    assert np.array_equal(a.label[30:90, 20:80], seg.array[30:90, 20:80, 12]) and int((a.label >= 0).sum()) == 3600
