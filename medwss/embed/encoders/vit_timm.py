@@ -417,60 +417,32 @@ class Preset:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_HOPTIMUS_ARCH: dict[str, Any] = dict(
-    img_size=224,
-    patch_size=14,
-    embed_dim=1536,
-    depth=40,
-    num_heads=24,
-    mlp_ratio=2.66667 * 2,
-    mlp="swiglu_packed",
-    reg_tokens=4,
-    no_embed_class=True,
-    init_values=1e-5,
-    pool="cls",
+_VIT_224: dict[str, Any] = dict(img_size=224, init_values=1e-5, pool="cls")
+"""What the timm-layout presets share: 224 px input, layer scale 1e-5, CLS-token embedding."""
+_GIANT_14: dict[str, Any] = _VIT_224 | dict(
+    patch_size=14, embed_dim=1536, num_heads=24, mlp_ratio=2.66667 * 2, mlp="swiglu_packed", no_embed_class=True
 )
+"""timm's giant patch-14 SwiGLU ViT (UNI2-h and H-optimus differ in depth and registers only)."""
+_HOPTIMUS_ARCH: dict[str, Any] = _GIANT_14 | dict(depth=40, reg_tokens=4)
 """timm vit_giant_patch14_reg4_dinov2 at 224 px (H-optimus-0 and -1)."""
 
 
 FOUNDATION_PRESETS: dict[str, Preset] = {
     "uni": Preset(
-        dict(
-            img_size=224,
-            patch_size=16,
-            embed_dim=1024,
-            depth=24,
-            num_heads=16,
-            mlp_ratio=4.0,
-            mlp="gelu",
-            init_values=1e-5,
-            pool="cls",
-        ),
+        _VIT_224 | dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16, mlp_ratio=4.0, mlp="gelu"),
         card="https://huggingface.co/MahmoodLab/UNI",
         notes="timm vit_large_patch16_224, init_values 1e-5, dynamic image size; the card's embedding is the "
         "CLS token (timm num_classes=0); 224 px at 20x (0.5 µm/px).",
     ),
     "uni2-h": Preset(
-        dict(
-            img_size=224,
-            patch_size=14,
-            embed_dim=1536,
-            depth=24,
-            num_heads=24,
-            mlp_ratio=2.66667 * 2,
-            mlp="swiglu_packed",
-            reg_tokens=8,
-            no_embed_class=True,
-            init_values=1e-5,
-            pool="cls",
-        ),
+        _GIANT_14 | dict(depth=24, reg_tokens=8),
         card="https://huggingface.co/MahmoodLab/UNI2-h",
         notes="the card's timm_kwargs (vit_giant_patch14_224 overridden: 1536 wide, 24 deep, 24 heads, "
         "SwiGLUPacked + SiLU, 8 registers, no_embed_class); embedding = CLS token.",
     ),
     "virchow2": Preset(
-        dict(
-            img_size=224,
+        _VIT_224
+        | dict(
             patch_size=14,
             embed_dim=1280,
             depth=32,
@@ -478,7 +450,6 @@ FOUNDATION_PRESETS: dict[str, Preset] = {
             mlp_ratio=5.3375,
             mlp="swiglu_packed",
             reg_tokens=4,
-            init_values=1e-5,
             pool="cls+mean",
         ),
         card="https://huggingface.co/paige-ai/Virchow2",
