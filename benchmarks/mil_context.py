@@ -20,7 +20,8 @@ parallel (one process per seed or method) into one table. The run behind the REA
 Sets (``--sets``; default, weak and small unless named; the ablations run on ``--ablation-sets``,
 default only; each varies one axis of the default): ``default`` (signal 8, clusters of 6–16 tiles, 8–24
 look-alikes), ``weak`` (signal 5: tumour-like tiles closer to the tissue), ``small`` (clusters of
-3–6 tiles), ``noisy`` (feature noise 1.5).
+3–6 tiles), ``noisy`` (feature noise 1.5); ``no_lookalikes`` (no isolated tumour-like tiles: a diagnosis of
+INSIGHT's starting plateau, where instance pooling should work too).
 
 Methods: INSIGHT as shipped (configs/mil_insight.yaml) and its ablations — no context module, no
 spectral-decoupling penalty, the paper's block design (LayerNorm + GELU, replication padding, four
@@ -52,6 +53,7 @@ SETS: dict[str, dict[str, Any]] = {
     "weak": {"signal": 5.0},
     "small": {"cluster": (3, 6)},
     "noisy": {"noise": 1.5},
+    "no_lookalikes": {"lookalikes": (0, 0)},  # a diagnosis, not a benchmark set: without look-alikes max pooling works
 }
 PAPER = {"block": "paper", "detection_depth": 4, "context_depth": 4}
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -127,7 +129,7 @@ def run_method(
     seed_everything(seed)
     model = create_aggregator(aggregator, int(data["train"][0].bag.features.shape[1]), 1, **kwargs)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"mil_context_{aggregator}_s{seed}_") as tmp:  # history.json to watch
         result = train(model, data["train"], data["val"], cfg, tmp, torch.device("cpu"), progress=False)
     seconds = time.perf_counter() - start
 
@@ -144,8 +146,10 @@ def run_method(
         return {"auc": rep["auc"], "auc_lo": rep["auc_lo"], "auc_hi": rep["auc_hi"],
                 "dice": float(np.mean(dices)), "dice_lo": lo, "dice_hi": hi}  # fmt: skip
 
+    history = [{k: r.get(k) for k in ("epoch", "train_loss", "val_loss", "val_auc")} for r in result["history"]]
     row = {**score(predict(model, data["test"], torch.device("cpu"))), "seconds": seconds,
-           "best_epoch": result["best_epoch"], "seed": seed}  # fmt: skip
+           "best_epoch": result["best_epoch"], "epochs_run": len(history), "seed": seed,
+           "history": history}  # fmt: skip
     if aggregator == "insight" and getattr(model, "use_context", False) and not gated_variant(kwargs):
         model.gate = True  # type: ignore[assignment]
         row["gated"] = score(predict(model, data["test"], torch.device("cpu")))
@@ -184,8 +188,11 @@ def run(args: argparse.Namespace, save: Any = None) -> dict[str, Any]:
     elif args.epochs:  # a cut run: fewer epochs, early stopping scaled with them
         train_cfg.update(epochs=args.epochs, min_epochs=min(train_cfg["min_epochs"], args.epochs),
                          patience=min(train_cfg["patience"], max(2, args.epochs // 3)))  # fmt: skip
+    train_cfg.update(args.train_kwargs or {})  # an ablation of the training settings (named by --suffix)
     methods = {
-        k: (a, {**shipped, **kw} if a == "insight" else kw) for k, (a, kw) in METHODS.items() if k in args.methods
+        k + args.suffix: (a, {**shipped, **kw, **(args.insight_kwargs or {})} if a == "insight" else kw)
+        for k, (a, kw) in METHODS.items()
+        if k in args.methods
     }
     results: dict[str, Any] = {"config": {"train": train_cfg, "insight": shipped, "quick": args.quick,
                                           "seeds": args.seeds, "n": args.n}, "sets": {}}  # fmt: skip
@@ -197,12 +204,14 @@ def run(args: argparse.Namespace, save: Any = None) -> dict[str, Any]:
             data = load_set(folder)
             per: dict[str, list[dict[str, Any]]] = {}
             for name, (aggregator, kwargs) in methods.items():
-                if name.startswith("insight_") and set_name not in args.ablation_sets:
+                if name.removesuffix(args.suffix).startswith("insight_") and set_name not in args.ablation_sets:
                     continue
                 for seed in args.seeds:
                     row = run_method(aggregator, kwargs, train_cfg, data, seed)
                     if "gated" in row:
-                        per.setdefault(GATED, []).append({**row.pop("gated"), "seconds": row["seconds"], "seed": seed})
+                        per.setdefault(GATED + args.suffix, []).append(
+                            {**row.pop("gated"), "seconds": row["seconds"], "seed": seed}
+                        )
                     per.setdefault(name, []).append(row)
                     print(f"{set_name:8s} {name:20s} seed {seed}: AUC {row['auc']:.3f} Dice {row['dice']:.3f} "
                           f"({row['seconds']:.0f} s)", flush=True)  # fmt: skip
@@ -269,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, help="cases per set (default 160; quick 24)")
     p.add_argument("--epochs", type=int, help="cut the shipped config's epochs to this (patience scaled with it)")
     p.add_argument("--grid", type=int, help="tile grid side (default 16; quick 10)")
+    p.add_argument("--train-kwargs", type=json.loads, help="JSON of MILTrainConfig overrides (an ablation)")
+    p.add_argument("--insight-kwargs", type=json.loads, help="JSON of INSIGHT overrides (an ablation)")
+    p.add_argument("--suffix", default="", help="appended to every method's name (to tell ablation runs apart)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--merge", nargs="+", type=Path, help="merge these result JSONs into --out/mil_context.* and stop")
     args = p.parse_args(argv)

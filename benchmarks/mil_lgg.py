@@ -35,7 +35,8 @@ pixels and Dice is bounded by that resolution; a small CNN; training bags capped
 one rotation (CS held out) unless ``--holdout`` names more; SSL only when ``ssl`` is among
 ``--encoders`` (3 epochs on 6,000 tiles). ``--quick`` is the smoke test's setting: a few cases
 per site and split, the stats encoder, three aggregators, 2 epochs, one seed.
-Results: benchmarks/results/mil_lgg[_quick][TAG].json and .md (``--tag TAG``).
+Results: benchmarks/results/mil_lgg[_quick][TAG].json and .md (``--tag TAG``); ``--merge A.json B.json ...``
+pools runs made in parallel (e.g. one process per ``--holdout`` site) into one table.
 """
 
 from __future__ import annotations
@@ -292,7 +293,8 @@ def to_markdown(res: dict) -> str:
         lines.append("")
     sub = sorted({r["group"] for r in s if r["group"].startswith("test:")})
     if sub:
-        lines += ["Per site (in-site test patients): slice AUC / heatmap Dice, mean over seeds", "",
+        lines += ["Per site (in-site test patients): slice AUC / heatmap Dice, mean over seeds [mean of the per-seed "
+                  "bootstrap 95% CIs]", "",
                   "| held out | encoder | aggregator | " + " | ".join(sub) + " |",
                   "|---|---|---|" + "---:|" * len(sub)]  # fmt: skip
         for h in res["holdout"]:
@@ -301,7 +303,13 @@ def to_markdown(res: dict) -> str:
                     cells = [find(h, enc, agg, g) for g in sub]
                     if all(c is None for c in cells):
                         continue
-                    txt = ["—" if c is None else f"{c['auc_mean']:.3f} / {c['dice_mean']:.3f}" for c in cells]
+                    txt = [
+                        "—"
+                        if c is None
+                        else f"{c['auc_mean']:.3f} [{c['auc_lo_mean']:.2f}, {c['auc_hi_mean']:.2f}] / "
+                        f"{c['dice_mean']:.3f} [{c['dice_lo_mean']:.2f}, {c['dice_hi_mean']:.2f}]"
+                        for c in cells
+                    ]
                     lines.append(f"| {h} | {enc} | {agg} | " + " | ".join(txt) + " |")
         lines.append("")
     if res.get("cost"):
@@ -317,6 +325,41 @@ def to_markdown(res: dict) -> str:
         for name, e in res["embedding"].items():
             lines.append(f"| {name} | {e['ms_per_tile']:.3f} | {e['dim']} |")
     return "\n".join(lines) + "\n"
+
+
+def cost_of(runs: list[dict], encoders: list[str], aggregators: list[str]) -> list[dict]:
+    """Mean parameters, seconds per epoch, epochs run and inference ms per bag of each encoder × aggregator."""
+    trained = [r for r in runs if r["aggregator"] != REFERENCE]
+    cost = []
+    for enc_name in encoders:
+        for agg in aggregators:
+            rs = [r for r in trained if r["encoder"] == enc_name and r["aggregator"] == agg]
+            if rs:
+                cost.append({"encoder": enc_name, "aggregator": agg, "parameters": rs[0]["parameters"],
+                             "seconds_per_epoch": float(np.mean([r["seconds_per_epoch"] for r in rs])),
+                             "epochs_run": float(np.mean([r["epochs_run"] for r in rs])),
+                             "infer_ms_per_bag": float(np.mean([r["infer_ms_per_bag"] for r in rs]))})  # fmt: skip
+    return cost
+
+
+def merge(paths: list[Path]) -> dict:
+    """One result from several runs' JSON files (e.g. one process per held-out site): runs pooled, tables rebuilt.
+
+    The settings of the first file are kept; held-out sites, seeds, encoders and aggregators are the union.
+    """
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    res = {**parts[0], "merged_from": [str(p) for p in paths]}
+    union = lambda key: list(dict.fromkeys(x for part in parts for x in part[key]))  # noqa: E731
+    res["holdout"] = [h for h in SITES if h in union("holdout")]
+    res["seeds"], res["encoders"], res["aggregators"] = sorted(union("seeds")), union("encoders"), union("aggregators")
+    res["runs"] = [r for part in parts for r in part["runs"]]
+    res["embedding"] = {k: v for part in parts for k, v in part["embedding"].items()}
+    res["failures"] = [f for part in parts for f in part["failures"]]
+    res["seconds"] = [part["seconds"] for part in parts]
+    res["cpu_seconds"] = [part["cpu_seconds"] for part in parts]
+    res["summary"] = summarise(res["runs"])
+    res["cost"] = cost_of(res["runs"], res["encoders"], res["aggregators"])
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,7 +389,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the CIs")
     ap.add_argument("--tag", default="", help="suffix of the results' name (mil_lgg<tag>.json)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--merge", nargs="+", type=Path, help="merge these result JSONs into --out/mil_lgg<tag>.* and stop")
     args = ap.parse_args(argv)
+    if args.merge:
+        missing = [p for p in args.merge if not p.is_file()]
+        if missing:
+            print(f"{missing[0]}: result file not found", file=sys.stderr)
+            return 2
+        res = merge(args.merge)
+        write_results(args.out, "mil_lgg" + args.tag, res, to_markdown(res))
+        return 0
     if args.quick:
         args.seeds, args.epochs, args.encoders, args.tile = [0], 2, ["stats"], 32
         args.aggregators = ["insight", "abmil", "max"]
@@ -414,16 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"in-site AUC {g_in.get('auc', np.nan):.3f} Dice {g_in.get('dice', np.nan):.3f} | "
                               f"{h} AUC {g_out.get('auc', np.nan):.3f} Dice {g_out.get('dice', np.nan):.3f} "
                               f"({r['train_seconds']:.0f} s)", flush=True)  # fmt: skip
-    trained = [r for r in runs if r["aggregator"] != REFERENCE]
-    cost = []
-    for enc_name in args.encoders:
-        for agg in args.aggregators:
-            rs = [r for r in trained if r["encoder"] == enc_name and r["aggregator"] == agg]
-            if rs:
-                cost.append({"encoder": enc_name, "aggregator": agg, "parameters": rs[0]["parameters"],
-                             "seconds_per_epoch": float(np.mean([r["seconds_per_epoch"] for r in rs])),
-                             "epochs_run": float(np.mean([r["epochs_run"] for r in rs])),
-                             "infer_ms_per_bag": float(np.mean([r["infer_ms_per_bag"] for r in rs]))})  # fmt: skip
+    cost = cost_of(runs, args.encoders, args.aggregators)
     res = {"quick": args.quick, "data": str(manifest), "holdout": args.holdout, "seeds": args.seeds,
            "encoders": args.encoders, "aggregators": args.aggregators, "insight_kwargs": args.insight_kwargs,
            "epochs": args.epochs, "tile": args.tile, "max_train_bags": args.max_train_bags,

@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/pseudo_acdc.py [--data DIR] [--quick] [--seeds 3] [--out DIR] [--work DIR]
+        [--iterations N] [--confidence C] [--resume RESULTS.json] [--no-test --tag NAME]
 
 Data: ``DIR/mri/acdc`` (default ``../shared/data/real``), read through its manifest (the same
 loaders, splits and patients as ``benchmarks/scribble_acdc.py``): 120 short-axis cine volumes of 60
@@ -30,6 +31,13 @@ labelled, coverage; `medwss.pseudo.metrics`), and, for reference, the ``full`` /
 seeds; a different run). Test scores: per volume and class, `medwss.eval.overlap` Dice on the stored
 grid; mean over seeds ± sd and a 95 % bootstrap interval over the 10 test patients (each patient's
 two volumes averaged) of the seed-averaged scores; the paired difference agmm − pce likewise.
+
+``--resume FILE`` keeps the seeds an earlier run of the same configs finished (their rows are
+copied, nothing retrained; a config that differs stops the run naming the field), so a run cut
+short by the shared CPU goes on where it stopped. ``--no-test --tag NAME`` is for choosing
+settings: it trains as usual and reports only the val Dice of the scribble workflow's epoch
+selection and the pseudo-labels' quality on the training volumes, never touching the test volumes
+(results ``pseudo_acdc_NAME``); ``--iterations`` / ``--confidence`` override the AGMM config.
 
 What was cut to fit a shared CPU: everything the scribble benchmark cuts (128 × 128, small UNet, 4
 epochs, one split), and the AGMM network trains on slices resized to 64 × 64 (``--agmm-size``,
@@ -100,7 +108,7 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
     from medwss.config import load_config
     from medwss.data.manifest import load_manifest
     from medwss.io import load_volume
-    from medwss.pseudo.config import PseudoConfig
+    from medwss.pseudo.config import AgmmPseudoConfig
     from medwss.scribble.config import ScribbleConfig
     from medwss.scribble.workflow import predict_cases, train_model
 
@@ -113,11 +121,13 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
     train, val, test = manifest.split("train"), manifest.split("val"), manifest.split("test")
     seeds = [0] if args.quick else list(range(args.seeds))
     scfg = load_config(ROOT / "configs" / "scribble_acdc_pce.yaml", ScribbleConfig)
-    pcfg = load_config(ROOT / "configs" / "pseudo_acdc_agmm.yaml", PseudoConfig)
+    pcfg = load_config(ROOT / "configs" / "pseudo_acdc_agmm.yaml", AgmmPseudoConfig)
     s_over: dict[str, Any] = {"device": "cpu"}
     p_over: dict[str, Any] = {"device": "cpu", "slice_size": args.agmm_size}
     if args.iterations is not None:
         p_over["iterations"] = args.iterations
+    if args.confidence is not None:
+        p_over["confidence"] = args.confidence
     if args.quick:
         train, val, test = train[:2], val[:1], test[:2]
         s_over |= {"epochs": 1, "slice_size": 64, "channels": (4, 8, 16)}
@@ -133,8 +143,13 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
     record: dict[str, Any] = {}
     reused = [] if args.quick or args.retrain_pce else reused_pce(scfg, seeds, {c.case_id for c in test})
     per_case += reused
+    kept = resumed(args, scfg, pcfg, seeds)
+    if kept:
+        print(f"seeds {kept['seeds']} kept from {args.resume}", flush=True)
+        per_case = [r for r in per_case if r["seed"] not in kept["seeds"]] + kept["per_case"]
+        runs, quality = kept["runs"], kept["pseudo_quality"]
     for seed in seeds:
-        for name in SETTINGS:
+        for name in SETTINGS if seed not in (kept or {}).get("seeds", []) else ():
             t0 = time.process_time()
             if name == "pce" and any(r["seed"] == seed for r in reused):
                 rows = [r for r in reused if r["seed"] == seed]
@@ -150,6 +165,11 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
             summary = train_model(manifest, scfg.model_copy(update={"seed": seed}), out, cases, val,
                                   progress=False, cache=cache)  # fmt: skip
             t_train = time.process_time() - t0
+            if args.no_test:  # choosing settings: the val Dice of train_model only, the test volumes untouched
+                runs.append({"setting": name, "seed": seed, "cpu_seconds": round(t_train, 1), "failed": failed,
+                             "best_val_dice": summary["best_val_dice"], "dice_mean": float("nan")})  # fmt: skip
+                print(f"{name} seed {seed}: best val Dice {summary['best_val_dice']:.3f}", flush=True)
+                continue
             pred = predict_cases(manifest, test, [out / "model.pt"], out, progress=False, device="cpu")
             for case in test:
                 p = out / "predictions" / f"{case.case_id}.nii.gz"
@@ -180,6 +200,29 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
 
 
 PCE_FROM = ROOT / "benchmarks" / "results" / "scribble_acdc.json"
+
+
+def resumed(args: argparse.Namespace, scfg: Any, pcfg: Any, seeds: list[int]) -> dict[str, Any] | None:
+    """With ``--resume FILE``: the seeds an earlier run of the same configs finished (kept, not retrained)."""
+    if not args.resume:
+        return None
+    path = Path(args.resume)
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path}: cannot read the run to resume ({e})") from None
+    for key, cfg in (("scribble_config", scfg), ("pseudo_config", pcfg)):
+        theirs, mine = rec.get(key, {}), cfg.model_dump(mode="json")
+        diff = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k) and k != "device")
+        if diff:
+            raise SystemExit(f"{path}: its {key} differs from this run's in {', '.join(diff)}; not resumed")
+    done = [s for s in rec.get("seeds", []) if s in seeds]
+    return {
+        "seeds": done,
+        "per_case": [r for r in rec.get("per_case", []) if r["seed"] in done],
+        "runs": [r for r in rec.get("runs", []) if r["seed"] in done],
+        "pseudo_quality": [q for q in rec.get("pseudo_quality", []) if q["seed"] in done],
+    }
 
 
 def reused_pce(scfg: Any, seeds: list[int], test_ids: set[str]) -> list[dict[str, Any]]:
@@ -245,6 +288,11 @@ def reference_rows() -> list[dict[str, Any]]:
     return [r for r in rec.get("summary", []) if r.get("setting") in ("full", "size")]
 
 
+def _f(v: float | None) -> str:
+    """A figure to 3 decimals; n/a for a missing one (NaN reads back from the JSON as null)."""
+    return "n/a" if v is None or not math.isfinite(float(v)) else f"{v:.3f}"
+
+
 def _cell(row: dict[str, Any], key: str) -> str:
     v = row.get(key)
     if v is None or not math.isfinite(float(v)):
@@ -285,14 +333,13 @@ def markdown(record: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for q in record["pseudo_quality"]:
         pc = q["per_class"]
-        cells = [f"{pc[n]['dice']:.3f}" for n in CLASSES] + [f"{q['mean_dice']:.3f}", f"{q['miou']:.3f}"]
-        lines.append(f"| {q['seed']} | " + " | ".join(cells) + f" | {q['coverage']:.3f} | {q['cpu_seconds']:.0f} |")
+        cells = [_f(pc[n]["dice"]) for n in CLASSES] + [_f(q["mean_dice"]), _f(q["miou"]), _f(q["coverage"])]
+        lines.append(f"| {q['seed']} | " + " | ".join(cells) + f" | {q['cpu_seconds']:.0f} |")
     lines += ["", "| setting | seed | test Dice | best val Dice | CPU s |", "|---|---|---|---|---|"]
     for r in record["runs"]:
         bv = r["best_val_dice"]
         cpu = "from scribble_acdc" if r["cpu_seconds"] is None else f"{r['cpu_seconds']:.0f}"
-        lines.append(f"| {r['setting']} | {r['seed']} | {r['dice_mean']:.3f} | "
-                     f"{'n/a' if bv is None else f'{bv:.3f}'} | {cpu} |")  # fmt: skip
+        lines.append(f"| {r['setting']} | {r['seed']} | {_f(r['dice_mean'])} | {_f(bv)} | {cpu} |")
     return "\n".join(lines) + "\n"
 
 
@@ -303,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..n-1 (default 3)")
     ap.add_argument("--agmm-size", type=int, default=64, help="slice side of the AGMM network (default 64)")
     ap.add_argument("--iterations", type=int, help="override the AGMM config's training steps")
+    ap.add_argument("--confidence", type=float, help="override the AGMM config's confidence threshold")
+    ap.add_argument("--resume", help="an earlier results JSON of the same configs: its finished seeds are kept")
+    ap.add_argument("--no-test", action="store_true",
+                    help="choose settings: train and report the val Dice only (results pseudo_acdc_<tag>)")  # fmt: skip
+    ap.add_argument("--tag", help="results file stem suffix (pseudo_acdc_<tag>.json)")
     ap.add_argument("--retrain-pce", action="store_true", help="train pce here, not read from scribble_acdc.json")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="results folder")
     ap.add_argument("--work", help="work folder for models and labels (default: a temporary folder)")
@@ -312,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "pseudo_acdc_quick" if args.quick else "pseudo_acdc"
+    if args.tag:
+        stem += f"_{args.tag}"
 
     def save(record: dict[str, Any]) -> None:  # after every seed: an interrupted run keeps its tables
         write_text(out / f"{stem}.json", json.dumps(record, indent=2, default=float) + "\n")

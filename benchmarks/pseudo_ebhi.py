@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/pseudo_ebhi.py [--data DIR] [--quick] [--seeds 3] [--size 64] [--epochs 6]
-        [--out benchmarks/results] [--work DIR]
+        [--stage 1|2|all] [--out benchmarks/results] [--work DIR]
 
 Data: ``DIR/histo/ebhi`` (default ``../shared/data/real``): 748 colorectal H&E tiles of 224 × 224
 from 268 patients, each with a manual mask of its annotated region and a tile tag (``label`` 1 =
@@ -25,12 +25,18 @@ Scored on the train tiles against the masks: pooled mIoU over the benign and mal
 over train patients. An ablation (one setting changed per row, pseudo-label mIoU only) says why a
 method lands where it does.
 
+Stage 1 saves every method's train-tile labels to ``WORK/labels/<method>.npz`` (int8 by case id,
+-1 = abstained), so ``--stage 2 --work WORK`` trains the segmenters alone from them, taking the
+stage-1 tables from the results file in ``--out``; ``--stage 1`` stops after the labels.
+
 Stage 2: a small 2D UNet (MONAI, 8/16/32, CE + Dice on the labelled pixels, `medwss.seg.train_segmenter`)
 trains on the train tiles' pseudo-labels of each method (and on the masks: ``full``) for
 ``--seeds`` seeds, and is scored on the test tiles: the Dice of the tile's class (a benign tile
 predicted malignant scores 0) and the foreground Dice (benign and malignant merged), averaged per
 patient, 95 % bootstrap interval over test patients of the seed-averaged scores, and the paired
-difference to ``cam``.
+difference to ``cam``. Ablation rows ``fuse_bg`` / ``dupl_bg``: the same labels with the abstained
+pixels trained as background instead of ignored (what the abstention is worth downstream). The
+segmenter settings were not tuned (no look at val or test while fixing them).
 
 What was cut to fit a shared CPU: tiles at 64 × 64 grey (not 224 × 224 RGB), a TinyFCN tag
 classifier for 10 epochs, DuPL for 150 steps, the UNet for ``--epochs`` (default 6) epochs;
@@ -56,6 +62,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 METHODS = ("cam", "fuse", "dhr", "cpal", "par", "dupl")
+ABSTAINING = ("fuse", "dupl")  # methods that leave pixels unlabelled (-1); stage 2 also trains them as background
 NAMES = ("background", "benign", "malignant")
 ABLATIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("cam", "τ chosen on val (= fuse with no prior and no ignore band)", {"_method": "fuse", "band": 0.0}),
@@ -110,9 +117,11 @@ def prepare(data: Path, work: Path, size: int, quick: bool) -> tuple[Path, list[
 
 def method_config(method: str, overrides: dict[str, Any]) -> Any:
     from medwss.config import load_config
-    from medwss.pseudo.config import PseudoConfig
+    from medwss.pseudo.methods import PSEUDO_METHODS
 
-    return load_config(ROOT / "configs" / f"pseudo_ebhi_{method}.yaml", PseudoConfig).model_copy(update=overrides)
+    cls = PSEUDO_METHODS.get(method).config  # the method's own config class; overrides it does not read are dropped
+    cfg = load_config(ROOT / "configs" / f"pseudo_ebhi_{method}.yaml", cls)
+    return cfg.model_copy(update={k: v for k, v in overrides.items() if k in cls.model_fields})
 
 
 def run_pseudo(method: str, cases: list[Any], cfg: Any, work: Path) -> tuple[list[Any], dict[str, Any]]:
@@ -196,6 +205,10 @@ def run(args: argparse.Namespace, on_stage: Any = None) -> dict[str, Any]:
         "configs": {},
     }  # fmt: skip
     labels_of: dict[str, list[np.ndarray]] = {}
+    if args.stage == "2":  # stage 1's tables and labels from disk
+        record |= stage1_record(Path(args.out) / f"{'pseudo_ebhi_quick' if args.quick else 'pseudo_ebhi'}.json")
+        labels_of = load_labels(work / "labels", split["train"])
+        return stage2(args, record, labels_of, split, t_all, cpu_all, on_stage)
     for method in METHODS:
         cfg = method_config(method, over)
         t0 = time.process_time()
@@ -208,6 +221,7 @@ def run(args: argparse.Namespace, on_stage: Any = None) -> dict[str, Any]:
         record["pseudo"][method] = q
         record["configs"][method] = cfg.model_dump(mode="json")
         labels_of[method] = [lab[0] for lab in labels[:n_train]]
+        save_labels(work / "labels" / f"{method}.npz", split["train"], labels_of[method])
         print(f"{method}: train-tile mIoU {q['miou']:.3f}, coverage {q['coverage']:.3f}", flush=True)
     for method, what, change in ABLATIONS:
         name = change.get("_method", method)
@@ -216,11 +230,42 @@ def run(args: argparse.Namespace, on_stage: Any = None) -> dict[str, Any]:
         q = quality(split["train"], labels[:n_train])
         record["ablation"].append({"method": method, "change": what, "tau": extra.get("tau"), **q})
         print(f"ablation {method} / {what}: mIoU {q['miou']:.3f}", flush=True)
+    record |= {"seconds": round(time.time() - t_all, 1), "cpu_seconds": round(time.process_time() - cpu_all, 1)}
     if on_stage is not None:
         on_stage(record)
+    if args.stage == "1":
+        return record
+    return stage2(args, record, labels_of, split, t_all, cpu_all, on_stage)
+
+
+def abstained_as_background(labels: list[np.ndarray]) -> list[np.ndarray]:
+    """The stage-2 ablation: pixels a method abstains on (-1) trained as background instead of ignored."""
+    return [np.where(y < 0, 0, y) for y in labels]
+
+
+def stage2(
+    args: argparse.Namespace,
+    record: dict[str, Any],
+    labels_of: dict[str, list[np.ndarray]],
+    split: dict[str, list[Any]],
+    t_all: float,
+    cpu_all: float,
+    on_stage: Any,
+) -> dict[str, Any]:
+    """The UNet trained on every set of train-tile labels, scored on the test tiles, per seed."""
+    from medwss.eval.overlap import dice
+
     seeds = [0] if args.quick else list(range(args.seeds))
     epochs = 1 if args.quick else args.epochs
     sets = {"full": [c.gts[0] for c in split["train"] if c.gts is not None], **labels_of}
+    for name in ABSTAINING:  # ablation: what the abstention is worth downstream
+        if name in labels_of:
+            sets[f"{name}_bg"] = abstained_as_background(labels_of[name])
+    record["epochs"] = epochs
+    test_patients = [c.meta["patient_id"] for c in split["test"]]
+    fg = [(c.gts[0] > 0).astype(np.int64) for c in split["test"]]
+    trivial = [dice(np.ones_like(g), g, ignore=None) for g in fg]  # every pixel foreground
+    record["trivial_fg_dice"] = dict(zip(("mean", "lo", "hi"), patient_ci(trivial, test_patients), strict=True))
     scores: dict[str, dict[int, tuple[list[float], list[float]]]] = {k: {} for k in sets}
     runs = []
     for seed in seeds:
@@ -237,6 +282,41 @@ def run(args: argparse.Namespace, on_stage: Any = None) -> dict[str, Any]:
         if on_stage is not None:
             on_stage(record)
     return record
+
+
+def save_labels(path: Path, cases: list[Any], labels: list[np.ndarray]) -> None:
+    """One method's train-tile labels (int8, -1 = abstained) by case id, written atomically."""
+    from medwss.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        arrays: dict[str, Any] = {c.case_id: y.astype(np.int8) for c, y in zip(cases, labels, strict=True)}
+        np.savez_compressed(f, **arrays)
+
+
+def load_labels(folder: Path, cases: list[Any]) -> dict[str, list[np.ndarray]]:
+    """Stage 1's saved labels of every method, in the order of `cases`; a missing file or tile stops the run."""
+    out: dict[str, list[np.ndarray]] = {}
+    for method in METHODS:
+        path = folder / f"{method}.npz"
+        if not path.is_file():
+            raise SystemExit(f"{path}: no stage-1 labels (run --stage 1 with this --work first)")
+        with np.load(path) as z:
+            missing = [c.case_id for c in cases if c.case_id not in z.files]
+            if missing:
+                raise SystemExit(f"{path}: no labels for {len(missing)} train tiles (e.g. {missing[0]}); rerun stage 1")
+            out[method] = [z[c.case_id].astype(np.int64) for c in cases]
+    return out
+
+
+def stage1_record(path: Path) -> dict[str, Any]:
+    """The stage-1 part (pseudo-label tables, ablation, configs) of an earlier run's results file."""
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path}: cannot read the stage-1 results ({e}); run --stage 1 first") from None
+    if not rec.get("pseudo"):
+        raise SystemExit(f"{path}: no stage-1 pseudo-label table in it; run --stage 1 first")
+    return {k: rec[k] for k in ("pseudo", "ablation", "configs", "skipped") if k in rec}
 
 
 def summarise(scores: dict[str, dict[int, tuple[list[float], list[float]]]], test: list[Any]) -> tuple[dict, dict]:
@@ -267,6 +347,11 @@ def summarise(scores: dict[str, dict[int, tuple[list[float], list[float]]]], tes
     return out, paired
 
 
+def _f(v: float | None) -> str:
+    """A figure to 3 decimals; n/a for a missing one (a class absent from a tiny quick split reads back as null)."""
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.3f}"
+
+
 def _ci(m: float | None, lo: float | None, hi: float | None, sd: float | None = None) -> str:
     if m is None or not math.isfinite(m):
         return "n/a"
@@ -294,30 +379,39 @@ def markdown(r: dict[str, Any]) -> str:
     for m, q in r["pseudo"].items():
         tau = q.get("tau", q.get("final_tau"))
         lines.append(
-            f"| {m} | {q['miou']:.3f} | " + " | ".join(f"{q['iou'][c]:.3f}" for c in NAMES)
+            f"| {m} | {_f(q['miou'])} | " + " | ".join(_f(q["iou"][c]) for c in NAMES)
             + f" | {_ci(q['tile_miou'], q['tile_miou_lo'], q['tile_miou_hi'])} | {q['coverage']:.3f} | "
             + ("" if tau is None else f"{tau:.2f}") + " |"
         )  # fmt: skip
     lines += ["", "Ablation (one setting changed; pseudo-label mIoU on the train tiles):", "",
               "| method | change | mIoU (pooled) | per-tile mIoU | coverage |", "|---|---|---|---|---|"]  # fmt: skip
     for a in r["ablation"]:
-        lines.append(f"| {a['method']} | {a['change']} | {a['miou']:.3f} | "
+        lines.append(f"| {a['method']} | {a['change']} | {_f(a['miou'])} | "
                      f"{_ci(a['tile_miou'], a['tile_miou_lo'], a['tile_miou_hi'])} | {a['coverage']:.3f} |")  # fmt: skip
     if r["segmenter"]:
         lines += ["", "UNet trained on each set's train-tile labels, scored on the test tiles: mean over seeds ± sd "
                   "[95% bootstrap CI over test patients]. Class Dice = Dice of the tile's own class.", "",
-                  "| trained on | class Dice | foreground Dice | class Dice − cam | fg Dice − cam |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+                  "| trained on | pseudo-label mIoU | class Dice | foreground Dice | class Dice − cam | fg Dice − cam |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
         for name, s in r["segmenter"].items():
+            base = name.removesuffix("_bg")
+            miou = "1 (masks)" if name == "full" else _f(r["pseudo"][base]["miou"]) if base in r["pseudo"] else ""
+            label = f"{base}, abstained pixels as background (ablation)" if name.endswith("_bg") else name
             p = r["paired"].get(f"{name}-cam", {})
             diffs = [
                 (f"{p[k]['diff']:+.3f} [{p[k]['lo']:+.3f}, {p[k]['hi']:+.3f}]" if k in p else "—")
                 for k in ("class_dice", "fg_dice")
             ]
             lines.append(
-                f"| {name} | {_ci(s['class_dice'], s['class_dice_lo'], s['class_dice_hi'], s['class_dice_sd'])} | "
+                f"| {label} | {miou} | {_ci(s['class_dice'], s['class_dice_lo'], s['class_dice_hi'], s['class_dice_sd'])} | "
                 f"{_ci(s['fg_dice'], s['fg_dice_lo'], s['fg_dice_hi'], s['fg_dice_sd'])} | {diffs[0]} | {diffs[1]} |"
             )
+        if "trivial_fg_dice" in r:
+            t = r["trivial_fg_dice"]
+            lines += [
+                "",
+                f"Trivial reference: every test pixel foreground, foreground Dice {_ci(t['mean'], t['lo'], t['hi'])}.",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -328,9 +422,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="segmenter seeds 0..n-1 (default 3)")
     ap.add_argument("--size", type=int, default=64, help="tile side (default 64)")
     ap.add_argument("--epochs", type=int, default=6, help="UNet epochs (default 6)")
+    ap.add_argument("--stage", choices=("1", "2", "all"), default="all",
+                    help="1: pseudo-labels only (saved under WORK/labels); 2: segmenters from those labels and "
+                    "the stage-1 tables of the results file; all (default): both")  # fmt: skip
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="results folder")
     ap.add_argument("--work", help="work folder for tiles, models and labels (default: a temporary folder)")
     args = ap.parse_args(argv)
+    if args.stage == "2" and not args.work:
+        ap.error("--stage 2 needs --work, the folder of the stage-1 run")
     from medwss.io.atomic import write_text
 
     out = Path(args.out)

@@ -64,35 +64,44 @@ def phantom_cases(cfg, work: Path, n: int, seed: int):  # noqa: ANN001, ANN201
     return cases
 
 
-def pseudo_labels(cases, cfg, quick: bool) -> tuple[dict, dict]:  # noqa: ANN001
-    """Every method's per-case, per-slice pseudo-labels and the extras (tau, timings)."""
+def method_configs(**values) -> dict:  # noqa: ANN003
+    """Every registered method's own config from one pool of settings (each takes the keys it reads)."""
+    from medwss.pseudo.methods import PSEUDO_METHODS, config_for
+
+    return {m: config_for(m, values, only_read=True) for m in PSEUDO_METHODS}
+
+
+def pseudo_labels(cases, cfgs, quick: bool) -> tuple[dict, dict]:  # noqa: ANN001
+    """Every method's per-case, per-slice pseudo-labels (each with its config in `cfgs`) and the extras."""
     from medwss.pseudo import workflow as wf
 
-    out, extra = {}, {"seconds": {}}
+    out: dict = {}
+    extra: dict = {"seconds": {}}
 
     def timed(name, fn):  # noqa: ANN001, ANN202
         t = time.perf_counter()
         out[name] = fn()
         extra["seconds"][name] = round(time.perf_counter() - t, 2)
 
-    cams, feats = wf.compute_cams(cases, cfg)
-    timed("cam", lambda: wf.cam_baseline(cams, cfg))
+    cams, feats = wf.compute_cams(cases, cfgs["cam"])  # the CAM settings are shared: one set of maps for all
+    timed("cam", lambda: wf.cam_baseline(cams, cfgs["cam"]))
+    box = cfgs["box"]
     for seg in ("box", "random_walker", "chan_vese", "otsu"):
         name = "box" if seg == "box" else f"box+{seg}"
         timed(
             name,
             lambda seg=seg: wf.run_box(
-                cases, cfg.model_copy(update={"segmenter": seg, "ring": 0 if seg == "box" else cfg.ring})
+                cases, box.model_copy(update={"segmenter": seg, "ring": 0 if seg == "box" else box.ring})
             ),
         )
-    timed("dhr", lambda: wf.run_dhr(cases, cams, cfg))
-    timed("fuse", lambda: wf.run_fuse(cases, cams, cfg)[0])
-    extra["fuse_tau"] = float(wf.sweep(cases, cams, cfg)["best_tau"])  # type: ignore[arg-type]
-    timed("par", lambda: wf.run_par(cases, cams, cfg))
-    timed("cpal", lambda: wf.run_cpal(cases, cams, feats, cfg))
-    timed("agmm_refine", lambda: wf.run_agmm(cases, cfg, offline=True))
-    timed("agmm", lambda: wf.run_agmm(cases, cfg))
-    timed("dupl", lambda: wf.run_dupl(cases, cams, cfg)[0])
+    timed("dhr", lambda: wf.run_dhr(cases, cams, cfgs["dhr"]))
+    timed("fuse", lambda: wf.run_fuse(cases, cams, cfgs["fuse"])[0])
+    extra["fuse_tau"] = float(wf.sweep(cases, cams, cfgs["fuse"])["best_tau"])  # type: ignore[arg-type]
+    timed("par", lambda: wf.run_par(cases, cams, cfgs["par"]))
+    timed("cpal", lambda: wf.run_cpal(cases, cams, feats, cfgs["cpal"]))
+    timed("agmm_refine", lambda: wf.run_agmm(cases, cfgs["agmm"], offline=True))
+    timed("agmm", lambda: wf.run_agmm(cases, cfgs["agmm"]))
+    timed("dupl", lambda: wf.run_dupl(cases, cams, cfgs["dupl"])[0])
     return out, extra
 
 
@@ -115,7 +124,7 @@ def quality(cases, labels: dict, cfg) -> list[dict]:  # noqa: ANN001
                 "miou": r["miou"],
                 "coverage": r["coverage"],
                 "minor_recall": r["minor_recall"],
-                "per_class_dice": {k: v["dice"] for k, v in r["per_class"].items()},
+                "per_class_dice": {k: v["dice"] for k, v in r["per_class"].items()},  # type: ignore[attr-defined]
             }
         )
     return rows
@@ -196,7 +205,6 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from medwss.pseudo.config import PseudoConfig
     from medwss.runinfo import write_results
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -212,31 +220,32 @@ def main(argv: list[str] | None = None) -> int:
     base = {"iterations": iters, "seed": args.seed, "confidence": 0.6}
     sets = {
         "real": (
-            PseudoConfig(
+            method_configs(
                 labels="totalseg", minor=("right_kidney", "left_kidney"), downsample=2, point_sigma=12.0, **base
             ),
             "real CT, 61×51 slices, liver/spleen/kidneys",
             2 if args.quick else 150,  # U-Net epochs: 15 train slices, about 300 steps
         ),
         "phantom": (
-            PseudoConfig(labels="ct_phantom", **base),
+            method_configs(labels="ct_phantom", **base),
             "CT phantoms, 48×48 slices, + kidney tumour",
             2 if args.quick else 25,
         ),
     }
     results: dict = {"quick": args.quick, "seed": args.seed, "datasets": {}}
-    for ds, (cfg, desc, epochs) in sets.items():
+    for ds, (cfgs, desc, epochs) in sets.items():
+        cfg = cfgs["cam"]  # the settings every method reads (slicing, classes) are the same in each
         if ds == "real" and not REAL.is_dir():
             print(f"skipping real CT: {REAL} not found")
             continue
         cases = real_cases(cfg) if ds == "real" else phantom_cases(cfg, work, 4 if args.quick else 8, args.seed)
         if args.quick and ds == "phantom":
             cases = [c.subset(range(6, 14)) for c in cases]
-        labels, extra = pseudo_labels(cases, cfg, args.quick)
+        labels, extra = pseudo_labels(cases, cfgs, args.quick)
         methods = ("full", "cam", "box+random_walker") if args.quick else STAGE2
         results["datasets"][ds] = {
             "description": desc,
-            "config": cfg.model_dump(),
+            "config": {k: v for c in cfgs.values() for k, v in c.model_dump().items()},  # every method's settings
             "quality": quality(cases, labels, cfg),
             "segmenter": train_and_test(cases, labels, cfg, epochs, methods),
             **extra,

@@ -77,17 +77,3 @@ def load_config(path: str | Path, model: type[T]) -> T:
 
 def _problems(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
-
-
-def merge_config(model: type[T], path: str | Path | None, flags: dict[str, object]) -> T:
-    """A config from an optional YAML file with command-line `flags` (those not None) on top.
-
-    Raises:
-        ConfigError: Naming the file (when given) and every invalid key.
-    """
-    base = load_config(path, model).model_dump() if path else {}
-    given = {k: v for k, v in flags.items() if v is not None}
-    try:
-        return model.model_validate({**base, **given})
-    except ValidationError as exc:
-        raise ConfigError(_problems(exc), path) from exc

@@ -47,9 +47,13 @@ def test_every_shipped_config_validates():
     from medwss.cli.tile import TileConfig
     from medwss.embed.engine import EmbedConfig
     from medwss.embed.pretrain import PretrainConfig
+    from medwss.mil.config import MILApplyConfig, MILTrainConfig
     from tests.conftest import ROOT
 
     models = {"tile.yaml": TileConfig, "embed.yaml": EmbedConfig, "pretrain.yaml": PretrainConfig}
+    models |= {p.name: MILTrainConfig for p in (ROOT / "configs").glob("mil_*.yaml")} | {
+        "mil_apply.yaml": MILApplyConfig
+    }
     for name, model in models.items():
         load_config(ROOT / "configs" / name, model)
     assert load_config(ROOT / "configs" / "tile.yaml", TileConfig).roi_labels is None

@@ -30,7 +30,7 @@ from medwss.io.volumes import VOLUME_READERS
 from medwss.mil.base import AGGREGATORS, Bag
 from medwss.mil.pooling import POOLS, create_pool
 from medwss.pseudo.methods import PSEUDO_METHODS, MethodOptions, run_method
-from medwss.pseudo.protocol import Box, PromptableSegmenter
+from medwss.pseudo.protocol import Box, PromptableSegmenter, PseudoLabelMethod
 from medwss.pseudo.segmenters import BOX_SEGMENTERS, create_box_segmenter
 from medwss.registry import DuplicateNameError, Registry, UnknownNameError
 from medwss.seg.networks import SEGMENTERS, create_segmenter
@@ -262,6 +262,10 @@ def test_strategy_contract(name: str, with_model: bool) -> None:
 # pseudo-label methods
 
 
+PSEUDO_SETTINGS = {"labels": "ct_phantom", "downsample": 2, "iterations": 3, "cam_epochs": 1, "seed": 0}
+"""One pool of settings; each method takes the keys its own config class reads."""
+
+
 @pytest.fixture(scope="module")
 def pseudo_cases(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     from medwss.data.manifest import load_manifest
@@ -270,7 +274,7 @@ def pseudo_cases(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     from medwss.pseudo.workflow import load_cases
 
     manifest = generate("ct", tmp_path_factory.mktemp("ct"), n=2, seed=0, scale=0.3, progress=False)
-    cfg = PseudoConfig(labels="ct_phantom", downsample=2, iterations=3, cam_epochs=1, seed=0)
+    cfg = PseudoConfig.model_validate({k: v for k, v in PSEUDO_SETTINGS.items() if k in PseudoConfig.model_fields})
     cases, failed = load_cases(load_manifest(manifest), cfg)
     assert cases and not failed
     small = []
@@ -289,30 +293,45 @@ def pseudo_cases(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 def _pseudo_params() -> list:  # noqa: ANN202
-    """Every method; those that train for ``iterations`` steps (AGMM, DuPL) are marked slow."""
+    """Every method; those that train a network for ``iterations`` steps (AGMM, DuPL) are marked slow."""
+    from medwss.pseudo.config import TrainingSettings
+
     slow = pytest.mark.slow
-    return [pytest.param(n, marks=slow) if "iterations" in m.flags else n for n, m in PSEUDO_METHODS.items()]
+    return [
+        pytest.param(n, marks=slow) if issubclass(m.config, TrainingSettings) else n for n, m in PSEUDO_METHODS.items()
+    ]
 
 
 @pytest.mark.parametrize("name", _pseudo_params())
 def test_pseudo_label_method_contract(name: str, pseudo_cases, tmp_path: Path) -> None:  # noqa: ANN001
+    """Through the `PseudoLabelMethod` protocol: its own config, fit(cases), predict(case) -> int maps, seeded."""
     cases, cfg = pseudo_cases
     k = len(cfg.classes())
-    labels, extra = run_method(name, cases, cfg, MethodOptions(out_dir=tmp_path))
-    assert len(labels) == len(cases) and isinstance(extra, dict)
-    for case, per_slice in zip(cases, labels, strict=True):
-        assert len(per_slice) == len(case.images)
-        for lab, img in zip(per_slice, case.images, strict=True):
+    entry = PSEUDO_METHODS.get(name)
+    method = entry.create(entry.settings(PSEUDO_SETTINGS, only_read=True), MethodOptions(out_dir=tmp_path / "a"))
+    assert isinstance(method, PseudoLabelMethod) and type(method.config) is entry.config
+    assert method.fit(cases) is method and isinstance(method.extra, dict)
+    # again from scratch (no checkpoint to resume) through run_method: the same maps for the same seed
+    again, _ = run_method(name, cases, method.config, MethodOptions(out_dir=tmp_path / "b"))
+    for case, again_case in zip(cases, again, strict=True):
+        per_slice = method.predict(case)
+        assert per_slice is not None and again_case is not None and len(per_slice) == len(case.images)
+        for lab, lab2, img in zip(per_slice, again_case, case.images, strict=True):
             assert lab.shape == img.shape[-2:] and np.issubdtype(lab.dtype, np.integer)
             assert lab.min() >= IGNORE and lab.max() < k
+            assert np.array_equal(lab, lab2), name
 
 
-def test_pseudo_label_methods_declare_config_fields() -> None:
+def test_pseudo_label_methods_name_their_config_class() -> None:
     from medwss.pseudo.config import PseudoConfig
 
     for name, method in PSEUDO_METHODS.items():
         assert method.name == name and method.help
-        assert set(method.flags) <= set(PseudoConfig.model_fields), name
+        assert issubclass(method.config, PseudoConfig), name
+        with pytest.raises(ConfigError, match="not_a_setting"):  # a key the method does not read is refused
+            method.settings({"not_a_setting": 1})
+    box = PSEUDO_METHODS.get("box")
+    assert "cam_tau" not in box.config.model_fields and "ring" not in PSEUDO_METHODS.get("dhr").config.model_fields
 
 
 # ---------------------------------------------------------------------------------------------

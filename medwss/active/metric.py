@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ class MetricConfig(StrictConfig):
     exclude_groups_from_negatives: bool = True
     projection_dim: int = Field(default=128, ge=1)
     projection_hidden: int = Field(default=256, ge=1)
+    select_features: Literal["encoder", "projection"] = "encoder"
+    """Which embedding selection uses: the encoder's pooled one (the paper's) or the projection head's
+    output (an ablation; only the encoder is saved, so a reloaded metric gives the encoder's)."""
     augment: AugmentConfig = AugmentConfig(rot90=False, blur_p=0.2)
     seed: int = 0
     device: str = "auto"
@@ -163,7 +166,21 @@ def train_metric(
         _save(encoder, cfg, out)
         if ckpt is not None:
             ckpt.unlink(missing_ok=True)
+    if cfg.select_features == "projection":
+        return cast(Encoder, _Projected(encoder, head.cpu().eval())), history
     return encoder, history
+
+
+class _Projected(torch.nn.Module):
+    """Encoder followed by its projection head, as an encoder (``embed_dim`` = projection size)."""
+
+    def __init__(self, encoder: Encoder, head: ProjectionHead) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+        self.embed_dim = int(cast(torch.nn.Linear, head.net[-1]).out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
 
 
 def _save(encoder: Encoder, cfg: MetricConfig, out: str | Path) -> Path:

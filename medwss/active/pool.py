@@ -16,11 +16,11 @@ import csv
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from medwss.data.labels import LabelSpec
 from medwss.data.slicer import plan_slices
@@ -147,37 +147,31 @@ def build_pool(
     Returns:
         The pool and one message per case that could not be read (skipped).
     """
-    from medwss.errors import MedwssError
+    from medwss.jobs import Job
 
     refs: list[SliceRef] = []
     thumbs: list[np.ndarray] = []
-    skipped: list[str] = []
-    for vol_id, case in enumerate(tqdm(list(cases), desc="slice pool", disable=not progress)):
-        try:
-            vol = _load_3d(case.image)
-            geom = plan_slices(vol)
-        except (MedwssError, OSError, ValueError) as exc:
-            skipped.append(f"{case.case_id}: {exc}")
-            continue
+    items = list(enumerate(cases))
+
+    def one(item: tuple[int, Any]) -> None:
+        vol_id, case = item
+        vol = _load_3d(case.image)
+        geom = plan_slices(vol)
         if slice_range is not None:
             n = len(geom)
             ks = list(range(max(slice_range[0], 0), min(slice_range[1], n)))
             geom = plan_slices(geom.orientation, indices=ks)
-        thumbs.append(thumbnail(geom.cut(normalise(vol.array, "window", window)), thumb_size))
+        thumb = thumbnail(geom.cut(normalise(vol.array, "window", window)), thumb_size)
         label = str(case.mask) if case.mask is not None else ""
-        for k in geom.indices:
-            refs.append(
-                SliceRef(
-                    slice_name(case.case_id, k),
-                    case.case_id,
-                    case.patient_id,
-                    vol_id,
-                    k,
-                    str(case.image),
-                    label,
-                    case.split or "",
-                )
-            )
+        mine = [SliceRef(slice_name(case.case_id, k), case.case_id, case.patient_id, vol_id, k, str(case.image),
+                         label, case.split or "") for k in geom.indices]  # fmt: skip
+        thumbs.append(thumb)  # after every step that may fail: a failed case adds nothing
+        refs.extend(mine)
+
+    job = Job(None)  # per-case errors: `medwss.jobs.CASE_ERRORS`
+    job.run(items, one, case_id=lambda it: it[1].case_id, image=lambda it: it[1].image, stage="load",
+            progress=progress, desc="slice pool")  # fmt: skip
+    skipped = [f"{c.case_id}: {job.failures[c.case_id]['message']}" for _, c in items if job.failed(c.case_id)]
     if not refs:
         raise InvalidDataError(f"no readable volume among {len(cases)} cases ({'; '.join(skipped[:3])})")
     return SlicePool(refs, np.concatenate(thumbs).astype(np.float32)), skipped

@@ -47,23 +47,44 @@ class SimulateConfig(StrictConfig):
     """Manifest splits whose volumes form the pool."""
     test_splits: list[str] = Field(default_factory=lambda: ["test"])
     """Manifest splits the curves are scored on (3D Dice)."""
+    budgets: list[str] | None = None
+    """Cumulative annotated totals, one per round (``[1%, 2%, 5%, 10%]``); replaces `rounds` × `budget` when set."""
     weak_kind: str = "circle"
-    """Scribble simulator of the oracle (`medwss.data.weak.make_weak_label` kind)."""
+    """Scribble simulator of the oracle (`medwss.data.weak.make_weak_label` kind), or ``manifest``: the
+    real scribble of the slice, read from the manifest's ``scribble`` column (-1 = not scribbled)."""
     weak_options: dict[str, Any] = Field(default_factory=dict)
     """Options of the scribble simulator."""
     size_margin: float = Field(default=0.1, ge=0)
     """Oracle size bounds on scribbles: the true size ± this fraction."""
 
 
-def oracle(gt: np.ndarray, mode: str, seed: int, cfg: SimulateConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """The annotation of a slice: its full mask, or a scribble with the true size ±margin as bounds."""
+def oracle(
+    gt: np.ndarray, mode: str, seed: int, cfg: SimulateConfig, scribble: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The annotation of a slice: its full mask, or a scribble (`scribble` when given, else simulated)
+    with the true size ±margin as bounds."""
     if mode == "full":
         return gt, None
     from medwss.data.weak import make_weak_label
     from medwss.seg.bounds import bounds_from_mask
 
-    weak = make_weak_label(gt, cfg.weak_kind, seed, background=True, **cfg.weak_options)
+    weak = (
+        scribble
+        if scribble is not None
+        else make_weak_label(gt, cfg.weak_kind, seed, background=True, **cfg.weak_options)
+    )
     return weak, bounds_from_mask(gt, cfg.al.num_classes, cfg.size_margin)
+
+
+def round_targets(cfg: SimulateConfig, n: int) -> list[int]:
+    """Slices annotated after each round: `budgets` (cumulative) or `rounds` × `budget`."""
+    if cfg.budgets:
+        targets = [min(parse_budget(b, n), n) for b in cfg.budgets]
+        if any(b <= a for a, b in zip(targets, targets[1:], strict=False)):
+            raise ConfigError(f"budgets must grow from round to round, got {cfg.budgets} = {targets} of {n} slices")
+        return targets
+    k = parse_budget(cfg.budget, n)
+    return [min(k * r, n) for r in range(1, cfg.rounds + 1)]
 
 
 def evaluate(model: Any, seg_cfg: Any, test: Sequence[list[SliceRef]], reader: SliceReader, k: int) -> dict[str, Any]:
@@ -78,7 +99,7 @@ def evaluate(model: Any, seg_cfg: Any, test: Sequence[list[SliceRef]], reader: S
         gt = np.stack([reader.label(r) for r in refs], axis=-1)
         per_volume.append(dice_per_class(pred, gt, k))
     arr = np.array(per_volume)  # (V, K-1)
-    return {"dice": float(arr.mean()), "dice_per_class": arr.mean(0).tolist()}
+    return {"dice": float(arr.mean()), "dice_per_class": arr.mean(0).tolist(), "dice_per_volume": arr.mean(1).tolist()}
 
 
 def run_one(
@@ -91,26 +112,34 @@ def run_one(
     seed: int,
     features: Any,
     progress: bool = False,
+    scribbles: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One learning curve: `cfg.rounds` rounds of selection, oracle annotation, training and testing."""
+    """One learning curve: rounds of selection, oracle annotation, training and testing (`round_targets`).
+
+    `scribbles` (case id → scribble file) makes the ``scribble`` oracle answer with the real scribbles."""
+    from dataclasses import replace
+
     al = cfg.al
     fn = get_strategy(strategy)
-    k = parse_budget(cfg.budget, len(pool))
     labelled: list[int] = []
     labels: list[np.ndarray] = []
     bounds: list[np.ndarray | None] = []
     predict = None
     rows = []
     base = al.seg.model_copy(update={"num_classes": al.num_classes, "seed": seed, "device": al.device})
-    for r in range(1, cfg.rounds + 1):
+    for r, target in enumerate(round_targets(cfg, len(pool)), start=1):
         t0 = time.perf_counter()
         ctx = SelectionContext(
             len(pool), list(labelled), features, predict, seed * 1000 + r, al.mc_samples, dict(al.fuse), al.device
         )
-        chosen = fn(ctx, k)
+        chosen = fn(ctx, target - len(labelled))
         t_select = time.perf_counter() - t0
         for i in chosen:
-            lab, b = oracle(reader.label(pool.refs[i]), mode, seed * 100_003 + i, cfg)
+            ref = pool.refs[i]
+            real = None
+            if mode == "scribble" and scribbles is not None:
+                real = reader.label(replace(ref, label=scribbles[ref.case_id]))
+            lab, b = oracle(reader.label(ref), mode, seed * 100_003 + i, cfg, real)
             labelled.append(i)
             labels.append(lab)
             bounds.append(b)
@@ -171,9 +200,16 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def simulate(
-    pool: SlicePool, test: Sequence[list[SliceRef]], cfg: SimulateConfig, out: str | Path, progress: bool = True
+    pool: SlicePool,
+    test: Sequence[list[SliceRef]],
+    cfg: SimulateConfig,
+    out: str | Path,
+    progress: bool = True,
+    scribbles: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Every (mode, seed, strategy) curve; finished runs in ``out/runs`` are reused (resume)."""
+    """Every (mode, seed, strategy) curve; finished runs in ``out/runs`` are reused (resume).
+
+    `scribbles`: case id → real scribble file, for ``weak_kind: manifest``."""
     from medwss.active.plot import plot_curves
 
     for s in cfg.strategies:
@@ -193,7 +229,7 @@ def simulate(
         if seed not in providers:
             metric = cfg.al.metric.model_copy(update={"seed": seed, "device": cfg.al.device})
             providers[seed] = feature_provider(pool, metric, out / "features" / f"seed{seed}", progress=False)
-        run = run_one(pool, test, reader, cfg, mode, strategy, seed, providers[seed])
+        run = run_one(pool, test, reader, cfg, mode, strategy, seed, providers[seed], scribbles=scribbles)
         write_json(path, run)
         rows += run
     summary = summarise(rows)
@@ -202,6 +238,7 @@ def simulate(
         "pool_slices": len(pool),
         "test_volumes": len(test),
         "budget_per_round": parse_budget(cfg.budget, len(pool)),
+        "annotated_per_round": round_targets(cfg, len(pool)),
         "summary": summary,
         "rows": rows,
         "plot": str(plot),
@@ -236,6 +273,16 @@ def simulate_from_manifest(
     from medwss.runinfo import write_run_record
 
     pool, test = pools_from_manifest(manifest, cfg, progress)
-    result = simulate(pool, test, cfg, out, progress)
+    scribbles = None
+    if cfg.weak_kind == "manifest" and "scribble" in cfg.modes:
+        from medwss.data.manifest import load_manifest
+
+        scribbles = {c.case_id: str(c.scribble) for c in load_manifest(manifest) if c.scribble is not None}
+        missing = sorted({r.case_id for r in pool.refs} - set(scribbles))
+        if missing:
+            raise ConfigError(
+                f"weak_kind manifest: {len(missing)} pool cases have no scribble ({missing[0]}, ...)", manifest
+            )
+    result = simulate(pool, test, cfg, out, progress, scribbles)
     write_run_record(out, "al simulate", cfg.model_dump(mode="json"), cfg.seeds[0], {"summary": result["summary"]})
     return result

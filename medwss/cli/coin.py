@@ -390,10 +390,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from medwss.cli.batch import finish, record_failures
+    from medwss.cli.batch import finish
     from medwss.cli.options import config_from_args
     from medwss.counterfactual.workflow import segment_step
     from medwss.io.folder import cases_from_input
+    from medwss.jobs import Job
     from medwss.runinfo import write_run_record
 
     out = Path(args.out)
@@ -403,9 +404,12 @@ def run_segment(args: argparse.Namespace) -> int:
         _, cases, skipped = cases_from_input(args.manifest, args.input, args.modality)
     else:
         cases, skipped = _cases(args.manifest, cfg.split, cfg.sites), []
+    job = Job(out / "failures.csv", fresh=True)
+    for x in skipped:
+        job.fail(Path(x["path"]).name, x["error"], "scan", x["path"])
     metrics = segment_step(
         cases, args.classifier, args.generator, cfg.settings(), out, not args.quiet,
-        formats=formats, folder="" if args.input else "masks", overlap=cfg.overlap,
+        formats=formats, folder="" if args.input else "masks", overlap=cfg.overlap, job=job,
     )  # fmt: skip
     metrics["failed"] = [f"{x['path']}: {x['error']}" for x in skipped] + list(metrics.get("failed", []))
     config = {**cfg.model_dump(mode="json"), "classifier": str(args.classifier), "generator": str(args.generator)}
@@ -416,9 +420,7 @@ def run_segment(args: argparse.Namespace) -> int:
     if "iou" in metrics:
         line += f"; IoU {metrics['iou']:.3f} [{metrics['iou_lo']:.3f}, {metrics['iou_hi']:.3f}], validity {metrics['validity']:.2f}"
     print(line)
-    failed = list(metrics.get("failed", []))
-    log = record_failures(out / "failures.csv", failed).path
-    return finish("coin segment", metrics["n_cases"] + len(failed), len(failed), log)
+    return finish("coin segment", job.summary())
 
 
 def run_baselines(args: argparse.Namespace) -> int:

@@ -20,11 +20,16 @@ coordinate files, a folder of them or one file.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-_FLAGS = ("encoder", "weights", "batch_size", "workers", "dtype", "device", "mpp_override", "seed", "nan")
+if TYPE_CHECKING:
+    from medwss.embed.config import EmbedConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.options import add_config_flags
+    from medwss.embed.config import EmbedConfig
+
     p = sub.add_parser("embed", help="extract patch embeddings into HDF5 feature bags", description=__doc__)
     p.add_argument("manifest", help="manifest CSV")
     p.add_argument(
@@ -35,27 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder for <case_id>.h5 bags")
     p.add_argument("--config", help="YAML config (configs/embed.yaml); flags given here override it")
-    p.add_argument("--encoder", help="encoder name (see `medwss embed --list`), or torchscript:PATH")
-    p.add_argument(
-        "--weights",
-        help="local weights file to load (.pth/.bin with weights_only, or .safetensors); strict for uni etc.",
-    )
     p.add_argument(
         "--encoder-option",
         action="append",
         metavar="KEY=VALUE",
-        help="encoder keyword argument, repeatable (e.g. input_size=224, block=monai); YAML: encoder_options",
+        help="encoder keyword argument, repeatable (e.g. input_size=224, block=monai), added to the YAML's "
+        "encoder_options",
     )
-    p.add_argument("--batch-size", type=int, help="tiles per batch (default 64)")
-    p.add_argument("--workers", type=int, help="threads reading tiles (default 2)")
-    p.add_argument("--dtype", choices=("float16", "float32"), help="storage type of features (default float16)")
-    p.add_argument("--tokens", action="store_true", default=None, help="also store spatial token maps")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--mpp-override", type=float, help="microns per pixel for slides that lack it")
-    p.add_argument("--seed", type=int, help="seed of the random initialisation without --weights (default 0)")
-    p.add_argument(
-        "--nan", choices=("raise", "fill"), help="volumes with NaN/inf voxels: fail the case (default) or fill"
-    )
+    add_config_flags(p, EmbedConfig, exclude=("encoder_options",))
     p.add_argument(
         "--shard",
         metavar="I/N",
@@ -67,13 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def resolve(args: argparse.Namespace):  # noqa: ANN201
-    """The config file's values overridden by the flags given."""
-    from medwss.config import merge_config
-    from medwss.embed.engine import EmbedConfig
+def resolve(args: argparse.Namespace) -> EmbedConfig:
+    """The config: EmbedConfig's defaults < the ``--config`` YAML < the flags given (``--encoder-option`` adds keys)."""
+    from medwss.cli.options import config_from_args
+    from medwss.embed.config import EmbedConfig
 
-    flags = {k: getattr(args, k) for k in _FLAGS} | {"tokens": True if args.tokens else None}
-    cfg = merge_config(EmbedConfig, args.config, flags)
+    cfg = config_from_args(EmbedConfig, args, args.config)
     if args.encoder_option:
         cfg = cfg.model_copy(update={"encoder_options": {**cfg.encoder_options, **_options(args.encoder_option)}})
     return cfg
@@ -124,5 +115,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medwss.cli.batch import finish
+    from medwss.jobs import JobSummary
 
-    return finish("embed", stats["total"], failed, Path(args.out) / "failures.csv")
+    skipped = stats["skipped"]  # every rank's failures are in the log; other ranks' done cases count as done
+    done = max(stats["total"] - failed - skipped, 0)
+    return finish("embed", JobSummary(done, skipped, failed, Path(args.out) / "failures.csv"))

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from medwss.data.manifest import load_manifest
     from medwss.errors import require_file
     from medwss.eval.runner import EvaluateConfig, evaluate_manifest, jsonable, write_outputs
+    from medwss.jobs import JobSummary
     from medwss.runinfo import write_run_record
 
     cfg = config_from_args(EvaluateConfig, args, args.config)
@@ -62,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"failed: {f['case_id']}: {f['problem']}")
     if not rows:
         print(f"no case evaluated ({len(failures)} failed); see {args.out}/failures.csv")
-        return finish("evaluate", n_cases, len(failures), Path(args.out) / "failures.csv")
+        return finish("evaluate", JobSummary(len(rows), 0, len(failures), Path(args.out) / "failures.csv"))
     print(
         f"{len(rows)} case(s): Dice {overall['dice']:.3f}, HD95 {_mm(overall.get('hd95'))}, "
         f"NSD@{cfg.nsd_tolerance:g}mm {_num(overall.get('nsd'))}, AUROC {overall['auroc']:.3f}, AP {overall['ap']:.3f}, "
         f"ranking {overall['ranking']:.3f}; tables in {args.out}/summary.md"
     )
-    return finish("evaluate", n_cases, len(failures), Path(args.out) / "failures.csv")
+    return finish("evaluate", JobSummary(len(rows), 0, len(failures), Path(args.out) / "failures.csv"))

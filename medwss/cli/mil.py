@@ -19,26 +19,26 @@ import argparse
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-_TRAIN_FLAGS = ("aggregator", "epochs", "lr", "seed", "folds", "device", "max_instances", "monitor")
+if TYPE_CHECKING:
+    from medwss.jobs import Job
+    from medwss.mil.config import MILTrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.options import add_config_flags
+    from medwss.mil.config import MILTrainConfig
+
     p = sub.add_parser("mil", help="train and apply MIL aggregators (INSIGHT, ABMIL, ...)", description=__doc__)
     msub = p.add_subparsers(dest="mil_command", metavar="SUBCOMMAND", required=True)
     t = msub.add_parser("train", help="train an aggregator on labelled bags")
     t.add_argument("manifest", help="manifest CSV with label and features columns (an image column is optional)")
     t.add_argument("--out", required=True, help="output folder (model.pt, metrics.json, history.json)")
     t.add_argument("--config", help="YAML config (configs/mil_insight.yaml, ...); flags override it")
-    t.add_argument("--aggregator", help="insight, abmil, clam_sb, transmil, mean, max")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--folds", type=int, help="patient-level k-fold cross-validation")
-    t.add_argument("--device", help="auto (default), cpu, cuda")
-    t.add_argument("--max-instances", type=int, help="subsample bags to this many instances while training")
-    t.add_argument("--monitor", choices=("val_loss", "val_auc"), help="what selects the best epoch (default val_loss)")
+    add_config_flags(t, MILTrainConfig)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=run_train)
     pr = msub.add_parser(
@@ -54,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "-o", "--out", "--output", dest="out", required=True,
         help="output CSV (metrics JSON beside it when labels are known); with -i: a folder (predictions.csv)",
     )  # fmt: skip
-    _add_input_flags(pr)
-    pr.set_defaults(func=run_predict)
+    _add_input_flags(pr, exclude=("threshold",))
+    pr.set_defaults(func=_applying(run_predict))
     h = msub.add_parser(
         "heatmap",
         help="per-tile scores and heatmap files for every case (of a manifest or a folder: -i DIR -o DIR)",
@@ -63,32 +63,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.add_argument("manifest", nargs="?", help="manifest CSV (or use -i DIR)")
     h.add_argument("--model", required=True)
     h.add_argument("-o", "--out", "--output", dest="out", required=True, help="output folder")
-    h.add_argument("--threshold", type=float, default=0.5, help="contour threshold for GeoJSON (default 0.5)")
     _add_input_flags(h)
-    h.set_defaults(func=run_heatmap)
+    h.set_defaults(func=_applying(run_heatmap))
 
 
-def _add_input_flags(p: argparse.ArgumentParser) -> None:
+def _add_input_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    from medwss.cli.options import add_config_flags
+    from medwss.mil.config import MILApplyConfig
+
     p.add_argument("-i", "--input", help="folder of feature bags (.h5) or of slides/volumes, instead of a manifest")
-    g = p.add_argument_group("embedding images of -i (default: as the model file records)")
-    g.add_argument("--encoder", help="encoder of the training bags, when the model does not record it")
-    g.add_argument("--weights", help="its weights file, as given to `medwss embed` (checked by sha256)")
-    g.add_argument("--tile-size", type=int, help="tile side (default: recorded, else as `medwss tile`)")
-    g.add_argument("--mpp", type=float, help="slides: microns per pixel of the tiles (default: recorded)")
-    g.add_argument("--mode", choices=("axial2d", "stack25d", "patch3d"), help="volumes: tiling mode (default recorded)")
-    g.add_argument("--modality", help="modality of the images (WSI, CT, MR, ...; default: from the files)")
-    g.add_argument("--device", default="auto", help="where the encoder runs: auto (default), cpu, cuda")
-    p.add_argument("--nan", choices=("raise", "keep"), default="raise", help="NaN/inf features: fail the case or keep")
+    p.add_argument("--config", help="YAML config of these settings (configs/mil_apply.yaml); flags override it")
+    note = "encoder to device: how the images of -i are embedded (none: as the model file records)."
+    add_config_flags(p, MILApplyConfig, exclude=exclude, description=note)
     p.add_argument("--quiet", action="store_true")
 
 
-def _folder_cases(args: argparse.Namespace) -> tuple[list, list[dict[str, str]]]:
-    """The cases of ``-i DIR`` (its bags, or its images tiled and embedded into ``-o``) and the failures."""
+def _applying(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`run` with the `MILApplyConfig` (defaults < ``--config`` YAML < flags) set onto `args`, bags read
+    under its ``nan`` policy."""
+
+    def resolved(args: argparse.Namespace) -> int:
+        from medwss.cli.options import config_from_args
+        from medwss.embed.store import bag_nan_policy
+        from medwss.mil.config import MILApplyConfig
+
+        cfg = config_from_args(MILApplyConfig, args, args.config)
+        for key, value in cfg.model_dump().items():
+            setattr(args, key, value)
+        with bag_nan_policy(args.nan):
+            return run(args)
+
+    resolved.__name__ = run.__name__
+    return resolved
+
+
+def _folder_cases(args: argparse.Namespace, job: Job) -> list:
+    """The cases of ``-i DIR`` (its bags, or its images tiled and embedded into ``-o``); the files
+    skipped by the scan (stage ``scan``) and the cases that fail tiling or embedding go to `job`."""
     from medwss.io.folder import bags_from_folder, cases_from_folder, holds_bags
 
     if holds_bags(args.input):
         cases, skipped = bags_from_folder(args.input)
-        failed = [{"case_id": Path(s["path"]).name, "error": s["error"]} for s in skipped]
+        for s in skipped:
+            job.fail(Path(s["path"]).name, s["error"], "scan", s["path"])
     else:
         from medwss.mil.train import load_model
         from medwss.mil.workflow import embed_cases, embedding_configs
@@ -98,10 +115,10 @@ def _folder_cases(args: argparse.Namespace) -> tuple[list, list[dict[str, str]]]
             meta, args.encoder, args.weights, args.tile_size, args.mpp, args.mode, args.device
         )  # before any image is read: a missing encoder fails here
         images, skipped = cases_from_folder(args.input, args.modality)
-        failed = [{"case_id": Path(s["path"]).name, "error": s["error"]} for s in skipped]
-        cases, more = embed_cases(images, tile_cfg, embed_cfg, args.out, progress=not args.quiet)
-        failed += more
-    return cases, failed
+        for s in skipped:
+            job.fail(Path(s["path"]).name, s["error"], "scan", s["path"])
+        cases, _ = embed_cases(images, tile_cfg, embed_cfg, args.out, progress=not args.quiet, job=job)
+    return cases
 
 
 def _one_input(args: argparse.Namespace) -> None:
@@ -113,11 +130,12 @@ def _one_input(args: argparse.Namespace) -> None:
         raise ConfigError("give a manifest or -i/--input DIR (a folder of feature bags or images)")
 
 
-def resolve(args: argparse.Namespace):  # noqa: ANN201
-    from medwss.config import merge_config
-    from medwss.mil.train import MILTrainConfig
+def resolve(args: argparse.Namespace) -> MILTrainConfig:
+    """The training config: MILTrainConfig's defaults < the ``--config`` YAML < the flags given."""
+    from medwss.cli.options import config_from_args
+    from medwss.mil.config import MILTrainConfig
 
-    return merge_config(MILTrainConfig, args.config, {k: getattr(args, k) for k in _TRAIN_FLAGS})
+    return config_from_args(MILTrainConfig, args, args.config)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -138,14 +156,19 @@ def run_train(args: argparse.Namespace) -> int:
                 f"{cfg.aggregator}: {cfg.folds}-fold validation AUC {metrics['val_auc_mean']:.3f} ± {metrics['val_auc_sd']:.3f}"
             )
         print(f"model: {Path(args.out) / 'model.pt'}")
-    from medwss.cli.batch import finish, record_failures
+    from medwss.cli.batch import finish
+    from medwss.jobs import Job
 
     runs = metrics.get("folds") or [metrics]  # k-fold: every fold loads every bag
     failed = list({f["case_id"]: f for r in runs for f in r.get("failed", [])}.values())
     if not rank_info().is_main:
         return 0
-    log = record_failures(Path(args.out) / "failures.csv", failed).path
-    return finish("mil train", sum(runs[0].get("cases", {}).values()) + len(failed), len(failed), log)
+    job = Job(Path(args.out) / "failures.csv", fresh=True)
+    for f in failed:
+        job.fail(f["case_id"], f.get("error", ""), "load", f.get("image"))
+    summary = job.summary()
+    summary.done = sum(runs[0].get("cases", {}).values())
+    return finish("mil train", summary)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -157,25 +180,22 @@ def run_predict(args: argparse.Namespace) -> int:
     _one_input(args)
     if args.input:
         return _predict_folder(args)
-    from medwss.cli.batch import finish, record_failures
+    from medwss.cli.batch import finish
+    from medwss.jobs import Job
     from medwss.mil.workflow import predict_cases
 
     manifest = load_manifest(args.manifest, images=False)
-    log = Path(args.out).with_suffix(".failures.csv")
-    cases, outs, failed = predict_cases(
-        list(manifest.cases), args.model
-    )  # a bad model fails the job, a bad bag its case
+    job = Job(Path(args.out).with_suffix(".failures.csv"), fresh=True)
+    cases, outs, _ = predict_cases(list(manifest.cases), args.model, job=job)  # a bad model fails the job
     k = outs[0].probs.numel() if outs else 1
     top = max(k - 1, 1)
     for c in cases:
         if c.label is not None and not 0 <= int(c.label) <= top:
-            failed.append({"case_id": c.case_id, "error": f"label {c.label} is outside the model's classes 0..{top}"})
-    bad = {f["case_id"] for f in failed}
-    kept = [(c, o) for c, o in zip(cases, outs, strict=True) if c.case_id not in bad]
+            job.fail(c.case_id, f"label {c.label} is outside the model's classes 0..{top}", "predict", c.features)
+    kept = [(c, o) for c, o in zip(cases, outs, strict=True) if not job.failed(c.case_id)]
     cases, outs = [c for c, _ in kept], [o for _, o in kept]
-    record_failures(log, failed)
     if not outs:
-        return finish("mil predict", len(manifest.cases), len(failed), log)
+        return finish("mil predict", job.summary())
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["case_id", "label"] + (["prob"] if k == 1 else [f"prob_{i}" for i in range(k)]))
@@ -189,26 +209,26 @@ def run_predict(args: argparse.Namespace) -> int:
         write_text(Path(args.out).with_suffix(".metrics.json"), json.dumps(metrics, indent=2))
         print(f"AUC {metrics['auc']:.3f} [{metrics['auc_lo']:.3f}, {metrics['auc_hi']:.3f}] on {len(labelled)} cases")
     print(f"wrote {args.out}")
-    return finish("mil predict", len(manifest.cases), len(failed), log)
+    return finish("mil predict", job.summary())
 
 
 def _predict_folder(args: argparse.Namespace) -> int:
     """``predict -i DIR -o DIR``: ``OUT/predictions.csv`` (case_id, prob), ``OUT/failures.csv``, ``OUT/run.json``."""
-    from medwss.cli.batch import finish, record_failures
+    from medwss.cli.batch import finish
     from medwss.io.atomic import write_text
+    from medwss.jobs import Job
     from medwss.mil.workflow import predict_cases
     from medwss.runinfo import write_run_record
 
     out = Path(args.out)
-    found, failed = _folder_cases(args)
-    cases, outs, more = predict_cases(found, args.model)
-    failed += more
+    job = Job(out / "failures.csv", fresh=True)
+    found = _folder_cases(args, job)
+    cases, outs, _ = predict_cases(found, args.model, job=job)
+    failed = job.summary().failures
     for f in failed:
-        print(f"skipped {f['case_id']}: {f['error']}")
-    log = out / "failures.csv"
-    record_failures(log, failed)
+        print(f"skipped {f['case_id']}: {f['message']}")
     if not outs:
-        return finish("mil predict", len(failed), len(failed), log)
+        return finish("mil predict", job.summary())
     k = outs[0].probs.numel()
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -219,7 +239,7 @@ def _predict_folder(args: argparse.Namespace) -> int:
     config = {"model": str(args.model), "input": args.input}
     write_run_record(out, "mil predict", config, None, {"done": len(outs), "failed": failed})
     print(f"wrote {out / 'predictions.csv'} ({len(outs)} case(s))")
-    return finish("mil predict", len(outs) + len(failed), len(failed), log)
+    return finish("mil predict", job.summary())
 
 
 def run_heatmap(args: argparse.Namespace) -> int:
@@ -228,13 +248,15 @@ def run_heatmap(args: argparse.Namespace) -> int:
 
     _one_input(args)
     if args.input:
+        from medwss.jobs import Job
         from medwss.mil.workflow import heatmaps_for_cases
 
-        found, failed = _folder_cases(args)
-        for f in failed:
-            print(f"skipped {f['case_id']}: {f['error']}")
+        job = Job(Path(args.out) / "failures.csv")
+        found = _folder_cases(args, job)
+        for f in job.summary().failures:
+            print(f"skipped {f['case_id']}: {f['message']}")
         summary = heatmaps_for_cases(
-            found, args.model, args.out, threshold=args.threshold, progress=not args.quiet, skipped=failed
+            found, args.model, args.out, threshold=args.threshold, progress=not args.quiet, job=job
         )
     else:
         manifest = load_manifest(args.manifest, images=False)
@@ -245,5 +267,4 @@ def run_heatmap(args: argparse.Namespace) -> int:
     )
     from medwss.cli.batch import finish
 
-    failed = summary["failed"]
-    return finish("mil heatmap", summary["done"] + failed, failed, Path(args.out) / "failures.csv")
+    return finish("mil heatmap", summary["summary"])

@@ -21,32 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-_COMMON = ("labels", "downsample", "seed")
-_TYPES: dict[str, Any] = {
-    "downsample": int, "seed": int, "box_threshold": float, "ring": int, "cam_epochs": int, "cam_tau": float,
-    "eps": float, "tau": float, "band": float, "iterations": int, "confidence": float, "contexts": int,
-    "top_k": int, "alpha": float, "par_iter": int,
-}  # fmt: skip
-_FLAG_HELP = {
-    "labels": "label spec of the masks (mask values -> classes): ct_phantom, totalseg, binary, ...",
-    "downsample": "in-plane downsampling of the axial slices (1 = native)",
-    "segmenter": "box, random_walker, chan_vese, otsu, sam, medsam",
-    "checkpoint": "local SAM/MedSAM checkpoint (nothing is downloaded)",
-    "ring": "ignore ring (pixels) around every mask boundary",
-    "cam_source": "activation maps from points (default) or a tag classifier (tags)",
-    "tau": "fusion threshold; omitted: chosen by a sweep on the val split",
-    "prior": "DHR class prior: volume or uniform",
-    "iterations": "training steps (agmm, dupl)",
-    "device": "where networks train: auto (the GPU when there is one), cpu, cuda, cuda:1, ...",
-    "confidence": "posterior below which the output abstains (-1)",
-    "weak": "sparse labels derived from the masks when there is no scribble column: "
-    "skeleton, point, block, box, circle, random_disk, centroid_disk",
-}
+from medwss.pseudo.config import PseudoEvaluateConfig
+
+if TYPE_CHECKING:
+    from medwss.pseudo.config import PseudoConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.options import add_config_flags
     from medwss.pseudo.methods import PSEUDO_METHODS
 
     p = sub.add_parser("pseudo", help="pseudo-labels from tags, boxes, scribbles, points", description=__doc__)
@@ -56,21 +40,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument("manifest", help="manifest CSV (image, and mask for tags/derived weak labels and metrics)")
         s.add_argument("--out", required=True, help="output folder")
         s.add_argument("--config", help="YAML config (configs/pseudo_*.yaml); flags override it")
-        for flag in _flags(name):
-            s.add_argument("--" + flag.replace("_", "-"), type=_TYPES.get(flag, str), help=_FLAG_HELP.get(flag))
         if name == "box":
             s.add_argument("--boxes", help="detector output (CSV/JSON); boxes from the masks if omitted")
         if name == "agmm":
             s.add_argument("--offline", action="store_true", help="GMM refiner on intensity/position, no training")
         s.add_argument("--quiet", action="store_true")
+        add_config_flags(
+            s,
+            method.config,
+            title=f"{name} settings ({method.config.__name__}; each is also a key of the --config YAML)",
+        )
         s.set_defaults(func=run_method, method=name)
     e = psub.add_parser("evaluate", help="metrics of pseudo-label NIfTIs against the manifest's masks")
     e.add_argument("labels_dir", help="folder of <case_id>.nii.gz pseudo-labels")
     e.add_argument("manifest")
     e.add_argument("--out", required=True, help="output folder (metrics.csv, metrics.json, run.json)")
-    e.add_argument("--config")
-    e.add_argument("--labels", help="label spec of the manifest's masks (ct_phantom, totalseg, binary, ...)")
-    e.add_argument("--downsample", type=int, help="in-plane downsampling used for the metrics")
+    e.add_argument("--config", help="YAML config (a method's configs/pseudo_*.yaml: its method keys are not read)")
+    add_config_flags(
+        e, PseudoEvaluateConfig, exclude=("seed", "device", "amp"), title="slicing settings (keys of --config)"
+    )
     e.set_defaults(func=run_evaluate)
     pr = psub.add_parser(
         "predict",
@@ -99,22 +87,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=run_predict)
 
 
-def _flags(method: str) -> tuple[str, ...]:
-    """The config fields ``medwss pseudo <method>`` takes as flags (from the method's registration)."""
+def resolve(args: argparse.Namespace) -> PseudoConfig:
+    """The config of the (sub)command: its class's defaults < the ``--config`` YAML < the flags given.
+
+    A method reads its registry entry's config class (a YAML key it does not read is an error naming
+    the key); ``evaluate`` reads `PseudoEvaluateConfig`.
+    """
+    from medwss.cli.options import config_from_args
     from medwss.pseudo.methods import PSEUDO_METHODS
 
-    if method not in PSEUDO_METHODS:
-        return _COMMON
-    entry = PSEUDO_METHODS.get(method)
-    return tuple(dict.fromkeys(_COMMON + entry.flags + (("device",) if entry.trains else ())))
-
-
-def resolve(args: argparse.Namespace):  # noqa: ANN201
-    from medwss.config import merge_config
-    from medwss.pseudo.config import PseudoConfig
-
-    flags = _flags(getattr(args, "method", ""))
-    return merge_config(PseudoConfig, args.config, {k: getattr(args, k, None) for k in flags})
+    method = getattr(args, "method", None)
+    model = PSEUDO_METHODS.get(method).config if method else PseudoEvaluateConfig
+    return config_from_args(model, args, args.config)
 
 
 def _compute(method: str, cases: list, cfg: Any, args: argparse.Namespace) -> tuple[list, dict[str, Any]]:
@@ -125,30 +109,32 @@ def _compute(method: str, cases: list, cfg: Any, args: argparse.Namespace) -> tu
 
 
 def run_method(args: argparse.Namespace) -> int:
-    from medwss.cli.batch import finish, record_failures
+    from medwss.cli.batch import finish
     from medwss.data.manifest import load_manifest
     from medwss.io.atomic import write_text
+    from medwss.jobs import Job
     from medwss.pseudo.outputs import write_outputs
-    from medwss.pseudo.workflow import load_cases, skipping_failed_cases
+    from medwss.pseudo.workflow import load_cases
     from medwss.runinfo import write_run_record
 
     cfg = resolve(args)
     manifest = load_manifest(args.manifest, check_files=False)  # a missing image fails its case only
-    cases, failed = load_cases(manifest, cfg, progress=not args.quiet)
-    for f in failed:
-        print(f"skipped {f}")
-    log = record_failures(Path(args.out) / "failures.csv", failed)
+    job = Job(Path(args.out) / "failures.csv", fresh=True)
+    cases, _ = load_cases(manifest, cfg, progress=not args.quiet, job=job)
+    for f in job.summary().failures:
+        print(f"skipped {f['case_id']}: {f['message']}")
     if not cases:
-        return finish(f"pseudo {args.method}", len(manifest.cases), len(failed), log.path)
-    with skipping_failed_cases() as late:  # a case failing after loading is skipped too
+        return finish(f"pseudo {args.method}", job.summary())
+    n_loaded = len(job.failures)
+    with job.active():  # a case failing in a per-case step or while written is skipped too
         labels, extra = _compute(args.method, cases, cfg, args)
-    metrics = write_outputs(cases, labels, args.out, cfg, failed=late)
+        metrics = write_outputs(cases, labels, args.out, cfg)
+    late = list(job.failures.values())[n_loaded:]
     for f in late:
-        print(f"skipped {f}")
-    failed += late
-    log = record_failures(Path(args.out) / "failures.csv", failed)
+        print(f"skipped {f['case_id']}: {f['message']}")
+    failed = [f"{f['case_id']}: {f['message']}" for f in job.failures.values()]
     if len(late) >= len(cases):
-        return finish(f"pseudo {args.method}", len(manifest.cases), len(failed), log.path)
+        return finish(f"pseudo {args.method}", job.summary())
     if "sweep" in extra:
         write_text(Path(args.out) / "sweep.json", json.dumps(extra["sweep"], indent=2) + "\n")
     record = {
@@ -164,19 +150,24 @@ def run_method(args: argparse.Namespace) -> int:
     if "tau" in extra:
         msg += f"; tau {extra['tau']:.2f}"
     print(msg)
-    return finish(f"pseudo {args.method}", len(manifest.cases), len(failed), log.path)
+    return finish(f"pseudo {args.method}", job.summary())
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from medwss.data.manifest import load_manifest
     from medwss.errors import InvalidDataError
+    from medwss.jobs import Job
     from medwss.pseudo.outputs import evaluate, metrics_csv, read_labels
     from medwss.pseudo.workflow import load_cases
     from medwss.runinfo import write_run_record
 
     cfg = resolve(args)
-    cases, failed = load_cases(load_manifest(args.manifest), cfg)
+    job = Job(Path(args.out) / "failures.csv", fresh=True)
+    cases, failed = load_cases(load_manifest(args.manifest), cfg, job=job)
     kept, labels, missing = read_labels(cases, args.labels_dir)
+    for m in missing:
+        case_id, _, message = m.partition(": ")
+        job.fail(case_id, message, "read labels", args.labels_dir)
     failed += missing
     metrics = evaluate(kept, labels, cfg)
     if metrics is None:
@@ -194,25 +185,28 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     p = metrics["pooled"]
     print(f"{len(kept)} case(s): Dice {p['mean_dice']:.3f}, mIoU {p['miou']:.3f}, coverage {p['coverage']:.3f}")
-    from medwss.cli.batch import finish, record_failures
+    from medwss.cli.batch import finish
 
-    log = record_failures(Path(args.out) / "failures.csv", failed)
-    return finish("pseudo evaluate", len(kept) + len(failed), len(failed), log.path)
+    return finish("pseudo evaluate", job.summary())
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from medwss.io.folder import cases_from_folder
+    from medwss.jobs import Job
     from medwss.pseudo.predict import load_pseudo_model, predict_volumes
     from medwss.runinfo import write_run_record
 
     load_pseudo_model(args.model)  # a wrong model file fails before the folder is read
     cases, skipped = cases_from_folder(args.input, args.modality)
+    job = Job(Path(args.out) / "failures.csv", fresh=True)
+    for s in skipped:
+        job.fail(Path(s["path"]).name, s["error"], "scan", s["path"])
     formats = tuple(args.format or ("nifti",))
     summary = predict_volumes(
         cases, args.model, args.out, formats, confidence=args.confidence, device=args.device,
-        overwrite=args.overwrite, progress=not args.quiet,
+        overwrite=args.overwrite, progress=not args.quiet, job=job,
     )  # fmt: skip
-    summary["failed"] = [{"case_id": Path(s["path"]).name, "error": s["error"]} for s in skipped] + summary["failed"]
+    summary["failed"] = job.summary().failures
     config = {"model": str(args.model), "input": args.input, "formats": list(formats)}
     config |= {"confidence": args.confidence, "device": args.device}
     write_run_record(args.out, "pseudo predict", config, None, summary)
@@ -220,11 +214,7 @@ def run_predict(args: argparse.Namespace) -> int:
     for n in summary["notes"]:
         print(f"{n['case_id']}: {n['note']}")
     for f in summary["failed"]:
-        print(f"skipped {f['case_id']}: {f['error']}")
-    from medwss.cli.batch import finish, record_failures
+        print(f"skipped {f['case_id']}: {f['message']}")
+    from medwss.cli.batch import finish
 
-    log = Path(args.out) / "failures.csv"
-    record_failures(log, summary["failed"])
-    return finish(
-        "pseudo predict", summary["done"] + summary["skipped"] + len(summary["failed"]), len(summary["failed"]), log
-    )
+    return finish("pseudo predict", job.summary())

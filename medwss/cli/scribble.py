@@ -16,21 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-_TRAIN_FLAGS = (
-    "supervision",
-    "weak_kind",
-    "bounds",
-    "size_weight",
-    "size_warmup",
-    "method",
-    "network",
-    "spatial_dims",
-    "epochs",
-    "seed",
-    "device",
-)
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from medwss.scribble.config import ScribbleConfig
 
 
 def _options(pairs: list[str] | None) -> dict[str, object]:
@@ -48,27 +41,47 @@ def _options(pairs: list[str] | None) -> dict[str, object]:
     return out
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    from medwss.data.weak import WEAK_KINDS
+def _pairs(items: list[str] | None, flag: str, what: str) -> dict[str, str]:
+    """``NAME=VALUE`` items of a repeatable flag, as ``{what.NAME: VALUE}`` keys merged into the YAML's section."""
+    from medwss.errors import ConfigError
 
-    p.add_argument("--config", help="YAML config (configs/scribble_*.yaml); flags override it")
-    p.add_argument("--supervision", choices=["weak", "full"])
-    p.add_argument("--weak-kind", choices=WEAK_KINDS)
-    p.add_argument("--bounds", help="size bounds: tag, true, box, upper, none")
-    p.add_argument("--size-weight", type=float)
-    p.add_argument("--size-warmup", type=int, help="epochs without the size term first")
-    p.add_argument(
-        "--method", choices=["standard", "dmpls"], help="standard, or dmpls (dual-branch, mixed pseudo labels)"
-    )
-    p.add_argument("--network", help="unet or dynunet")
-    p.add_argument("--spatial-dims", type=int, choices=[2, 3])
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda")
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{flag} takes NAME=VALUE, got '{item}'")
+        out[f"{what}.{name.strip()}"] = value
+    return out
+
+
+def _configured(
+    run: Callable[[argparse.Namespace], int], model: type[BaseModel]
+) -> Callable[[argparse.Namespace], int]:
+    """`run` with the config of `model` (defaults < ``--config`` YAML < flags) in ``args.settings_config`` and
+    each of its keys set onto `args`; ``--option KEY=VALUE`` / ``--setting NAME=CONFIG.yaml`` add keys to the
+    YAML's ``options`` / ``settings``."""
+
+    def resolved(args: argparse.Namespace) -> int:
+        from medwss.cli.options import config_from_args
+
+        extra: dict[str, object] = {}
+        if getattr(args, "option", None):
+            extra |= {f"options.{k}": v for k, v in _options(args.option).items()}
+        if getattr(args, "setting", None):
+            extra |= _pairs(args.setting, "--setting", "settings")
+        cfg = config_from_args(model, args, getattr(args, "config", None), extra=extra)
+        for key in type(cfg).model_fields:
+            setattr(args, key, getattr(cfg, key))
+        args.settings_config = cfg
+        return run(args)
+
+    resolved.__name__ = run.__name__
+    return resolved
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from medwss.data.weak import WEAK_KINDS
+    from medwss.cli.options import add_config_flags
+    from medwss.scribble.config import ScribbleMakeConfig, ScribblePredictConfig, ScribbleTrainJob, ShiftConfig
 
     p = sub.add_parser(
         "scribble",
@@ -79,20 +92,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = ssub.add_parser("make", help="simulate weak labels from the masks of a manifest")
     m.add_argument("manifest")
     m.add_argument("--out", required=True, help="folder for scribbles/ and manifest.csv (scribble column set)")
-    m.add_argument("--kind", default="circle", choices=WEAK_KINDS, help="weak-label kind (default circle)")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--no-background", action="store_true", help="no background marks")
-    m.add_argument("--option", action="append", metavar="KEY=VALUE", help="generator option, e.g. arc=0.5 or radius=3")
+    m.add_argument("--config", help="YAML config of these settings; flags override it")
+    m.add_argument(
+        "--option", action="append", metavar="KEY=VALUE",
+        help="generator option (repeatable), e.g. arc=0.5 or radius=3, added to the YAML's options",
+    )  # fmt: skip
+    add_config_flags(m, ScribbleMakeConfig, exclude=("options",))
     m.add_argument("--quiet", action="store_true")
-    m.set_defaults(func=run_make)
+    m.set_defaults(func=_configured(run_make, ScribbleMakeConfig))
     t = ssub.add_parser("train", help="train a segmenter (or an ensemble) on the train split")
     t.add_argument("manifest")
     t.add_argument("--out", required=True, help="output folder (model.pt, history.json, run.json)")
-    _add_train_flags(t)
-    t.add_argument("--ensemble", type=int, default=1, help="train K members (seeds seed..seed+K-1) into member_<i>/")
-    t.add_argument("--sites", help="comma-separated sites to train on (default: all)")
+    t.add_argument("--config", help="YAML config (configs/scribble_*.yaml); flags override it")
+    add_config_flags(t, ScribbleTrainJob)
     t.add_argument("--quiet", action="store_true")
-    t.set_defaults(func=run_train)
+    t.set_defaults(func=_configured(run_train, ScribbleTrainJob))
     pr = ssub.add_parser(
         "predict",
         help="lesion probability (or K-class label) maps for the cases of a manifest, or of a folder (-i DIR -o DIR)",
@@ -110,42 +124,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         "-o", "--out", "--output", dest="out", required=True,
         help="output folder; maps go to OUT/predictions/<case_id>.nii.gz (with -i: OUT/<case_id>.nii.gz)",
     )  # fmt: skip
-    pr.add_argument("--modality", help="modality of the -i cases (CT, MR, ...; default: from the files)")
-    pr.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap of 3D models (default 0.25)")
-    pr.add_argument("--device", default="auto", help="where the network runs: auto (default), cpu, cuda")
-    pr.add_argument("--split", help="only cases of this split (default: all)")
-    pr.add_argument("--sites", help="comma-separated sites (default: all)")
+    pr.add_argument("--config", help="YAML config of these settings; flags override it")
+    add_config_flags(pr, ScribblePredictConfig, rename={"formats": "format"}, aliases={"formats": "--formats"})
     pr.add_argument("--overwrite", action="store_true", help="redo existing predictions")
-    pr.add_argument(
-        "--format",
-        action="append",
-        choices=("nifti", "dicom-seg", "slicer"),
-        help="outputs (repeatable): nifti probability map (always), slicer label map + colour table, dicom-seg",
-    )
     pr.add_argument("--quiet", action="store_true")
-    pr.set_defaults(func=run_predict)
+    pr.set_defaults(func=_configured(run_predict, ScribblePredictConfig))
     s = ssub.add_parser("shift", help="train on some sites; compare in/out of domain, single vs ensemble")
     s.add_argument("manifest")
     s.add_argument("--out", required=True, help="output folder (report.html, report.md, report.json, cases.csv)")
-    s.add_argument("--train-sites", required=True, help="comma-separated training sites")
+    s.add_argument("--config", help="YAML config of these settings; flags override it")
     s.add_argument(
-        "--setting", action="append", required=True, metavar="NAME=CONFIG.yaml", help="a named config (repeat)"
-    )
-    s.add_argument("--ensemble", type=int, default=3, help="members per setting (default 3)")
-    s.add_argument("--epochs", type=int, help="override every setting's epochs")
+        "--setting", action="append", metavar="NAME=CONFIG.yaml",
+        help="a named config (repeat), added to the YAML's settings",
+    )  # fmt: skip
+    add_config_flags(s, ShiftConfig, exclude=("settings",))
     s.add_argument("--quiet", action="store_true")
-    s.set_defaults(func=run_shift)
+    s.set_defaults(func=_configured(run_shift, ShiftConfig))
 
 
-def resolve(args: argparse.Namespace):  # noqa: ANN201
-    from medwss.config import merge_config
-    from medwss.scribble.config import ScribbleConfig
+def resolve(args: argparse.Namespace) -> ScribbleConfig:
+    """The training config of ``scribble train``: defaults < the ``--config`` YAML < the flags given."""
+    from medwss.scribble.config import ScribbleTrainJob
 
-    return merge_config(ScribbleConfig, args.config, {k: getattr(args, k, None) for k in _TRAIN_FLAGS})
+    job = getattr(args, "settings_config", None)
+    if not isinstance(job, ScribbleTrainJob):
+        from medwss.cli.options import config_from_args
+
+        job = config_from_args(ScribbleTrainJob, args, getattr(args, "config", None))
+    return job.run_config()
 
 
-def _sites(value: str | None) -> list[str] | None:
-    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+def _sites(value: str | Sequence[str] | None) -> list[str] | None:
+    """Site names from a list or a comma-separated string (None or empty: every site)."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    return [s.strip() for s in items if s.strip()] or None
 
 
 def run_make(args: argparse.Namespace) -> int:
@@ -153,11 +165,11 @@ def run_make(args: argparse.Namespace) -> int:
     from medwss.runinfo import write_run_record
     from medwss.scribble.annotate import write_weak_labels
 
-    opts = _options(args.option)
+    opts = dict(args.options)
     summary = write_weak_labels(
-        load_manifest(args.manifest), args.out, args.kind, args.seed, not args.no_background, opts, not args.quiet
+        load_manifest(args.manifest), args.out, args.kind, args.seed, args.background, opts, not args.quiet
     )
-    config = {"kind": args.kind, "background": not args.no_background, "options": opts}
+    config = {"kind": args.kind, "background": args.background, "options": opts}
     write_run_record(args.out, "scribble make", config, seed=args.seed, metrics=summary)
     print(f"weak labels for {summary['done']} case(s); manifest: {summary['manifest']}")
     for f in summary["failed"]:
@@ -187,9 +199,11 @@ def run_train(args: argparse.Namespace) -> int:
         + (f"; best validation Dice {best:.3f}" if best is not None else "")
     )
     from medwss.cli.batch import finish
+    from medwss.jobs import JobSummary
 
     failed = int(metrics.get("failed", 0))  # cases skipped (one member's count for an ensemble: same cases)
-    return finish("scribble train", len(train) + len(val), failed, metrics.get("failures"))
+    log = Path(metrics["failures"]) if metrics.get("failures") else Path(args.out) / "failures.csv"
+    return finish("scribble train", JobSummary(max(len(train) + len(val) - failed, 0), 0, failed, log))
 
 
 def _model_paths(values: list[str]) -> list[Path]:
@@ -220,24 +234,27 @@ def run_predict(args: argparse.Namespace) -> int:
     manifest, cases, skipped = cases_from_input(args.manifest, args.input, args.modality, sequences)
     if manifest is not None:
         cases = select(cases, [args.split] if args.split else None, _sites(args.sites))
-    formats = tuple(args.format or ("nifti",))
+    formats = tuple(args.formats or ("nifti",))
+    from medwss.jobs import Job
+
+    job = Job(Path(args.out) / "failures.csv", fresh=True)
+    for s in skipped:
+        job.fail(Path(s["path"]).name, s["error"], "scan", s["path"])
     summary = predict_cases(
         manifest, cases, models, args.out, args.overwrite, not args.quiet, formats,
-        overlap=args.overlap, device=args.device, subdir="" if args.input else "predictions",
+        overlap=args.overlap, device=args.device, subdir="" if args.input else "predictions", job=job,
     )  # fmt: skip
-    summary["failed"] = [{"case_id": Path(s["path"]).name, "error": s["error"]} for s in skipped] + summary["failed"]
+    summary["failed"] = job.summary().failures
     config = {"models": [str(m) for m in models], "split": args.split, "formats": list(formats)}
     config |= {"input": args.input, "overlap": args.overlap, "device": args.device}
     write_run_record(args.out, "scribble predict", config, None, summary)
     where = Path(args.out) if args.input else Path(args.out) / "predictions"
     print(f"predictions for {summary['done']} case(s) in {where} ({summary['skipped']} existing kept)")
     for f in summary["failed"]:
-        print(f"skipped {f['case_id']}: {f['error']}")
-    from medwss.cli.batch import finish, record_failures
+        print(f"skipped {f['case_id']}: {f['message']}")
+    from medwss.cli.batch import finish
 
-    n_failed = len(summary["failed"])
-    log = record_failures(Path(args.out) / "failures.csv", summary["failed"]).path
-    return finish("scribble predict", summary["done"] + summary["skipped"] + n_failed, n_failed, log)
+    return finish("scribble predict", job.summary())
 
 
 def run_shift(args: argparse.Namespace) -> int:
@@ -250,10 +267,9 @@ def run_shift(args: argparse.Namespace) -> int:
     from medwss.scribble.shift import run_shift as shift
 
     settings = {}
-    for item in args.setting:
-        name, sep, path = item.partition("=")
-        if not sep or not name:
-            raise ConfigError(f"--setting takes NAME=CONFIG.yaml, got '{item}'")
+    if not args.settings:
+        raise ConfigError("give at least one --setting NAME=CONFIG.yaml (or settings: in --config)")
+    for name, path in args.settings.items():
         cfg = load_config(path, ScribbleConfig)
         settings[name] = cfg if args.epochs is None else cfg.model_copy(update={"epochs": args.epochs})
     manifest = load_manifest(args.manifest)

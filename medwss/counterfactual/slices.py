@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from medwss.data.slicer import SliceGeometry, plan_slices
 from medwss.errors import InvalidDataError
 from medwss.io.volume import Volume
 from medwss.transforms.intensity import Window, normalise, resolve_window
+
+if TYPE_CHECKING:
+    from medwss.jobs import Job
 
 
 @dataclass(frozen=True)
@@ -161,9 +165,10 @@ def volume_slices(
 
 
 def manifest_slices(
-    cases: Sequence, spec: SliceSpec, progress: bool = True, need_mask: bool = True
+    cases: Sequence, spec: SliceSpec, progress: bool = True, need_mask: bool = True, job: Job | None = None
 ) -> tuple[SliceSet, dict[str, SliceGeometry], list[str]]:
-    """Slices of every case of a manifest; a case that fails is skipped and reported.
+    """Slices of every case of a manifest, through `job` (`medwss.jobs.Job`, stage ``load``; default
+    one without a log file); a case that fails is skipped and reported.
 
     Args:
         cases: `medwss.data.manifest.Case` rows (``image`` and, when `need_mask`, ``mask``).
@@ -177,23 +182,23 @@ def manifest_slices(
     Raises:
         InvalidDataError: No case gave slices.
     """
-    from tqdm import tqdm
-
-    from medwss.errors import MedwssError
     from medwss.io.volumes import load_volume
+    from medwss.jobs import Job
 
-    sets, geoms, failures = [], {}, []
-    for case in tqdm(cases, desc="slices", disable=not progress, leave=False):
-        try:
-            if need_mask and case.mask is None:
-                raise InvalidDataError("no mask in the manifest row")
-            labels = load_volume(case.mask) if case.mask is not None else None
-            s, g = volume_slices(load_volume(case.image), labels, spec, case.case_id)
-        except (MedwssError, ValueError) as exc:
-            failures.append(f"{case.case_id}: {exc}")
-            continue
-        sets.append(s)
-        geoms[case.case_id] = g
+    job = job if job is not None else Job(None)
+
+    def one(case: Any) -> tuple[SliceSet, SliceGeometry]:
+        if need_mask and case.mask is None:
+            raise InvalidDataError("no mask in the manifest row")
+        labels = load_volume(case.mask) if case.mask is not None else None
+        return volume_slices(load_volume(case.image), labels, spec, case.case_id)
+
+    sets, geoms = [], {}
+    for case, got in zip(cases, job.run(cases, one, stage="load", progress=progress, desc="slices"), strict=True):
+        if got is not None:
+            sets.append(got[0])
+            geoms[case.case_id] = got[1]
+    failures = [f"{c.case_id}: {job.failures[c.case_id]['message']}" for c in cases if job.failed(c.case_id)]
     if not sets:
         raise InvalidDataError("no case gave slices: " + "; ".join(failures[:3]))
     return SliceSet.concat(sets), geoms, failures

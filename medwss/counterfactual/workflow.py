@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from medwss.counterfactual.segment import MaskSettings, coin_masks, threshold_ma
 from medwss.counterfactual.slices import SliceSet, SliceSpec, manifest_slices
 from medwss.counterfactual.train import CoinConfig, counterfactuals, load_generator, save_generator, train_coin
 from medwss.io.atomic import write_text
+from medwss.jobs import Job
 
 
 def pick(cases: Sequence, split: str | None = "train") -> list:
@@ -114,8 +116,10 @@ def _case_outputs(
     folder: str,
     formats: Sequence[str] = ("nifti",),
     lesion: str = "lesion",
+    job: Job | None = None,
 ) -> list[dict]:
-    """Write one mask per case on its source grid (source affine) in `formats` and return per-case rows.
+    """Write one mask per case on its source grid (source affine) in `formats` and return per-case rows;
+    a case whose files cannot be written fails in `job` (stage ``write``; default: the error propagates).
 
     ``nifti``: int16 ``<case_id>.nii.gz``; ``slicer`` adds a colour table; ``dicom-seg``
     ``<case_id>_seg.dcm`` for a DICOM source (`medwss.io.seg_export.write_outputs`).
@@ -128,16 +132,20 @@ def _case_outputs(
     rows = []
     ids = np.array(sl.case_ids)
     target = Path(out) / folder if folder else Path(out)
-    for c in cases:
-        if c.case_id not in geoms:
-            continue
+
+    def one(c: Any) -> dict:
         sel = ids == c.case_id
         geom = geoms[c.case_id]
         vol = volume_mask(masks[sel], geom)
         case_path(target, c.case_id)  # refuses an id that would leave the folder
         source = Volume(vol, geom.orientation.affine, {}, str(c.image))
         write_outputs(source, vol, label_spec({lesion: [1]}), target, formats, name=c.case_id)
-        rows.append({"case_id": c.case_id, "slices": int(sel.sum()), "mask_voxels": int(vol.sum())})
+        return {"case_id": c.case_id, "slices": int(sel.sum()), "mask_voxels": int(vol.sum())}
+
+    todo = [c for c in cases if c.case_id in geoms]
+    if job is None:
+        return [one(c) for c in todo]
+    rows = [r for r in job.run(todo, one, stage="write") if r is not None]
     return rows
 
 
@@ -172,8 +180,13 @@ def segment_step(
     formats: Sequence[str] = ("nifti",),
     folder: str = "masks",
     overlap: float = 0.25,
+    job: Job | None = None,
 ) -> dict:
     """COIN masks for every case: masks, PNG overlays, IoU/validity/realism when masks are known.
+
+    The cases run through `job` (`medwss.jobs.Job`; default one without a log file): a case that
+    cannot be sliced (stage ``load``) or whose mask cannot be written (``write``) is skipped and
+    reported in ``metrics["failed"]`` (``"case_id: message"``).
 
     Masks go to ``out/<folder>/`` (``folder=""``: `out` itself, as ``segment -i -o`` writes) in
     `formats` (see `_case_outputs`). Counterfactuals come from sliding windows of the classifier's
@@ -184,12 +197,14 @@ def segment_step(
 
     clf, _, spec = load_classifier(classifier_path)
     G = load_generator(generator_path)
-    sl, geoms, failures = manifest_slices(cases, spec, progress, need_mask=False)
+    job = job if job is not None else Job(None)
+    sl, geoms, _ = manifest_slices(cases, spec, progress, need_mask=False, job=job)
     p = predict_proba(clf, sl.images)
     dec = (p >= 0.5).astype(np.int64)
     x_cf = counterfactuals(G, sl.images, dec, roi_size=(spec.size, spec.size), overlap=overlap)
     maps, masks = coin_masks(sl.images, x_cf, dec, settings)
-    rows = _case_outputs(cases, sl, geoms, masks, out, folder, formats, spec.lesion)
+    rows = _case_outputs(cases, sl, geoms, masks, out, folder, formats, spec.lesion, job=job)
+    failures = [f"{c.case_id}: {job.failures[c.case_id]['message']}" for c in cases if job.failed(c.case_id)]
     _overlays(sl, {"counterfactual": x_cf[:, 0], "|x - x_cf|": maps}, masks, p, out / "overlays", n_overlays)
     p_cf = predict_proba(clf, x_cf)
     metrics: dict = {"n_cases": len(rows), "n_slices": len(sl), "failed": failures, "validity": validity(p, p_cf)}

@@ -12,38 +12,16 @@ import queue
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from medwss.config import StrictConfig
+from medwss.embed.config import EmbedConfig
 from medwss.embed.reader import TileReader
 from medwss.embed.store import FeatureBag
 
 __all__ = ["EmbedConfig", "bag_from_tiles", "embed_tiles", "iter_batches"]
-
-
-class EmbedConfig(StrictConfig):
-    """How `medwss embed` runs (configs/embed.yaml)."""
-
-    encoder: str = "resnet18"
-    weights: str | None = None
-    encoder_options: dict[str, Any] = Field(default_factory=dict)
-    """Keyword arguments of the encoder (`create_encoder`), e.g. ``{input_size: 224}`` or ``{block: monai}``
-    for ``vit``; recorded in every bag's ``encoder_init``."""
-    batch_size: int = Field(64, ge=1)
-    workers: int = Field(2, ge=0)
-    prefetch: int = Field(4, ge=1)
-    dtype: Literal["float16", "float32"] = "float16"
-    tokens: bool = False
-    amp: bool = True
-    device: str = "auto"
-    mpp_override: float | None = None
-    ct_window: tuple[float, float] | str = "abdomen"
-    seed: int = 0  # random initialisation of encoders without weights (recorded in every bag)
-    nan: Literal["raise", "fill"] = "raise"  # volumes with NaN/inf voxels: fail the case, or fill with the minimum
 
 
 def iter_batches(reader: TileReader, batch_size: int, workers: int, prefetch: int) -> Iterator[np.ndarray]:

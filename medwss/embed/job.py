@@ -45,6 +45,7 @@ from medwss.embed.tiles import TileSet, find_tiles, is_medwss_tiles, load_tiles,
 from medwss.errors import ConfigError, MedwssError, require_file
 from medwss.io.atomic import clean_stale_temps
 from medwss.io.limits import LimitExceededError, human_bytes, limit
+from medwss.jobs import Job
 from medwss.train.device import resolve_device
 from medwss.train.distributed import RankInfo, barrier, init_process_group, rank_info
 from medwss.train.distributed import shard as balanced_shards
@@ -270,12 +271,12 @@ def embed_manifest(
         except OSError:
             return False
 
+    job = Job(failures)
     try:
         for case in overall:
             target = bag_path(out_dir, case.case_id)
             found = sources[case.case_id]
-            claimed = False
-            try:
+            with job.attempt(case.case_id, "embed", case.image) as step:
                 if found is None:
                     raise MedwssError(
                         f"no tiles in {tiles_dir} (looked for {case.case_id}.tiles.h5 and CLAM/TRIDENT "
@@ -284,18 +285,17 @@ def embed_manifest(
                 source = found
                 expect = {**identity, "tiles_sha256": tiles_checksum(source)}
                 if current(target) and bag_mismatch(target, expect) is None:
-                    stats["skipped"] += 1
-                    failures.clear(case.case_id)
+                    step.skip()
                     continue
                 if not claims.claim(target.name):
                     stats["busy"] += 1  # another process is embedding it
+                    step.leave()
                     continue
-                claimed = True
                 if current(target):  # it may have been finished meanwhile
                     why = bag_mismatch(target, expect)
                     if why is None:
-                        stats["skipped"] += 1
-                        failures.clear(case.case_id)
+                        claims.release(target.name)
+                        step.skip()
                         continue
                     stats["redone_stale"] += 1
                     tqdm.write(f"medwss embed: {case.case_id}: existing bag {why}; embedding again", file=sys.stderr)
@@ -315,18 +315,12 @@ def embed_manifest(
                 bag.attrs.update(expect)
                 bag.coords_attrs.update(clam_attrs(tiles, case.image, mpp_override))
                 save_bag(bag, target, dtype=config.dtype)
-                stats["done"] += 1
                 stats["tiles"] += len(tiles)
-                failures.clear(case.case_id)
-            except Exception as exc:  # one bad case is recorded and skipped, never the whole job
-                failures.record(case.case_id, case.image, exc)
-                stats["failed"] += 1
-                claimed = False  # kept until the job ends, so a concurrent process does not retry it
-            finally:
-                if claimed:
-                    claims.release(target.name)
+                claims.release(target.name)  # a failed case stays claimed until the job ends
     finally:
         claims.release_all()  # also when interrupted: a later call in this process may take them
+    summary = job.summary()
+    stats.update(done=summary.done, skipped=summary.skipped, failed=summary.failed)
     stats["seconds"] = time.perf_counter() - t0
     barrier()
     if info.is_main:

@@ -34,8 +34,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from medwss.embed.failures import FailureLog, one_line, read_failures
 from medwss.errors import ConfigError
+from medwss.jobs import FailureLog, failure_row, read_failures
 
 T = TypeVar("T")
 
@@ -310,8 +310,15 @@ class SharedFailureLog(FailureLog):
             self.rows = dict(sorted(self.rows.items()))
             self._write()
 
-    def record(self, case_id: str, image: str | Path, error: BaseException | str) -> None:
-        self._change(case_id, {"case_id": case_id, "image": str(image), "error": one_line(error)})
+    def record(
+        self,
+        case_id: str,
+        image: str | Path | None,
+        error: BaseException | str,
+        stage: str = "",
+        error_class: str | None = None,
+    ) -> None:
+        self._change(case_id, failure_row(case_id, image, error, stage, error_class))
 
     def clear(self, case_id: str) -> None:
         self._change(case_id, None)

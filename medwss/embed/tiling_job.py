@@ -26,58 +26,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
-
-from medwss.config import StrictConfig
 from medwss.data.manifest import Case, Manifest
+from medwss.embed.config import TileConfig
 from medwss.embed.tiles import TileSet
-from medwss.embed.tissue import TissueConfig
 
 SLIDE_TILE_SIZE = 224
 VOLUME_TILE_SIZE = 32
-
-
-class TileConfig(StrictConfig):
-    """What `medwss tile` / `tile_manifest` do (configs/tile.yaml)."""
-
-    tile_size: int | None = Field(default=None, ge=1)
-    """Tile side: pixels at `mpp` for slides (None: 224), voxels in-plane for volumes (None: 32)."""
-    mpp: float = Field(default=0.5, gt=0)
-    """Slides: target microns per pixel."""
-    mag: float | None = Field(default=None, gt=0)
-    """Slides: target magnification instead of `mpp` (20 → the slide's level-0 mpp × objective power / 20)."""
-    overlap: float = Field(default=0.0, ge=0, lt=1)
-    """Fraction of a tile shared with its neighbour (volumes: in-plane, and along k for 3D patches)."""
-    min_tissue: float = Field(default=0.25, ge=0, le=1)
-    """Keep tiles with at least this fraction of tissue (slides) or body (volumes)."""
-    mpp_override: float | None = Field(default=None, gt=0)
-    """Slides: level-0 microns per pixel for files without it (or with a wrong value)."""
-    tissue: TissueConfig = Field(default_factory=TissueConfig)
-    """Slides: tissue detection settings."""
-    mode: Literal["axial2d", "stack25d", "patch3d"] = "axial2d"
-    """Volumes: axial slices, 2.5D stacks of `depth` slices, or 3D patches."""
-    depth: int = Field(default=3, ge=1)
-    """Volumes: slices per 2.5D stack."""
-    tile_mm: float | None = Field(default=None, gt=0)
-    """Volumes: patch side in mm instead of `tile_size` voxels."""
-    roi_labels: list[int] | None = None
-    """Volumes: keep only tiles inside the bounding box of these labels of the case's `mask` (organ ROI)."""
-    roi_margin_mm: float = Field(default=10.0, ge=0)
-    """Volumes: margin around the organ ROI, mm."""
-    qa: bool = True
-    """Write the QA images."""
-    nan: Literal["raise", "fill"] = "raise"
-    """Volumes with NaN or infinite voxels: fail the case (default) or fill them with the minimum."""
-    force_mpp: bool = False
-    """Slides: accept a slide or target mpp outside 0.05–100 µm/px, or more than 8x upsampling."""
-    channels: list[str] | None = None
-    """Multiplex slides (QPTIFF, OME CYX): 1–3 channels (names or indices) read as the tile's RGB planes; None: the first 3."""
-    stain_norm: Literal["none", "macenko"] = "none"
-    """Slides: stain normalisation of every tile when it is read (recorded in the tile file; `medwss.transforms.stain_norm`)."""
-    tissue_geojson: str | None = None
-    """Slides: tissue from GeoJSON instead of detection: a file, or a folder of ``<case_id>_tissue.geojson``."""
 
 
 def _file_identity(path: Path) -> list:
@@ -264,13 +220,14 @@ def _init_worker() -> None:
 
 def _tile_one(case: Case, cfg: TileConfig, out: Path) -> dict[str, Any]:
     """Tile one case (in a worker process or inline); the outcome as plain data, picklable whatever failed."""
-    from medwss.embed.failures import one_line
+    from medwss.jobs import CASE_ERRORS, describe
 
     try:
         n = len(tile_case(case, cfg, Path(out)))
-    except Exception as exc:  # one bad case is recorded and skipped, never the whole job
-        return {"case_id": case.case_id, "ok": False, "tiles": 0, "error": one_line(exc)}
-    return {"case_id": case.case_id, "ok": True, "tiles": n, "error": ""}
+    except CASE_ERRORS as exc:  # one bad case is recorded and skipped, never the whole job
+        cls, message = describe(exc)
+        return {"case_id": case.case_id, "ok": False, "tiles": 0, "error_class": cls, "error": message}
+    return {"case_id": case.case_id, "ok": True, "tiles": n, "error_class": "", "error": ""}
 
 
 def _is_finished(case: Case, cfg: TileConfig, target: Path, overwrite: bool, started: float) -> bool | None:
@@ -326,6 +283,7 @@ def tile_manifest(
     from medwss.embed.sharing import CLAIM_TIMEOUT_S, CaseClaims, SharedFailureLog, resolve_shard, shard_cases
     from medwss.errors import ConfigError
     from medwss.io.atomic import clean_stale_temps
+    from medwss.jobs import Job
     from medwss.runinfo import write_run_record
 
     cfg = cfg or TileConfig()
@@ -338,11 +296,10 @@ def tile_manifest(
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     clean_stale_temps(out, started)  # left by a run killed mid-write (files of live writers are kept)
-    failures = SharedFailureLog(out / "failures.csv")
+    job = Job(SharedFailureLog(out / "failures.csv"), command="tile", quiet=False)
     claims = CaseClaims(out, CLAIM_TIMEOUT_S if claim_timeout_s is None else claim_timeout_s)
     stats: dict[str, Any] = {"total": len(cases), "done": 0, "skipped": 0, "redone_stale": 0, "failed": 0,
                              "busy": 0, "tiles": 0}  # fmt: skip
-    failed: list[str] = []
     bar = tqdm(total=len(cases), desc="tile", unit="case", disable=not progress)
 
     def candidates():  # noqa: ANN202 - the cases this process tiles, each claimed
@@ -350,8 +307,7 @@ def tile_manifest(
             target = tiles_target(out, case.case_id)
             state = _is_finished(case, cfg, target, overwrite, started)
             if state:
-                stats["skipped"] += 1
-                failures.clear(case.case_id)
+                job.skip(case.case_id)
                 bar.update()
                 continue
             if not claims.claim(target.name):
@@ -361,8 +317,7 @@ def tile_manifest(
             again = _is_finished(case, cfg, target, overwrite, started)  # it may have finished meanwhile
             if again:
                 claims.release(target.name)
-                stats["skipped"] += 1
-                failures.clear(case.case_id)
+                job.skip(case.case_id)
                 bar.update()
                 continue
             if again is False:
@@ -377,13 +332,10 @@ def tile_manifest(
         if result["ok"]:  # a failed case stays claimed until the job ends: a concurrent process does not retry it
             claims.release(tiles_target(out, case.case_id).name)
         if result["ok"]:
-            stats["done"] += 1
             stats["tiles"] += result["tiles"]
-            failures.clear(case.case_id)
+            job.done(case.case_id)
         else:
-            failed.append(case.case_id)
-            failures.record(case.case_id, case.image, result["error"])
-            tqdm.write(f"medwss tile: {case.case_id} failed: {result['error']}", file=sys.stderr)
+            job.fail(case.case_id, result["error"], "tile", case.image, error_class=result["error_class"])
         bar.update()
 
     t0 = time.perf_counter()
@@ -397,14 +349,15 @@ def tile_manifest(
     finally:
         claims.release_all()
         bar.close()
-    stats["failed"] = len(failed)
+    summary = job.summary()
+    stats.update(done=summary.done, skipped=summary.skipped, failed=summary.failed)
     stats["seconds"] = round(time.perf_counter() - t0, 3)
     stats["workers"] = workers
     stats["shard"] = f"{where[0]}/{where[1]}" if where else None
     config = {"manifest": str(manifest.path.resolve()) if manifest.path else None, **cfg.model_dump()}
     write_run_record(out, "tile", config, metrics=dict(stats))
-    stats["failed_cases"] = sorted(failed)
-    stats["failures"] = str(failures.path)
+    stats["failed_cases"] = sorted(r["case_id"] for r in summary.failures)
+    stats["failures"] = str(summary.log)
     return stats
 
 
@@ -460,5 +413,5 @@ def _run_pool(todo, cfg: TileConfig, out: Path, workers: int, settle) -> None:  
 
 
 def _died(case: Case) -> dict[str, Any]:
-    return {"case_id": case.case_id, "ok": False, "tiles": 0,
-            "error": "WorkerDied: the tiling process stopped (crashed or killed, e.g. out of memory)"}  # fmt: skip
+    return {"case_id": case.case_id, "ok": False, "tiles": 0, "error_class": "WorkerDied",
+            "error": "the tiling process stopped (crashed or killed, e.g. out of memory)"}  # fmt: skip

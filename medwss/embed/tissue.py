@@ -19,14 +19,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import Field
 from scipy import ndimage
 
-from medwss.config import StrictConfig
 from medwss.data.orientation import canonical, orientation_of
+from medwss.embed.config import TissueConfig
 from medwss.errors import InvalidDataError
 from medwss.io.atomic import atomic_path
 from medwss.io.volume import Volume
@@ -35,49 +34,6 @@ if TYPE_CHECKING:
     from medwss.io.slide import Slide
 
 CT_BODY_HU = -500.0
-
-
-class TissueConfig(StrictConfig):
-    """How `detect_tissue` finds tissue on a slide thumbnail (the ``tissue:`` section of configs/tile.yaml)."""
-
-    thumbnail_max: int = Field(default=4096, ge=64)
-    """Longest side of the thumbnail the mask is computed on, in pixels."""
-    mask_mpp: float | None = Field(default=4.0, gt=0)
-    """Wanted µm per mask pixel (smaller thumbnails for small slides); None: always `thumbnail_max`."""
-    saturation: Annotated[float, Field(ge=0, le=1)] | Literal["otsu"] = "otsu"
-    """Saturation threshold in [0, 1], or ``otsu`` for Otsu's threshold on the thumbnail's saturation."""
-    min_saturation: float = Field(default=0.05, ge=0, le=1)
-    """Floor under Otsu's threshold, so that a blank slide does not split its noise."""
-    max_brightness: float = Field(default=0.92, gt=0, le=1)
-    """Pixels whose mean RGB (/255) is above this are glass."""
-    min_brightness: float = Field(default=0.15, ge=0, lt=1)
-    """Pixels whose brightest channel (/255) is below this are ink, debris or the slide's edge."""
-    reject_pen: bool = True
-    """Drop pen ink: saturated pixels whose hue lies in `pen_hue`."""
-    pen_hue: tuple[float, float] = (70.0, 240.0)
-    """Hue range of pen ink in degrees (green 120, cyan 180, blue 220; H&E is 270-360)."""
-    pen_min_saturation: float = Field(default=0.08, ge=0, le=1)
-    """Minimum saturation for the hue of a pixel to count."""
-    pen_min_area_um2: float = Field(default=2500.0, ge=0)
-    """Ink-coloured specks smaller than this (marking dye) become tissue again when tissue surrounds them, µm²."""
-    pen_margin_um: float = Field(default=8.0, ge=0)
-    """Pen ink is grown by this much, to drop its blurred fringe."""
-    close_um: float = Field(default=24.0, ge=0)
-    """Radius of the morphological closing that bridges small gaps, µm."""
-    open_um: float = Field(default=4.0, ge=0)
-    """Radius of the opening that removes specks and thin threads, µm."""
-    fill_holes: bool = True
-    """Fill holes inside tissue (lumens, fat, tears)."""
-    max_hole_um2: float | None = Field(default=None, gt=0)
-    """Only fill holes smaller than this, µm²; None fills every hole."""
-    min_area_um2: float = Field(default=20000.0, ge=0)
-    """Drop tissue pieces smaller than this, µm²."""
-    min_area_px: int = Field(default=4, ge=0)
-    """And smaller than this many mask pixels, whatever the scale."""
-    mode: Literal["auto", "brightfield", "fluorescence"] = "auto"
-    """``auto``: fluorescence detection for multiplex slides (QPTIFF, OME ``CYX``), brightfield otherwise."""
-    nuclear_channel: str | int | None = None
-    """Fluorescence: the channel thresholded (name or index); None: the first named like DAPI/Hoechst/DNA, else 0."""
 
 
 @dataclass

@@ -23,12 +23,12 @@ from pydantic import Field
 
 from medwss.config import StrictConfig
 from medwss.data.manifest import Case, Manifest
-from medwss.embed.failures import FailureLog
 from medwss.errors import MedwssError
 from medwss.eval.overlap import nsd
 from medwss.eval.pooled import ci
 from medwss.eval.segmentation import evaluate_case, summarize, summary_table
 from medwss.io.atomic import dumps_json, to_jsonable, write_text
+from medwss.jobs import CASE_ERRORS, FailureLog, Job
 
 CASE_COLUMNS = (
     "case_id", "site", "split", "label", "case_score", "dice", "hd95", "assd", "nsd", "empty_agree", "n_gt_lesions", "n_candidates",
@@ -136,14 +136,18 @@ def load_pair(
 
 
 def evaluate_manifest(
-    manifest: Manifest, predictions: str | Path, cfg: EvaluateConfig, progress: bool = True
+    manifest: Manifest, predictions: str | Path, cfg: EvaluateConfig, progress: bool = True, job: Job | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Evaluate every case of `manifest` (of `cfg.split` when set) that has a prediction.
+
+    The cases run through `job` (`medwss.jobs.Job`, stage ``evaluate``; default one without a log
+    file): a case failing with one of `medwss.jobs.CASE_ERRORS` is reported and the others go on.
 
     Returns:
         (rows, failures): per-case dicts of `evaluate_case` with ``case_id``, ``patient_id``,
         ``site``, ``split``, ``modality`` and the ``meta_*`` fields added; and one
-        ``{"case_id", "problem"}`` per case that could not be evaluated.
+        ``{"case_id", "problem", "image", "stage", "error_class", "message"}`` per case that could not
+        be evaluated.
     """
     from tqdm import tqdm
 
@@ -152,6 +156,7 @@ def evaluate_manifest(
     cases = manifest.select(cfg.split) if cfg.split is not None else list(manifest.cases)  # none in split: error
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
+    job = job if job is not None else Job(None)
     for case in tqdm(cases, desc="evaluate", unit="case", disable=not progress):
         try:
             prob, gt, spacing = load_pair(case, folder, cfg, root)
@@ -163,10 +168,12 @@ def evaluate_manifest(
             )  # fmt: skip
             if prob.ndim in (2, 3):
                 row["nsd"] = nsd(prob >= cfg.threshold, gt, cfg.nsd_tolerance, spacing=spacing[: prob.ndim])
-        except Exception as exc:  # one bad case is reported and skipped, never the whole job
+        except CASE_ERRORS as exc:  # one bad case is reported and skipped, never the whole job
             problem = str(exc) if isinstance(exc, MedwssError) else f"{type(exc).__name__}: {exc}"
-            failures.append({"case_id": case.case_id, "problem": problem, "image": getattr(exc, "path", None) or ""})
+            job.fail(case.case_id, exc, "evaluate", getattr(exc, "path", None) or "")
+            failures.append({"problem": problem, **job.failures[case.case_id]})
             continue
+        job.done(case.case_id)
         info = {"case_id": case.case_id, "patient_id": case.patient_id, "site": case.site, "split": case.split or ""}
         rows.append({**info, "modality": case.modality, **{f"meta_{k}": v for k, v in case.meta.items()}, **row})
     return rows, failures
@@ -264,9 +271,10 @@ def write_outputs(
     write_text(out / "cases.csv", _csv(rows, [c for c in CASE_COLUMNS if not rows or c in rows[0]]))
     dets = [{"case_id": r["case_id"], "confidence": c, "is_tp": int(t)} for r in rows for c, t in r["detections"]]
     write_text(out / "detections.csv", _csv(dets, ["case_id", "confidence", "is_tp"]))
-    log = FailureLog(out / "failures.csv", fresh=True)  # the one failure log (case_id, image, error)
+    log = FailureLog(out / "failures.csv", fresh=True)  # the one failure log (medwss.jobs.FIELDS)
     for f in failures:
-        log.record(f["case_id"], f.get("image", ""), f["problem"])
+        log.record(f["case_id"], f.get("image", ""), f.get("message", f["problem"]), f.get("stage", "evaluate"),
+                   f.get("error_class"))  # fmt: skip
     if summary:
         write_text(out / "summary.md", _markdown(summary, failures, cfg, n_cases))
         pr_froc_png(rows, out / "pr_froc.png", group_by=cfg.group_by, max_fp=max(cfg.fp_rates) * 2)

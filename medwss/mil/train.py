@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
 
-from medwss.config import StrictConfig
 from medwss.errors import ConfigError
 from medwss.mil.base import Aggregator, Bag, MILOutput
+from medwss.mil.config import MILTrainConfig
 from medwss.mil.data import LabelledBag
 from medwss.train import EngineConfig, fit, register_model_kind
 from medwss.train import load_model as load_any_model
@@ -31,60 +30,6 @@ RUN_ONLY = ("epochs",)
 """MILTrainConfig keys a resumed run may change (besides `medwss.train.RUN_ONLY`): more epochs continue the run."""
 MODEL_CONFIG_KEYS = ("aggregator", "aggregator_kwargs", "in_dim", "n_classes")
 """What the ``mil`` model kind is built from."""
-
-
-class MILTrainConfig(StrictConfig):
-    """How `medwss mil train` trains (configs/mil_*.yaml)."""
-
-    aggregator: str = "insight"
-    aggregator_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Options of the aggregator; one it does not take is refused here, so the error names the config file."""
-
-    @model_validator(mode="after")
-    def _known_options(self) -> MILTrainConfig:
-        from medwss.mil.base import unknown_options
-
-        problem = unknown_options(self.aggregator, self.aggregator_kwargs)
-        if problem:
-            raise ValueError(f"aggregator_kwargs: {problem}")
-        return self
-
-    epochs: int = Field(40, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    """Linear learning-rate warm-up over this many optimiser steps (cases), then a per-step cosine
-    decay; 0: no warm-up and the per-epoch cosine schedule."""
-    clip_grad_norm: float | None = Field(None, gt=0)
-    """Clip the gradient norm of every step to this value (None: no clipping)."""
-    weight_decay: float = Field(1e-4, ge=0)
-    class_weighting: bool = True
-    patience: int = Field(10, ge=1)
-    """Epochs without improvement of `monitor` before stopping, counted once off the starting plateau."""
-    min_epochs: int = Field(10, ge=1)
-    monitor: Literal["val_loss", "val_auc"] = "val_loss"
-    """What selects the best epoch (the training loss when there are no validation cases)."""
-    mode: Literal["auto", "min", "max"] = "auto"
-    """Direction of `monitor`; auto: min for losses, max for AUC."""
-    plateau_tol: float = Field(0.05, ge=0, lt=1)
-    """Relative drop below the first epoch's training loss that ends the starting plateau."""
-    seed: int = 0
-    val_fraction: float = Field(0.25, ge=0, lt=1)
-    folds: int | None = Field(None, ge=2)
-    max_instances: int | None = Field(None, ge=1)
-    standardize: bool = True
-    """Standardise features channel-wise with the training instances' mean and standard deviation
-    (kept in the model: `medwss.mil.base.Aggregator.set_input_norm`)."""
-    grid_flips: bool = False
-    """Bag augmentation: a random rotation by 90° steps and flip of the tile grid (in-plane), per case and epoch."""
-    tile_dropout: float = Field(0.0, ge=0, lt=1)
-    """Bag augmentation: drop this fraction of a bag's tiles at random, per case and epoch."""
-    feature_noise: float = Field(0.0, ge=0)
-    """Bag augmentation: Gaussian noise of this standard deviation added to the features."""
-    tokens: bool = False
-    amp: bool = True
-    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
-    grad_checkpointing: bool = False
-    device: str = "auto"
 
 
 def _bce(probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

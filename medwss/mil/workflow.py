@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from medwss.data.manifest import Case, Manifest
-from medwss.errors import InvalidDataError, MedwssError
+from medwss.errors import InvalidDataError
 from medwss.io.atomic import write_text
+from medwss.jobs import Job
 from medwss.mil.base import MILOutput
 from medwss.mil.data import LabelledBag, kfold_splits, load_bags, n_outputs, patient_split
 from medwss.mil.train import MILTrainConfig, load_model, predict, save_model, train
@@ -120,19 +121,23 @@ def predict_manifest(
 
 
 def predict_cases(
-    cases: list[Case], model_path: str | Path, tokens: bool = False
+    cases: list[Case], model_path: str | Path, tokens: bool = False, job: Job | None = None
 ) -> tuple[list[Case], list[MILOutput], list[dict[str, str]]]:
-    """Like `predict_manifest`, one case at a time: a bag that cannot be read or does not fit the model
-    (another feature size) is skipped and reported as ``{"case_id", "error"}``, never the whole job."""
+    """Like `predict_manifest`, one case at a time through `job` (`medwss.jobs.Job`, stage ``predict``):
+    a bag that cannot be read or does not fit the model (another feature size) fails its case only.
+
+    Returns:
+        The cases predicted, their outputs, and the failure rows (`medwss.jobs.FIELDS`) of the others.
+    """
     from medwss.embed.store import load_bag
     from medwss.mil.data import bag_tensors
 
     model, meta = load_model(model_path)
+    job = job if job is not None else Job(None)
     kept: list[Case] = []
     outs: list[MILOutput] = []
-    failed: list[dict[str, str]] = []
     for c in cases:
-        try:
+        with job.attempt(c.case_id, "predict", c.features):
             if c.features is None:
                 raise InvalidDataError(f"case {c.case_id} has no 'features' bag")
             fb = load_bag(c.features, tokens=tokens)
@@ -148,8 +153,7 @@ def predict_cases(
             bag = LabelledBag(c, bag_tensors(fb, tokens), torch.full((int(meta["n_classes"]),), float("nan")))
             outs.append(predict(model, [bag], torch.device("cpu"))[0])
             kept.append(c)
-        except (MedwssError, OSError, ValueError, RuntimeError) as exc:
-            failed.append({"case_id": c.case_id, "error": str(exc), "image": str(c.features or "")})
+    failed = [job.failures[c.case_id] for c in cases if job.failed(c.case_id)]
     return kept, outs, failed
 
 
@@ -160,33 +164,39 @@ def heatmaps_for_cases(
     threshold: float = 0.5,
     progress: bool = True,
     skipped: list[dict[str, str]] | None = None,
+    job: Job | None = None,
 ) -> dict[str, Any]:
-    """`write_heatmaps` for cases without a manifest (``heatmap -i DIR``): the same
-    files per case, ``failures.csv`` for cases that fail (bags that cannot be read included) and for
-    the `skipped` ``{"case_id", "error"}`` rows of the folder scan."""
-    from tqdm import tqdm
+    """`write_heatmaps` for cases without a manifest (``heatmap -i DIR``): the same files per case,
+    through `job` (default: one logging to ``out/failures.csv``): cases that fail (bags that cannot
+    be read included) and the `skipped` ``{"case_id", "error"}`` rows of a folder scan are recorded.
 
-    from medwss.embed.failures import FailureLog
+    Returns:
+        ``done``, ``failed`` (counts), ``cases`` (per case its probabilities and files) and ``summary``
+        (`medwss.jobs.JobSummary`).
+    """
     from medwss.embed.store import load_bag
     from medwss.mil.heatmaps import write_case
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    failures = FailureLog(out / "failures.csv")
-    kept, outs, failed = predict_cases(cases, model_path)
-    for f in list(skipped or []) + failed:
-        failures.record(f["case_id"], f.get("image", ""), f["error"])
-    done, records = 0, []
-    for case, o in tqdm(list(zip(kept, outs, strict=True)), desc="heatmaps", unit="case", disable=not progress):
-        try:
-            fb = load_bag(case.features)  # type: ignore[arg-type]
-            files = write_case(case, fb, o.scores[:, -1].numpy(), out, threshold)
-            records.append({"case_id": case.case_id, "prob": o.probs.tolist(), **files})
-            failures.clear(case.case_id)
-            done += 1
-        except Exception as exc:  # one bad case is recorded and skipped, never the whole job
-            failures.record(case.case_id, case.image if case.images else case.features or "", exc)
-    return {"done": done, "failed": len(failures), "cases": records}
+    job = job if job is not None else Job(out / "failures.csv")
+    for f in skipped or []:
+        job.fail(f["case_id"], f["error"], "scan", f.get("image", f.get("path")))
+    kept, outs, _ = predict_cases(cases, model_path, job=job)
+    records: list[dict[str, Any]] = []
+
+    def one(pair: tuple[Case, MILOutput]) -> None:
+        case, o = pair
+        fb = load_bag(case.features)  # type: ignore[arg-type]
+        files = write_case(case, fb, o.scores[:, -1].numpy(), out, threshold)
+        records.append({"case_id": case.case_id, "prob": o.probs.tolist(), **files})
+
+    job.run(
+        list(zip(kept, outs, strict=True)), one, case_id=lambda p: p[0].case_id, stage="heatmap",
+        image=lambda p: p[0].image if p[0].images else p[0].features, progress=progress, desc="heatmaps",
+    )  # fmt: skip
+    summary = job.summary()
+    return {"done": len(records), "failed": summary.failed, "cases": records, "summary": summary}
 
 
 def embedding_configs(
@@ -254,38 +264,40 @@ def embedding_configs(
 
 
 def embed_cases(
-    cases: list[Case], tile_cfg: Any, embed_cfg: Any, work: str | Path, progress: bool = True
+    cases: list[Case], tile_cfg: Any, embed_cfg: Any, work: str | Path, progress: bool = True, job: Job | None = None
 ) -> tuple[list[Case], list[dict[str, str]]]:
     """Tile (`medwss.embed.tiling_job.tile_case`) and embed (`medwss.embed.job.embed_manifest`) image cases into
-    ``work/tiles`` and ``work/bags``; the cases that got a bag, with ``features`` set, and the failures.
+    ``work/tiles`` and ``work/bags``; the cases that got a bag, with ``features`` set, and the failure
+    rows (`medwss.jobs.FIELDS`, stage ``tile`` or ``embed``) of the others, recorded in `job` too.
 
     Tile files and bags made by the same settings are reused (as `medwss tile` / `medwss embed` do)."""
     from dataclasses import replace
 
-    from medwss.embed.failures import read_failures
     from medwss.embed.job import bag_path, embed_manifest, tiles_path
     from medwss.embed.tiling_job import stored_signature, tile_case, tile_signature
+    from medwss.jobs import read_failures
 
     work = Path(work)
     tiles_dir, bags_dir = work / "tiles", work / "bags"
     tiles_dir.mkdir(parents=True, exist_ok=True)
+    job = job if job is not None else Job(None)
     tiled: list[Case] = []
-    failed: list[dict[str, str]] = []
     cfg = tile_cfg.model_copy(update={"qa": False})
     for c in cases:
         target = tiles_path(tiles_dir, c.case_id)
-        try:
+        with job.attempt(c.case_id, "tile", c.image) as step:
             if not (target.exists() and stored_signature(target) == tile_signature(c, cfg)):
                 tile_case(c, cfg, tiles_dir)
             tiled.append(c)
-        except Exception as exc:  # one bad case is reported and skipped, never the whole job
-            failed.append({"case_id": c.case_id, "error": f"tiling: {exc}"})
+            step.leave()  # counted when predicted
     if tiled:
         embed_manifest(Manifest(None, tiled), tiles_dir, bags_dir, embed_cfg, progress=progress)
     ids = {c.case_id for c in tiled}
-    rows = [r for r in read_failures(bags_dir / "failures.csv") if r["case_id"] in ids]
-    failed += [{"case_id": r["case_id"], "error": f"embedding: {r['error']}"} for r in rows]
+    for r in read_failures(bags_dir / "failures.csv"):
+        if r["case_id"] in ids:
+            job.fail(r["case_id"], r["message"], "embed", r["image"], error_class=r["error_class"])
     done = [replace(c, features=bag_path(bags_dir, c.case_id)) for c in tiled if bag_path(bags_dir, c.case_id).exists()]
+    failed = [job.failures[c.case_id] for c in cases if job.failed(c.case_id)]
     return done, failed
 
 

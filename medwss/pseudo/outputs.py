@@ -22,7 +22,7 @@ from medwss.pseudo.metrics import PseudoLabelMeter
 from medwss.pseudo.volumes import SliceCase
 
 Labels = list[list[np.ndarray] | None]
-"""Per case, its per-slice maps; None for a case that failed (`medwss.pseudo.workflow.skipping_failed_cases`)."""
+"""Per case, its per-slice maps; None for a case that failed (`medwss.pseudo.workflow.per_case` in a `medwss.jobs.Job`)."""
 
 
 def evaluate(cases: Sequence[SliceCase], labels: Labels, cfg: PseudoConfig) -> dict[str, Any] | None:
@@ -66,9 +66,10 @@ def write_outputs(
     """Write ``labels/<case>.nii.gz`` (int16, -1 = unlabelled, source grid and affine), ``previews/<case>.png``
     and metrics files.
 
-    Cases whose labels are None (they failed in the method) are left out. With `failed`, a case
-    whose files cannot be written is recorded there (``"case_id: reason"``) and left out of the
-    metrics, and the other cases are written; without it the error propagates.
+    Cases whose labels are None (they failed in the method) are left out. Inside an active
+    `medwss.jobs.Job` (stage ``write``), or with `failed` (``"case_id: reason"`` appended), a case
+    whose files cannot be written is recorded and left out of the metrics, and the other cases are
+    written; otherwise the error propagates.
     """
     from medwss.data.labels import save_label_map
     from medwss.io.atomic import write_text
@@ -93,28 +94,32 @@ def write_outputs(
             affine=c.volume.affine,
         )
 
+    from medwss.jobs import Job, current_job
+
+    job = current_job() if failed is None else Job(None)
     written: list[list[np.ndarray] | None] = []
     for c, labs in zip(cases, labels, strict=True):
         if labs is None:
             written.append(None)
             continue
-        if failed is None:
+        if job is None:
             one(c, labs)
-        else:
-            try:
-                one(c, labs)
-            except Exception as exc:  # one bad case is recorded and skipped, never the whole job
-                from medwss.embed.failures import one_line
-
-                failed.append(f"{c.case_id}: {one_line(exc)}")
-                written.append(None)
-                continue
+        elif job.call(c.case_id, _written, one, c, labs, stage="write") is None:
+            if failed is not None:
+                failed.append(f"{c.case_id}: {job.failures[c.case_id]['message']}")
+            written.append(None)
+            continue
         written.append(labs)
     metrics = evaluate(cases, written, cfg)
     if metrics is not None:
         write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         write_text(out / "metrics.csv", metrics_csv(metrics))
     return metrics
+
+
+def _written(one: Any, c: SliceCase, labs: list[np.ndarray]) -> bool:
+    one(c, labs)
+    return True
 
 
 def read_labels(cases: Sequence[SliceCase], folder: str | Path) -> tuple[list[SliceCase], Labels, list[str]]:

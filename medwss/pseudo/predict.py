@@ -1,8 +1,8 @@
 """Apply a network trained by `medwss pseudo agmm|dupl` to new volumes: ``medwss pseudo predict``.
 
 The model file (``model.pt``, kind ``pseudo_agmm`` — a `TinyFCN` — or ``pseudo_dupl`` — the two
-students, averaged) records the `PseudoConfig` it was trained with (``meta["train_config"]``): the
-cases are sliced as in training (`medwss.pseudo.volumes.slice_case`: first channel, axial slices on
+students, averaged) records the config it was trained with (``meta["train_config"]``; its
+`PseudoConfig` part, the slicing, is what is read here): the cases are sliced as in training (`medwss.pseudo.volumes.slice_case`: first channel, axial slices on
 the canonical grid whatever the stored order, in-plane ``downsample``, the training ``window``), every
 slice is segmented (argmax of the class probabilities; `IGNORE` where the top probability is below
 `confidence`, 0 = never), and the slices are pasted back onto the source grid. Outputs per case,
@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from medwss.data.labels import IGNORE, LabelSpec
 from medwss.data.manifest import Case, case_path
-from medwss.errors import InvalidDataError, MedwssError
+from medwss.errors import InvalidDataError
+from medwss.jobs import Job
 
 KINDS = ("pseudo_agmm", "pseudo_dupl")
 
@@ -53,7 +53,8 @@ def load_pseudo_model(path: str | Path) -> tuple[torch.nn.Module, Any, list[str]
     train = record.meta.get("train_config")
     if not isinstance(train, dict):
         raise InvalidDataError("model file records no training config (meta 'train_config')", path)
-    cfg = PseudoConfig.model_validate(train)
+    # the slicing part of the method's config (files written before the per-method configs hold every field)
+    cfg = PseudoConfig.model_validate({k: v for k, v in train.items() if k in PseudoConfig.model_fields})
     return model, cfg, list(record.meta.get("classes") or cfg.classes())
 
 
@@ -80,6 +81,7 @@ def predict_volumes(
     device: str = "cpu",
     overwrite: bool = False,
     progress: bool = True,
+    job: Job | None = None,
 ) -> dict[str, Any]:
     """Write every case's label map into `out` (module docstring); a case that fails is skipped and reported.
 
@@ -91,9 +93,11 @@ def predict_volumes(
         confidence: Top probability below which a voxel is `IGNORE` (-1); 0 labels every voxel.
         device: Where the network runs (``auto``: CUDA when present).
         overwrite: Redo cases whose ``<case_id>.nii.gz`` exists.
+        job: The `medwss.jobs.Job` the cases run through (stage ``predict``; default one without a log file).
 
     Returns:
-        ``{"done", "skipped", "failed": [{"case_id", "error"}], "classes", "kind"}``.
+        ``{"done", "skipped", "failed", "notes", "classes"}``: counts of this call, its failure rows
+        (`medwss.jobs.FIELDS`), notes per case and the model's class names.
     """
     from medwss.io.seg_export import write_outputs
     from medwss.io.volume import Volume
@@ -107,14 +111,12 @@ def predict_volumes(
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     fmts = tuple(dict.fromkeys(("nifti", *formats)))
-    done, skipped, failed, notes = 0, 0, [], []
-    for case in tqdm(cases, desc="predict", disable=not progress, leave=False):
-        target = None
+    job = job if job is not None else Job(None)
+    notes: list[dict[str, str]] = []
+
+    def one(case: Case) -> None:
+        target = case_path(folder, case.case_id, ".nii.gz")
         try:
-            target = case_path(folder, case.case_id, ".nii.gz")
-            if target.exists() and not overwrite:
-                skipped += 1
-                continue
             sc = slice_case(case, cfg)
             labels = sc.to_source(_slice_labels(model, sc.images, confidence, dev))
             ref = Volume(labels, sc.affine, path=str(case.image))
@@ -123,11 +125,18 @@ def predict_volumes(
                 mine = tuple(f for f in fmts if f != "dicom-seg")
                 notes.append({"case_id": case.case_id, "note": "not a DICOM series: no DICOM SEG written"})
             write_outputs(ref, labels, spec, folder, mine, name=case.case_id, source=case.image)
-            done += 1
-        except (MedwssError, OSError, ValueError, RuntimeError) as exc:
-            failed.append({"case_id": case.case_id, "error": str(exc)})
-            if target is not None:
-                target.unlink(missing_ok=True)  # a rerun tries the case again
+        except BaseException:
+            target.unlink(missing_ok=True)  # a rerun tries the case again
+            raise
+
+    job.run(
+        cases, one, stage="predict", progress=progress, desc="predict",
+        is_done=lambda c: not overwrite and case_path(folder, c.case_id, ".nii.gz").exists(),
+    )  # fmt: skip
+    ids = {c.case_id for c in cases}
+    done = sum(c.case_id in job.done_ids for c in cases)
+    skipped = sum(c.case_id in job.skipped_ids for c in cases)
+    failed = [row for cid, row in job.failures.items() if cid in ids]
     return {"done": done, "skipped": skipped, "failed": failed, "notes": notes, "classes": classes}
 
 

@@ -1,21 +1,21 @@
 """Manifest-level pipelines behind `medwss pseudo ...`: one function per method, plus writing and evaluation.
 
-Every method takes sliced cases (`SliceCase`) and a `PseudoConfig` and returns, per case, a list of
+Every method takes sliced cases (`SliceCase`) and its config (a `PseudoConfig` subclass of
+`medwss.pseudo.config`) and returns, per case, a list of
 per-slice pseudo-label maps (int64, `IGNORE` = -1). `write_outputs` pastes them back onto the source
 grid (the case's `SliceGeometry`) and writes int16 NIfTI with PNG previews and, where masks exist,
 metrics CSV/JSON. Weak labels derived from the masks come from `medwss.data.weak.make_weak_label`.
 
-Inside `skipping_failed_cases()` (what `medwss pseudo <method>` runs in), a case whose per-case step
-raises (its boxes, tags, weak labels, prediction) is recorded as ``"case_id: reason"`` and gets
-None instead of labels; the other cases go on, and steps over all cases (training, priors,
-prototypes, the threshold sweep) use the cases that are left. Outside it the error propagates.
+Inside an active per-case job (``with job.active():`` of a `medwss.jobs.Job`, what `medwss pseudo
+<method>` runs in), a case whose per-case step raises one of `medwss.jobs.CASE_ERRORS` (its boxes,
+tags, weak labels, prediction) is recorded in the job (stage: the step's name) and gets None instead
+of labels; the other cases go on, and steps over all cases (training, priors, prototypes, the
+threshold sweep) use the cases that are left. Without an active job the error propagates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,30 +23,27 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from medwss.data.weak import make_weak_label, tags_of
-from medwss.embed.failures import one_line
-from medwss.errors import InvalidDataError, MedwssError
+from medwss.errors import InvalidDataError
+from medwss.jobs import Job, current_job
 from medwss.pseudo.cams import cam_threshold_labels, cams_and_features, train_cam_model
-from medwss.pseudo.config import PseudoConfig
+from medwss.pseudo.config import (
+    AgmmPseudoConfig,
+    BoxPseudoConfig,
+    CamMapSettings,
+    CamPseudoConfig,
+    CpalPseudoConfig,
+    DhrPseudoConfig,
+    DuplPseudoConfig,
+    FusePseudoConfig,
+    ParPseudoConfig,
+    PseudoConfig,
+)
 from medwss.pseudo.volumes import SliceCase, slice_boxes, slice_case
 
 Labels = list[list[np.ndarray] | None]
-"""Per case, its per-slice label maps; None for a case that failed (only inside `skipping_failed_cases`)."""
+"""Per case, its per-slice label maps; None for a case that failed (only inside an active `Job`)."""
 Maps = list[list[np.ndarray] | None]
 T = TypeVar("T")
-
-_FAILED: ContextVar[list[str] | None] = ContextVar("pseudo_case_failures", default=None)
-
-
-@contextmanager
-def skipping_failed_cases() -> Iterator[list[str]]:
-    """Within it, a case that fails in a per-case step is skipped: ``"case_id: reason"`` is appended to
-    the yielded list and the case's labels are None."""
-    failed: list[str] = []
-    token = _FAILED.set(failed)
-    try:
-        yield failed
-    finally:
-        _FAILED.reset(token)
 
 
 def per_case(
@@ -57,25 +54,21 @@ def per_case(
     progress: bool = False,
 ) -> list[T | None]:
     """``fn(case, *inputs[i])`` for every case; None where an input is None (the case failed earlier) or,
-    inside `skipping_failed_cases`, where `fn` raises (the case is recorded as failed, once) or the
-    case has already failed."""
-    failed = _FAILED.get()
+    inside an active `medwss.jobs.Job`, where `fn` raises (the case is recorded there as failed, once,
+    with stage `desc` or `fn`'s name) or the case has already failed."""
+    job = current_job()
+    name = getattr(fn, "__name__", "")
+    stage = desc or (name.strip("_") if name and name != "<lambda>" else "") or "method"
     out: list[T | None] = []
     for i, c in enumerate(tqdm(cases, desc=desc, leave=False, disable=not progress)):
         args = [x[i] for x in inputs]
-        if any(a is None for a in args) or (failed and any(f.startswith(f"{c.case_id}: ") for f in failed)):
+        if any(a is None for a in args) or (job is not None and job.failed(c.case_id)):
             out.append(None)  # failed in an earlier step: recorded once
             continue
-        if failed is None:
+        if job is None:
             out.append(fn(c, *args))
             continue
-        try:
-            out.append(fn(c, *args))
-        except Exception as exc:  # one bad case is recorded and skipped, never the whole job
-            lines = str(exc).strip().splitlines()
-            msg = lines[0] if isinstance(exc, MedwssError) and lines else one_line(exc)
-            failed.append(f"{c.case_id}: {msg}")
-            out.append(None)
+        out.append(job.call(c.case_id, fn, c, *args, stage=stage, image=getattr(c, "image", None)))
     return out
 
 
@@ -84,14 +77,16 @@ def _kept(*per: Sequence[Any]) -> list[int]:
     return [i for i in range(len(per[0])) if all(x[i] is not None for x in per)]
 
 
-def load_cases(manifest: Iterable[Any], cfg: PseudoConfig, progress: bool = False) -> tuple[list[SliceCase], list[str]]:
-    """Slice every case; a case that fails to load is skipped and reported as ``"case_id: reason"``."""
-    cases, failed = [], []
-    for case in tqdm(list(manifest), desc="load", disable=not progress):
-        try:
-            cases.append(slice_case(case, cfg))
-        except (MedwssError, ValueError) as exc:
-            failed.append(f"{case.case_id}: {exc}")
+def load_cases(
+    manifest: Iterable[Any], cfg: PseudoConfig, progress: bool = False, job: Job | None = None
+) -> tuple[list[SliceCase], list[str]]:
+    """Slice every case through `job` (stage ``load``; default one without a log file); a case that
+    fails to load is skipped and reported as ``"case_id: reason"`` (and recorded in `job`)."""
+    job = job if job is not None else Job(None)
+    items = list(manifest)
+    loaded = job.run(items, lambda case: slice_case(case, cfg), stage="load", progress=progress)
+    cases = [c for c in loaded if c is not None]
+    failed = [f"{r['case_id']}: {r['message']}" for r in (job.failures.get(c.case_id) for c in items) if r]
     return cases, failed
 
 
@@ -124,7 +119,7 @@ def _trained_meta(cfg: PseudoConfig) -> dict[str, Any]:
 
 def compute_cams(
     cases: Sequence[SliceCase],
-    cfg: PseudoConfig,
+    cfg: CamMapSettings,
     progress: bool = False,
     out_dir: str | Path | None = None,
     prefix: str = "",
@@ -180,13 +175,13 @@ def compute_cams(
     return [b[0] if b else None for b in both], [b[1] if b else None for b in both]
 
 
-def cam_baseline(cams: Maps, cfg: PseudoConfig) -> Labels:
+def cam_baseline(cams: Maps, cfg: CamPseudoConfig) -> Labels:
     """The plain activation-map threshold."""
     return [None if cc is None else [cam_threshold_labels(m, cfg.cam_tau) for m in cc] for cc in cams]
 
 
 def run_box(
-    cases: Sequence[SliceCase], cfg: PseudoConfig, boxes_file: str | None = None, progress: bool = False
+    cases: Sequence[SliceCase], cfg: BoxPseudoConfig, boxes_file: str | None = None, progress: bool = False
 ) -> Labels:
     """Box-prompted pseudo-labels: boxes from a detector file or from each slice's mask.
 
@@ -215,7 +210,7 @@ def run_box(
     return per_case(cases, one, desc=f"box/{cfg.segmenter}", progress=progress)
 
 
-def run_dhr(cases: Sequence[SliceCase], cams: Maps, cfg: PseudoConfig) -> Labels:
+def run_dhr(cases: Sequence[SliceCase], cams: Maps, cfg: DhrPseudoConfig) -> Labels:
     """Sinkhorn rebalancing of background+CAM scores with a uniform or organ-volume prior."""
     from medwss.pseudo.cams import with_background
     from medwss.pseudo.dhr import presence_prior, rebalance, slice_prior, uniform_prior
@@ -237,7 +232,7 @@ def run_dhr(cases: Sequence[SliceCase], cams: Maps, cfg: PseudoConfig) -> Labels
     )
 
 
-def sweep(cases: Sequence[SliceCase], cams: Maps, cfg: PseudoConfig) -> dict[str, object]:
+def sweep(cases: Sequence[SliceCase], cams: Maps, cfg: FusePseudoConfig) -> dict[str, object]:
     """`threshold_sweep` of fusion on the ``val`` cases (all labelled cases if none is marked val)."""
     from medwss.pseudo.fusion import foreground_prior, threshold_sweep
 
@@ -257,7 +252,7 @@ def sweep(cases: Sequence[SliceCase], cams: Maps, cfg: PseudoConfig) -> dict[str
     return res
 
 
-def run_fuse(cases: Sequence[SliceCase], cams: Maps, cfg: PseudoConfig) -> tuple[Labels, float]:
+def run_fuse(cases: Sequence[SliceCase], cams: Maps, cfg: FusePseudoConfig) -> tuple[Labels, float]:
     """WSSS-BED fusion with the configured tau, or the tau a sweep on the val split picks."""
     from medwss.pseudo.fusion import foreground_prior, fuse
 
@@ -272,7 +267,7 @@ def run_fuse(cases: Sequence[SliceCase], cams: Maps, cfg: PseudoConfig) -> tuple
     return labels, tau
 
 
-def run_par(cases: Sequence[SliceCase], cams: Maps, cfg: PseudoConfig) -> Labels:
+def run_par(cases: Sequence[SliceCase], cams: Maps, cfg: ParPseudoConfig) -> Labels:
     """PAR-refined CAMs (each rescaled to its original peak), thresholded like the baseline."""
     from medwss.pseudo.par import PAR, refine_cams
 
@@ -289,7 +284,7 @@ def run_par(cases: Sequence[SliceCase], cams: Maps, cfg: PseudoConfig) -> Labels
     return per_case(cases, one, cams)
 
 
-def run_cpal(cases: Sequence[SliceCase], cams: Maps, feats: Maps, cfg: PseudoConfig) -> Labels:
+def run_cpal(cases: Sequence[SliceCase], cams: Maps, feats: Maps, cfg: CpalPseudoConfig) -> Labels:
     """CAM fused with context-prototype activation maps."""
     from medwss.pseudo.cpal import PrototypeBank, cpal_maps
 
@@ -315,7 +310,7 @@ def run_cpal(cases: Sequence[SliceCase], cams: Maps, feats: Maps, cfg: PseudoCon
 
 def run_agmm(
     cases: Sequence[SliceCase],
-    cfg: PseudoConfig,
+    cfg: AgmmPseudoConfig,
     offline: bool = False,
     progress: bool = False,
     out_dir: str | Path | None = None,
@@ -367,7 +362,7 @@ def run_agmm(
 def run_dupl(
     cases: Sequence[SliceCase],
     cams: Maps,
-    cfg: PseudoConfig,
+    cfg: DuplPseudoConfig,
     progress: bool = False,
     out_dir: str | Path | None = None,
 ) -> tuple[Labels, list[dict[str, float]]]:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from medwss.config import StrictConfig
-from medwss.data.weak import WEAK_KINDS
 from medwss.errors import ConfigError
-from medwss.seg.train import SegTrainConfig
+from medwss.seg.config import SegTrainConfig, SegTrainSettings
 
 
 def _weak_kind(kind: str) -> str:
+    from medwss.data.weak import WEAK_KINDS  # numpy and scipy: only when a config is validated
+
     if kind not in WEAK_KINDS:
         raise ValueError(f"unknown weak label kind '{kind}': choose one of {', '.join(WEAK_KINDS)}")
     return kind
@@ -26,7 +27,7 @@ SizePrior = tuple[float, float] | tuple[tuple[float, float], ...]
 """One (lower, upper) pair for every foreground class, or one pair per foreground class (classes 1..K-1)."""
 
 
-class ScribbleConfig(StrictConfig):
+class ScribbleConfig(SegTrainSettings):
     """One scribble-supervised (or fully supervised reference) training run, stored as given.
 
     Input: ``sequences`` are the manifest's ``image_<name>`` channels in network order (``image``
@@ -60,7 +61,8 @@ class ScribbleConfig(StrictConfig):
     ``pseudo_weight`` × Dice to the argmax of a random convex mix of the two branches (plus the
     size and negative terms when their weights are set).
 
-    Training: the remaining keys are those of `medwss.seg.train.SegTrainConfig`; the size term
+    Training: the remaining keys are those of `medwss.seg.config.SegTrainSettings` (the class
+    derives from it; ``channels``, ``size_weight`` and ``negative_weight`` have other defaults here); the size term
     ramps in linearly over the first ``size_warmup`` epochs (the cross-entropy locates the lesion first).
     Images holding a foreground mark are repeated ``oversample`` times per epoch (lesions cover
     well under 1% of the pixels). Validation (epoch selection) uses the full masks of the ``val``
@@ -68,43 +70,52 @@ class ScribbleConfig(StrictConfig):
     """
 
     sequences: tuple[str, ...] = ()
+    """Image channels (the manifest's ``image_<name>`` columns) in network order; empty: every channel of the first training case."""
     reference: str | None = None
+    """Channel whose canonical grid the crop is built on (None: the first of `sequences`)."""
     crop_mm: float | None = 56.0
+    """Side of the square axial crop in mm (None: the whole field of view)."""
     spacing_mm: float | None = 1.0
+    """In-plane spacing of the crop grid in mm (None: keep the stored spacing)."""
     slice_size: int | None = None
+    """2D: resize every axial slice to this many pixels square (None: keep the crop grid's size)."""
     use_zones: bool = True
-    num_classes: int = 2
+    """Centre the crop on the case's zone map (``meta_zones``) when it has one, else on the volume centre."""
     class_names: tuple[str, ...] = ()
+    """Names of the classes for reports (empty: background, lesion or class_1, ...)."""
     supervision: Literal["weak", "full"] = "weak"
+    """Train on weak labels or on the full masks."""
     weak_kind: WeakKind = "circle"
+    """Weak labels generated from the mask when a case has no scribble file (a kind of medwss.data.weak.WEAK_KINDS: circle, random_disk, centroid_disk, skeleton, point, block, box)."""
     weak_options: dict[str, float | int | str] = {}
+    """Options of the weak-label generator (``{radius_fraction: 0.5}``)."""
     weak_seed: int = 0
+    """Seed of the generated weak labels."""
     use_scribble_column: bool = True
+    """Use the manifest's ``scribble`` file when a case has one (−1 = unlabelled)."""
     bounds: BoundsMode = "tag"
+    """Size bounds per foreground class: tag (size_prior), true (true size ± margin), box, upper (tag, upper side) or none."""
     size_prior: SizePrior = (10.0, 150.0)
+    """Size bounds of a marked class for bounds tag/upper: one (lower, upper) pair, or one per foreground class; mm² per slice (2D) or mm³ per volume (3D)."""
     margin: float = 0.1
+    """bounds true: relative margin around the true size."""
     box_fill: float = 0.5
+    """bounds box: lower bound as this fraction of the bounding-box area."""
     negative_slices: Literal["case", "unmarked"] = "case"
-    size_warmup: int = 0
+    """Known-empty images: those of label-0 cases (case), or also every slice without a foreground mark (unmarked)."""
     oversample: int = 3
+    """Times an image holding a foreground mark is repeated per epoch."""
     method: Literal["standard", "dmpls"] = "standard"
+    """One network with the configured loss (standard), or the dual-branch network with mixed pseudo labels (dmpls)."""
     pseudo_weight: float = 0.5
-    # network and optimisation (see SegTrainConfig)
-    network: Literal["unet", "dynunet"] = "unet"
-    spatial_dims: Literal[2, 3] = 2
+    """dmpls: weight of the Dice term to the mixed pseudo label."""
+    # the network and optimisation keys are SegTrainSettings'; these defaults differ from its own
     channels: tuple[int, ...] = (16, 32, 64)
-    dropout: float = 0.0
-    loss: Literal["partial_ce", "ce_dice"] = "partial_ce"
+    """Feature channels per resolution level of the network."""
     size_weight: float = 0.01
-    size_per_slice: bool = False
+    """Weight of the size-constraint penalty (0: off)."""
     negative_weight: float = 0.1
-    epochs: int = 30
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    augment: bool = True
-    seed: int = 0
-    device: str = "auto"
+    """Weight of the cross-entropy to background on images known to hold no foreground (0: off)."""
 
     @model_validator(mode="after")
     def _check(self) -> ScribbleConfig:
@@ -156,3 +167,63 @@ class ScribbleConfig(StrictConfig):
             raise ConfigError("sequences is empty: name the image channels, or resolve them from a case first")
         shared = {k: getattr(self, k) for k in SegTrainConfig.model_fields if k in type(self).model_fields}
         return SegTrainConfig(**shared, in_channels=len(self.sequences))
+
+
+class ScribbleTrainJob(ScribbleConfig):
+    """`medwss scribble train`: one `ScribbleConfig` run, or an ensemble of them, on some sites.
+
+    `run_config` is the `ScribbleConfig` the members train with (``ensemble`` and ``sites`` are not
+    part of it: they choose how many models and which cases, not how one is trained).
+    """
+
+    ensemble: int = Field(1, ge=1)
+    """Train K members (seeds seed..seed+K-1) into member_<i>/ (1: one model.pt)."""
+    sites: list[str] | None = None
+    """Sites whose train and val cases are used (None: every site)."""
+
+    def run_config(self) -> ScribbleConfig:
+        """The training config of every member, without the job's own keys."""
+        return ScribbleConfig.model_validate(self.model_dump(exclude={"ensemble", "sites"}))
+
+
+class ScribbleMakeConfig(StrictConfig):
+    """`medwss scribble make`: which weak labels are simulated from the manifest's masks."""
+
+    kind: WeakKind = "circle"
+    """Weak-label kind (medwss.data.weak.WEAK_KINDS: circle, random_disk, centroid_disk, skeleton, point, block, box)."""
+    seed: int = 0
+    """Seed of the marks (the same seed gives the same marks)."""
+    background: bool = True
+    """Also draw background marks."""
+    options: dict[str, Any] = {}
+    """Generator options (``{arc: 0.5}``, ``{radius: 3}``); ``--option KEY=VALUE`` adds one."""
+
+
+class ScribblePredictConfig(StrictConfig):
+    """`medwss scribble predict`: which cases, how the network is applied, what is written."""
+
+    split: str | None = None
+    """Only cases of this split (None: all)."""
+    sites: list[str] | None = None
+    """Only cases of these sites (None: all)."""
+    modality: str | None = None
+    """Modality of the -i cases (CT, MR, ...; None: from the files)."""
+    overlap: float = Field(0.25, ge=0, lt=1)
+    """Sliding-window overlap of 3D models."""
+    device: str = "auto"
+    """Where the network runs: ``auto``, ``cpu``, ``cuda``, ..."""
+    formats: list[Literal["nifti", "dicom-seg", "slicer"]] = ["nifti"]
+    """Outputs: nifti probability map (always), slicer label map + colour table, dicom-seg."""
+
+
+class ShiftConfig(StrictConfig):
+    """`medwss scribble shift`: train on some sites, compare in- vs out-of-domain and single vs ensemble."""
+
+    train_sites: list[str]
+    """Sites trained on (the others are out of domain)."""
+    settings: dict[str, str]
+    """Named configs compared: ``{name: CONFIG.yaml}`` (each a `ScribbleConfig`); ``--setting NAME=CONFIG.yaml`` adds one."""
+    ensemble: int = Field(3, ge=1)
+    """Members per setting."""
+    epochs: int | None = Field(None, ge=1)
+    """Override every setting's epochs (None: each config's own)."""

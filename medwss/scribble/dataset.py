@@ -260,7 +260,7 @@ def build_samples(
     progress: bool = False,
     cache: dict[str, PreparedCase] | None = None,
 ) -> tuple[list[SegSample], list[dict[str, str]]]:
-    """Samples of many cases; a case that fails is skipped and reported as ``{"case_id", "error"}``.
+    """Samples of many cases; a case that fails is skipped and reported as ``{"case_id", "error", "error_class"}``.
 
     Args:
         cache: A dict the caller keeps between calls: loaded cases are stored in it and reused by
@@ -279,5 +279,5 @@ def build_samples(
                 cache[key] = p
             samples += val_samples(p, cfg) if validation else case_samples(p, cfg)
         except (MedwssError, OSError, ValueError) as exc:
-            failures.append({"case_id": case.case_id, "error": str(exc)})
+            failures.append({"case_id": case.case_id, "error": str(exc), "error_class": type(exc).__name__})
     return samples, failures

@@ -4,7 +4,7 @@ Layout of a training folder: ``model.pt`` (the one model file, kind ``segmenter`
 `ScribbleConfig` in its metadata), ``checkpoint.pt`` (the engine's, written every epoch and resumed
 from when a run is repeated with the same settings — any other setting, epochs included, is an error
 naming it), ``history.json``, ``config.json``, ``failures.csv`` (cases skipped: the one failure log of
-`medwss.embed.failures.FailureLog`, absent when none was) and ``run.json`` (written by the CLI). An
+`medwss.jobs.Job`, stage ``load``, absent when none was) and ``run.json`` (written by the CLI). An
 ensemble folder holds ``member_<i>/`` with seeds ``seed + i``. Predictions are
 ``<out>/predictions/<case_id>.nii.gz`` on the stored grid of the case's reference channel (the
 configured ``reference``, else the first of ``sequences``; = its ``mask`` grid), with the stored
@@ -33,14 +33,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from medwss.data.labels import LabelSpec, save_label_map
 from medwss.data.manifest import Case, Manifest
-from medwss.embed.failures import FailureLog
-from medwss.errors import InvalidDataError, MedwssError
+from medwss.errors import InvalidDataError
 from medwss.io import save_nifti
 from medwss.io.atomic import write_text
+from medwss.jobs import Job
 from medwss.scribble.config import ScribbleConfig
 from medwss.scribble.dataset import build_samples, slice_geometry
 from medwss.scribble.mri_input import CaseInput, load_case, paste_back
@@ -98,9 +97,10 @@ def train_model(
     val, val_failures = build_samples(val_cases, cfg, root, validation=True, progress=progress, cache=cache)
     failures += val_failures
     images = {c.case_id: next(iter(c.images.values()), "") for c in [*train_cases, *val_cases]}
-    log = FailureLog(out / "failures.csv", fresh=True)
+    job = Job(out / "failures.csv", fresh=True)
     for f in failures:
-        log.record(f["case_id"], str(images.get(f["case_id"], "")), f["error"])
+        job.fail(f["case_id"], f["error"], "load", images.get(f["case_id"], ""), f.get("error_class"))
+    log = job.summary().log
     if not samples:
         raise InvalidDataError(f"no training samples from {len(train_cases)} case(s) ({len(failures)} failed)")
     seg = cfg.seg_config()
@@ -129,7 +129,7 @@ def train_model(
         "train_samples": len(samples),
         "val_samples": len(val),
         "failed": len(failures),
-        "failures": str(log.path) if failures else None,
+        "failures": str(log) if failures else None,
         "final_loss": history[-1]["loss"],
         "best_val_dice": max(dices) if dices else None,
     }
@@ -230,6 +230,7 @@ def predict_cases(
     overlap: float = 0.25,
     device: str = "cpu",
     subdir: str = "predictions",
+    job: Job | None = None,
 ) -> dict[str, Any]:
     """Write ``out/<subdir>/<case_id>.nii.gz`` for every case (members averaged); skip existing files.
 
@@ -244,39 +245,43 @@ def predict_cases(
         overlap: Sliding-window overlap of 3D models.
         device: Where the networks run (``auto``: CUDA when present); volumes stay on the host.
         subdir: Folder under `out` for the maps (``""``: `out` itself, as ``predict -i -o`` writes).
+        job: The `medwss.jobs.Job` the cases run through (stage ``predict``; default one without a
+            log file).
 
     Returns:
-        ``{"done", "skipped", "failed": [{"case_id", "error"}]}``.
+        ``{"done", "skipped", "failed"}``: counts of this call and its failure rows (`medwss.jobs.FIELDS`).
     """
     members = load_members(model_paths)
     cfg = members[0][2]
     dev = resolve_device(device)
     pred_dir = Path(out) / subdir if subdir else Path(out)
     pred_dir.mkdir(parents=True, exist_ok=True)
-    done, skipped, failed = 0, 0, []
-    for case in tqdm(cases, desc="predict", disable=not progress, leave=False):
-        target = pred_dir / f"{case.case_id}.nii.gz"
-        if target.exists() and not overwrite:
-            skipped += 1
-            continue
-        try:
-            ci = load_case(
-                case, cfg.sequences, cfg.crop_mm, cfg.spacing_mm, _root(manifest), cfg.use_zones, cfg.reference
-            )
-            pred = case_prediction(members, ci, overlap, dev)
-            binary = cfg.num_classes == 2
-            if binary:
-                save_nifti(ci.reference.with_array(pred), target)
-            else:
-                save_label_map(pred, target, ci.reference.affine)
-            if any(f != "nifti" for f in formats):
-                from medwss.io.seg_export import write_outputs
+    job = job if job is not None else Job(None)
+    root = _root(manifest)
 
-                extra = [f for f in formats if f != "nifti"]
-                labels = (np.asarray(pred) >= 0.5).astype(np.int64) if binary else pred
-                spec = "lesion" if binary else LabelSpec.from_classes({n: c for c, n in enumerate(cfg.names()) if c})
-                write_outputs(ci.reference, labels, spec, pred_dir, extra, name=f"{case.case_id}_labels")
-            done += 1
-        except (MedwssError, OSError, ValueError) as exc:
-            failed.append({"case_id": case.case_id, "error": str(exc)})
+    def one(case: Case) -> None:
+        target = pred_dir / f"{case.case_id}.nii.gz"
+        ci = load_case(case, cfg.sequences, cfg.crop_mm, cfg.spacing_mm, root, cfg.use_zones, cfg.reference)
+        pred = case_prediction(members, ci, overlap, dev)
+        binary = cfg.num_classes == 2
+        if binary:
+            save_nifti(ci.reference.with_array(pred), target)
+        else:
+            save_label_map(pred, target, ci.reference.affine)
+        if any(f != "nifti" for f in formats):
+            from medwss.io.seg_export import write_outputs
+
+            extra = [f for f in formats if f != "nifti"]
+            labels = (np.asarray(pred) >= 0.5).astype(np.int64) if binary else pred
+            spec = "lesion" if binary else LabelSpec.from_classes({n: c for c, n in enumerate(cfg.names()) if c})
+            write_outputs(ci.reference, labels, spec, pred_dir, extra, name=f"{case.case_id}_labels")
+
+    job.run(
+        cases, one, stage="predict", image=lambda c: next(iter(c.images.values()), ""), progress=progress,
+        is_done=lambda c: not overwrite and (pred_dir / f"{c.case_id}.nii.gz").exists(), desc="predict",
+    )  # fmt: skip
+    ids = {c.case_id for c in cases}
+    done = sum(c.case_id in job.done_ids for c in cases)
+    skipped = sum(c.case_id in job.skipped_ids for c in cases)
+    failed = [row for cid, row in job.failures.items() if cid in ids]
     return {"done": done, "skipped": skipped, "failed": failed}

@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-from medwss.config import StrictConfig
 from medwss.data.labels import IGNORE
 from medwss.errors import InvalidDataError
+from medwss.seg.config import SegTrainConfig
 from medwss.seg.losses import dice_loss, negative_ce, partial_ce, size_penalty
 from medwss.seg.networks import create_segmenter, size_multiple
 from medwss.train import Context, EngineConfig, fit, load_model, register_model_kind, save_model
@@ -43,33 +43,6 @@ class SegSample:
     target: np.ndarray
     bounds: np.ndarray | None = None
     empty: bool = False
-
-
-class SegTrainConfig(StrictConfig):
-    """How a segmenter is built and trained (stored unchanged; validated by pydantic)."""
-
-    network: Literal["unet", "dynunet"] = "unet"
-    spatial_dims: Literal[2, 3] = 2
-    in_channels: int = 1
-    num_classes: int = 2
-    channels: tuple[int, ...] = (16, 32, 64, 128)
-    dropout: float = 0.0
-    loss: Literal["partial_ce", "ce_dice"] = "partial_ce"
-    size_weight: float = 0.0
-    size_warmup: int = 0
-    """Epochs over which the size weight ramps linearly from 0 (lets the CE term locate objects first)."""
-    size_per_slice: bool = False
-    negative_weight: float = 0.0
-    epochs: int = 30
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    augment: bool = True
-    seed: int = 0
-    device: str = "auto"
-    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ..."""
-    amp: bool = True
-    """Mixed precision (bfloat16 autocast) on CUDA; no effect on the CPU."""
 
 
 def build(cfg: SegTrainConfig) -> torch.nn.Module:

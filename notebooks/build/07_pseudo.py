@@ -35,12 +35,15 @@ import numpy as np
 from medwss.data.manifest import load_manifest
 from medwss.data.phantoms import generate
 from medwss.pseudo import workflow as wf
-from medwss.pseudo.config import PseudoConfig
+from medwss.pseudo.methods import PSEUDO_METHODS, config_for
 from medwss.pseudo.outputs import evaluate
 
 out = Path(OUT)
 manifest = generate("ct", out / "ct", n=N, seed=SEED, scale=SCALE, progress=False)
-cfg = PseudoConfig(labels="ct_phantom", iterations=20, seed=SEED)
+# every method has its own config class (PSEUDO_METHODS.get(name).config); each takes the settings it reads
+settings = {"labels": "ct_phantom", "iterations": 20, "seed": SEED}
+cfgs = {name: config_for(name, settings, only_read=True) for name in PSEUDO_METHODS}
+cfg = cfgs["cam"]  # the shared part (label spec, slicing, seed) is the same in every method's config
 cases, failed = wf.load_cases(load_manifest(manifest), cfg)
 print(len(cases), "cases,", sum(len(c.images) for c in cases), "slices; classes:", cfg.classes())""",
     ),
@@ -53,16 +56,16 @@ points per class) times closeness to the points. Thresholding them at 0.5 is the
     ),
     (
         "code",
-        """cams, feats = wf.compute_cams(cases, cfg)
-labels = {"cam": wf.cam_baseline(cams, cfg)}
-labels["box"] = wf.run_box(cases, cfg.model_copy(update={"segmenter": "box", "ring": 0}))
-labels["box+random_walker"] = wf.run_box(cases, cfg)
-labels["dhr"] = wf.run_dhr(cases, cams, cfg)
-labels["fuse"], tau = wf.run_fuse(cases, cams, cfg)
-labels["par"] = wf.run_par(cases, cams, cfg)
-labels["cpal"] = wf.run_cpal(cases, cams, feats, cfg)
-labels["agmm_refine"] = wf.run_agmm(cases, cfg, offline=True)
-labels["dupl"], history = wf.run_dupl(cases, cams, cfg)
+        """cams, feats = wf.compute_cams(cases, cfgs["cam"])  # the CAM settings are shared: one set of maps
+labels = {"cam": wf.cam_baseline(cams, cfgs["cam"])}
+labels["box"] = wf.run_box(cases, cfgs["box"].model_copy(update={"segmenter": "box", "ring": 0}))
+labels["box+random_walker"] = wf.run_box(cases, cfgs["box"])
+labels["dhr"] = wf.run_dhr(cases, cams, cfgs["dhr"])
+labels["fuse"], tau = wf.run_fuse(cases, cams, cfgs["fuse"])
+labels["par"] = wf.run_par(cases, cams, cfgs["par"])
+labels["cpal"] = wf.run_cpal(cases, cams, feats, cfgs["cpal"])
+labels["agmm_refine"] = wf.run_agmm(cases, cfgs["agmm"], offline=True)
+labels["dupl"], history = wf.run_dupl(cases, cams, cfgs["dupl"])
 print(f"fusion threshold from the val sweep: {tau:.2f}; DuPL threshold at the end: {history[-1]['tau']:.2f}")""",
     ),
     (
@@ -91,16 +94,19 @@ plt.tight_layout()""",
         "md",
         """## A method by name, and its files
 
-Every registered method runs by name (`run_method`, what each `medwss pseudo <method>` subcommand
-calls); `write_outputs` writes int16 NIfTI labels on the source grid, PNG previews and metrics.""",
+Every registered method runs by name: `create_method(name, cfg, opts)` binds it to its config
+(`fit(cases)` runs it over all cases, `predict(case)` gives a case's maps; `run_method` does both,
+as each `medwss pseudo <method>` subcommand does); `write_outputs` writes int16 NIfTI labels on the
+source grid, PNG previews and metrics.""",
     ),
     (
         "code",
-        """from medwss.pseudo.methods import MethodOptions, run_method
+        """from medwss.pseudo.methods import MethodOptions, create_method
 from medwss.pseudo.outputs import write_outputs
 
-dhr, extra = run_method("dhr", cases, cfg, MethodOptions(out_dir=out / "dhr"))
-metrics = write_outputs(cases, dhr, out / "dhr", cfg)
+method = create_method("dhr", cfgs["dhr"], MethodOptions(out_dir=out / "dhr")).fit(cases)
+dhr = [method.predict(c) for c in cases]
+metrics = write_outputs(cases, dhr, out / "dhr", cfgs["dhr"])
 print(sorted(p.name for p in (out / "dhr").iterdir()), f"Dice {metrics['pooled']['mean_dice']:.3f}")""",
     ),
 ]

@@ -22,6 +22,8 @@ def test_mil_context_quick(tmp_path) -> None:  # noqa: ANN001
     for entry in methods.values():
         assert 0.0 <= entry["summary"]["auc"] <= 1.0 and 0.0 <= entry["summary"]["dice"] <= 1.0
     assert "| insight |" in (tmp_path / "mil_context_quick.md").read_text()
+    run = methods["insight"]["runs"][0]  # the per-epoch validation curve is kept (plateau diagnosis)
+    assert len(run["history"]) == run["epochs_run"] >= 2 and "val_auc" in run["history"][0]
 
 
 def test_mil_context_merge_pools_runs_across_files(tmp_path) -> None:  # noqa: ANN001

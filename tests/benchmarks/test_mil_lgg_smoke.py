@@ -26,6 +26,17 @@ def test_mil_lgg_quick(real, tmp_path):
     assert not res["failures"] and all(c["seconds_per_epoch"] > 0 for c in res["cost"])
     md = (tmp_path / "mil_lgg_quick.md").read_text()
     assert "| stats | insight |" in md and "held-out-site Dice" in md
+    # --merge pools runs made in parallel (one process per held-out site) into one table
+    other = {**res, "holdout": ["DU"], "runs": [{**r, "holdout": "DU"} for r in res["runs"]]}
+    (tmp_path / "du.json").write_text(json.dumps(other))
+    out = tmp_path / "merged"
+    assert mod["main"](["--merge", str(tmp_path / "mil_lgg_quick.json"), str(tmp_path / "du.json"),
+                        "--out", str(out)]) == 0  # fmt: skip
+    merged = json.loads((out / "mil_lgg.json").read_text())
+    assert merged["holdout"] == ["CS", "DU"] and len(merged["runs"]) == 2 * len(res["runs"])
+    text = (out / "mil_lgg.md").read_text()
+    assert "Held-out site CS" in text and "Held-out site DU" in text and "| DU | stats | insight |" in text
+    assert mod["main"](["--merge", str(tmp_path / "nope.json"), "--out", str(out)]) == 2
 
 
 def test_mil_lgg_missing_data(tmp_path, capsys):

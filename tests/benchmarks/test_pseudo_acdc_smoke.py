@@ -29,3 +29,14 @@ def test_pseudo_acdc_quick(real, tmp_path):
     assert len(labels) == 2 and (tmp_path / "work" / "agmm_labels" / "seed_0" / "model.pt").is_file()
     md = (tmp_path / "pseudo_acdc_quick.md").read_text()
     assert "| AGMM pseudo-labels, partial CE |" in md and "Dice LV" in md
+    # --resume keeps the finished seeds of a run of the same configs (nothing retrained) ...
+    prev = tmp_path / "pseudo_acdc_quick.json"
+    assert mod["main"]([*args, "--resume", str(prev), "--tag", "res"]) == 0
+    again = json.loads((tmp_path / "pseudo_acdc_quick_res.json").read_text())
+    assert again["summary"] == res["summary"] and again["runs"] == res["runs"]
+    # ... and refuses one whose configs differ, naming the file and the field
+    res["pseudo_config"]["iterations"] += 1
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(res))
+    with pytest.raises(SystemExit, match=r"bad\.json: its pseudo_config differs .* iterations"):
+        mod["main"]([*args, "--resume", str(bad), "--tag", "bad"])

@@ -72,7 +72,7 @@ def test_evaluate_end_to_end_reports_bad_cases_and_evaluates_the_others(tmp_path
     assert [c["case_id"] for c in cases] == ["case0", "case1"]
     assert float(cases[0]["dice"]) == pytest.approx(1.0) and cases[0]["label"] == "1"
     assert float(cases[1]["case_score"]) == pytest.approx(0.3) and cases[1]["empty_agree"] == "True"
-    failures = {f["case_id"]: f["error"] for f in read_csv(out / "failures.csv")}
+    failures = {f["case_id"]: f["message"] for f in read_csv(out / "failures.csv")}
     assert set(failures) == {"case2", "case3", "case4"}
     assert "affine" in failures["case2"] and "no prediction" in failures["case3"] and "gone" in failures["case4"]
     summary = json.loads((out / "summary.json").read_text())

@@ -117,8 +117,11 @@ def _migrated() -> dict[tuple[str, ...], tuple[type[BaseModel], tuple[str, ...]]
     from medwss.cli.coin import BaselinesConfig, ClassifierFile, CoinFile, SegmentConfig
     from medwss.cli.phantom import PhantomConfig
     from medwss.data.phantoms.bags import BagPhantomConfig
+    from medwss.embed.config import EmbedConfig, TileConfig
     from medwss.embed.pretrain import PretrainConfig
     from medwss.eval.runner import EvaluateConfig
+    from medwss.mil.config import MILApplyConfig, MILTrainConfig
+    from medwss.scribble.config import ScribbleMakeConfig, ScribblePredictConfig, ScribbleTrainJob, ShiftConfig
 
     return {
         ("evaluate",): (EvaluateConfig, ()),
@@ -131,6 +134,15 @@ def _migrated() -> dict[tuple[str, ...], tuple[type[BaseModel], tuple[str, ...]]
         ("coin", "train"): (CoinFile, ()),
         ("coin", "segment"): (SegmentConfig, ()),
         ("coin", "baselines"): (BaselinesConfig, ()),
+        ("tile",): (TileConfig, ()),
+        ("embed",): (EmbedConfig, ("encoder_options",)),  # YAML, and --encoder-option KEY=VALUE
+        ("mil", "train"): (MILTrainConfig, ()),
+        ("mil", "predict"): (MILApplyConfig, ("threshold",)),  # heatmap's
+        ("mil", "heatmap"): (MILApplyConfig, ()),
+        ("scribble", "make"): (ScribbleMakeConfig, ("options",)),  # YAML, and --option KEY=VALUE
+        ("scribble", "train"): (ScribbleTrainJob, ()),
+        ("scribble", "predict"): (ScribblePredictConfig, ()),
+        ("scribble", "shift"): (ShiftConfig, ("settings",)),  # YAML, and --setting NAME=CONFIG.yaml
     }
 
 
@@ -176,3 +188,69 @@ def test_old_flag_names_still_work():
     a = parser.parse_args(["coin", "segment", "m.csv", "--classifier", "c", "--generator", "g", "-o", "o",
                            "--format", "nifti", "--format", "slicer", "--sites", "DU,HT"])  # fmt: skip
     assert (a.formats, a.sites) == (["nifti", "slicer"], ["DU", "HT"])
+    a = parser.parse_args(["tile", "m.csv", "--out", "o", "--tile-size", "64", "--mag", "20", "--roi-labels", "2,3",
+                           "--channel", "DAPI", "--channel", "CD8", "--force-mpp", "--stain-norm", "macenko"])  # fmt: skip
+    assert (a.tile_size, a.mag, a.roi_labels, a.channels, a.force_mpp) == (
+        "64",
+        "20",
+        ["2", "3"],
+        ["DAPI", "CD8"],
+        True,
+    )
+    a = parser.parse_args(["embed", "m.csv", "--tiles", "t", "--out", "o", "--tokens", "--batch-size", "8",
+                           "--encoder-option", "input_size=224", "--dtype", "float32"])  # fmt: skip
+    assert (a.tokens, a.batch_size, a.encoder_option, a.dtype) == (True, "8", ["input_size=224"], "float32")
+    a = parser.parse_args(["mil", "train", "m.csv", "--out", "o", "--aggregator", "abmil", "--max-instances", "9",
+                           "--monitor", "val_auc", "--folds", "3"])  # fmt: skip
+    assert (a.aggregator, a.max_instances, a.monitor, a.folds) == ("abmil", "9", "val_auc", "3")
+    a = parser.parse_args(["mil", "heatmap", "-i", "d", "-o", "o", "--model", "m.pt", "--threshold", "0.7",
+                           "--nan", "keep", "--mode", "patch3d", "--tile-size", "16"])  # fmt: skip
+    assert (a.threshold, a.nan, a.mode, a.tile_size) == ("0.7", "keep", "patch3d", "16")
+    a = parser.parse_args(["scribble", "make", "m.csv", "--out", "o", "--kind", "point", "--no-background",
+                           "--option", "radius=3"])  # fmt: skip
+    assert (a.kind, a.background, a.option) == ("point", False, ["radius=3"])
+    a = parser.parse_args(["scribble", "train", "m.csv", "--out", "o", "--spatial-dims", "3", "--weak-kind", "box",
+                           "--ensemble", "2", "--sites", "A,B", "--size-warmup", "2"])  # fmt: skip
+    assert (a.spatial_dims, a.weak_kind, a.ensemble, a.sites, a.size_warmup) == (3, "box", "2", ["A", "B"], "2")
+    a = parser.parse_args(["scribble", "predict", "m.csv", "-o", "o", "--model", "a.pt", "--format", "nifti",
+                           "--format", "slicer", "--split", "test", "--overlap", "0.5"])  # fmt: skip
+    assert (a.formats, a.split, a.overlap) == (["nifti", "slicer"], "test", "0.5")
+    a = parser.parse_args(["scribble", "shift", "m.csv", "--out", "o", "--train-sites", "A,B", "--setting",
+                           "x=c.yaml", "--ensemble", "2", "--epochs", "1"])  # fmt: skip
+    assert (a.train_sites, a.setting, a.ensemble, a.epochs) == (["A", "B"], ["x=c.yaml"], "2", "1")
+
+
+def test_yaml_sets_what_only_flags_set_before(tmp_path):
+    """Every setting of scribble predict/make/shift and mil predict/heatmap is a YAML key too."""
+    from medwss.cli.options import config_from_args
+    from medwss.mil.config import MILApplyConfig
+    from medwss.scribble.config import ScribblePredictConfig, ShiftConfig
+
+    f = tmp_path / "c.yaml"
+    f.write_text("threshold: 0.8\nnan: keep\n")
+    args = _root().parse_args(["mil", "heatmap", "d.csv", "-o", "o", "--model", "m.pt", "--nan", "raise"])
+    cfg = config_from_args(MILApplyConfig, args, f)
+    assert (cfg.threshold, cfg.nan) == (0.8, "raise")
+    f.write_text("formats: [nifti, dicom-seg]\nsites: [A]\n")
+    args = _root().parse_args(["scribble", "predict", "m.csv", "-o", "o", "--model", "a.pt", "--split", "val"])
+    cfg2 = config_from_args(ScribblePredictConfig, args, f)
+    assert (cfg2.formats, cfg2.sites, cfg2.split) == (["nifti", "dicom-seg"], ["A"], "val")
+    f.write_text("train_sites: [A]\nsettings: {a: x.yaml}\n")
+    args = _root().parse_args(["scribble", "shift", "m.csv", "--out", "o"])
+    cfg3 = config_from_args(ShiftConfig, args, f, extra={"settings.b": "y.yaml"})
+    assert (cfg3.train_sites, cfg3.settings, cfg3.ensemble) == (["A"], {"a": "x.yaml", "b": "y.yaml"}, 3)
+
+
+def test_building_the_parser_of_these_commands_imports_no_torch_or_numpy():
+    import subprocess
+    import sys
+
+    code = (
+        "import argparse, sys\n"
+        "from medwss.cli import embed, mil, scribble, tile\n"
+        "sub = argparse.ArgumentParser().add_subparsers()\n"
+        "for m in (tile, embed, mil, scribble): m.register(sub)\n"
+        "print(sorted(h for h in ('torch', 'monai', 'numpy', 'scipy', 'h5py') if h in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

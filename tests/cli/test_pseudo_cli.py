@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import runpy
 from pathlib import Path
 
 import numpy as np
@@ -122,13 +123,57 @@ def test_errors_are_one_line(tmp_path, real_manifest, capsys):
 
 def test_shipped_configs_validate():
     from medwss.config import load_config
-    from medwss.pseudo.config import PseudoConfig
+    from medwss.pseudo.methods import PSEUDO_METHODS
     from tests.conftest import ROOT
 
-    files = sorted(f for f in (ROOT / "configs").glob("pseudo_*.yaml") if not f.name.startswith("pseudo_polyp"))
+    box = ("pseudo_polyp", "pseudo_kvasir_box")  # the Kvasir box benchmark's own settings
+    files = sorted(f for f in (ROOT / "configs").glob("pseudo_*.yaml") if not f.name.startswith(box))
     assert len(files) >= 8
-    for f in files:
-        assert load_config(f, PseudoConfig).seed == 0
+    for f in files:  # each against its method's own class (a key the method does not read is an error)
+        method = f.stem.split("_")[-1]  # pseudo_<method>.yaml, pseudo_<dataset>_<method>.yaml
+        names = [method] if method in PSEUDO_METHODS else list(PSEUDO_METHODS)  # pseudo_real_ct: any method
+        for name in names:
+            cfg = load_config(f, PSEUDO_METHODS.get(name).config)
+            assert cfg.seed == 0 and isinstance(cfg, PSEUDO_METHODS.get(name).config), (f.name, name)
+    bench = runpy.run_path(str(ROOT / "benchmarks" / "pseudo_polyp.py"))["PolypBenchConfig"]
+    boxes = {f.name: load_config(f, bench) for f in (ROOT / "configs").glob("pseudo_*.yaml") if f.name.startswith(box)}
+    assert boxes["pseudo_kvasir_box.yaml"] == boxes["pseudo_polyp.yaml"] and len(boxes) >= 4
+
+
+def test_flags_are_generated_from_each_methods_config(real_manifest, tmp_path, capsys):
+    import argparse
+
+    from medwss.cli.main import build_parser
+    from medwss.cli.options import check_every_field_has_a_flag
+    from medwss.cli.pseudo import resolve
+    from medwss.pseudo.methods import PSEUDO_METHODS
+
+    (top,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    (sub,) = (a for a in top.choices["pseudo"]._actions if isinstance(a, argparse._SubParsersAction))
+    for name, method in PSEUDO_METHODS.items():
+        parser = sub.choices[name]
+        assert check_every_field_has_a_flag(method.config, parser) == [], name
+        dests = {a.dest for a in parser._actions} - {"help", "manifest", "out", "config", "quiet", "boxes", "offline"}
+        assert dests == set(method.config.model_fields), name
+    text = sub.choices["dhr"].format_help()
+    assert "--cam-tau X" in text and "Sinkhorn entropic regularisation" in text and "(default: 0.01)" in text
+    a = sub.choices["dhr"].parse_args(["m.csv", "--out", "o", "--cam-source", "tags", "--minor", "liver,spleen"])
+    assert (a.cam_source, a.minor) == ("tags", ["liver", "spleen"])
+    with pytest.raises(SystemExit):
+        sub.choices["dhr"].parse_args(["m.csv", "--out", "o", "--prior", "flat"])  # a Literal gives choices
+    with pytest.raises(SystemExit):
+        sub.choices["fuse"].parse_args(["m.csv", "--out", "o", "--cam-tau", "0.3"])  # fusion does not read it
+    capsys.readouterr()
+    yml = tmp_path / "fuse.yaml"
+    yml.write_text("cam_tau: 0.4\n")  # a YAML key the method does not read: one line naming it and the file
+    assert main(["pseudo", "fuse", str(real_manifest), "--out", str(tmp_path / "o"), "--config", str(yml)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "cam_tau" in err and "fuse.yaml" in err
+    yml.write_text("labels: totalseg\ncam_tau: 0.4\nprior: uniform\n")  # defaults < YAML < flags
+    cfg = resolve(sub.choices["dhr"].parse_args(["m.csv", "--out", "o", "--config", str(yml), "--cam-tau", "0.3"]))
+    assert (type(cfg).__name__, cfg.labels, cfg.cam_tau, cfg.prior) == ("DhrPseudoConfig", "totalseg", 0.3, "uniform")
+    ev = sub.choices["evaluate"].parse_args(["l", "m.csv", "--out", "o", "--config", str(yml), "--downsample", "2"])
+    assert resolve(ev).model_dump() == {**resolve(ev).model_dump(), "labels": "totalseg", "downsample": 2}
 
 
 @pytest.mark.slow

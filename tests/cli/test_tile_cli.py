@@ -43,7 +43,9 @@ def test_tile_records_failure_goes_on_and_resumes(real, tmp_path, capsys):
     manifest = slide_manifest(tmp_path, real)
     out = tmp_path / "tiles"
     assert tile.run(parse(str(manifest), "--out", str(out), "--quiet")) == 3  # 1 of 2 cases failed
-    assert "1 done, 0 skipped, 1 failed" in capsys.readouterr().out
+    cap = capsys.readouterr()
+    assert "1 done, 0 skipped, 1 failed" in cap.out
+    assert cap.err.splitlines()[-1] == f"medwss tile: 1 done, 1 failed; see {out / 'failures.csv'}"
     tiles = load_tiles(out / "cmu.tiles.h5")
     assert tiles.kind == "slide" and len(tiles) > 20 and (tiles.tissue_fraction >= 0.25).all()
     assert tiles.source.endswith("cmu-1-small-region.svs") and tiles.attrs["modality"] == "WSI"
@@ -52,7 +54,8 @@ def test_tile_records_failure_goes_on_and_resumes(real, tmp_path, capsys):
     rows = list(csv.DictReader(io.StringIO((out / "failures.csv").read_text())))
     assert [r["case_id"] for r in rows] == ["bad"]
     assert rows[0]["image"].endswith("unreadable.svs")
-    assert "CorruptFileError" in rows[0]["error"] and "\n" not in rows[0]["error"]
+    assert rows[0]["error_class"] == "CorruptFileError" and rows[0]["stage"] == "tile"
+    assert "\n" not in rows[0]["message"] and list(rows[0]) == ["case_id", "stage", "error_class", "message", "image"]
     record = json.loads((out / "run.json").read_text())
     assert record["command"] == "tile" and record["metrics"]["done"] == 1 and record["metrics"]["failed"] == 1
     assert record["config"]["mpp"] == 0.5 and record["config"]["tissue"]["saturation"] == "otsu"
@@ -60,7 +63,10 @@ def test_tile_records_failure_goes_on_and_resumes(real, tmp_path, capsys):
     # A second run skips the finished case and tries the failed one again.
     stamp = (out / "cmu.tiles.h5").stat().st_mtime_ns
     assert tile.run(parse(str(manifest), "--out", str(out), "--quiet")) == 3
-    assert "0 done, 1 skipped, 1 failed" in capsys.readouterr().out
+    cap = capsys.readouterr()
+    assert "0 done, 1 skipped, 1 failed" in cap.out
+    summary = f"medwss tile: 0 done, 1 skipped (already done), 1 failed; see {out / 'failures.csv'}"
+    assert cap.err.splitlines()[-1] == summary
     assert (out / "cmu.tiles.h5").stat().st_mtime_ns == stamp
     assert (
         len(list(csv.DictReader(io.StringIO((out / "failures.csv").read_text())))) == 1
@@ -129,6 +135,8 @@ def test_config_file_and_flags(tmp_path):
     cfg_file.write_text("mpp: 1.0\ntile_size: 256\ntissue:\n  saturation: 0.1\n")
     cfg = tile.resolve(parse("m.csv", "--out", "o", "--config", str(cfg_file), "--mpp", "2.0"))
     assert cfg.mpp == 2.0 and cfg.tile_size == 256 and cfg.tissue.saturation == 0.1
+    cfg = tile.resolve(parse("m.csv", "--out", "o", "--config", str(cfg_file), "--tissue-min-area-um2", "5"))
+    assert cfg.tissue.min_area_um2 == 5 and cfg.tissue.saturation == 0.1  # a flag of a section keeps its other keys
     with pytest.raises(ConfigError, match="overlap"):
         tile.resolve(parse("m.csv", "--out", "o", "--overlap", "1.5"))
     cfg_file.write_text("tissue:\n  colour: red\n")

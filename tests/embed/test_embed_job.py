@@ -43,7 +43,7 @@ def test_tile_then_embed_real_slide(tmp_path, real, capsys):
     # every tile lies in tissue: the tissue fraction recorded at tiling is above the threshold
     assert (t.tissue_fraction >= 0.25).all()
     failures = read_failures(bags / "failures.csv")
-    assert [r["case_id"] for r in failures] == ["bad"] and "medwss tile" in failures[0]["error"]
+    assert [r["case_id"] for r in failures] == ["bad"] and "medwss tile" in failures[0]["message"]
     out = capsys.readouterr().out
     assert "embedded 1 case(s)" in out and "1 failed" in out
     # the output manifest points at the bags and validates

@@ -13,7 +13,7 @@ def test_record_replace_clear(tmp_path):
     log.record("b", "b.svs", "oops")
     log.record("a", "a.svs", "again")
     rows = read_failures(path)
-    assert [(r["case_id"], r["error"]) for r in rows] == [("a", "again"), ("b", "oops")]
+    assert [(r["case_id"], r["message"]) for r in rows] == [("a", "again"), ("b", "oops")]
     assert len(FailureLog(path)) == 2  # a re-run starts from the file
     log.clear("a")
     log.clear("b")
@@ -22,8 +22,17 @@ def test_record_replace_clear(tmp_path):
 
 def test_error_is_one_line(tmp_path):
     log = FailureLog(tmp_path / "f.csv")
-    log.record("a", "a.svs", CorruptFileError("bad tile\nsecond line", "a.svs"))
-    assert read_failures(tmp_path / "f.csv")[0]["error"] == "CorruptFileError: a.svs: bad tile"
+    log.record("a", "a.svs", CorruptFileError("bad tile\nsecond line", "a.svs"), stage="tile")
+    (row,) = read_failures(tmp_path / "f.csv")
+    assert row == {"case_id": "a", "stage": "tile", "error_class": "CorruptFileError", "message": "a.svs: bad tile",
+                   "image": "a.svs"}  # fmt: skip
+    assert (tmp_path / "f.csv").read_text().splitlines()[0] == "case_id,stage,error_class,message,image"
+
+
+def test_old_error_column_is_read(tmp_path):
+    (tmp_path / "f.csv").write_text("case_id,image,error\na,a.svs,OSError: gone\n")
+    (row,) = read_failures(tmp_path / "f.csv")
+    assert (row["error_class"], row["message"], row["image"]) == ("OSError", "gone", "a.svs")
 
 
 def test_merge_ranks(tmp_path):

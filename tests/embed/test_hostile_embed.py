@@ -203,12 +203,12 @@ def test_nan_volume_fails_its_case_unless_filled(tmp_path, capsys):
     tiles = tmp_path / "tiles"
     assert main(["tile", str(m), "--out", str(tiles), "--tile-size", "16", "--quiet"]) == 2
     (row,) = read_failures(tiles / "failures.csv")
-    assert "1 NaN or infinite voxels" in row["error"] and "v.nii.gz" in row["error"]
+    assert "1 NaN or infinite voxels" in row["message"] and "v.nii.gz" in row["message"]
     assert main(["tile", str(m), "--out", str(tiles), "--tile-size", "16", "--quiet", "--nan", "fill"]) == 0
     bags = tmp_path / "bags"
     args = ["embed", str(m), "--tiles", str(tiles), "--out", str(bags), "--encoder", "stats", "--quiet"]
     assert main(args) == 2  # the reader refuses the NaN voxels too
-    assert "NaN or infinite voxels" in read_failures(bags / "failures.csv")[0]["error"]
+    assert "NaN or infinite voxels" in read_failures(bags / "failures.csv")[0]["message"]
     assert main([*args, "--nan", "fill"]) == 0
     assert np.isfinite(load_bag(bags / "v.h5").features).all()
     capsys.readouterr()
@@ -266,6 +266,7 @@ def test_job_wide_errors_fail_fast(tmp_path, capsys):
     m = _volume_manifest(tmp_path)
     tiles = tmp_path / "tiles"
     assert main(["tile", str(m), "--out", str(tiles), "--tile-size", "16", "--quiet"]) == 0
+    assert capsys.readouterr().err == "medwss tile: 1 done, 0 failed\n"  # the summary line of every batch run
     bags = tmp_path / "bags"
     assert main(["embed", str(m), "--tiles", str(tiles), "--out", str(bags), "--encoder", "nope", "--quiet"]) == 2
     err = capsys.readouterr().err

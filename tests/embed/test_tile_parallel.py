@@ -66,7 +66,7 @@ def test_two_worker_processes_write_the_same_bytes_as_one(volumes, tmp_path):
     assert sorted(a) == sorted(b) == ["c0.tiles.h5", "c1.tiles.h5", "c2.tiles.h5", "c3.tiles.h5", "c4.tiles.h5",
                                       "failures.csv"]  # fmt: skip
     assert a == b  # byte for byte, the failure log too
-    assert "FileNotFound" in read_failures(tmp_path / "w2" / "failures.csv")[0]["error"]
+    assert read_failures(tmp_path / "w2" / "failures.csv")[0]["error_class"] == "FileNotFound"
     assert not list((tmp_path / "w2").glob("*.claim")) and not list((tmp_path / "w2").rglob(".*"))
     # resumed: nothing to do, in either mode
     again = tile_manifest(m, tmp_path / "w2", CFG, progress=False, workers=2)
@@ -212,7 +212,7 @@ def test_shared_failure_log_from_threads_and_stale_temps(tmp_path):
         t.join()
     rows = read_failures(path)
     assert [r["case_id"] for r in rows] == sorted(f"{p}{i:02d}" for p in "ab" for i in range(15))
-    assert rows[0]["error"] == "ValueError: bad" and not (tmp_path / "failures.csv.lock").exists()
+    assert (rows[0]["error_class"], rows[0]["message"]) == ("ValueError", "bad") and not (tmp_path / "failures.csv.lock").exists()
     # temp files of killed writers: removed when older than the job start; a live writer's kept
     (tmp_path / "qa").mkdir()
     old, new = tmp_path / "qa" / ".x.png.abc.tmp.png", tmp_path / ".y.tiles.h5.def.tmp.tiles.h5"

@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
 from medwss.cli import info
-from medwss.cli.batch import finish, record_failures
+from medwss.cli.batch import finish
 from medwss.cli.main import _write_log, library_noise_routed, main
-from medwss.embed.failures import read_failures
 from medwss.io.atomic import write_json, write_text
+from medwss.jobs import JobSummary
 
 
-def test_finish_exit_codes_and_summary(capsys, tmp_path):
-    assert finish("tile", 10, 0, tmp_path / "failures.csv") == 0 and capsys.readouterr().err == ""
-    assert finish("tile", 10, 3, "out/failures.csv") == 3
-    assert capsys.readouterr().err == "medwss tile: 3 of 10 cases failed; see out/failures.csv\n"
-    assert finish("evaluate", 2, 2, "f.csv") == 2 and finish("x", 0, 1) == 2
-    log = record_failures(
-        tmp_path / "failures.csv", ["c1: bad\nthing", {"case_id": "c2", "problem": "p", "image": "i"}]
-    )
-    rows = read_failures(log.path)
-    assert [(r["case_id"], r["image"], r["error"]) for r in rows] == [("c1", "", "bad thing"), ("c2", "i", "p")]
+def test_finish_exit_codes_and_summary(capsys):
+    assert finish("tile", JobSummary(done=8, skipped=2)) == 0
+    assert capsys.readouterr().err == "medwss tile: 8 done, 2 skipped (already done), 0 failed\n"
+    assert finish("tile", JobSummary(done=8, skipped=2, failed=1, log=Path("out/failures.csv"))) == 3
+    assert capsys.readouterr().err == "medwss tile: 8 done, 2 skipped (already done), 1 failed; see out/failures.csv\n"
+    assert finish("evaluate", JobSummary(failed=2)) == 2 and finish("x", JobSummary(skipped=1, failed=1)) == 3
 
 
 def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, tmp_path, capsys):

@@ -104,8 +104,8 @@ def test_huge_header_claims_and_nan_volumes_fail_their_case(root, tmp_path, caps
     m = manifest(root / "m.csv", [("bomb", bomb), ("nan", nan), ("ok", volume(root / "v.nii.gz"))])
     out = root / "tiles"
     code, lines = run(["tile", m, "--out", out, "--tile-size", "8", "--quiet"], capsys, tmp_path, out)
-    assert code == 3 and lines[-1] == f"medwss tile: 2 of 3 cases failed; see {out / 'failures.csv'}"
-    rows = {r["case_id"]: r["error"] for r in read_failures(out / "failures.csv")}
+    assert code == 3 and lines[-1] == f"medwss tile: 1 done, 2 failed; see {out / 'failures.csv'}"
+    rows = {r["case_id"]: r["message"] for r in read_failures(out / "failures.csv")}
     assert set(rows) == {"bomb", "nan"} and "bomb.nii.gz" in rows["bomb"] and "NaN" in rows["nan"]
 
 
@@ -143,14 +143,14 @@ def test_nan_features_fail_their_case_unless_kept(root, tmp_path, capsys):
     out = root / "out"
     preds = out / "p.csv"
     code, lines = run(["mil", "predict", m, "--model", model, "--out", preds], capsys, tmp_path, out)
-    assert code == 3 and lines == [f"medwss mil predict: 1 of 4 cases failed; see {out / 'p.failures.csv'}"]
+    assert code == 3 and lines == [f"medwss mil predict: 3 done, 1 failed; see {out / 'p.failures.csv'}"]
     (row,) = read_failures(out / "p.failures.csv")
-    assert row["case_id"] == "c1" and "b1.h5" in row["error"] and "NaN" in row["error"]
+    assert row["case_id"] == "c1" and "b1.h5" in row["message"] and "NaN" in row["message"]
     code, lines = run(["mil", "predict", m, "--model", model, "--out", preds, "--nan", "keep"], capsys, tmp_path, out)
-    assert code == 0 and not lines and "nan" in preds.read_text()
+    assert code == 0 and lines == ["medwss mil predict: 4 done, 0 failed"] and "nan" in preds.read_text()
     hm = out / "hm"
     code, lines = run(["mil", "heatmap", m, "--model", model, "--out", hm, "--quiet"], capsys, tmp_path, out)
-    assert code == 3 and lines[-1].startswith("medwss mil heatmap: 1 of 4 cases failed")
+    assert code == 3 and lines[-1].startswith("medwss mil heatmap: 3 done, 1 failed")
 
 
 def bad_files(folder: Path) -> dict[str, Path]:
@@ -237,8 +237,8 @@ def test_evaluate_refuses_nan_predictions_and_writes_strict_json(root, tmp_path,
     out = root / "out"
     argv = ["evaluate", m, "--predictions", preds, "--out", out, "--n-boot", "5", "--quiet"]
     code, lines = run(argv, capsys, tmp_path, out)
-    assert code == 3 and lines[-1] == f"medwss evaluate: 2 of 3 cases failed; see {out / 'failures.csv'}"
-    rows = {r["case_id"]: r["error"] for r in read_failures(out / "failures.csv")}
+    assert code == 3 and lines[-1] == f"medwss evaluate: 1 done, 2 failed; see {out / 'failures.csv'}"
+    rows = {r["case_id"]: r["message"] for r in read_failures(out / "failures.csv")}
     assert "allnan.nii.gz" in rows["allnan"] and "64 of 64 values are NaN" in rows["allnan"]
     assert "somenan.nii.gz" in rows["somenan"]
 

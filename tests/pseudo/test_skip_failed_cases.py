@@ -45,11 +45,11 @@ def test_box_skips_a_case_whose_boxes_are_broken(rows, tmp_path, capsys):
     argv = ["pseudo", "box", str(_manifest(tmp_path / "m.csv", rows)), "--out", str(out), "--boxes", str(bfile)]
     assert main(argv + ["--quiet"]) == 3
     cap = capsys.readouterr()
-    assert f"skipped {rows[1]['case_id']}" in cap.out and "1 of 3 cases failed" in cap.err
+    assert f"skipped {rows[1]['case_id']}" in cap.out and "medwss pseudo box: 2 done, 1 failed; see" in cap.err
     assert "Traceback" not in cap.err
     assert _labels(out) == {rows[0]["case_id"], rows[2]["case_id"]}
     (fail,) = read_failures(out / "failures.csv")
-    assert fail["case_id"] == rows[1]["case_id"] and "box" in fail["error"]
+    assert fail["case_id"] == rows[1]["case_id"] and "box" in fail["message"] and fail["stage"]
     run = json.loads((out / "run.json").read_text())
     assert run["metrics"]["failed"][0].startswith(rows[1]["case_id"])
 
@@ -70,8 +70,10 @@ def test_box_skips_a_corrupt_image_and_a_failing_write(rows, tmp_path, capsys, m
     monkeypatch.setattr(overlay, "volume_montage_png", flaky)
     out = tmp_path / "o"
     assert main(["pseudo", "box", str(_manifest(tmp_path / "m.csv", more)), "--out", str(out), "--quiet"]) == 3
-    assert "2 of 4 cases failed" in capsys.readouterr().err
-    failed = {r["case_id"]: r["error"] for r in read_failures(out / "failures.csv")}
+    assert "medwss pseudo box: 2 done, 2 failed; see" in capsys.readouterr().err
+    rows_ = {r["case_id"]: r for r in read_failures(out / "failures.csv")}
+    assert (rows_["corrupt"]["stage"], rows_[rows[2]["case_id"]]["stage"]) == ("load", "write")
+    failed = {k: r["message"] for k, r in rows_.items()}
     assert set(failed) == {"corrupt", rows[2]["case_id"]} and "disk full" in failed[rows[2]["case_id"]]
     assert {rows[0]["case_id"], rows[1]["case_id"]} <= _labels(out)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -84,24 +86,27 @@ def test_dhr_skips_a_case_without_tags(rows, tmp_path, capsys):
     out = tmp_path / "o"
     argv = ["pseudo", "dhr", str(_manifest(tmp_path / "m.csv", more)), "--out", str(out), "--downsample", "3"]
     assert main(argv + ["--quiet"]) == 3
-    assert "has no mask" in read_failures(out / "failures.csv")[0]["error"]
+    assert "has no mask" in read_failures(out / "failures.csv")[0]["message"]
     assert _labels(out) == {rows[0]["case_id"], rows[2]["case_id"]}
     capsys.readouterr()
 
 
 def test_library_calls_still_raise(rows):
     from medwss.errors import InvalidDataError
-    from medwss.pseudo.config import PseudoConfig
-    from medwss.pseudo.workflow import run_agmm, skipping_failed_cases, slice_case
+    from medwss.jobs import Job
+    from medwss.pseudo.config import AgmmPseudoConfig
+    from medwss.pseudo.workflow import run_agmm, slice_case
 
-    cfg = PseudoConfig(downsample=4)
+    cfg = AgmmPseudoConfig(downsample=4)
     case = slice_case(_case(rows[0]), cfg)
     case.gts = None
     with pytest.raises(InvalidDataError, match="neither a scribble nor a mask"):
         run_agmm([case], cfg, offline=True)
-    with skipping_failed_cases() as failed:
+    job = Job(None)
+    with job.active():
         assert run_agmm([case], cfg, offline=True) == [None]
-    assert failed and failed[0].startswith(case.case_id + ": ")
+    (row,) = job.summary().failures
+    assert row["case_id"] == case.case_id and row["error_class"] == "InvalidDataError" and row["stage"]
 
 
 def _case(row: dict[str, str]):  # noqa: ANN202

@@ -11,7 +11,7 @@ import pytest
 from medwss.data.labels import IGNORE, load_label_map
 from medwss.data.orientation import permuted_copy
 from medwss.io.volume import Volume
-from medwss.pseudo.config import PseudoConfig
+from medwss.pseudo.config import AgmmPseudoConfig, BoxPseudoConfig, PseudoConfig
 from medwss.pseudo.protocol import Box
 from medwss.pseudo.volumes import slice_boxes
 
@@ -46,7 +46,7 @@ def pair(real, tmp_path_factory) -> dict[str, Path]:
     }
 
 
-CFG = PseudoConfig(labels="totalseg", minor=("right_kidney", "left_kidney"), downsample=2, segmenter="otsu")
+CFG = BoxPseudoConfig(labels="totalseg", minor=("right_kidney", "left_kidney"), downsample=2, segmenter="otsu")
 
 
 def _cases(manifest: Path):  # noqa: ANN202
@@ -85,7 +85,8 @@ def test_pseudo_labels_of_a_permuted_copy_are_the_permuted_pseudo_labels(pair, m
         if method == "box":  # box prompts from the masks, Otsu inside each box
             labels = wf.run_box(cases, CFG)
         else:  # 3 clicks per organ (make_weak_label "point"), offline GMM refiner
-            labels = wf.run_agmm(cases, CFG.model_copy(update={"weak": "point"}), offline=True)
+            agmm = AgmmPseudoConfig(**CFG.model_dump(include=set(PseudoConfig.model_fields)), weak="point")
+            labels = wf.run_agmm(cases, agmm, offline=True)
         metrics = write_outputs(cases, labels, tmp_path / name, CFG)
         assert metrics is not None and metrics["pooled"]["coverage"] > 0.5
         written[name] = tmp_path / name / "labels" / "ct.nii.gz"
@@ -153,8 +154,13 @@ def test_config_takes_spec_names_mappings_and_named_windows():
     assert cfg.classes() == ["background", "kidney", "tumour"] and cfg.minor_ids() == [2]
     assert PseudoConfig().window_range() == (-160.0, 240.0)
     assert PseudoConfig(window=(-200, 300)).window_range() == (-200.0, 300.0)
-    from medwss.config import merge_config
+    from medwss.pseudo.methods import config_for
 
-    for bad in ({"labels": "nope"}, {"window": "nowhere"}, {"weak": "scribbles"}):
+    for method, bad in (("box", {"labels": "nope"}), ("cam", {"window": "nowhere"}), ("agmm", {"weak": "scribbles"})):
         with pytest.raises(ConfigError, match=next(iter(bad))):
-            merge_config(PseudoConfig, None, bad)
+            config_for(method, bad)
+    # a key the method does not read is refused, naming it; only_read drops it (a shared pool of settings)
+    with pytest.raises(ConfigError, match="pseudo box.*iterations"):
+        config_for("box", {"iterations": 3})
+    assert config_for("box", {"iterations": 3, "ring": 2, "seed": 4}, only_read=True).model_dump()["ring"] == 2
+    assert config_for("dhr", cfg).classes() == cfg.classes()  # the shared part carries over

@@ -55,9 +55,9 @@ def test_train_records_a_corrupt_case_in_failures_csv(mri_manifest, tmp_path, ca
     cfg.write_text(TINY_YAML)
     out = tmp_path / "m"
     assert main(["scribble", "train", str(man), "--out", str(out), "--config", str(cfg), "--quiet"]) == 3
-    assert "scribble train: 1 of" in capsys.readouterr().err
+    assert "medwss scribble train: " in capsys.readouterr().err
     (row,) = read_failures(out / "failures.csv")
-    assert row["case_id"] == broken["case_id"] and row["image"] == str(bad) and row["error"]
+    assert row["case_id"] == broken["case_id"] and row["image"] == str(bad) and row["message"] and row["error_class"]
     assert trained and trained[0] > 0  # trained on the case that loaded
     assert (out / "model.pt").exists() and not (out / "failures.json").exists()
     assert not list(Path(out).glob("*.tmp"))

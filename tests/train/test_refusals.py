@@ -82,11 +82,11 @@ def test_damaged_engine_checkpoint_is_refused_naming_it(tmp_path):
 
 
 def test_unknown_aggregator_option_names_the_config_file(tmp_path):
-    from medwss.config import merge_config
+    from medwss.config import load_config
     from medwss.mil.train import MILTrainConfig
 
     cfg = tmp_path / "mil.yaml"
     cfg.write_text("aggregator: abmil\naggregator_kwargs: {bogus: 3}\n")
     with pytest.raises(ConfigError) as err:
-        merge_config(MILTrainConfig, cfg, {})
+        load_config(cfg, MILTrainConfig)
     assert str(cfg) in str(err.value) and "abmil takes no option bogus" in str(err.value)
