@@ -170,9 +170,9 @@ def build_encoder(
     res = pretrain(enc, quadrant_crops(train_images), cfg, progress=False)
     info["pretrain_seconds"] = time.perf_counter() - t0
     info["pretrain_loss"] = [h["loss"] for h in res["history"]]
-    from medwss.io.atomic import write_text
+    from medwss.io.atomic import write_json
 
-    write_text(weights.with_suffix(".json"), json.dumps({"seconds": info["pretrain_seconds"], **info}))
+    write_json(weights.with_suffix(".json"), {"seconds": info["pretrain_seconds"], **info})
     return enc, info
 
 

@@ -39,7 +39,6 @@ volumes, 64 × 64, 1 epoch, one seed. Results: benchmarks/results/scribble_acdc[
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -272,15 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", help="work folder for models and predictions (default: a temporary folder)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from medwss.io.atomic import write_text
+    from medwss.runinfo import write_results
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "scribble_acdc_quick" if args.quick else "scribble_acdc"
 
     def save(record: dict[str, Any]) -> None:  # after every round of seeds: an interrupted run keeps its tables
-        write_text(out / f"{stem}.json", json.dumps(record, indent=2, default=float) + "\n")
-        write_text(out / f"{stem}.md", markdown(record))
+        write_results(out, stem, record, markdown(record), echo=False)
 
     record = run(args, on_round=save)
     print(markdown(record))

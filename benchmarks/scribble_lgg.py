@@ -45,7 +45,6 @@ benchmarks/results/scribble_lgg[_quick].json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -400,15 +399,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", help="work folder for models (default: a temporary folder)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from medwss.io.atomic import write_text
+    from medwss.runinfo import write_results
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "scribble_lgg_quick" if args.quick else "scribble_lgg"
 
     def save(record: dict[str, Any]) -> None:  # after every rotation: an interrupted run keeps its tables
-        write_text(out / f"{stem}.json", json.dumps(record, indent=2, default=float) + "\n")
-        write_text(out / f"{stem}.md", markdown(record))
+        write_results(out, stem, record, markdown(record), echo=False)
 
     record = run(args, on_rotation=save)
     print(markdown(record))

@@ -251,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = "sliding_window_quick" if args.quick else "sliding_window"
-    (out / f"{name}.json").write_text(json.dumps(res, indent=2) + "\n")
-    (out / f"{name}.md").write_text(_md(res))
-    print(_md(res))
+    from medwss.runinfo import write_results
+
+    write_results(out, name, res, _md(res))
     return 0
 
 

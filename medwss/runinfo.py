@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from medwss import __version__
-from medwss.io.atomic import write_text
+from medwss.io.atomic import write_json, write_text
 
 _PACKAGES = (
     "numpy",
@@ -48,13 +47,13 @@ def write_run_record(
         "versions": versions(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    return write_text(Path(out_dir) / "run.json", json.dumps(record, indent=2, default=str) + "\n")
+    return write_json(Path(out_dir) / "run.json", record)
 
 
 def write_results(out_dir: str | Path, name: str, record: dict[str, Any], markdown: str, echo: bool = True) -> Path:
     """Write a benchmark's ``<name>.json`` and ``<name>.md`` into `out_dir` (atomically); print the table."""
     out = Path(out_dir)
-    write_text(out / f"{name}.json", json.dumps(record, indent=2, default=str) + "\n")
+    write_json(out / f"{name}.json", record)
     write_text(out / f"{name}.md", markdown)
     if echo:
         sys.stdout.write(markdown)

@@ -16,10 +16,11 @@ from typing import Any
 from medwss.active.features import feature_provider
 from medwss.active.ingest import scan_folder
 from medwss.active.pool import SliceReader, build_pool
-from medwss.active.state import ALConfig, ALState, parse_budget, write_json
+from medwss.active.state import ALConfig, ALState, parse_budget
 from medwss.active.strategies import SelectionContext, get_strategy
 from medwss.active.training import make_predictor, scribble_bounds, seg_config, train_on
 from medwss.errors import ConfigError, InvalidDataError
+from medwss.io.atomic import write_json
 
 
 def init_project(

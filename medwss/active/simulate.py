@@ -21,11 +21,12 @@ from tqdm.auto import tqdm
 
 from medwss.active.features import feature_provider
 from medwss.active.pool import SlicePool, SliceReader, SliceRef, build_pool
-from medwss.active.state import ALConfig, parse_budget, write_json
+from medwss.active.state import ALConfig, parse_budget
 from medwss.active.strategies import STRATEGIES, SelectionContext, get_strategy
 from medwss.active.training import make_predictor, seg_config, train_on
 from medwss.config import StrictConfig
 from medwss.errors import ConfigError
+from medwss.io.atomic import write_json
 
 
 class SimulateConfig(StrictConfig):

@@ -36,7 +36,7 @@ from medwss.active.pool import SlicePool, SliceRef
 from medwss.config import StrictConfig
 from medwss.data.labels import LabelSpec, label_spec
 from medwss.errors import ConfigError, InvalidDataError, require_file
-from medwss.io.atomic import write_text
+from medwss.io.atomic import write_json
 from medwss.seg.train import SegTrainConfig
 
 
@@ -118,10 +118,6 @@ def parse_budget(budget: str | int, pool_size: int) -> int:
     if n < 1:
         raise ConfigError(f"budget '{budget}' selects no slice from a pool of {pool_size}")
     return max(1, n)
-
-
-def write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def read_json(path: Path, default: Any) -> Any:

@@ -27,7 +27,6 @@ Every command writes run.json beside its outputs. The two training commands run 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -426,7 +425,7 @@ def run_segment(args: argparse.Namespace) -> int:
 def run_baselines(args: argparse.Namespace) -> int:
     from medwss.cli.options import config_from_args
     from medwss.counterfactual.workflow import baselines_step
-    from medwss.io.atomic import write_text
+    from medwss.io.atomic import write_json
     from medwss.runinfo import write_run_record
 
     out = Path(args.out)
@@ -438,7 +437,7 @@ def run_baselines(args: argparse.Namespace) -> int:
         tune = [c for c in load_manifest(args.manifest) if c.split == cfg.sweep_split]
     cases = _cases(args.manifest, cfg.split, cfg.sites)
     res = baselines_step(cases, args.classifier, cfg.methods, cfg.settings(), out, not args.quiet, tune)
-    write_text(out / "baselines.json", json.dumps(res, indent=1) + "\n")
+    write_json(out / "baselines.json", res, indent=1)
     write_run_record(out, "coin baselines", cfg.model_dump(mode="json"), None, res)
     _failures(res)
     for name, r in res["methods"].items():

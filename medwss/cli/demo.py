@@ -15,7 +15,6 @@ nothing and the spatial context of a lesion does; max pooling fails there by con
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medwss.data.manifest import Manifest, load_manifest
+    from medwss.io.atomic import write_json
     from medwss.mil.experiment import SETTINGS, evaluate, prepare
     from medwss.mil.workflow import write_heatmaps
     from medwss.runinfo import write_run_record
@@ -90,6 +90,6 @@ def run(args: argparse.Namespace) -> int:
     )
     report = write_report(out / "report.html", "medwss demo: weak labels in, heatmaps out", rows, rocs, overlays, notes)
     write_run_record(out, "demo", vars(args) | {"func": None}, seed=args.seed, metrics={"rows": rows})
-    (out / "demo_summary.json").write_text(json.dumps(rows, indent=2))
+    write_json(out / "demo_summary.json", rows)
     print(f"\nreport: {report}")
     return 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,7 +172,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     from medwss.data.manifest import load_manifest
-    from medwss.io.atomic import write_text
+    from medwss.io.atomic import write_json, write_text
     from medwss.mil.data import load_bags
     from medwss.mil.workflow import case_metrics
 
@@ -206,7 +205,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if labelled and len({c.label for c, _ in labelled}) > 1:
         bags = load_bags([c for c, _ in labelled], k)
         metrics = case_metrics(bags, [o for _, o in labelled])
-        write_text(Path(args.out).with_suffix(".metrics.json"), json.dumps(metrics, indent=2))
+        write_json(Path(args.out).with_suffix(".metrics.json"), metrics)
         print(f"AUC {metrics['auc']:.3f} [{metrics['auc_lo']:.3f}, {metrics['auc_hi']:.3f}] on {len(labelled)} cases")
     print(f"wrote {args.out}")
     return finish("mil predict", job.summary())

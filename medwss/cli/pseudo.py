@@ -19,7 +19,6 @@ model.pt -i DIR -o DIR`` applies an ``agmm``/``dupl`` network to a folder of vol
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,7 +110,7 @@ def _compute(method: str, cases: list, cfg: Any, args: argparse.Namespace) -> tu
 def run_method(args: argparse.Namespace) -> int:
     from medwss.cli.batch import finish
     from medwss.data.manifest import load_manifest
-    from medwss.io.atomic import write_text
+    from medwss.io.atomic import write_json
     from medwss.jobs import Job
     from medwss.pseudo.outputs import write_outputs
     from medwss.pseudo.workflow import load_cases
@@ -136,7 +135,7 @@ def run_method(args: argparse.Namespace) -> int:
     if len(late) >= len(cases):
         return finish(f"pseudo {args.method}", job.summary())
     if "sweep" in extra:
-        write_text(Path(args.out) / "sweep.json", json.dumps(extra["sweep"], indent=2) + "\n")
+        write_json(Path(args.out) / "sweep.json", extra["sweep"])
     record = {
         "pooled": metrics["pooled"] if metrics else None,
         "failed": failed,
@@ -172,9 +171,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate(kept, labels, cfg)
     if metrics is None:
         raise InvalidDataError("no case has both a pseudo-label file and a mask", args.labels_dir)
-    from medwss.io.atomic import write_text
+    from medwss.io.atomic import write_json, write_text
 
-    write_text(Path(args.out) / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_json(Path(args.out) / "metrics.json", metrics)
     write_text(Path(args.out) / "metrics.csv", metrics_csv(metrics))
     write_run_record(
         args.out,

@@ -6,7 +6,6 @@ and resume from it when present; ``restart=True`` deletes it first.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from medwss.counterfactual.evaluate import seg_scores, sweep_threshold
 from medwss.counterfactual.segment import MaskSettings, coin_masks, threshold_maps, volume_mask
 from medwss.counterfactual.slices import SliceSet, SliceSpec, manifest_slices
 from medwss.counterfactual.train import CoinConfig, counterfactuals, load_generator, save_generator, train_coin
-from medwss.io.atomic import write_text
+from medwss.io.atomic import write_json
 from medwss.jobs import Job
 
 
@@ -95,7 +94,7 @@ def coin_step(
     labels = train.labels if train.masks.any() else None
     G, history = train_coin(clf, train.images, cfg, progress, labels, _checkpoint(out, "generator.ckpt", restart))
     save_generator(G, cfg, out / "generator.pt")
-    write_text(out / "history.json", json.dumps(history, indent=1) + "\n")
+    write_json(out / "history.json", history, indent=1)
     return {"n_slices": len(train), "final": history[-1] if history else {}, "failed": failures}
 
 
@@ -215,7 +214,7 @@ def segment_step(
         if normal.sum() > 1 and fake.sum() > 1:
             fa, fb = penultimate_features(clf, x_cf[fake]), penultimate_features(clf, sl.images[normal])
             metrics["frechet"], metrics["mmd"] = frechet_distance(fa, fb), mmd_rbf(fa, fb)
-    write_text(out / "cases.json", json.dumps(rows, indent=1) + "\n")
+    write_json(out / "cases.json", rows, indent=1)
     return metrics
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from medwss.errors import CorruptFileError, require_file
-from medwss.io.atomic import write_text
+from medwss.io.atomic import dumps_json, write_text
 
 DEFAULT_CLASS = "Tumor"
 CLASS_COLORS = {"Tumor": (200, 0, 0)}
@@ -204,7 +204,7 @@ def write_geojson(
             {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": coords}, "properties": props}
         )
     # One feature per line: compact, yet readable and diff-friendly.
-    body = ",\n".join(json.dumps(f) for f in features)
+    body = ",\n".join(dumps_json(f, indent=None) for f in features)
     text = '{"type": "FeatureCollection", "features": [\n' + body + ("\n" if features else "") + "]}\n"
     return write_text(path, text)
 

@@ -1,7 +1,7 @@
 """Atomic writes: write to a temporary name beside the target, then rename.
 
-JSON that medwss writes is strict (RFC 8259): NaN and infinite numbers become ``null``
-(`write_json`, and `write_text` on a ``.json`` target rewrites bare ``NaN``/``Infinity``).
+JSON that medwss writes is strict (RFC 8259): `write_json` and `dumps_json` write NaN and infinite numbers
+as ``null``; every JSON file goes through them (never `json.dumps` into `write_text`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -44,13 +43,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 
 def write_text(target: str | Path, text: str) -> Path:
-    """Write `text` to `target` atomically and return the target path.
-
-    A ``.json`` target holding bare ``NaN``/``Infinity`` (what `json.dumps` writes by default) is
-    written with ``null`` in their place, so no JSON file medwss writes breaks strict parsers.
-    """
-    if Path(target).suffix.lower() in (".json", ".geojson"):
-        text = strict_json_text(text)
+    """Write `text` to `target` atomically and return the target path (JSON goes through `write_json`)."""
     with atomic_path(target) as tmp:
         tmp.write_text(text)
     return Path(target)
@@ -84,29 +77,6 @@ def dumps_json(value: Any, indent: int | None = 2) -> str:
 def write_json(target: str | Path, value: Any, indent: int | None = 2) -> Path:
     """Write `value` as strict JSON to `target` atomically (NaN/inf as null) and return the target path."""
     return write_text(target, dumps_json(value, indent) + "\n")
-
-
-_NONFINITE = re.compile(r"\b(?:NaN|-?Infinity)\b")
-
-
-def strict_json_text(text: str) -> str:
-    """`text` with bare NaN/Infinity values replaced by null; text that does not parse as JSON is returned as is."""
-    if not _NONFINITE.search(text):
-        return text
-    found = []
-
-    def constant(name: str) -> None:
-        found.append(name)
-
-    try:
-        value = json.loads(text, parse_constant=constant)
-    except ValueError:
-        return text
-    if not found:  # the words were inside strings
-        return text
-    second = text.split("\n", 2)[1] if text.count("\n") >= 1 else ""
-    indent = (len(second) - len(second.lstrip(" "))) or None if "\n" in text.strip() else None
-    return json.dumps(to_jsonable(value), indent=indent, allow_nan=False) + ("\n" if text.endswith("\n") else "")
 
 
 def remove_stale_temps(folder: str | Path, older_than_s: float = 3600.0) -> list[Path]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from medwss.data.manifest import Case, load_manifest
-from medwss.io.atomic import write_text
+from medwss.io.atomic import write_json
 
 CT_TUMOUR = (4,)  # kidney tumour in the CT phantoms' label maps (medwss.data.phantoms.CT_LABELS)
 
@@ -152,5 +152,5 @@ def evaluate(
               "train_seconds": seconds, "train_seconds_per_case": seconds / max(1, n_train),
               "predict_seconds_per_case": predict_seconds, "best_epoch": fit.get("best_epoch"),
               "y": y.tolist(), "p": p.tolist()}  # fmt: skip
-    write_text(out / "evaluation.json", json.dumps(result, indent=2))
+    write_json(out / "evaluation.json", result)
     return result

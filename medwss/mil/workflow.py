@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import torch
 
 from medwss.data.manifest import Case, Manifest
 from medwss.errors import InvalidDataError
-from medwss.io.atomic import write_text
+from medwss.io.atomic import write_json
 from medwss.jobs import Job
 from medwss.mil.base import MILOutput
 from medwss.mil.data import LabelledBag, kfold_splits, load_bags, n_outputs, patient_split
@@ -67,7 +66,7 @@ def _fit(manifest: Manifest, split: dict[str, list[Case]], cfg: MILTrainConfig, 
         for name in ("val", "test"):
             if bags[name]:
                 metrics[name] = case_metrics(bags[name], predict(model, bags[name], torch.device("cpu")))
-        write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+        write_json(out / "metrics.json", metrics)
     return metrics
 
 
@@ -97,7 +96,7 @@ def train_from_manifest(manifest: Manifest, cfg: MILTrainConfig, out: str | Path
             summary = {"folds": folds, "val_auc_mean": float(np.mean(aucs)) if aucs else None,
                        "val_auc_sd": float(np.std(aucs)) if aucs else None}  # fmt: skip
             if rank_info().is_main:
-                write_text(out / "metrics.json", json.dumps(summary, indent=2))
+                write_json(out / "metrics.json", summary)
             return summary
         split = patient_split(manifest, cfg.val_fraction, cfg.seed)
         if not split["train"]:

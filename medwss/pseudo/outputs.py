@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -72,7 +71,7 @@ def write_outputs(
     written; otherwise the error propagates.
     """
     from medwss.data.labels import save_label_map
-    from medwss.io.atomic import write_text
+    from medwss.io.atomic import write_json, write_text
     from medwss.viz.overlay import volume_montage_png
 
     out = Path(out)
@@ -112,7 +111,7 @@ def write_outputs(
         written.append(labs)
     metrics = evaluate(cases, written, cfg)
     if metrics is not None:
-        write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        write_json(out / "metrics.json", metrics)
         write_text(out / "metrics.csv", metrics_csv(metrics))
     return metrics
 

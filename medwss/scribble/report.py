@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 
 from medwss.data.manifest import Manifest
 from medwss.io import load_volume
-from medwss.io.atomic import write_text
+from medwss.io.atomic import write_json, write_text
 
 _SHOWN = (("dice", "Dice (lesion cases)"), ("auroc", "AUROC"), ("ap", "AP"), ("ranking", "Ranking"))
 
@@ -142,7 +141,7 @@ def write_shift_report(manifest: Manifest, record: dict[str, Any], out: str | Pa
         f"ensembles of {record['k']}.\n\n" + results_markdown(results)
     )
     write_text(out / "report.md", md)
-    write_text(out / "report.json", json.dumps(record, indent=2, default=str) + "\n")
+    write_json(out / "report.json", record)
     rows = [
         {
             "setting": r["setting"],

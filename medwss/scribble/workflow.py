@@ -26,7 +26,6 @@ and writes them straight into ``out`` with ``subdir=""``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from medwss.data.labels import LabelSpec, save_label_map
 from medwss.data.manifest import Case, Manifest
 from medwss.errors import InvalidDataError
 from medwss.io import save_nifti
-from medwss.io.atomic import write_text
+from medwss.io.atomic import write_json
 from medwss.jobs import Job
 from medwss.scribble.config import ScribbleConfig
 from medwss.scribble.dataset import build_samples, slice_geometry
@@ -121,8 +120,8 @@ def train_model(
     multiple = size_multiple(seg.channels)
     patch = [padded_size(max(int(sm.target.shape[a]) for sm in samples), multiple) for a in range(seg.spatial_dims)]
     save_segmenter(model, seg, out / "model.pt", meta={"scribble": scribble, "patch_size": patch})
-    write_text(out / "config.json", json.dumps(scribble, indent=2) + "\n")
-    write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
+    write_json(out / "config.json", scribble)
+    write_json(out / "history.json", history)
     dices = [h["val_dice"] for h in history if "val_dice" in h]
     return {
         "train_cases": len(train_cases),

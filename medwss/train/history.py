@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medwss.io.atomic import write_text
+from medwss.io.atomic import write_json
 
 
 def write_history(path: str | Path, history: list[dict[str, Any]]) -> Path:
     """Write the rows as indented JSON (NaN kept as JSON's ``NaN``, as Python reads it back)."""
-    return write_text(path, json.dumps(history, indent=1))
+    return write_json(path, history, indent=1)
 
 
 def read_history(path: str | Path) -> list[dict[str, Any]]:

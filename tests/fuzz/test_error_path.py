@@ -11,7 +11,7 @@ import pytest
 from medwss.cli import info
 from medwss.cli.batch import finish
 from medwss.cli.main import _write_log, library_noise_routed, main
-from medwss.io.atomic import write_json, write_text
+from medwss.io.atomic import write_json
 from medwss.jobs import JobSummary
 
 
@@ -61,13 +61,20 @@ def test_json_outputs_are_strict(tmp_path):
     def strict(name: str) -> None:
         raise AssertionError(name)
 
-    write_text(tmp_path / "m.json", json.dumps({"auc": float("nan"), "x": [1.0, float("-inf")], "s": "NaN"}, indent=2))
+    write_json(tmp_path / "m.json", {"auc": float("nan"), "x": [1.0, float("-inf")], "s": "NaN"})
     assert json.loads((tmp_path / "m.json").read_text(), parse_constant=strict) == {
         "auc": None,
         "x": [1.0, None],
         "s": "NaN",
     }
     import numpy as np
+
+    from medwss.io.annotations import write_geojson
+
+    square = np.array([[0, 0], [0, 4], [4, 4], [4, 0]], dtype=float)
+    write_geojson([square], tmp_path / "d.geojson", measurements=[{"score": float("nan")}])
+    doc = json.loads((tmp_path / "d.geojson").read_text(), parse_constant=strict)
+    assert doc["features"][0]["properties"]["measurements"] == {"score": None}
 
     write_json(tmp_path / "n.json", {"a": np.float32("nan"), "b": np.arange(2), "c": tmp_path})
     assert json.loads((tmp_path / "n.json").read_text(), parse_constant=strict) == {

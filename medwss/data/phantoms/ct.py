@@ -26,7 +26,6 @@ Files per case, under the output folder::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +53,7 @@ from medwss.data.phantoms.common import (
     track,
     world_grid,
 )
-from medwss.io.atomic import write_text
+from medwss.io.atomic import write_json
 from medwss.io.volume import Volume
 from medwss.io.volumes import save_nifti
 
@@ -304,7 +303,7 @@ def generate_ct(
     check_kind_args(n, seed, scale)
     opts = parse_options(CTOptions, options)
     out = Path(out)
-    write_text(out / "labels.json", json.dumps({str(k): v for k, v in CT_LABELS.items()}, indent=1) + "\n")
+    write_json(out / "labels.json", {str(k): v for k, v in CT_LABELS.items()}, indent=1)
     rows: list[dict[str, object]] = []
     for i in track(range(n), total=n, desc="phantom ct", enabled=progress):
         case_id = f"ct_{i:03d}"
