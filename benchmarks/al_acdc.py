@@ -193,6 +193,9 @@ def paired(rows: list[dict[str, Any]], patients: list[str], a: str, b: str, seed
     for mode in sorted({r["mode"] for r in rows}):
         ra = [r for r in rows if r["mode"] == mode and r["strategy"] == a]
         rb = [r for r in rows if r["mode"] == mode and r["strategy"] == b]
+        common = {r["seed"] for r in ra} & {r["seed"] for r in rb}  # paired on the seeds both have
+        ra = [r for r in ra if r["seed"] in common]
+        rb = [r for r in rb if r["seed"] in common]
         if not ra or not rb:
             continue
         diffs: dict[int, np.ndarray] = {}
@@ -205,7 +208,8 @@ def paired(rows: list[dict[str, Any]], patients: list[str], a: str, b: str, seed
             diffs[0] = np.mean([diffs[rd] for rd in low], axis=0)
         for rd, d in sorted(diffs.items()):
             m, lo, hi = bootstrap_ci(lambda y, p: float(np.mean(p)), np.zeros(len(d)), d, seed=seed, stratify=False)
-            res.append({"mode": mode, "a": a, "b": b, "round": rd, "diff": m, "lo": lo, "hi": hi})
+            res.append({"mode": mode, "a": a, "b": b, "round": rd, "diff": m, "lo": lo, "hi": hi,
+                        "seeds": sorted(common)})  # fmt: skip
     return res
 
 
@@ -385,8 +389,8 @@ def markdown(record: dict[str, Any]) -> str:
                 continue
             pct = rows[0]["percent"]
             lines += [f"\n### ACDC, {mode} annotations\n",
-                      "| strategy | " + " | ".join(f"{p:.1f}%" for p in pct) + " | mean ≤ 5% |",
-                      "|---|" + "---|" * (len(pct) + 1)]  # fmt: skip
+                      "| strategy | seeds | " + " | ".join(f"{p:.1f}%" for p in pct) + " | mean ≤ 5% |",
+                      "|---|---|" + "---|" * (len(pct) + 1)]  # fmt: skip
 
             def low_mean(s: dict[str, Any], pct: list[float] = pct) -> float:
                 return float(np.mean([d for d, p in zip(s["dice_mean"], pct, strict=True) if p <= 5.5]))
@@ -394,7 +398,8 @@ def markdown(record: dict[str, Any]) -> str:
             for s in sorted(rows, key=lambda s: -low_mean(s)):
                 low = low_mean(s)
                 cells = [_ci(m, lo, hi) for m, lo, hi in zip(s["dice_mean"], s["dice_lo"], s["dice_hi"], strict=True)]
-                lines.append(f"| {s['strategy']} | " + " | ".join(cells) + f" | {low:.3f} |")
+                seeds = ",".join(str(x) for x in s["seeds"])
+                lines.append(f"| {s['strategy']} | {seeds} | " + " | ".join(cells) + f" | {low:.3f} |")
         lines += ["\nPaired differences (Dice of a − b, 95% bootstrap CI over test patients; `≤5%` = mean over the "
                   "rounds up to 5%):\n", "| mode | a − b | ≤5% | " + " | ".join(f"{a}" for a in c["annotated_per_round"]) + " |",
                   "|---|---|---|" + "---|" * len(c["annotated_per_round"])]  # fmt: skip
@@ -404,7 +409,8 @@ def markdown(record: dict[str, Any]) -> str:
                 (p for p in c["paired"] if (p["mode"], p["a"], p["b"]) == (mode, a, b)), key=lambda p: p["round"]
             )
             cells = [f"{p['diff']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}]" for p in ps]
-            lines.append(f"| {mode} | {a} − {b} | " + " | ".join(cells) + " |")
+            seeds = ",".join(str(x) for x in ps[0]["seeds"])
+            lines.append(f"| {mode} | {a} − {b} (seeds {seeds}) | " + " | ".join(cells) + " |")
     ab = record.get("ablation")
     if ab:
         lines += [

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import tempfile
 import time
@@ -367,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from medwss.data.manifest import load_manifest
     from medwss.data.splits import cap_per_group
+    from medwss.io.atomic import atomic_path
     from medwss.mil.slice_bags import build_slice_bags
     from medwss.runinfo import versions, write_results
 
@@ -389,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the CIs")
     ap.add_argument("--tag", default="", help="suffix of the results' name (mil_lgg<tag>.json)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--cache", type=Path, help="folder for the embedded bags (reused by later runs; own files only)")
     ap.add_argument("--merge", nargs="+", type=Path, help="merge these result JSONs into --out/mil_lgg<tag>.* and stop")
     args = ap.parse_args(argv)
     if args.merge:
@@ -415,13 +418,22 @@ def main(argv: list[str] | None = None) -> int:
     embedding: dict[str, dict] = {}
     failures: list[dict] = []
     for enc_name in [e for e in args.encoders if e != "ssl"]:
-        t1 = time.perf_counter()
-        enc = make_encoder(enc_name)
-        bags, fails = build_slice_bags(cases, enc, seed=0, channels=CHANNELS, tile=args.tile)
-        n_tiles = sum(len(b.item.bag) for b in bags)
-        embedding[enc_name] = {"seconds": time.perf_counter() - t1, "tiles": n_tiles, "bags": len(bags),
-                               "ms_per_tile": 1000 * (time.perf_counter() - t1) / max(1, n_tiles),
-                               "dim": int(enc.embed_dim)}  # fmt: skip
+        cached = args.cache / f"{enc_name}_t{args.tile}_c{args.max_cases}.pkl" if args.cache else None
+        if cached is not None and cached.is_file():  # bags embedded by an earlier process (same settings)
+            bags, fails, embedding[enc_name] = pickle.loads(cached.read_bytes())
+        else:
+            t1 = time.perf_counter()
+            enc = make_encoder(enc_name)
+            bags, fails = build_slice_bags(cases, enc, seed=0, channels=CHANNELS, tile=args.tile)
+            n_tiles = sum(len(b.item.bag) for b in bags)
+            embedding[enc_name] = {"seconds": time.perf_counter() - t1, "tiles": n_tiles, "bags": len(bags),
+                                   "ms_per_tile": 1000 * (time.perf_counter() - t1) / max(1, n_tiles),
+                                   "dim": int(enc.embed_dim)}  # fmt: skip
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(cached) as tmp_file:
+                    tmp_file.write_bytes(pickle.dumps((bags, fails, embedding[enc_name])))
+        n_tiles = embedding[enc_name]["tiles"]
         failures += [{"encoder": enc_name, **f} for f in fails]
         bags_of[enc_name] = bags
         print(f"{enc_name}: {len(bags)} bags, {n_tiles} tiles, {embedding[enc_name]['seconds']:.0f} s", flush=True)

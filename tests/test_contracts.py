@@ -9,6 +9,7 @@ method-specific behaviour (does it find the lesion?) stays in each area's own te
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -17,15 +18,18 @@ import numpy as np
 import pytest
 import torch
 
-from medwss.active.features import FEATURES
-from medwss.active.strategies import STRATEGIES, SelectionContext
-from medwss.counterfactual.attribution import ATTRIBUTIONS, attribute
+from medwss.active.features import FEATURES, FeatureFn
+from medwss.active.strategies import STRATEGIES, SelectionContext, Strategy
+from medwss.counterfactual.attribution import ATTRIBUTIONS, Attribution, attribute
 from medwss.data.builders import BUILDERS
+from medwss.data.builders._common import DatasetBuilder
 from medwss.data.labels import IGNORE
 from medwss.data.phantoms import PHANTOMS
+from medwss.data.phantoms.common import PhantomGenerator
 from medwss.data.weak import WEAK_KINDS, make_weak_label
 from medwss.embed.encoders import ENCODERS
 from medwss.errors import ConfigError
+from medwss.io.slide import SLIDE_BACKENDS
 from medwss.io.volumes import VOLUME_READERS
 from medwss.mil.base import AGGREGATORS, Bag
 from medwss.mil.pooling import POOLS, create_pool
@@ -33,8 +37,8 @@ from medwss.pseudo.methods import PSEUDO_METHODS, MethodOptions, run_method
 from medwss.pseudo.protocol import Box, PromptableSegmenter, PseudoLabelMethod
 from medwss.pseudo.segmenters import BOX_SEGMENTERS, create_box_segmenter
 from medwss.registry import DuplicateNameError, Registry, UnknownNameError
-from medwss.seg.networks import SEGMENTERS, create_segmenter
-from medwss.train.model_file import MODEL_KINDS
+from medwss.seg.networks import SEGMENTERS, SegmenterFactory, create_segmenter
+from medwss.train.model_file import MODEL_KINDS, BuildFn
 
 torch.set_num_threads(1)
 
@@ -52,6 +56,7 @@ REGISTRIES = {
     "dataset": BUILDERS,
     "phantom": PHANTOMS,
     "volume reader": VOLUME_READERS,
+    "slide backend": SLIDE_BACKENDS,
     "model kind": MODEL_KINDS,
 }
 
@@ -254,7 +259,7 @@ def test_strategy_contract(name: str, with_model: bool) -> None:
     predict = (lambda idx, mc: [probs[i] for i in idx]) if with_model else None
     ctx = SelectionContext(30, [1, 4, 7], feats.__getitem__, predict, seed=2, device="cpu")
     picked = STRATEGIES.get(name)(ctx, 5)
-    assert len(picked) == 5 and len(set(picked)) == 5
+    assert len(picked) == 5 and len(set(picked)) == 5 and picked == STRATEGIES.get(name)(ctx, 5)  # seeded
     assert all(0 <= i < 30 and i not in (1, 4, 7) for i in picked)
 
 
@@ -335,14 +340,68 @@ def test_pseudo_label_methods_name_their_config_class() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# phantoms, dataset builders, readers, model kinds: names resolve to callables
+# phantoms, dataset builders, readers, model kinds, features: entries take their protocol's call
 
 
-@pytest.mark.parametrize("kind", ["phantom", "dataset", "volume reader", "model kind", "features"])
-def test_entries_are_callable(kind: str) -> None:
+CALL_PROTOCOLS = {
+    "phantom": PhantomGenerator,
+    "dataset": DatasetBuilder,
+    "model kind": BuildFn,
+    "features": FeatureFn,
+    "strategy": Strategy,
+    "attribution": Attribution,
+    "segmenter": SegmenterFactory,
+}
+"""Kinds whose entries are bare callables: the `typing.Protocol` naming each one's call."""
+
+
+def _takes_protocol_call(fn: object, protocol: type) -> None:
+    """`fn` accepts the arguments the protocol's ``__call__`` is called with (positional-only as positional)."""
+    params = list(inspect.signature(protocol.__call__).parameters.values())[1:]
+    args = [object() for p in params if p.kind is p.POSITIONAL_ONLY and p.default is p.empty]
+    kwargs = {p.name: object() for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    inspect.signature(fn).bind(*args, **kwargs)
+
+
+@pytest.mark.parametrize("kind", sorted(CALL_PROTOCOLS))
+def test_entries_take_their_protocols_call(kind: str) -> None:
     for name, entry in REGISTRIES[kind].items():
-        fn = getattr(entry, "read", entry)
-        assert callable(fn), name
+        assert callable(entry), name
+        try:
+            _takes_protocol_call(entry, CALL_PROTOCOLS[kind])
+        except TypeError as exc:
+            raise AssertionError(
+                f"{kind} {name!r} does not take {CALL_PROTOCOLS[kind].__name__}'s call: {exc}"
+            ) from exc
+    with pytest.raises(TypeError):  # the check bites
+        _takes_protocol_call(lambda: None, CALL_PROTOCOLS[kind])
+
+
+def test_readme_reader_and_weak_kind_are_picked_up_by_the_contract_tests(tmp_path: Path) -> None:
+    """README "Extending medwss": a volume reader and a weak-label kind are one registration each, and pass."""
+    from medwss.data.weak import register_weak_kind
+    from medwss.io.volume import Volume
+    from medwss.io.volumes import load_volume, register_volume_reader
+
+    @register_volume_reader("npy", accepts=lambda p: p.name.endswith(".npy"))
+    def read_npy(path: Path, series: str | None = None) -> Volume:
+        return Volume(np.load(path), np.eye(4), {"reader": "numpy"}, str(path))
+
+    @register_weak_kind("cross")
+    def _cross(comp: np.ndarray, rng: np.random.Generator, opts: dict) -> np.ndarray:
+        out = np.zeros_like(comp)
+        i, j = (int(v) for v in np.argwhere(comp).mean(0))
+        out[i, :], out[:, j] = True, True
+        return out & comp
+
+    try:
+        np.save(tmp_path / "v.npy", np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+        assert "npy" in VOLUME_READERS.names() and load_volume(tmp_path / "v.npy").metadata["reader"] == "numpy"
+        assert "cross" in WEAK_KINDS.names()
+        test_weak_label_kind_contract("cross")
+    finally:
+        VOLUME_READERS.unregister("npy")
+        WEAK_KINDS.unregister("cross")
 
 
 def test_volume_readers_accept_the_formats_they_read(tmp_path: Path) -> None:

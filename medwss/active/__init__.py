@@ -6,10 +6,37 @@ volume / patient / adjacent-slice positives (`metric`), pick slices by k-center 
 `ingest`, `rounds`) or simulated with an oracle (`simulate`, `plot`).
 """
 
-from medwss.active.coreset import kcenter_greedy, kcenter_naive
-from medwss.active.pool import SlicePool, SliceRef, build_pool
-from medwss.active.state import ALConfig, ALState
-from medwss.active.strategies import STRATEGIES, SelectionContext, get_strategy
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names, for type checkers
+    from medwss.active.coreset import kcenter_greedy, kcenter_naive
+    from medwss.active.pool import SlicePool, SliceRef, build_pool
+    from medwss.active.state import ALConfig, ALState
+    from medwss.active.strategies import STRATEGIES, SelectionContext, get_strategy
+
+_LAZY = {
+    "kcenter_greedy": "medwss.active.coreset",
+    "kcenter_naive": "medwss.active.coreset",
+    "SlicePool": "medwss.active.pool",
+    "SliceRef": "medwss.active.pool",
+    "build_pool": "medwss.active.pool",
+    "ALConfig": "medwss.active.state",
+    "ALState": "medwss.active.state",
+    "STRATEGIES": "medwss.active.strategies",
+    "SelectionContext": "medwss.active.strategies",
+    "get_strategy": "medwss.active.strategies",
+}
+"""Where each re-exported name lives; imported on first use, so the CLI and configs do not load torch."""
+
+
+def __getattr__(name: str) -> object:
+    """Import a re-exported name on first use (``import medwss.x.config`` stays light)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "STRATEGIES",

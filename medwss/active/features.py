@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -18,8 +19,17 @@ from medwss.active.pool import SlicePool
 from medwss.io.atomic import atomic_path
 from medwss.registry import Registry
 
-FeatureFn = Callable[[SlicePool, MetricConfig, Path | None, bool], np.ndarray]
-"""``fn(pool, cfg, folder, progress) -> (N, D)`` features of the pool's slices."""
+
+class FeatureFn(Protocol):
+    """A feature provider: ``fn(pool, cfg, folder, progress) -> (N, D)`` features of the pool's slices.
+
+    Contract: one float row per slice of `pool`, in its order, the same rows for the same ``cfg.seed``;
+    `folder` (None: nothing cached) is where it may keep what it trained. `tests/test_contracts.py`
+    checks every registered provider takes these four positional arguments.
+    """
+
+    def __call__(self, pool: SlicePool, cfg: MetricConfig, folder: Path | None, progress: bool, /) -> np.ndarray: ...
+
 
 FEATURES: Registry[FeatureFn] = Registry(
     "features", package="medwss.active", marker="register_features", plural="features"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -59,7 +60,17 @@ class SelectionContext:
         return [i for i in range(self.n) if i not in taken]
 
 
-Strategy = Callable[[SelectionContext, int], list[int]]
+class Strategy(Protocol):
+    """A selection strategy: ``fn(ctx, budget) -> pool indices``, best first.
+
+    Contract: `budget` distinct indices of ``ctx.candidates`` (never a labelled one), the same for the
+    same ``ctx.seed``; without ``ctx.predict`` (round one) uncertainty strategies fall back to random.
+    `tests/test_contracts.py` runs every entry with and without a predictor and checks that.
+    """
+
+    def __call__(self, ctx: SelectionContext, budget: int, /) -> list[int]: ...
+
+
 STRATEGIES: Registry[Strategy] = Registry(
     "strategy", package="medwss.active", marker="register_strategy", plural="strategies"
 )

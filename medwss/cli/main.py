@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import sys
 import warnings
@@ -18,18 +19,33 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from medwss import __version__
-from medwss.cli import al, coin, demo, embed, encoder, evaluate, info, manifest, mil, phantom, pseudo, scribble, tile
-from medwss.cli import nnunet as nnunet_cli
 from medwss.errors import MedwssError
 
-GROUPS = (info, manifest, phantom, tile, embed, encoder, mil, pseudo, evaluate, scribble, demo, al, coin)
-GROUPS += (nnunet_cli,)  # medwss export nnunet
+COMMANDS = {
+    "info": "info",
+    "manifest": "manifest",
+    "phantom": "phantom",
+    "tile": "tile",
+    "embed": "embed",
+    "encoder": "encoder",
+    "mil": "mil",
+    "pseudo": "pseudo",
+    "evaluate": "evaluate",
+    "scribble": "scribble",
+    "demo": "demo",
+    "al": "al",
+    "coin": "coin",
+    "export": "nnunet",
+}
+"""Top-level command → the `medwss.cli` module that registers it (in help order). A command line
+naming one command imports only that module, so ``medwss tile --help`` does not load torch for COIN."""
 LIBRARY_LOGGERS = ("tifffile", "nibabel", "pydicom", "h5py", "PIL", "imagecodecs", "openslide", "monai")
 """Loggers whose records go to the run's log file, never to stderr."""
 LOG_NAME = "medwss.log"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only of the command `argv` names (its first word that is one)."""
     parser = argparse.ArgumentParser(
         prog="medwss",
         description="Weakly-supervised medical image analysis for CT, MRI and whole-slide images.",
@@ -37,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medwss {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in GROUPS:
-        group.register(sub)
+    named = next((a for a in (argv or ()) if not a.startswith("-")), None)
+    for module in [COMMANDS[named]] if named in COMMANDS else COMMANDS.values():
+        importlib.import_module(f"medwss.cli.{module}").register(sub)
     return parser
 
 
@@ -116,7 +133,8 @@ def describe_exception(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

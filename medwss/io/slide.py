@@ -1,4 +1,8 @@
-"""`Slide`: a lazy whole-slide image pyramid, read through OpenSlide or, as fallbacks, tifffile and DICOM readers.
+"""`Slide`: a lazy whole-slide image pyramid, read through the first registered backend that takes the file.
+
+Backends live in `SLIDE_BACKENDS` (OpenSlide first, then tifffile for TIFFs OpenSlide refuses and
+multiplex TIFF/QPTIFF, then DICOM WSI through wsidicom or pydicom); `register_slide_backend` adds one,
+and a module of `medwss.io` that calls it is found without being imported by hand.
 
 Multiplex fluorescence slides (QPTIFF, OME-TIFF with one grey page per channel) are read as
 channels (`Slide.read_channels`); `Slide.read_region` gives up to three chosen channels as the
@@ -8,14 +12,17 @@ coarsest level, so tiling and encoders see a fixed display of the chosen channel
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from medwss.errors import CorruptFileError, MissingMetadataError, UnsupportedFormatError, require_file
+from medwss.registry import Registry
 
 SLIDE_SUFFIXES = (
     ".svs",
@@ -34,8 +41,16 @@ SLIDE_SUFFIXES = (
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"  # VL Whole Slide Microscopy Image Storage
 
 
+@runtime_checkable
 class SlideBackend(Protocol):
-    """What a slide reader provides; `Slide` adds mpp handling, checks and resampling."""
+    """What a slide reader provides; `Slide` adds mpp handling, checks and resampling.
+
+    The contract (``tests/test_contracts.py`` checks it for every entry of `SLIDE_BACKENDS` on a
+    tiny slide): `level_dimensions` are (width, height) per level, level 0 the largest, with as many
+    `level_downsamples` (level 0: 1.0); ``read(x, y, level, width, height)`` returns (height, width, 3)
+    uint8 RGB, `x`/`y` in level-0 pixels, the same pixels on every call; ``close()`` releases the
+    file. Multiplex readers add ``channel_names`` and ``read_channels`` (same arguments, (h, w, C)).
+    """
 
     name: str
     vendor: str | None
@@ -51,6 +66,92 @@ class SlideBackend(Protocol):
     def associated(self, name: str) -> np.ndarray: ...
 
     def close(self) -> None: ...
+
+
+class BackendDeclined(Exception):
+    """Raised by a backend's ``open`` that cannot read a file it probed: the next backend is tried.
+
+    The message (``"OpenSlide: ..."``) is kept: it ends the one-line error when no later backend
+    reads the file, and is appended to a later backend's error.
+    """
+
+
+class SlideFile:
+    """What probes look at: the path given, the file to read (a DICOM WSI folder's first instance), cached checks."""
+
+    def __init__(self, path: Path, target: Path) -> None:
+        self.path = path
+        self.target = target
+
+    @functools.cached_property
+    def is_tiff(self) -> bool:
+        """The target starts with a TIFF or BigTIFF header."""
+        return _is_tiff(self.target)
+
+    @functools.cached_property
+    def is_multiplex(self) -> bool:
+        """A TIFF of several grey channels (QPTIFF, OME ``CYX``)."""
+        return self.is_tiff and _is_multiplex_tiff(self.target)
+
+    @functools.cached_property
+    def sop_class(self) -> str | None:
+        """The DICOM SOPClassUID of the target, None when it is not DICOM."""
+        return _dicom_sop_class(self.target)
+
+    @property
+    def is_dicom_wsi(self) -> bool:
+        return self.sop_class == WSI_SOP_CLASS
+
+
+@dataclass(frozen=True)
+class SlideBackendEntry:
+    """A registered slide backend.
+
+    Attributes:
+        name: Registry name (``openslide``, ``tifffile``, ``dicom``).
+        open: ``open(path) -> SlideBackend``; raises `BackendDeclined` to pass the file on, or a
+            `CorruptFileError`/`UnsupportedFormatError` that ends the search (with the reasons of
+            earlier backends appended).
+        probe: ``probe(SlideFile) -> bool``, cheap: whether `open` should be tried.
+        priority: Backends are tried in increasing priority (then registration order).
+        folders: `open` takes a DICOM WSI folder itself (others get the folder's first instance).
+        sample: ``sample(folder) -> path`` writes a tiny slide this backend reads, for the contract
+            tests; None when one of the test's stock files (tiled TIFF, DICOM WSI) passes the probe.
+    """
+
+    name: str
+    open: Callable[[Path], SlideBackend]
+    probe: Callable[[SlideFile], bool]
+    priority: int = 50
+    folders: bool = False
+    sample: Callable[[Path], Path] | None = None
+
+
+SLIDE_BACKENDS: Registry[SlideBackendEntry] = Registry(
+    "slide backend", package="medwss.io", marker="register_slide_backend"
+)
+"""Every slide backend; a module of `medwss.io` that calls `register_slide_backend` is found on first use."""
+
+
+def register_slide_backend(
+    name: str,
+    probe: Callable[[SlideFile], bool],
+    priority: int = 50,
+    folders: bool = False,
+    sample: Callable[[Path], Path] | None = None,
+) -> Callable[[Callable[[Path], SlideBackend]], Callable[[Path], SlideBackend]]:
+    """Register ``open(path) -> SlideBackend`` for the files `probe` takes (a decorator); see `SlideBackendEntry`."""
+
+    def decorate(open_fn: Callable[[Path], SlideBackend]) -> Callable[[Path], SlideBackend]:
+        SLIDE_BACKENDS.register(name, SlideBackendEntry(name, open_fn, probe, priority, folders, sample))
+        return open_fn
+
+    return decorate
+
+
+def slide_backends() -> list[SlideBackendEntry]:
+    """The registered backends in the order `open_slide` tries them."""
+    return sorted(SLIDE_BACKENDS.values(), key=lambda e: e.priority)
 
 
 class Slide:
@@ -333,8 +434,9 @@ def _is_multiplex_tiff(path: Path) -> bool:
 
 
 def open_slide(path: str | Path, mpp: float | None = None, channels: Sequence[str | int] | None = None) -> Slide:
-    """Open a whole-slide image: OpenSlide first, then tifffile (TIFFs OpenSlide refuses, multiplex
-    TIFF/QPTIFF) or a DICOM reader (DICOM WSI OpenSlide refuses: wsidicom if installed, else pydicom).
+    """Open a whole-slide image with the first backend of `SLIDE_BACKENDS` whose probe takes it: OpenSlide,
+    then tifffile (TIFFs OpenSlide refuses, multiplex TIFF/QPTIFF) or a DICOM reader (DICOM WSI OpenSlide
+    refuses: wsidicom if installed, else pydicom).
 
     Args:
         path: Slide file (SVS, NDPI, MRXS, SCN, generic/OME TIFF, QPTIFF, DICOM WSI) or a DICOM WSI folder.
@@ -345,11 +447,6 @@ def open_slide(path: str | Path, mpp: float | None = None, channels: Sequence[st
     Raises:
         FileNotFound, UnsupportedFormatError, CorruptFileError.
     """
-    import openslide
-
-    from medwss.io.slide_openslide import OpenSlideBackend
-    from medwss.io.slide_tifffile import TiffFileBackend
-
     p = require_file(path)
     target = p
     if p.is_dir():
@@ -358,31 +455,17 @@ def open_slide(path: str | Path, mpp: float | None = None, channels: Sequence[st
             raise UnsupportedFormatError("folder holds no DICOM whole-slide image", p)
     if mpp is not None and not mpp > 0:
         raise ValueError(f"{p}: mpp must be positive, got {mpp}")
-    reasons = []
-    is_tiff = _is_tiff(target)
-    multiplex = is_tiff and _is_multiplex_tiff(target)  # OpenSlide would read only the first channel
-    try:
-        fmt = None if multiplex else openslide.OpenSlide.detect_format(str(target))
-    except Exception:
-        fmt = None
-    if fmt is not None:
+    probe = SlideFile(p, target)
+    reasons: list[str] = []
+    for entry in slide_backends():
+        if not entry.probe(probe):
+            continue
         try:
-            return Slide(OpenSlideBackend(target), p, mpp, channels)
-        except openslide.OpenSlideError as exc:
-            reasons.append(f"OpenSlide: {exc}")
-    if is_tiff:
-        try:
-            return Slide(TiffFileBackend(target), p, mpp, channels)
+            return Slide(entry.open(p if entry.folders else target), p, mpp, channels)
+        except BackendDeclined as exc:
+            reasons.append(str(exc))
         except (UnsupportedFormatError, CorruptFileError) as exc:
-            detail = f"{exc.message} (OpenSlide: {reasons[0][len('OpenSlide: ') :]})" if reasons else exc.message
-            raise type(exc)(detail, p) from exc
-    if _dicom_sop_class(target) == WSI_SOP_CLASS:
-        from medwss.io.slide_dicom import open_dicom_backend
-
-        try:
-            return Slide(open_dicom_backend(p), p, mpp, channels)
-        except (UnsupportedFormatError, CorruptFileError) as exc:
-            detail = f"{exc.message} (OpenSlide: {reasons[0][len('OpenSlide: ') :]})" if reasons else exc.message
+            detail = f"{exc.message} ({'; '.join(reasons)})" if reasons else exc.message
             raise type(exc)(detail, p) from exc
     if reasons:
         raise CorruptFileError("; ".join(reasons), p)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from medwss.errors import CorruptFileError, UnsupportedFormatError
+from medwss.io.slide import SlideFile, register_slide_backend
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 _ASSOCIATED = {"LABEL": "label", "OVERVIEW": "macro", "THUMBNAIL": "thumbnail"}
@@ -265,6 +266,11 @@ class WsiDicomBackend:
         self._wsi.close()
 
 
+def _dicom_probe(f: SlideFile) -> bool:
+    return f.is_dicom_wsi
+
+
+@register_slide_backend("dicom", probe=_dicom_probe, priority=30, folders=True)
 def open_dicom_backend(path: Path) -> PydicomWsiBackend | WsiDicomBackend:
     """wsidicom when it is installed and accepts the slide, else pydicom."""
     try:

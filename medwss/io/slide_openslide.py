@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from medwss.errors import CorruptFileError
+from medwss.io.slide import BackendDeclined, SlideFile, register_slide_backend
 
 
 def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
@@ -61,3 +62,26 @@ class OpenSlideBackend:
 
     def close(self) -> None:
         self._slide.close()
+
+
+def _openslide_probe(f: SlideFile) -> bool:
+    """OpenSlide recognises the file's format (multiplex TIFFs excepted: it would read only the first channel)."""
+    if f.is_multiplex:
+        return False
+    try:
+        import openslide
+
+        return openslide.OpenSlide.detect_format(str(f.target)) is not None
+    except Exception:
+        return False
+
+
+@register_slide_backend("openslide", probe=_openslide_probe, priority=10)
+def open_openslide(path: Path) -> OpenSlideBackend:
+    """`OpenSlideBackend`, or `BackendDeclined` (``OpenSlide: ...``) when OpenSlide fails on the file."""
+    import openslide
+
+    try:
+        return OpenSlideBackend(path)
+    except openslide.OpenSlideError as exc:
+        raise BackendDeclined(f"OpenSlide: {exc}") from exc

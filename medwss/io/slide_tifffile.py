@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from medwss.errors import CorruptFileError, UnsupportedFormatError
+from medwss.io.slide import SlideFile, register_slide_backend
 
 _UNIT_TO_UM = {"m": 1e6, "cm": 1e4, "mm": 1e3, "µm": 1.0, "um": 1.0, "nm": 1e-3}
 _ASSOCIATED = ("label", "macro", "thumbnail")
@@ -198,3 +199,10 @@ class TiffFileBackend:
 
     def close(self) -> None:
         self._tif.close()
+
+
+def _tiff_probe(f: SlideFile) -> bool:
+    return f.is_tiff
+
+
+register_slide_backend("tifffile", probe=_tiff_probe, priority=20)(TiffFileBackend)

@@ -20,14 +20,52 @@ Components (one module each):
 * `volumes`, `outputs`, `workflow`: slicing cases, writing and reading pseudo-labels, one function per method.
 """
 
-from medwss.data.labels import IGNORE
-from medwss.pseudo.boxes import boxes_from_activation, boxes_from_labels, boxes_to_labels, load_boxes
-from medwss.pseudo.dhr import prototype_heatmaps, rebalance, sinkhorn, uniform_prior, volume_prior
-from medwss.pseudo.fusion import foreground_prior, fuse, threshold_sweep
-from medwss.pseudo.metrics import PseudoLabelMeter, pseudo_label_metrics
-from medwss.pseudo.par import PAR, refine_cams
-from medwss.pseudo.protocol import Box, PromptableSegmenter
-from medwss.pseudo.segmenters import BOX_SEGMENTERS, create_box_segmenter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names, for type checkers
+    from medwss.data.labels import IGNORE
+    from medwss.pseudo.boxes import boxes_from_activation, boxes_from_labels, boxes_to_labels, load_boxes
+    from medwss.pseudo.dhr import prototype_heatmaps, rebalance, sinkhorn, uniform_prior, volume_prior
+    from medwss.pseudo.fusion import foreground_prior, fuse, threshold_sweep
+    from medwss.pseudo.metrics import PseudoLabelMeter, pseudo_label_metrics
+    from medwss.pseudo.par import PAR, refine_cams
+    from medwss.pseudo.protocol import Box, PromptableSegmenter
+    from medwss.pseudo.segmenters import BOX_SEGMENTERS, create_box_segmenter
+
+_LAZY = {
+    "IGNORE": "medwss.data.labels",
+    "boxes_from_activation": "medwss.pseudo.boxes",
+    "boxes_from_labels": "medwss.pseudo.boxes",
+    "boxes_to_labels": "medwss.pseudo.boxes",
+    "load_boxes": "medwss.pseudo.boxes",
+    "prototype_heatmaps": "medwss.pseudo.dhr",
+    "rebalance": "medwss.pseudo.dhr",
+    "sinkhorn": "medwss.pseudo.dhr",
+    "uniform_prior": "medwss.pseudo.dhr",
+    "volume_prior": "medwss.pseudo.dhr",
+    "foreground_prior": "medwss.pseudo.fusion",
+    "fuse": "medwss.pseudo.fusion",
+    "threshold_sweep": "medwss.pseudo.fusion",
+    "PseudoLabelMeter": "medwss.pseudo.metrics",
+    "pseudo_label_metrics": "medwss.pseudo.metrics",
+    "PAR": "medwss.pseudo.par",
+    "refine_cams": "medwss.pseudo.par",
+    "Box": "medwss.pseudo.protocol",
+    "PromptableSegmenter": "medwss.pseudo.protocol",
+    "BOX_SEGMENTERS": "medwss.pseudo.segmenters",
+    "create_box_segmenter": "medwss.pseudo.segmenters",
+}
+"""Where each re-exported name lives; imported on first use, so the CLI and configs do not load torch."""
+
+
+def __getattr__(name: str) -> object:
+    """Import a re-exported name on first use (``import medwss.x.config`` stays light)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BOX_SEGMENTERS",

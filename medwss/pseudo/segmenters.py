@@ -19,13 +19,13 @@ Example:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import ndimage
 
 from medwss.pseudo.box_colour import SCALAR_FEATURES, box_features, check_feature, is_colour, spatial_shape
-from medwss.pseudo.protocol import Box
+from medwss.pseudo.protocol import Box, PromptableSegmenter
 from medwss.registry import Registry
 from medwss.transforms.intensity import Window, normalise
 
@@ -200,8 +200,20 @@ def _component_at(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
     return np.isin(lab, hit) if hit.size else mask
 
 
-def _sam_factory(flavour: str) -> Callable[..., object]:
-    def build(**kwargs: object) -> object:
+class BoxSegmenterFactory(Protocol):
+    """A box segmenter by name: ``factory(**options) -> PromptableSegmenter`` (a class, or a function).
+
+    Contract: with no options it builds (or raises for a missing checkpoint/optional package); its
+    ``segment(image, box)`` returns a float map of the image's shape in [0, 1], zero far outside the
+    box. `tests/test_contracts.py` builds every entry that needs no extra files and checks that on a
+    bright square.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> PromptableSegmenter: ...
+
+
+def _sam_factory(flavour: str) -> BoxSegmenterFactory:
+    def build(**kwargs: object) -> PromptableSegmenter:
         from medwss.pseudo.sam import SamSegmenter  # the optional segment_anything package, imported on use
 
         return SamSegmenter(flavour=flavour, **kwargs)  # type: ignore[arg-type]
@@ -210,7 +222,7 @@ def _sam_factory(flavour: str) -> Callable[..., object]:
     return build
 
 
-BOX_SEGMENTERS: Registry[Callable[..., object]] = Registry(
+BOX_SEGMENTERS: Registry[BoxSegmenterFactory] = Registry(
     "box segmenter", package="medwss.pseudo", marker="BOX_SEGMENTERS.register"
 )
 """Promptable segmenters by name; a module of `medwss.pseudo` that calls ``BOX_SEGMENTERS.register`` is found."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 
@@ -48,9 +49,21 @@ def _dynunet(
     )
 
 
-SEGMENTERS: Registry[Callable[..., torch.nn.Module]] = Registry(
-    "segmenter", package="medwss.seg", marker="SEGMENTERS.register"
-)
+class SegmenterFactory(Protocol):
+    """A segmentation network by name: ``build(spatial_dims, in_channels, out_channels, channels, dropout)``.
+
+    Contract: a module mapping (B, in_channels, *S) to logits (B, out_channels, *S) (deep-supervision
+    nets may stack heads on a new axis 1 in training mode) for sizes divisible by
+    ``2 ** (len(channels) - 1)``, with a gradient reaching its parameters; `tests/test_contracts.py`
+    builds every entry in 2D and checks the shape, finiteness and backward pass.
+    """
+
+    def __call__(
+        self, spatial_dims: int, in_channels: int, out_channels: int, channels: Sequence[int], dropout: float
+    ) -> torch.nn.Module: ...
+
+
+SEGMENTERS: Registry[SegmenterFactory] = Registry("segmenter", package="medwss.seg", marker="SEGMENTERS.register")
 """Segmentation networks by name; a module of `medwss.seg` that calls ``SEGMENTERS.register`` is found on first lookup."""
 SEGMENTERS.register("unet", _unet)
 SEGMENTERS.register("dynunet", _dynunet)

@@ -15,9 +15,9 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -31,7 +31,18 @@ from medwss.train.record import ModelRecord
 FORMAT = "medwss-model"
 VERSION = 1
 
-BuildFn = Callable[[dict[str, Any]], nn.Module]
+
+class BuildFn(Protocol):
+    """A model kind's builder: ``build(config) -> nn.Module`` with fresh weights.
+
+    Contract: `config` is the JSON-like dict `save_model` stored for the kind; the module returned
+    takes the file's ``state_dict`` (`load_model` loads it, then ``.eval()``). `tests/test_contracts.py`
+    checks every registered builder takes one positional argument; each kind's tests round-trip a file.
+    """
+
+    def __call__(self, config: dict[str, Any], /) -> nn.Module: ...
+
+
 MODEL_KINDS: Registry[BuildFn] = Registry("model kind", package="medwss", recursive=True, marker="register_model_kind(")
 """Kind → builder. Any medwss module that calls `register_model_kind` is found on the first lookup of a
 kind nothing has registered yet (modules that quote the kind first), so `load_model` needs no

@@ -1,8 +1,37 @@
 """Intensity normalisation and augmentation pipelines (MONAI dictionary transforms, run on the device)."""
 
-from medwss.transforms.augment import PRESETS, AugmentConfig, AugmentPipeline, augment_batch, augment_pipeline
-from medwss.transforms.intensity import CT_WINDOWS, intensity_transform, normalise, resolve_window
-from medwss.transforms.stain import RGB_FROM_HED, RandHEStaind, hed_jitter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names, for type checkers
+    from medwss.transforms.augment import PRESETS, AugmentConfig, AugmentPipeline, augment_batch, augment_pipeline
+    from medwss.transforms.intensity import CT_WINDOWS, intensity_transform, normalise, resolve_window
+    from medwss.transforms.stain import RGB_FROM_HED, RandHEStaind, hed_jitter
+
+_LAZY = {
+    "PRESETS": "medwss.transforms.augment",
+    "AugmentConfig": "medwss.transforms.augment",
+    "AugmentPipeline": "medwss.transforms.augment",
+    "augment_batch": "medwss.transforms.augment",
+    "augment_pipeline": "medwss.transforms.augment",
+    "CT_WINDOWS": "medwss.transforms.intensity",
+    "intensity_transform": "medwss.transforms.intensity",
+    "normalise": "medwss.transforms.intensity",
+    "resolve_window": "medwss.transforms.intensity",
+    "RGB_FROM_HED": "medwss.transforms.stain",
+    "RandHEStaind": "medwss.transforms.stain",
+    "hed_jitter": "medwss.transforms.stain",
+}
+"""Where each re-exported name lives; imported on first use, so the CLI and configs do not load torch."""
+
+
+def __getattr__(name: str) -> object:
+    """Import a re-exported name on first use (``import medwss.x.config`` stays light)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CT_WINDOWS",

@@ -16,7 +16,8 @@ def test_mil_lgg_quick(real, tmp_path):
     if not (real / "mri" / "lgg" / "manifest.csv").is_file():
         pytest.skip("LGG data not found")
     mod = runpy.run_path(str(BENCH))
-    assert mod["main"](["--quick", "--data", str(real), "--out", str(tmp_path)]) == 0
+    assert mod["main"](["--quick", "--data", str(real), "--out", str(tmp_path), "--cache", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c" / "stats_t32_c1.pkl").is_file()  # embedded bags kept for later runs
     res = json.loads((tmp_path / "mil_lgg_quick.json").read_text())
     assert {r["aggregator"] for r in res["summary"]} == {"insight", "abmil", "max", "flair_tile"}
     groups = {r["group"] for r in res["summary"]}

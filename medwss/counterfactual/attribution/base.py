@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -11,8 +12,19 @@ from torch import nn
 
 from medwss.registry import Registry
 
-Attribution = Callable[..., np.ndarray]
-"""``fn(model, x, target=1, **kw) -> maps``: x (B, 1, H, W) → (B, H, W) numpy maps in [0, 1]."""
+
+class Attribution(Protocol):
+    """An attribution method: ``fn(model, x, target=1, **options) -> maps``.
+
+    Contract: x (B, 1, H, W) → (B, H, W) float numpy maps in [0, 1], finite, for class `target` of a
+    model returning (B, classes) (options such as ``layer=`` have defaults); `tests/test_contracts.py`
+    runs every entry on a toy model and checks shape, range and finiteness.
+    """
+
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, target: int = ..., /, *args: Any, **kwargs: Any
+    ) -> np.ndarray: ...
+
 
 ATTRIBUTIONS: Registry[Attribution] = Registry(
     "attribution method", package="medwss.counterfactual.attribution", marker="register_attribution"

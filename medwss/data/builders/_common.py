@@ -5,11 +5,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Protocol
 
 from medwss.registry import Registry
 
 Row = dict[str, object]
-Builder = Callable[[Path], list[Row]]
+
+
+class DatasetBuilder(Protocol):
+    """A dataset builder: ``build(root) -> rows`` of the manifest of the public dataset laid out under `root`.
+
+    Contract: one row per case (``case_id``, ``image``... as `medwss.data.manifest` reads them), a case
+    it cannot use skipped with `skip` (logged), never the whole build; the layout it expects is the
+    ``layout`` line given to `register`. `tests/test_contracts.py` checks every registered builder
+    takes one positional argument; tests/data/test_builders.py builds them from tiny fake layouts.
+    """
+
+    def __call__(self, root: Path, /) -> list[Row]: ...
+
+
+Builder = DatasetBuilder
+"""The former name of `DatasetBuilder`."""
 
 BUILDERS: Registry[Builder] = Registry("dataset", package="medwss.data.builders", marker="@register(")
 """Every dataset builder; a module of `medwss.data.builders` decorated with `register` is found on first lookup."""

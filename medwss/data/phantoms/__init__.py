@@ -59,7 +59,7 @@ def generate(
         from medwss.errors import ConfigError
 
         raise ConfigError(f"phantom kind '{kind}' takes no options (got {', '.join(options)})")
-    return make(out, n=n, seed=seed, scale=scale, progress=progress, options=options)
+    return make(out, n=n, seed=seed, scale=scale, progress=progress, options=options)  # type: ignore[call-arg]  # wsi, ct
 
 
 __all__ = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,8 +24,24 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 OptionsT = TypeVar("OptionsT", bound="BaseModel")
 
-Generator = Callable[..., Path]
-"""``generate(out, n=, seed=, scale=, progress=) -> manifest path``."""
+
+class PhantomGenerator(Protocol):
+    """A phantom kind: ``generate(out, n=, seed=, scale=, progress=) -> manifest path``.
+
+    Contract: writes `n` cases (one patient each) and ``out/manifest.csv``, the same files for the same
+    `seed` (case ``i`` whatever `n`, see `case_rng`), `scale` multiplying the image size; kinds with
+    difficulty settings also take ``options=`` (`medwss.data.phantoms.generate` passes it only to them).
+    `tests/test_contracts.py` checks every registered generator takes these keywords; the phantom
+    tests check the files.
+    """
+
+    def __call__(
+        self, out: str | Path, n: int = ..., seed: int = ..., scale: float = ..., progress: bool = ...
+    ) -> Path: ...
+
+
+Generator = PhantomGenerator
+"""The former name of `PhantomGenerator`."""
 
 PHANTOMS: Registry[Generator] = Registry("phantom kind", package="medwss.data.phantoms", marker="register_phantom")
 """Every phantom generator; a module of `medwss.data.phantoms` that calls `register_phantom` is found on first lookup."""
