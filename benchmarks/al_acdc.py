@@ -10,7 +10,8 @@ scribbled), split by patient as in ``benchmarks/scribble_acdc.py`` (the manifest
 train 40 patients (80 volumes) = the pool, val 10 (ablations and settings only), test 10 (the curves).
 
 Protocol (the one simulation loop, `medwss.active.simulate`, configured by ``configs/al_acdc.yaml``):
-every volume is resized in-plane to ``--size`` × ``--size`` (default 80; images by area averaging,
+every volume is cropped to the central 75 % of each in-plane axis (it holds every labelled voxel)
+and resized to ``--size`` × ``--size`` (default 48; images by area averaging,
 dense labels by area-weighted vote, scribbles by "any scribbled pixel of the footprint", so thin
 scribble lines survive), written to ``--work`` as NIfTI with a manifest. The pool is every slice of
 the 80 training volumes; rounds grow the annotated set to 1, 2, 3, 4, 5 % and then 10 and 20 % of
@@ -27,13 +28,18 @@ Diagnosis of the contrastive metric (never on test patients): with the pool as a
 the metric (shipped setting; group positives off; intensity-preserving views; projection-head
 output; a 32-d instead of 128-d projection) are compared by what their picks cover at 1–5 % (fraction of picked slices
 with foreground and with all three structures; k-center radius in the untrained encoder's space)
-and by val Dice of the segmenter trained on the picks (seed 0, full masks).
+and by val Dice of the segmenter trained on the picks (seed 0, full masks). The fix the ablation
+supports, k-center on the learned and untrained features fused, is ``fuse: {untrained: 1.0}`` in
+the config.
 
-What was cut to fit a shared CPU (~25 min): 80 × 80 slices instead of 256 × 256, a 3-level UNet
-of 8/16/32 channels trained ``min_steps`` (150) steps per round, a 30-epoch metric on 48 × 48
-thumbnails, evaluation at the resized grid (not the stored one). ``--quick`` (smoke test): 6
-training, 2 val and 2 test volumes at 32 × 32, rounds of 1 and 2 slices, random + contrastive
-coreset + coreset, one seed, 1-epoch metric, 5 segmenter steps. Results:
+What was cut to fit a shared CPU: 48 × 48 crops instead of 256 × 256 slices, a 3-level UNet of
+8/16/32 channels trained a fixed ``min_steps`` (150) steps per round (too few for the 10–20 %
+rounds), a 15-epoch metric on 32 × 32 thumbnails, evaluation at the resized grid (not the stored
+one), the ablation's val Dice at 1/3/5 % only (``--val-budgets``). One full run is ~7 min of wall
+time per curve on the loaded 2-core machine; split it over processes with ``--strategies``,
+``--modes`` and ``--seeds`` into one ``--work`` and build the tables with ``--assemble``.
+``--quick`` (smoke test, ~20 s CPU): 4 training, 2 val and 2 test volumes at 32 × 32, rounds of 1
+and 2 slices, random + contrastive coreset + coreset, one seed, 1-epoch metric, 5 segmenter steps. Results:
 benchmarks/results/al_acdc[_quick].json/.md and al_acdc[_quick].png.
 """
 

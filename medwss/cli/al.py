@@ -19,9 +19,10 @@ import sys
 def register(sub: argparse._SubParsersAction) -> None:
     from medwss.active.simulate import SimulateConfig
     from medwss.active.state import ALConfig
+    from medwss.cli.commands import command_help
     from medwss.cli.options import add_config_flags
 
-    p = sub.add_parser("al", help="active learning: select slices to annotate, ingest, retrain", description=__doc__)
+    p = sub.add_parser("al", help=command_help("al"), description=__doc__)
     asub = p.add_subparsers(dest="al_command", metavar="SUBCOMMAND", required=True)
     i = asub.add_parser("init", help="build the slice pool of a manifest and a state folder")
     i.add_argument("manifest")

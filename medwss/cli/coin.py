@@ -33,8 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from medwss.config import StrictConfig
-from medwss.counterfactual.classifier import ClassifierConfig
-from medwss.counterfactual.train import CoinConfig
+from medwss.counterfactual.config import ClassifierConfig, CoinConfig
 
 if TYPE_CHECKING:
     from medwss.counterfactual.segment import MaskSettings
@@ -270,9 +269,10 @@ _UNSET = object()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.commands import command_help
     from medwss.cli.options import add_config_flags
 
-    p = sub.add_parser("coin", help="COIN counterfactual inpainting and attribution baselines", description=__doc__)
+    p = sub.add_parser("coin", help=command_help("coin"), description=__doc__)
     csub = p.add_subparsers(dest="coin_command", metavar="SUBCOMMAND", required=True)
     c = csub.add_parser("train-classifier", help="normal/abnormal slice classifier")
     c.add_argument("manifest", help="manifest CSV with image and mask columns")

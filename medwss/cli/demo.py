@@ -18,7 +18,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the end-to-end demo on phantoms (minutes on a CPU)", description=__doc__)
+    from medwss.cli.commands import command_help
+
+    p = sub.add_parser("demo", help=command_help("demo"), description=__doc__)
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--n-wsi", type=int, default=30, help="phantom slides (default 30)")
     p.add_argument("--n-ct", type=int, default=20, help="phantom CT scans (default 20; 0 to skip)")

@@ -27,10 +27,11 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.commands import command_help
     from medwss.cli.options import add_config_flags
     from medwss.embed.config import EmbedConfig
 
-    p = sub.add_parser("embed", help="extract patch embeddings into HDF5 feature bags", description=__doc__)
+    p = sub.add_parser("embed", help=command_help("embed"), description=__doc__)
     p.add_argument("manifest", help="manifest CSV")
     p.add_argument(
         "--tiles",

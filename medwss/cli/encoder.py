@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 
-from medwss.embed.pretrain.trainer import PretrainConfig
+from medwss.embed.pretrain.config import PretrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.commands import command_help
     from medwss.cli.options import add_config_flags
 
-    group = sub.add_parser("encoder", help="train encoders on your own tiles", description="Encoder training.")
+    group = sub.add_parser("encoder", help=command_help("encoder"), description="Encoder training.")
     actions = group.add_subparsers(dest="encoder_command", metavar="ACTION", required=True)
     p = actions.add_parser(
         "pretrain",

@@ -13,12 +13,11 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.commands import command_help
     from medwss.cli.options import add_config_flags
     from medwss.eval.runner import EvaluateConfig
 
-    p = sub.add_parser(
-        "evaluate", help="score probability maps: Dice, HD95/ASSD/NSD, lesion AP/FROC, case AUROC", description=__doc__
-    )
+    p = sub.add_parser("evaluate", help=command_help("evaluate"), description=__doc__)
     p.add_argument("manifest", help="manifest CSV whose mask column holds the ground truth")
     p.add_argument("--predictions", required=True, help="folder of <case_id>.nii.gz probability maps")
     p.add_argument("--out", required=True, help="output folder")

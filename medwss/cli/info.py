@@ -12,7 +12,9 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="describe a slide or a volume", description=__doc__)
+    from medwss.cli.commands import command_help
+
+    p = sub.add_parser("info", help=command_help("info"), description=__doc__)
     p.add_argument("paths", nargs="+", metavar="PATH", help="slide file, volume file, or DICOM folder")
     p.add_argument("--json", action="store_true", help="print JSON (keys documented in README)")
     p.add_argument("--mpp", type=float, default=None, help="microns per pixel, for slides without it")

@@ -19,33 +19,20 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from medwss import __version__
+from medwss.cli.commands import COMMANDS
 from medwss.errors import MedwssError
 
-COMMANDS = {
-    "info": "info",
-    "manifest": "manifest",
-    "phantom": "phantom",
-    "tile": "tile",
-    "embed": "embed",
-    "encoder": "encoder",
-    "mil": "mil",
-    "pseudo": "pseudo",
-    "evaluate": "evaluate",
-    "scribble": "scribble",
-    "demo": "demo",
-    "al": "al",
-    "coin": "coin",
-    "export": "nnunet",
-}
-"""Top-level command → the `medwss.cli` module that registers it (in help order). A command line
-naming one command imports only that module, so ``medwss tile --help`` does not load torch for COIN."""
 LIBRARY_LOGGERS = ("tifffile", "nibabel", "pydicom", "h5py", "PIL", "imagecodecs", "openslide", "monai")
 """Loggers whose records go to the run's log file, never to stderr."""
 LOG_NAME = "medwss.log"
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The parser of every command, or only of the command `argv` names (its first word that is one)."""
+    """The parser of every command (`argv` None), or of the command `argv` names only.
+
+    A command line that names no command (``medwss --help``, ``medwss``, a typo) gets stub parsers
+    that list the commands with their help lines and import none of them.
+    """
     parser = argparse.ArgumentParser(
         prog="medwss",
         description="Weakly-supervised medical image analysis for CT, MRI and whole-slide images.",
@@ -53,8 +40,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medwss {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    named = next((a for a in (argv or ()) if not a.startswith("-")), None)
-    for module in [COMMANDS[named]] if named in COMMANDS else COMMANDS.values():
+    named = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
+    if argv is not None and named not in COMMANDS:
+        for name, (_, text) in COMMANDS.items():
+            sub.add_parser(name, help=text)
+        return parser
+    for module in [COMMANDS[named][0]] if named in COMMANDS else dict.fromkeys(m for m, _ in COMMANDS.values()):
         importlib.import_module(f"medwss.cli.{module}").register(sub)
     return parser
 

@@ -7,7 +7,9 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("manifest", help="check or build manifests", description=__doc__)
+    from medwss.cli.commands import command_help
+
+    p = sub.add_parser("manifest", help=command_help("manifest"), description=__doc__)
     msub = p.add_subparsers(dest="manifest_command", metavar="SUBCOMMAND", required=True)
     c = msub.add_parser("check", help="report every problem of a manifest; exit 1 if there is any")
     c.add_argument("manifest", help="manifest CSV")

@@ -28,10 +28,11 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.commands import command_help
     from medwss.cli.options import add_config_flags
     from medwss.mil.config import MILTrainConfig
 
-    p = sub.add_parser("mil", help="train and apply MIL aggregators (INSIGHT, ABMIL, ...)", description=__doc__)
+    p = sub.add_parser("mil", help=command_help("mil"), description=__doc__)
     msub = p.add_subparsers(dest="mil_command", metavar="SUBCOMMAND", required=True)
     t = msub.add_parser("train", help="train an aggregator on labelled bags")
     t.add_argument("manifest", help="manifest CSV with label and features columns (an image column is optional)")

@@ -17,7 +17,9 @@ from typing import cast
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export datasets for other tools (nnU-Net)", description=__doc__)
+    from medwss.cli.commands import command_help
+
+    p = sub.add_parser("export", help=command_help("export"), description=__doc__)
     esub = p.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
     n = esub.add_parser("nnunet", help="write an nnU-Net v2 raw dataset (DatasetNNN_NAME)")
     n.add_argument("source", help="manifest CSV, or an active-learning state folder (with --labels al-state)")

@@ -30,10 +30,11 @@ class PhantomConfig(StrictConfig):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.commands import command_help
     from medwss.cli.options import add_config_flags
     from medwss.data.phantoms.bags import BagPhantomConfig
 
-    p = sub.add_parser("phantom", help="generate synthetic slides or volumes with ground truth", description=__doc__)
+    p = sub.add_parser("phantom", help=command_help("phantom"), description=__doc__)
     p.add_argument(
         "kind", nargs="?", choices=("wsi", "ct", "mri", "bags"), help="what to generate (or set it in --config)"
     )

@@ -29,10 +29,11 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.commands import command_help
     from medwss.cli.options import add_config_flags
     from medwss.pseudo.methods import PSEUDO_METHODS
 
-    p = sub.add_parser("pseudo", help="pseudo-labels from tags, boxes, scribbles, points", description=__doc__)
+    p = sub.add_parser("pseudo", help=command_help("pseudo"), description=__doc__)
     psub = p.add_subparsers(dest="pseudo_command", metavar="SUBCOMMAND", required=True)
     for name, method in PSEUDO_METHODS.items():  # every registered method is a subcommand
         s = psub.add_parser(name, help=method.help)

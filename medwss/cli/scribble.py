@@ -80,12 +80,13 @@ def _configured(
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.commands import command_help
     from medwss.cli.options import add_config_flags
     from medwss.scribble.config import ScribbleMakeConfig, ScribblePredictConfig, ScribbleTrainJob, ShiftConfig
 
     p = sub.add_parser(
         "scribble",
-        help="scribble-supervised segmentation (lesions or structures) with size constraints",
+        help=command_help("scribble"),
         description=__doc__,
     )
     ssub = p.add_subparsers(dest="scribble_command", metavar="SUBCOMMAND", required=True)

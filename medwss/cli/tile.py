@@ -43,10 +43,11 @@ def __getattr__(name: str) -> Any:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from medwss.cli.commands import command_help
     from medwss.cli.options import add_config_flags
     from medwss.embed.config import TileConfig
 
-    p = sub.add_parser("tile", help="detect tissue and tile every case of a manifest", description=__doc__)
+    p = sub.add_parser("tile", help=command_help("tile"), description=__doc__)
     p.add_argument("manifest", help="manifest CSV")
     p.add_argument("--out", required=True, help="output folder (tiles, qa/, failures.csv, run.json)")
     p.add_argument("--config", help="YAML config (configs/tile.yaml); flags given here override it")

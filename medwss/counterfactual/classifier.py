@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medwss.config import StrictConfig
+from medwss.counterfactual.config import ClassifierConfig
 from medwss.counterfactual.slices import SliceSpec
 from medwss.errors import InvalidDataError
 from medwss.train import Context, EngineConfig, fit, register_model_kind, resolve_device
@@ -27,33 +27,6 @@ from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
 
 KIND = "coin_classifier"
 """Model-file kind of the slice classifier."""
-
-
-class ClassifierConfig(StrictConfig):
-    """Classifier training settings (configs/coin_classifier.yaml)."""
-
-    channels: tuple[int, int, int, int] = (16, 32, 64, 128)
-    """MONAI ResNet block widths (one basic block per stage)."""
-    stem_stride: int = 2
-    """Stride of the 3×3 stem (2: 64-px slices give 4×4 last-stage features)."""
-    epochs: int = 8
-    """Passes over the training slices."""
-    batch_size: int = 32
-    """Slices per step."""
-    lr: float = 1e-3
-    """Peak learning rate (one-cycle schedule, AdamW)."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay."""
-    augment: bool = True
-    """Left–right flips, gain and Gaussian noise (`PRESETS["classifier"]`), on the device. The noise makes the
-    classifier less sensitive to faint, image-wide perturbations, the cheapest (and wrong) way for a
-    counterfactual generator to flip its decision."""
-    seed: int = 0
-    """Seed of the weights, the batch order and the augmentations."""
-    device: str = "auto"
-    """Where training runs (``auto``: the GPU when there is one); the model is returned on the CPU."""
-    amp: bool = True
-    """bfloat16 autocast on CUDA (no effect on the CPU)."""
 
 
 def create_classifier(channels: tuple[int, ...] = (16, 32, 64, 128), stem_stride: int = 2) -> nn.Module:

@@ -25,11 +25,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 
-from medwss.config import StrictConfig
 from medwss.counterfactual import losses
+from medwss.counterfactual.config import CoinConfig
 from medwss.counterfactual.discriminator import PatchDiscriminator
 from medwss.counterfactual.generator import CounterfactualGenerator
 from medwss.errors import InvalidDataError
@@ -43,51 +42,6 @@ KIND = "coin_generator"
 """Model-file kind of the counterfactual generator."""
 RUN_ONLY = ("iterations",)
 """CoinConfig keys a resumed run may change (besides `medwss.train.RUN_ONLY`): more iterations continue it."""
-
-
-class CoinConfig(StrictConfig):
-    """COIN settings (configs/coin.yaml); paper: λ_adv 1, λ_kl 1–5, λ_rec 1, λ_tv 5e-5–0.05, Adam 2e-4, betas (0, 0.999)."""
-
-    iterations: int = Field(500, ge=1)
-    eval_every: int = Field(25, ge=1)
-    """Iterations per round: a history row (losses averaged over the round) and a checkpoint each round."""
-    batch_size: int = 16
-    """Abnormal and normal slices drawn per step (each)."""
-    lr: float = 5e-4
-    """Adam learning rate of generator and discriminator."""
-    betas: tuple[float, float] = (0.0, 0.999)
-    """Adam betas."""
-    lambda_adv: float = 1.0
-    """Weight of the LSGAN generator loss (the counterfactual looks like a real normal slice)."""
-    lambda_kl: float = 2.0
-    """Weight of the KL term flipping the frozen classifier's decision to normal."""
-    lambda_rec: float = 100.0
-    """Weight of the L1 distance between the slice and its counterfactual (change as little as possible)."""
-    lambda_cyc: float = 5.0
-    """Weight of the cycle L1 terms (a counterfactual or a normal slice passes unchanged)."""
-    lambda_tv: float = 1.0
-    """Weight of the total variation of the change |x − x_cf|."""
-    d_steps: int = 1
-    """Discriminator updates per iteration."""
-    g_steps: int = 1
-    """Generator updates per iteration."""
-    decision_threshold: float = 0.5
-    """Classifier probability at which a training slice counts as abnormal (forms the two pools)."""
-    gen_channels: tuple[int, ...] = (8, 16, 32, 64)
-    """Generator U-Net widths per level."""
-    gen_res_units: int = 1
-    """Residual units per generator level."""
-    smooth_sigma: float = 1.0
-    """Standard deviation (pixels) of the Gaussian low-pass on the perturbation; 0: none."""
-    disc_channels: tuple[int, ...] = (16, 32, 64)
-    """Patch discriminator widths."""
-    seed: int = 0
-    """Seed of the weights and the batches."""
-    device: str = "auto"
-    """Where training runs (``auto``: the GPU when there is one); the generator is returned on the CPU."""
-    amp: bool = False
-    """bfloat16 autocast on CUDA (no effect on the CPU); off by default: the L1 and TV terms of small
-    perturbations are weighted by 100 and lose precision in bfloat16."""
 
 
 def _pools(

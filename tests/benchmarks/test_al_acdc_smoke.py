@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from medwss.active.metric import MetricConfig, _Projected, make_encoder, slice_features
-from medwss.embed.pretrain.trainer import ProjectionHead
 from medwss.active.simulate import SimulateConfig, oracle, round_targets
 from medwss.config import load_config
+from medwss.embed.pretrain.trainer import ProjectionHead
 from medwss.errors import ConfigError
 from tests.conftest import ROOT
 

@@ -251,6 +251,24 @@ def test_building_the_parser_of_these_commands_imports_no_torch_or_numpy():
         "sub = argparse.ArgumentParser().add_subparsers()\n"
         "for m in (tile, embed, mil, scribble): m.register(sub)\n"
         "print(sorted(h for h in ('torch', 'monai', 'numpy', 'scipy', 'h5py') if h in sys.modules))\n"
+        "from medwss.cli.main import COMMANDS, build_parser\n"
+        "for name in COMMANDS:\n"
+        "    if name != 'al':  # ALConfig nests the metric config, whose module imports torch\n"
+        "        build_parser([name, '--help'])\n"
+        "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert out.split() == ["[]", "False"]
+
+
+def test_a_command_line_builds_only_its_commands_parser():
+    import argparse
+
+    from medwss.cli.main import COMMANDS, build_parser
+
+    def choices(parser: argparse.ArgumentParser) -> list[str]:
+        return next(list(a.choices) for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    assert choices(build_parser()) == list(COMMANDS)  # the table lists every command, in help order
+    assert choices(build_parser(["--debug", "tile", "--help"])) == ["tile"]
+    assert choices(build_parser(["tiles"])) == list(COMMANDS)  # a typo: argparse lists the commands

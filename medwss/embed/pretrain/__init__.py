@@ -10,17 +10,43 @@ Example:
 
 from __future__ import annotations
 
-from medwss.embed.pretrain.augment import Augment, AugmentConfig
-from medwss.embed.pretrain.ntxent import POSITIVES, get_positives, group_positives, instance_positives, nt_xent
-from medwss.embed.pretrain.probe import embed, linear_probe
-from medwss.embed.pretrain.trainer import (
-    PretrainConfig,
-    ProjectionHead,
-    TileDataset,
-    pretrain,
-    save_encoder,
-    tile_dataset,
-)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names, for type checkers
+    from medwss.embed.pretrain.augment import Augment
+    from medwss.embed.pretrain.config import AugmentConfig, PretrainConfig
+    from medwss.embed.pretrain.ntxent import POSITIVES, get_positives, group_positives, instance_positives, nt_xent
+    from medwss.embed.pretrain.probe import embed, linear_probe
+    from medwss.embed.pretrain.trainer import ProjectionHead, TileDataset, pretrain, save_encoder, tile_dataset
+
+_LAZY = {
+    "Augment": "medwss.embed.pretrain.augment",
+    "AugmentConfig": "medwss.embed.pretrain.config",
+    "POSITIVES": "medwss.embed.pretrain.ntxent",
+    "get_positives": "medwss.embed.pretrain.ntxent",
+    "group_positives": "medwss.embed.pretrain.ntxent",
+    "instance_positives": "medwss.embed.pretrain.ntxent",
+    "nt_xent": "medwss.embed.pretrain.ntxent",
+    "embed": "medwss.embed.pretrain.probe",
+    "linear_probe": "medwss.embed.pretrain.probe",
+    "PretrainConfig": "medwss.embed.pretrain.config",
+    "ProjectionHead": "medwss.embed.pretrain.trainer",
+    "TileDataset": "medwss.embed.pretrain.trainer",
+    "pretrain": "medwss.embed.pretrain.trainer",
+    "save_encoder": "medwss.embed.pretrain.trainer",
+    "tile_dataset": "medwss.embed.pretrain.trainer",
+}
+"""Where each re-exported name lives; imported on first use, so the CLI and configs do not load torch."""
+
+
+def __getattr__(name: str) -> object:
+    """Import a re-exported name on first use (``import medwss.x.config`` stays light)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "POSITIVES",

@@ -25,39 +25,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from medwss.config import StrictConfig
+from medwss.embed.pretrain.config import AugmentConfig
 from medwss.transforms.stain import hed_jitter
-
-
-class AugmentConfig(StrictConfig):
-    """Strengths of the augmentations (0 turns one off)."""
-
-    crop_scale: tuple[float, float] = (0.6, 1.0)
-    """Range of the area (2D) or volume (3D) fraction kept by crop-and-resize."""
-    aspect: float = 0.25
-    """In-plane aspect-ratio jitter of the crop: log-uniform in [1/(1+a), 1+a]."""
-    flip: bool = True
-    rot90: bool = True
-    brightness: float = Field(default=0.08, ge=0)
-    """Additive shift, uniform in ±brightness."""
-    contrast: float = Field(default=0.1, ge=0)
-    """Contrast factor, uniform in 1 ± contrast, about the tile mean."""
-    gamma: float = Field(default=0.15, ge=0)
-    """log(gamma) uniform in ±gamma."""
-    noise_std: float = Field(default=0.02, ge=0)
-    """Gaussian noise standard deviation, uniform in [0, noise_std], for a fraction noise_p of tiles."""
-    noise_p: float = Field(default=0.5, ge=0, le=1)
-    blur_sigma: tuple[float, float] = (0.3, 1.0)
-    """Gaussian blur sigma in pixels, for a fraction blur_p of tiles."""
-    blur_p: float = Field(default=0.3, ge=0, le=1)
-    stain: bool | None = None
-    """H&E stain jitter: None applies it to 3-channel 2D tiles (the command line: to slides only)."""
-    stain_scale: float = Field(default=0.05, ge=0)
-    """H&E only: each stain's concentration multiplied by 1 ± stain_scale."""
-    stain_shift: float = Field(default=0.02, ge=0)
-    """H&E only: each stain's concentration shifted by ± stain_shift (optical density)."""
 
 
 class Augment:

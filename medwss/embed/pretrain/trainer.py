@@ -16,16 +16,15 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 
-from medwss.config import StrictConfig
 from medwss.embed.encoders.base import Encoder
-from medwss.embed.pretrain.augment import Augment, AugmentConfig
+from medwss.embed.pretrain.augment import Augment
+from medwss.embed.pretrain.config import PretrainConfig
 from medwss.embed.pretrain.ntxent import get_positives, nt_xent
 from medwss.errors import ConfigError
 from medwss.train import EngineConfig, fit, register_model_kind, resolve_device
@@ -35,51 +34,6 @@ log = logging.getLogger(__name__)
 
 IGNORED_ON_RESUME = ("epochs", "device", "num_workers", "out")
 """Config fields that may change between a checkpoint and the run resuming from it."""
-
-
-class PretrainConfig(StrictConfig):
-    """What `pretrain` and ``medwss encoder pretrain`` do (configs/pretrain.yaml)."""
-
-    encoder: str = "resnet18"
-    """Encoder name (`medwss.embed.encoders.list_encoders`)."""
-    encoder_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Options passed to `create_encoder` (e.g. ``widen_factor: 0.5``); use the same when loading the weights."""
-    epochs: int = Field(default=20, ge=1)
-    """Passes over the tiles."""
-    batch_size: int = Field(default=64, ge=2)
-    """Tiles per step (each gives two views)."""
-    lr: float = Field(default=1e-3, gt=0)
-    """Peak learning rate (AdamW)."""
-    weight_decay: float = Field(default=1e-4, ge=0)
-    """AdamW weight decay."""
-    warmup: float = Field(default=0.05, ge=0, lt=1)
-    """Fraction of the steps with a linear learning-rate warm-up (then cosine decay to 0)."""
-    temperature: float = Field(default=0.2, gt=0)
-    """NT-Xent temperature."""
-    projection_hidden: int = Field(default=512, ge=1)
-    """Hidden width of the projection head."""
-    projection_dim: int = Field(default=128, ge=1)
-    """Output size of the projection head (the space of the loss)."""
-    positives: Literal["instance", "group"] = "instance"
-    """``instance``: the two views of a tile (SimCLR); ``group``: every tile of the same group (SupCon)."""
-    group_by: Literal["patient", "case"] = "patient"
-    """What a group is for ``positives: group`` (command line: the manifest's patient_id or case_id)."""
-    max_tiles_per_case: int | None = Field(default=None, ge=1)
-    """Random subset of each case's tiles (command line); all when None."""
-    splits: list[Literal["train", "val", "test"]] | None = None
-    """Manifest splits whose cases are used (command line); all cases when None."""
-    augment: AugmentConfig = AugmentConfig()
-    """Augmentation strengths (a section of the YAML)."""
-    seed: int = 0
-    """Seed of the weights, the tile subsets and the views."""
-    device: str = "auto"
-    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ..."""
-    amp: bool = True
-    """Mixed precision (bfloat16 autocast) on CUDA; no effect on the CPU."""
-    num_workers: int = Field(default=0, ge=0)
-    """Data-loading worker processes."""
-    out: str | None = None
-    """Where the encoder's weights go; nothing is saved when None."""
 
 
 class ProjectionHead(nn.Module):
