@@ -8,6 +8,8 @@ volume / patient / adjacent-slice positives (`metric`), pick slices by k-center 
 
 from typing import TYPE_CHECKING
 
+from medwss.lazy import lazy_exports
+
 if TYPE_CHECKING:  # the names, for type checkers
     from medwss.active.coreset import kcenter_greedy, kcenter_naive
     from medwss.active.pool import SlicePool, SliceRef, build_pool
@@ -28,14 +30,7 @@ _LAZY = {
 }
 """Where each re-exported name lives; imported on first use, so the CLI and configs do not load torch."""
 
-
-def __getattr__(name: str) -> object:
-    """Import a re-exported name on first use (``import medwss.x.config`` stays light)."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -421,14 +421,18 @@ def resolve_channel(choice: str | int, names: Sequence[str], path: Path | None =
     return lowered.index(str(choice).lower())
 
 
+def is_multiplex_series(series) -> bool:  # noqa: ANN001
+    """A tifffile series of several grey channels, one page per channel (QPTIFF, OME-TIFF ``CYX``)."""
+    axes = series.axes.upper()
+    return axes in ("CYX", "CYXS") and series.shape[0] > 1 and (axes == "CYX" or series.shape[-1] == 1)
+
+
 def _is_multiplex_tiff(path: Path) -> bool:
     import tifffile
 
-    from medwss.io.slide_tifffile import _is_multiplex
-
     try:
         with tifffile.TiffFile(str(path)) as tif:
-            return bool(tif.series) and _is_multiplex(tif.series[0])
+            return bool(tif.series) and is_multiplex_series(tif.series[0])
     except Exception:
         return False
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from medwss.errors import CorruptFileError, UnsupportedFormatError
-from medwss.io.slide import SlideFile, register_slide_backend
+from medwss.io.slide import SlideFile, is_multiplex_series, register_slide_backend
 
 _UNIT_TO_UM = {"m": 1e6, "cm": 1e4, "mm": 1e3, "µm": 1.0, "um": 1.0, "nm": 1e-3}
 _ASSOCIATED = ("label", "macro", "thumbnail")
@@ -54,12 +54,6 @@ def _tag_mpp(page) -> tuple[float, float] | None:  # noqa: ANN001
     return (per / rx, per / ry) if rx > 0 and ry > 0 else None
 
 
-def _is_multiplex(series) -> bool:  # noqa: ANN001
-    """A series of several grey channels, one page per channel (QPTIFF, OME-TIFF ``CYX``)."""
-    axes = series.axes.upper()
-    return axes in ("CYX", "CYXS") and series.shape[0] > 1 and (axes == "CYX" or series.shape[-1] == 1)
-
-
 def _channel_names(tif, pages: list) -> list[str]:  # noqa: ANN001
     """Names of the channels: QPTIFF ``<Name>`` of each page, OME ``Channel Name=``, else ``channel<i>``."""
     names: list[str | None] = [None] * len(pages)
@@ -101,7 +95,7 @@ class TiffFileBackend:
         self._pages = [lvl.keyframe for lvl in series[0].levels]
         self.channel_names: list[str] | None = None
         self._channel_pages: list[list] = []
-        if _is_multiplex(series[0]):
+        if is_multiplex_series(series[0]):
             self._channel_pages = [list(lvl.pages) for lvl in series[0].levels]
             if any(len(pages) != len(self._channel_pages[0]) or None in pages for pages in self._channel_pages):
                 raise UnsupportedFormatError("multiplex TIFF whose levels hold different channel counts", path)

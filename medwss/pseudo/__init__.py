@@ -22,6 +22,8 @@ Components (one module each):
 
 from typing import TYPE_CHECKING
 
+from medwss.lazy import lazy_exports
+
 if TYPE_CHECKING:  # the names, for type checkers
     from medwss.data.labels import IGNORE
     from medwss.pseudo.boxes import boxes_from_activation, boxes_from_labels, boxes_to_labels, load_boxes
@@ -57,14 +59,7 @@ _LAZY = {
 }
 """Where each re-exported name lives; imported on first use, so the CLI and configs do not load torch."""
 
-
-def __getattr__(name: str) -> object:
-    """Import a re-exported name on first use (``import medwss.x.config`` stays light)."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -208,6 +208,14 @@ class DuplPseudoConfig(CamPseudoConfig, TrainingSettings):
     """``medwss pseudo dupl``: dual students trained from the CAM-threshold labels (warm-up a quarter of the steps)."""
 
 
+def _subclasses(cls: type[StrictConfig]) -> set[type[StrictConfig]]:
+    """Every subclass of `cls`, at any depth (the method configs, including those of modules added later)."""
+    found: set[type[StrictConfig]] = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _subclasses(sub)
+    return found
+
+
 class PseudoEvaluateConfig(PseudoConfig):
     """``medwss pseudo evaluate``: the slicing and label settings of `PseudoConfig`.
 
@@ -220,9 +228,7 @@ class PseudoEvaluateConfig(PseudoConfig):
     def _drop_method_keys(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        from medwss.pseudo.methods import PSEUDO_METHODS
-
-        read = {f for m in PSEUDO_METHODS.values() for f in m.config.model_fields}
+        read = {f for sub in _subclasses(PseudoConfig) for f in sub.model_fields}
         return {k: v for k, v in data.items() if k in cls.model_fields or k not in read}
 
 

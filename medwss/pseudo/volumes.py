@@ -21,8 +21,8 @@ from medwss.data.manifest import Case
 from medwss.data.slicer import SliceGeometry, plan_slices
 from medwss.errors import InvalidDataError
 from medwss.io.volume import Volume
+from medwss.pseudo.box import Box
 from medwss.pseudo.config import PseudoConfig
-from medwss.pseudo.protocol import Box
 from medwss.transforms.intensity import normalise
 
 
