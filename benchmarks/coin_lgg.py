@@ -116,7 +116,7 @@ def cluster_ci(values: np.ndarray, patients: list[str], n_boot: int, seed: int) 
 
 def configs(quick: bool, args: argparse.Namespace) -> tuple:
     """Classifier settings, slicing spec and COIN settings from the shipped LGG configs (with overrides)."""
-    from medwss.cli.coin import read_classifier_file, read_coin_file
+    from medwss.counterfactual.config import read_classifier_file, read_coin_file
 
     clf_cfg, spec, _ = read_classifier_file(ROOT / "configs" / "coin_lgg_classifier.yaml")
     coin_cfg, _ = read_coin_file(ROOT / "configs" / "coin_lgg.yaml")

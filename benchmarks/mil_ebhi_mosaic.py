@@ -67,13 +67,13 @@ def build(args: argparse.Namespace, work: Path) -> Path:
 
 
 def tile(manifest: Path, out: Path) -> None:
-    """`medwss tile` at 1 µm/px, 112-px tiles (one per EBHI tile), no QA images (half the time)."""
-    from medwss.cli.main import main as cli
-    from medwss.io.atomic import write_text
+    """The tiling job of `medwss tile` at 1 µm/px, 112-px tiles (one per EBHI tile), no QA images (half the time)."""
+    from medwss.data.manifest import load_manifest
+    from medwss.embed.config import TileConfig
+    from medwss.embed.tiling_job import tile_manifest
 
-    config = write_text(out.parent / "tile.yaml", "qa: false\n")
-    if cli(["tile", str(manifest), "--out", str(out), "--quiet", "--config", str(config), "--mpp", "1.0",
-            "--tile-size", "112", "--min-tissue", "0.1"]) != 0:  # fmt: skip
+    cfg = TileConfig(mpp=1.0, tile_size=112, min_tissue=0.1, qa=False)
+    if tile_manifest(load_manifest(manifest), out, cfg, progress=False)["failed"]:
         raise RuntimeError(f"tiling the mosaics failed; see {out}/failures.csv")
 
 

@@ -114,7 +114,7 @@ def _migrated() -> dict[tuple[str, ...], tuple[type[BaseModel], tuple[str, ...]]
     """(sub)command → (its config class, fields given otherwise: positional inputs, job flags)."""
     from medwss.active.simulate import SimulateConfig
     from medwss.active.state import ALConfig
-    from medwss.cli.coin import BaselinesConfig, ClassifierFile, CoinFile, SegmentConfig
+    from medwss.counterfactual.config import BaselinesConfig, ClassifierFile, CoinFile, SegmentConfig
     from medwss.cli.phantom import PhantomConfig
     from medwss.data.phantoms.bags import BagPhantomConfig
     from medwss.embed.config import EmbedConfig, TileConfig
