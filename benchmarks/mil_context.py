@@ -14,7 +14,9 @@ Size: 160 cases per set on a 16×16 tile grid (`--n`, `--grid`; the phantom's ow
 on 20×20), cut to fit a 2-core CPU; a full run (3 sets, 3 seeds, ablations on default, 40 epochs)
 is hours of CPU on the shared machine, INSIGHT runs being the slow part. `--epochs N` cuts the
 shipped config's epochs (patience scaled with it); `--merge A.json B.json ...` pools runs made in
-parallel (one process per seed or method) into one table. The run behind the README table is cut
+parallel (one process per seed or method) into one table. Ablations: ``--train-kwargs JSON``
+(`MILTrainConfig` fields, e.g. ``'{"lr": 3e-4}'``) and ``--insight-kwargs JSON``, named apart with
+``--suffix _lr3e-4``; each run keeps its per-epoch curve (``history``: train/val loss, val AUC). The run behind the README table is cut
 (see README, "Context benchmark").
 
 Sets (``--sets``; default, weak and small unless named; the ablations run on ``--ablation-sets``,
