@@ -114,8 +114,8 @@ def _migrated() -> dict[tuple[str, ...], tuple[type[BaseModel], tuple[str, ...]]
     """(sub)command → (its config class, fields given otherwise: positional inputs, job flags)."""
     from medwss.active.simulate import SimulateConfig
     from medwss.active.state import ALConfig
-    from medwss.counterfactual.config import BaselinesConfig, ClassifierFile, CoinFile, SegmentConfig
     from medwss.cli.phantom import PhantomConfig
+    from medwss.counterfactual.config import BaselinesConfig, ClassifierFile, CoinFile, SegmentConfig
     from medwss.data.phantoms.bags import BagPhantomConfig
     from medwss.embed.config import EmbedConfig, TileConfig
     from medwss.embed.pretrain import PretrainConfig
