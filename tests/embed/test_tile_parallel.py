@@ -212,7 +212,9 @@ def test_shared_failure_log_from_threads_and_stale_temps(tmp_path):
         t.join()
     rows = read_failures(path)
     assert [r["case_id"] for r in rows] == sorted(f"{p}{i:02d}" for p in "ab" for i in range(15))
-    assert (rows[0]["error_class"], rows[0]["message"]) == ("ValueError", "bad") and not (tmp_path / "failures.csv.lock").exists()
+    assert (rows[0]["error_class"], rows[0]["message"]) == ("ValueError", "bad") and not (
+        tmp_path / "failures.csv.lock"
+    ).exists()
     # temp files of killed writers: removed when older than the job start; a live writer's kept
     (tmp_path / "qa").mkdir()
     old, new = tmp_path / "qa" / ".x.png.abc.tmp.png", tmp_path / ".y.tiles.h5.def.tmp.tiles.h5"
