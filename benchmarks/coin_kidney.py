@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     q = args.quick
     n_cases, clf_epochs = args.n_cases, args.clf_epochs
-    args.n_train, args.n_eval, args.n_cases = (160, 60, 12) if q else (2400, 240, 48)
+    args.n_train, args.n_eval, args.n_cases = (96, 32, 8) if q else (2400, 240, 48)
     args.clf_epochs, args.iterations, args.rise_masks = (2, 10, 50) if q else (8, 500, 300)
     args.n_cases = n_cases or args.n_cases
     args.clf_epochs = clf_epochs or args.clf_epochs

@@ -56,7 +56,7 @@ def run_toy(quick: bool, seed: int) -> list[dict]:
     from medwss.seg.bounds import bounds_from_mask, bounds_from_tags
     from medwss.seg.train import SegSample, SegTrainConfig, predict_probs, train_segmenter
 
-    train, test = toy_images(24 if quick else 60, seed), toy_images(20 if quick else 40, seed + 1000)
+    train, test = toy_images(16 if quick else 60, seed), toy_images(12 if quick else 40, seed + 1000)
     sizes = [m.sum() for _, m in train]
     prior = (0.8 * float(np.min(sizes)), 1.2 * float(np.max(sizes)))  # a constant known from the data
 
@@ -71,7 +71,7 @@ def run_toy(quick: bool, seed: int) -> list[dict]:
             out.append(SegSample(img, weak, bounds))
         return out
 
-    base = {"in_channels": 1, "channels": (8, 16, 32), "epochs": 15 if quick else 40, "batch_size": 8, "seed": seed}
+    base = {"in_channels": 1, "channels": (8, 16, 32), "epochs": 4 if quick else 40, "batch_size": 8, "seed": seed}
     runs = {
         "full supervision (CE)": ("full", 0.0),
         "weak: partial CE only": ("pce", 0.0),
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, stem in SETTINGS.items():
         cfg = load_config(ROOT / "configs" / f"{stem}.yaml", ScribbleConfig)
         if args.quick:
-            cfg = cfg.model_copy(update={"epochs": 2, "channels": (8, 16)})
+            cfg = cfg.model_copy(update={"epochs": 1, "channels": (8, 16)})
         settings[name] = cfg
     record = run_shift(manifest, settings, work / "shift", ["site_a", "site_b"], k=k, progress=False)
     html = write_shift_report(manifest, record, work / "shift")
