@@ -43,19 +43,60 @@ def test_run_record(tmp_path):
     assert rec["versions"]["medwss"] and rec["versions"]["numpy"]
 
 
-def test_every_shipped_config_validates():
-    from medwss.cli.tile import TileConfig
-    from medwss.embed.engine import EmbedConfig
-    from medwss.embed.pretrain import PretrainConfig
+def shipped_config_models() -> dict[str, type | None]:
+    """Every file of configs/ → the class it must validate against (None: pseudo-label configs, validated by
+    tests/cli/test_pseudo_cli.py::test_shipped_configs_validate against their method's class)."""
+    from medwss.active.simulate import SimulateConfig
+    from medwss.active.state import ALConfig
+    from medwss.cli.phantom import PhantomConfig
+    from medwss.counterfactual.config import ClassifierFile, CoinFile
+    from medwss.data.phantoms.bags import BagPhantomConfig
+    from medwss.embed.config import EmbedConfig, TileConfig
+    from medwss.embed.pretrain.config import PretrainConfig
+    from medwss.eval.runner import EvaluateConfig
     from medwss.mil.config import MILApplyConfig, MILTrainConfig
+    from medwss.scribble.config import ScribbleConfig
     from tests.conftest import ROOT
 
-    models = {"tile.yaml": TileConfig, "embed.yaml": EmbedConfig, "pretrain.yaml": PretrainConfig}
-    models |= {p.name: MILTrainConfig for p in (ROOT / "configs").glob("mil_*.yaml")} | {
-        "mil_apply.yaml": MILApplyConfig
+    exact = {
+        "tile.yaml": TileConfig,
+        "embed.yaml": EmbedConfig,
+        "pretrain.yaml": PretrainConfig,
+        "evaluate.yaml": EvaluateConfig,
+        "al.yaml": ALConfig,
+        "mil_apply.yaml": MILApplyConfig,
+        "phantom_bags.yaml": BagPhantomConfig,
+        "coin.yaml": CoinFile,
+        "coin_lgg.yaml": CoinFile,
     }
+    prefixes = (
+        ("coin_", ClassifierFile),  # coin_classifier.yaml, coin_lgg_classifier.yaml
+        ("al_", SimulateConfig),
+        ("mil_", MILTrainConfig),
+        ("phantom_", PhantomConfig),
+        ("scribble_", ScribbleConfig),
+        ("pseudo_", None),
+    )
+    models: dict[str, type | None] = {}
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        model = exact.get(path.name, next((m for pre, m in prefixes if path.name.startswith(pre)), KeyError))
+        if model is KeyError:
+            raise AssertionError(
+                f"configs/{path.name}: no config class is known for it; add it to shipped_config_models"
+            )
+        models[path.name] = model
+    return models
+
+
+def test_every_shipped_config_validates():
+    from medwss.embed.config import TileConfig
+    from tests.conftest import ROOT
+
+    models = shipped_config_models()
+    assert len(models) >= 50 and "al_acdc.yaml" in models and "pseudo_kvasir_box.yaml" in models
     for name, model in models.items():
-        load_config(ROOT / "configs" / name, model)
+        if model is not None:
+            load_config(ROOT / "configs" / name, model)
     assert load_config(ROOT / "configs" / "tile.yaml", TileConfig).roi_labels is None
 
 
