@@ -7,7 +7,7 @@ A manifest of bags alone (``case_id,label,features``; no slides) works for all t
 then draws the scores on the bag's tile grid (PNG) and writes GeoJSON in level-0 pixels.
 `predict` and `heatmap` also take ``-i DIR -o DIR`` instead of a manifest: a folder of bags (one
 case per ``.h5``, the id its stem) or of slides/volumes, tiled and embedded into ``OUT/tiles`` and
-``OUT/bags`` with the settings the model file records (`medwss.mil.workflow.embedding_configs`).
+``OUT/bags`` with the settings the model file records (`medwss.embed.images_to_bags.embedding_configs`).
 Training resumes from ``OUT/checkpoint.pt`` (same settings; more ``--epochs`` continue it) and
 writes ``model.pt`` as the one model file (`medwss.train.load_model`). Scale out with
 `torchrun --nproc-per-node N -m medwss mil train ...`.
@@ -107,8 +107,8 @@ def _folder_cases(args: argparse.Namespace, job: Job) -> list:
         for s in skipped:
             job.fail(Path(s["path"]).name, s["error"], "scan", s["path"])
     else:
+        from medwss.embed.images_to_bags import embed_cases, embedding_configs
         from medwss.mil.train import load_model
-        from medwss.mil.workflow import embed_cases, embedding_configs
 
         meta = load_model(args.model)[1]
         tile_cfg, embed_cfg = embedding_configs(

@@ -86,7 +86,7 @@ class MILApplyConfig(StrictConfig):
     """How `medwss mil predict` and `mil heatmap` apply a model (configs/mil_apply.yaml).
 
     The embedding keys (``encoder`` to ``device``) only matter for ``-i DIR`` of slides or volumes
-    (`medwss.mil.workflow.embedding_configs`); None takes what the model file records.
+    (`medwss.embed.images_to_bags.embedding_configs`); None takes what the model file records.
     ``threshold`` is heatmap's only (``mil predict`` has no flag for it and ignores it).
     """
 

@@ -236,19 +236,19 @@ def test_pseudo_predict_dicom_series_to_dicom_seg(real, tmp_path, capsys):
 
 
 def test_mil_model_meta_records_how_its_bags_were_made(tmp_path):
-    """`_fit` stores `_embedding_of` its first training bag as ``meta["embedding"]``; `embedding_configs` reads it."""
+    """`_fit` stores `embedding_of` its first training bag as ``meta["embedding"]``; `embedding_configs` reads it."""
     from medwss.data.manifest import Case
+    from medwss.embed.images_to_bags import embedding_configs, embedding_of
     from medwss.embed.store import FeatureBag, save_bag
-    from medwss.mil.workflow import _embedding_of, embedding_configs
 
     attrs = {"encoder": "stats", "encoder_init": "no weights", "kind": "slide", "tile_size": [224], "mpp": 0.5}
     coords = np.stack([np.arange(5) * 448, np.zeros(5)], 1).astype(np.int64)
     bag = save_bag(FeatureBag(np.ones((5, 4), np.float32), coords, attrs=attrs | {"level": 0}), tmp_path / "b.h5")
-    emb = _embedding_of(Case("b", "b", "s", "WSI", {}, features=bag))
+    emb = embedding_of(Case("b", "b", "s", "WSI", {}, features=bag))
     assert emb == attrs
     tile_cfg, embed_cfg = embedding_configs({"encoder": "stats", "embedding": emb})
     assert (tile_cfg.tile_size, tile_cfg.mpp, embed_cfg.encoder, embed_cfg.weights) == (224, 0.5, "stats", None)
-    assert _embedding_of(Case("c", "c", "s", "WSI", {})) == {}
+    assert embedding_of(Case("c", "c", "s", "WSI", {})) == {}
 
 
 def test_pseudo_predict_dupl_students_average_as_in_training(tmp_path):
