@@ -470,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from medwss.active.plot import plot_curves
-    from medwss.io.atomic import write_text
+    from medwss.io.atomic import write_json
+    from medwss.runinfo import write_results
 
     torch.set_num_threads(1)
     q = args.quick
@@ -487,13 +488,12 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> None:
         record["seconds"] = time.time() - t0
         record["cpu_seconds"] = time.process_time() - cpu0
-        write_text(out / f"{name}.json", json.dumps(record, indent=2, default=float) + "\n")
-        write_text(out / f"{name}.md", markdown(record))
+        write_results(out, name, record, markdown(record), echo=False)
 
     if not args.skip_ablation:
 
         def partial(ab: dict[str, Any]) -> None:
-            write_text(out / f"{name}_coverage.json", json.dumps(ab, indent=2, default=float) + "\n")
+            write_json(out / f"{name}_coverage.json", ab)
 
         record["ablation"] = ablation(
             manifest, base_config(q, seeds, "val"), work / "ablation", q, partial, args.assemble,

@@ -295,17 +295,17 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = "mil_context_quick" if args.quick else "mil_context"
-    from medwss.io.atomic import write_text
+    from medwss.io.atomic import write_json
 
     if args.merge:
         merged = merge(args.merge)
-        write_text(out / f"{name}.json", json.dumps(merged, indent=2))
+        write_json(out / f"{name}.json", merged)
         write_markdown(merged, out / f"{name}.md")
         print(f"merged {len(args.merge)} files into {out / name}.json and .md")
         return 0
 
     def save(results: dict[str, Any]) -> None:
-        write_text(out / f"{name}.json", json.dumps(results, indent=2))
+        write_json(out / f"{name}.json", results)
         write_markdown(results, out / f"{name}.md")
 
     save(run(args, save))

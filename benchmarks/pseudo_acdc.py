@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="results folder")
     ap.add_argument("--work", help="work folder for models and labels (default: a temporary folder)")
     args = ap.parse_args(argv)
-    from medwss.io.atomic import write_text
+    from medwss.runinfo import write_results
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -368,8 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         stem += f"_{args.tag}"
 
     def save(record: dict[str, Any]) -> None:  # after every seed: an interrupted run keeps its tables
-        write_text(out / f"{stem}.json", json.dumps(record, indent=2, default=float) + "\n")
-        write_text(out / f"{stem}.md", markdown(record))
+        write_results(out, stem, record, markdown(record), echo=False)
 
     record = run(args, on_round=save)
     print(markdown(record))

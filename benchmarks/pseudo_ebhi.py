@@ -430,15 +430,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.stage == "2" and not args.work:
         ap.error("--stage 2 needs --work, the folder of the stage-1 run")
-    from medwss.io.atomic import write_text
+    from medwss.runinfo import write_results
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "pseudo_ebhi_quick" if args.quick else "pseudo_ebhi"
 
     def save(record: dict[str, Any]) -> None:  # after stage 1 and every seed: an interrupted run keeps its tables
-        write_text(out / f"{stem}.json", json.dumps(record, indent=2, default=float) + "\n")
-        write_text(out / f"{stem}.md", markdown(record))
+        write_results(out, stem, record, markdown(record), echo=False)
 
     record = run(args, on_stage=save)
     print(markdown(record))
