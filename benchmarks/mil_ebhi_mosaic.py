@@ -115,11 +115,11 @@ def embed(manifest: Path, tiles: Path, out: Path, encoder: Any) -> Path:
 
     from medwss.data.manifest import load_manifest
     from medwss.embed.engine import EmbedConfig, bag_from_tiles, embed_tiles
-    from medwss.embed.failures import FailureLog
     from medwss.embed.job import bag_path, tiles_path, write_output_manifest
     from medwss.embed.reader import TileReader
     from medwss.embed.store import bag_is_done, save_bag
     from medwss.embed.tiles import load_tiles
+    from medwss.jobs import FailureLog
 
     m = load_manifest(manifest)
     out.mkdir(parents=True, exist_ok=True)

@@ -52,11 +52,14 @@ def register_import(msub: argparse._SubParsersAction) -> None:
     f.set_defaults(func=run_import)
 
 
-def _report(skipped: list[str], done: int, what: str) -> int:
+def _report(skipped: list[str], done: int, what: str, log: Path | None = None) -> int:
+    """One line per skipped case, then the batch summary line and exit code (`medwss.cli.batch.finish`)."""
+    from medwss.cli.batch import finish
+    from medwss.jobs import JobSummary
+
     for msg in skipped:
         print(f"medwss: skipped {msg}", file=sys.stderr)
-    print(f"medwss {what}: {done} done, {len(skipped)} failed", file=sys.stderr)
-    return 3 if skipped else 0
+    return finish(what, JobSummary(done, 0, len(skipped), log))
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -77,7 +80,7 @@ def run_export(args: argparse.Namespace) -> int:
         f"{result.folder}: {len(result.training)} training, {len(result.test)} test cases, "
         f"{result.num_classes} classes{ignore}"
     )
-    return _report(result.skipped, len(result.training) + len(result.test), "export nnunet")
+    return _report(result.skipped, len(result.training) + len(result.test), "export nnunet", result.failures)
 
 
 def run_import(args: argparse.Namespace) -> int:

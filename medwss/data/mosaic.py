@@ -47,9 +47,9 @@ from pathlib import Path
 import numpy as np
 
 from medwss.data.manifest import Case, load_manifest, write_manifest
-from medwss.embed.failures import FailureLog
 from medwss.errors import ConfigError, InvalidDataError, require_file
 from medwss.io.atomic import write_text
+from medwss.jobs import FailureLog
 
 log = logging.getLogger(__name__)
 

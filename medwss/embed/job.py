@@ -38,14 +38,13 @@ from tqdm import tqdm
 
 from medwss.data.manifest import Case, Manifest, write_manifest
 from medwss.embed.engine import EmbedConfig, bag_from_tiles, embed_tiles
-from medwss.embed.failures import FailureLog, read_failures
 from medwss.embed.reader import TileReader
 from medwss.embed.store import FeatureBag, bag_mismatch, save_bag, slide_coords_attrs
 from medwss.embed.tiles import TileSet, find_tiles, is_medwss_tiles, load_tiles, tiles_from_coords
 from medwss.errors import ConfigError, MedwssError, require_file
 from medwss.io.atomic import clean_stale_temps
 from medwss.io.limits import LimitExceededError, human_bytes, limit
-from medwss.jobs import Job
+from medwss.jobs import FailureLog, Job, read_failures
 from medwss.train.device import resolve_device
 from medwss.train.distributed import RankInfo, barrier, init_process_group, rank_info
 from medwss.train.distributed import shard as balanced_shards

@@ -46,6 +46,7 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import numpy as np
@@ -281,10 +282,8 @@ def _write_dataset(
             else:
                 assert it.load_label is not None
                 arr, affine = it.load_label()
-                if tuple(arr.shape[:3]) != tuple(img.shape[:3]):
-                    raise InvalidDataError(f"label shape {arr.shape} differs from the image's {img.shape}")
-                if affine is not None and float(np.abs(affine - img.affine).max()) > AFFINE_TOL_MM:
-                    raise InvalidDataError("label is not on the image's grid (affines differ)")
+                label = SimpleNamespace(shape=arr.shape, affine=img.affine if affine is None else affine)
+                _check_grid(img.shape, img.affine, label, "label", first)
                 label_path = folder / "labelsTr" / f"{it.case_id}{FILE_ENDING}"
                 write_label_like(arr, first, label_path, ignore)
         except CASE_ERRORS as exc:

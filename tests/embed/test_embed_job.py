@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from medwss.cli.main import main
-from medwss.embed.failures import read_failures
 from medwss.embed.store import load_bag
 from medwss.embed.tiles import load_tiles
+from medwss.jobs import read_failures
 
 
 def _manifest(tmp_path: Path, real: Path) -> Path:

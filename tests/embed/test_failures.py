@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from medwss.embed.failures import FailureLog, merge_failures, read_failures
 from medwss.errors import CorruptFileError
+from medwss.jobs import FailureLog, merge_failures, read_failures
 
 
 def test_record_replace_clear(tmp_path):

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from medwss.embed.failures import read_failures
 from medwss.embed.store import FeatureBag, load_bag, save_bag
 from medwss.embed.tiles import TileSet, load_tiles, save_tiles
 from medwss.embed.tiling import tile_slide, tile_volume
@@ -20,6 +19,7 @@ from medwss.errors import CorruptFileError, InvalidDataError
 from medwss.io.limits import LimitExceededError
 from medwss.io.volume import Volume
 from medwss.io.volumes import save_nifti
+from medwss.jobs import read_failures
 from medwss.mil.grid import check_grid, scatter_to_grid
 from tests.embed.test_tiling import ellipse_mask, fake_slide, tissue_for
 

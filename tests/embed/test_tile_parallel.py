@@ -16,7 +16,6 @@ import pytest
 
 from medwss.data.manifest import load_manifest
 from medwss.embed import tiling_job
-from medwss.embed.failures import read_failures
 from medwss.embed.sharing import (
     CaseClaims,
     SharedFailureLog,
@@ -28,6 +27,7 @@ from medwss.embed.sharing import (
 from medwss.embed.tiling_job import TileConfig, tile_manifest
 from medwss.errors import ConfigError
 from medwss.io.atomic import clean_stale_temps
+from medwss.jobs import read_failures
 
 CFG = TileConfig(tile_size=8, qa=False)  # no QA images: they pull in torch, seconds per spawned worker
 

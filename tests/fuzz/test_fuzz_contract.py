@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from medwss.cli.main import main
-from medwss.embed.failures import read_failures
+from medwss.jobs import read_failures
 
 SEED = 21
 

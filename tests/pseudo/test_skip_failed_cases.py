@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from medwss.cli.main import main
-from medwss.embed.failures import read_failures
+from medwss.jobs import read_failures
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from medwss.cli.main import main
-from medwss.embed.failures import read_failures
+from medwss.jobs import read_failures
 
 TINY_YAML = """
 supervision: full
