@@ -197,10 +197,11 @@ def run(args: argparse.Namespace, save: Any = None) -> dict[str, Any]:
         if k in args.methods
     }
     results: dict[str, Any] = {"config": {"train": train_cfg, "insight": shipped, "quick": args.quick,
-                                          "seeds": args.seeds, "n": args.n}, "sets": {}}  # fmt: skip
+                                          "seeds": args.seeds, "n": args.n, "phantom_seed": args.phantom_seed},
+               "sets": {}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for set_name in args.sets:
-            phantom = BagPhantomConfig(n=args.n, grid=args.grid, **SETS[set_name])
+            phantom = BagPhantomConfig(n=args.n, grid=args.grid, seed=args.phantom_seed, **SETS[set_name])
             folder = Path(tmp) / set_name
             generate_bags(folder, phantom, progress=False)
             data = load_set(folder)
@@ -278,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(METHODS))
     p.add_argument("--ablation-sets", nargs="+", default=["default"], help="sets on which the INSIGHT ablations run")
     p.add_argument("--n", type=int, help="cases per set (default 160; quick 24)")
+    p.add_argument("--phantom-seed", type=int, default=0,
+                   help="seed of the phantom draw (0: the evaluation draw; choose settings on another)")
     p.add_argument("--epochs", type=int, help="cut the shipped config's epochs to this (patience scaled with it)")
     p.add_argument("--grid", type=int, help="tile grid side (default 16; quick 10)")
     p.add_argument("--train-kwargs", type=json.loads, help="JSON of MILTrainConfig overrides (an ablation)")

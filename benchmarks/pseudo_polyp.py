@@ -47,7 +47,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -89,10 +89,23 @@ class PolypBenchConfig(StrictConfig):
     channels: tuple[int, ...] = (8, 16, 32, 64)
     batch_size: int = 8
     lr: float = 3e-3
+    steps: int | None = None
+    """Optimiser steps of each U-Net training (the frames are cycled); None: `epochs` passes."""
+    schedule: Literal["constant", "onecycle"] = "constant"
+    """Learning rate: constant `lr`, or one cycle (10 % warm-up to `lr`, cosine decay to ~0)."""
+    augment: dict[str, Any] | None = None
+    """`medwss.transforms.augment.AugmentConfig` fields of the training augmentation; None: the
+    ``segmentation`` preset (flips, mild per-channel gain and offset)."""
+    select: Literal["loss", "last"] = "loss"
+    """Weights kept: the epoch of lowest training loss (the engine's default) or the last step's."""
+    inside: list[Literal["ignore"]] = []
+    """Extra label variants of the val-best refiner (`boxes_to_labels`' ``inside``): ``ignore`` adds
+    ``<segmenter>+ignore/<kind>``, its mask with the rest of each box `IGNORE` instead of background
+    ("refined core, box-ignore"; name it in sets as ``best+ignore/<kind>``)."""
     seeds: int = 3
     train_sets: list[str] = ["full", "*/tight", "*/jitter"]
     """Label sets the U-Net trains on: ``full``, ``<segmenter>/<kind>``, ``*/<kind>`` (every segmenter)
-    or ``best/<kind>`` (the refined segmenter best on val)."""
+    or ``best/<kind>`` (the refined segmenter best on val; ``best+ignore/<kind>``: its box-ignore variant)."""
     seed_sets: list[str] = ["full", "box/tight", "box/jitter", "best/tight", "best/jitter"]
     """Label sets trained on every seed (same patterns); the others on the first seed only."""
     n_boot: int = 1000
@@ -159,11 +172,14 @@ def make_segmenter(name: str, settings: dict[str, Any]) -> Any:
     return create_box_segmenter(name, **settings)
 
 
-def pseudo_labels(frames: list[Frame], boxes: list[list], seg: Any, ring: int) -> list[np.ndarray]:  # noqa: ANN001
+def pseudo_labels(
+    frames: list[Frame], boxes: list[list], seg: Any, ring: int, inside: str = "background"
+) -> list[np.ndarray]:
     from medwss.pseudo.boxes import boxes_to_labels
 
     return [
-        boxes_to_labels(f.image, bs, seg, 0.5, ring, channels_last=True)[0] for f, bs in zip(frames, boxes, strict=True)
+        boxes_to_labels(f.image, bs, seg, 0.5, ring, channels_last=True, inside=inside)[0]  # type: ignore[arg-type]
+        for f, bs in zip(frames, boxes, strict=True)
     ]
 
 
@@ -281,7 +297,10 @@ def train_and_test(
     )  # fmt: skip
     t = time.perf_counter()
     samples = [SegSample(_net_input(f.image), y.astype(np.int64)) for f, y in zip(train, targets, strict=True)]
-    model, _ = train_segmenter(samples, scfg, progress=False)
+    if cfg.steps is None and cfg.schedule == "constant" and cfg.augment is None and cfg.select == "loss":
+        model, _ = train_segmenter(samples, scfg, progress=False)
+    else:
+        model = fit_recipe(samples, scfg, cfg)
     probs = predict_probs(model, [_net_input(f.image) for f in test], scfg, batch_size=16)
     ds, ious = [], []
     for p, f in zip(probs, test, strict=True):
@@ -292,6 +311,49 @@ def train_and_test(
     secs = time.perf_counter() - t
     print(f"train {name} seed {seed}: test Dice {np.mean(ds):.3f} ({secs:.0f} s)", flush=True)
     return np.array(ds), np.array(ious), secs
+
+
+def fit_recipe(samples: list, scfg: Any, cfg: PolypBenchConfig) -> Any:  # noqa: ANN401
+    """`train_segmenter`'s loop (`medwss.train.fit`, `batch_loss`) with the benchmark's recipe:
+    `steps`, the one-cycle schedule, the `augment` transforms and the `select` rule."""
+    import torch
+
+    from medwss.seg.train import batch_loss, build, collate
+    from medwss.train import EngineConfig, fit
+    from medwss.train.device import seed_everything
+    from medwss.transforms.augment import PRESETS, AugmentConfig, augment_batch, augment_pipeline
+
+    seed_everything(scfg.seed)
+    model = build(scfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=scfg.lr, weight_decay=scfg.weight_decay)
+    per_epoch = -(-len(samples) // scfg.batch_size)
+    total = cfg.steps or cfg.epochs * per_epoch
+    sched = (
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=scfg.lr, total_steps=total, pct_start=0.1)
+        if cfg.schedule == "onecycle"
+        else None
+    )
+    aug = PRESETS["segmentation"] if cfg.augment is None else AugmentConfig(**cfg.augment)
+    pipeline = augment_pipeline(aug, label_keys=("target",), mask_keys=("valid",), spatial_dims=2)
+
+    def data(epoch: int) -> Any:  # noqa: ANN401
+        order = np.random.default_rng([scfg.seed, epoch]).permutation(len(samples))
+        for b, start in enumerate(range(0, len(order), scfg.batch_size)):
+            yield order[start : start + scfg.batch_size], b
+
+    def step(item: tuple[np.ndarray, int], ctx: Any) -> torch.Tensor:  # noqa: ANN401
+        idx, b = item
+        batch = collate([samples[int(i)] for i in idx], scfg)
+        batch = augment_batch(pipeline, batch, seed=np.random.default_rng([scfg.seed, ctx.epoch, b]))
+        return batch_loss(ctx.model, batch, scfg)
+
+    engine = EngineConfig(
+        epochs=-(-total // per_epoch), max_steps=total, monitor="train_loss", mode="min",
+        restore_best=cfg.select == "loss", seed=scfg.seed, device="cpu", progress=False,
+        scheduler_interval="step",
+    )  # fmt: skip
+    fit(model, opt, step, data, engine, schedulers=sched)
+    return model.cpu().eval()
 
 
 def _net_input(image: np.ndarray) -> np.ndarray:
@@ -343,8 +405,10 @@ def _resolve(patterns: list[str], labels: dict[str, Any], best: dict[str, str]) 
 
     out = set()
     for p in patterns:
-        if p.startswith("best/"):
-            out.add(best.get(p.split("/", 1)[1], p))
+        if p.startswith("best"):  # best/<kind>, best+ignore/<kind>
+            head, _, kind = p.partition("/")
+            name = best.get(kind, p).split("/")[0]
+            out.add(f"{name}{head[4:]}/{kind}")
         else:
             out |= {s for s in ["full", *labels] if fnmatch(s, p)}
     return out
@@ -462,24 +526,25 @@ def main(argv: list[str] | None = None) -> int:
             sam = f"{args.sam_flavour} from {args.sam_checkpoint} (default settings, not tuned on val)."
         else:
             sam = "SAM/MedSAM not run: no --sam-checkpoint given (no weights or segment_anything package here)."
+        rows = [r for r in val_grid if r["segmenter"] in chosen]  # the refined segmenter best on val
+        top = max(rows, key=lambda r: r["val_dice"])["segmenter"] if rows else "box"
         labels: dict[str, list[np.ndarray]] = {}
         quality = []
         for kind in KINDS:
             boxes = frame_boxes(splits["train"], kind, cfg, offset=0)
             for name, (seg, _) in segs.items():
-                t = time.perf_counter()
-                labs = pseudo_labels(splits["train"], boxes, seg, 0 if name == "box" else cfg.ring)
-                secs = round(time.perf_counter() - t, 1)
-                labels[f"{name}/{kind}"] = labs
-                q = label_quality(splits["train"], labs, cfg.n_boot, cfg.seed)
-                quality.append({"method": name, "kind": kind, **q, "seconds": secs})
-                print(f"pseudo {name}/{kind}: Dice {q['dice']:.3f} recall {q['recall']:.3f} ({secs} s)", flush=True)
+                variants = ["background"] + (list(cfg.inside) if name == top and name != "box" else [])
+                for inside in variants:  # box-ignore variants of the val-best refiner only
+                    label = f"{name}/{kind}" if inside == "background" else f"{name}+{inside}/{kind}"
+                    t = time.perf_counter()
+                    labs = pseudo_labels(splits["train"], boxes, seg, 0 if name == "box" else cfg.ring, inside)
+                    secs = round(time.perf_counter() - t, 1)
+                    labels[label] = labs
+                    q = label_quality(splits["train"], labs, cfg.n_boot, cfg.seed)
+                    quality.append({"method": label.split("/")[0], "kind": kind, **q, "seconds": secs})
+                    print(f"pseudo {label}: Dice {q['dice']:.3f} recall {q['recall']:.3f} ({secs} s)", flush=True)
         agmm = agmm_stage(splits, cfg)
-        val_best = {}
-        for kind in KINDS:  # the refined segmenter with the best val Dice trains on every seed
-            rows = [r for r in val_grid if r["segmenter"] in chosen]
-            top = max(rows, key=lambda r: r["val_dice"])["segmenter"] if rows else "box"
-            val_best[kind] = f"{top}/{kind}"
+        val_best = {kind: f"{top}/{kind}" for kind in KINDS}
         seg_rows = segmenter_stage(splits, labels, val_best, cfg)
     res = {
         "quick": args.quick, "config": cfg.model_dump(mode="json"), "data": str(data),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -76,4 +77,25 @@ def load_config(path: str | Path, model: type[T]) -> T:
 
 
 def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
+    return describe_errors(exc.errors(), lambda loc, msg: f"{'.'.join(loc) or '(root)'}: {msg}")
+
+
+def describe_errors(errors: Sequence[Any], one: Callable[[list[str], str], str]) -> str:
+    """One line for pydantic `errors`: each through `one(loc, msg)`, unknown keys gathered in one part.
+
+    A YAML written for another command fails on most of its keys; listing each as "Extra inputs
+    are not permitted" buries the point, so they become ``keys this command does not read: a, b, ...``
+    (with a hint when they are the majority).
+    """
+    parts, unknown = [], []
+    for err in errors:
+        loc = [str(x) for x in err["loc"]]
+        if err.get("type") == "extra_forbidden":
+            unknown.append(".".join(loc))
+        else:
+            parts.append(one(loc, err["msg"]))
+    if unknown:
+        shown = ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+        hint = " (is this the config of another command?)" if len(unknown) >= 3 and len(unknown) > len(parts) else ""
+        parts.append(f"keys this command does not read: {shown}{hint}")
+    return "; ".join(parts)

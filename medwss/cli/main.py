@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -125,6 +126,8 @@ def describe_exception(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if not sys.stderr.isatty():  # a log file or a pipe: a progress line every 30 s, not one per step
+        os.environ.setdefault("TQDM_MININTERVAL", "30")  # read when tqdm is first imported (below)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -37,6 +37,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from medwss.config import describe_errors
 from medwss.errors import ConfigError
 
 T = TypeVar("T", bound=BaseModel)
@@ -444,18 +445,21 @@ def config_from_args(
 
 
 def _one_line(exc: ValidationError, flags: Mapping[str, Any], names: Mapping[str, str], yaml_path: Any) -> ConfigError:
-    parts, from_yaml = [], False
-    for err in exc.errors():
-        loc = [str(x) for x in err["loc"]]
-        msg = err["msg"]
+    from_yaml = False
+
+    def one(loc: list[str], msg: str) -> str:
+        nonlocal from_yaml
         flag_path = next((".".join(loc[:i]) for i in range(len(loc), 0, -1) if ".".join(loc[:i]) in flags), None)
         if flag_path is not None:
             flag = names.get(dest_of(flag_path)) or "--" + flag_path.split(".")[-1].replace("_", "-")
-            parts.append(f"{flag}: {msg} (got {_short(flags[flag_path])})")
-        else:
-            from_yaml = from_yaml or bool(yaml_path)
-            parts.append(f"{'.'.join(loc) or '(root)'}: {msg}")
-    return ConfigError("; ".join(parts), yaml_path if from_yaml else None)
+            return f"{flag}: {msg} (got {_short(flags[flag_path])})"
+        from_yaml = from_yaml or bool(yaml_path)
+        return f"{'.'.join(loc) or '(root)'}: {msg}"
+
+    text = describe_errors(exc.errors(), one)
+    if any(e.get("type") == "extra_forbidden" for e in exc.errors()):
+        from_yaml = from_yaml or bool(yaml_path)
+    return ConfigError(text, yaml_path if from_yaml else None)
 
 
 def check_every_field_has_a_flag(

@@ -39,6 +39,12 @@ class MILTrainConfig(StrictConfig):
     decay; 0: no warm-up and the per-epoch cosine schedule."""
     clip_grad_norm: float | None = Field(None, gt=0)
     """Clip the gradient norm of every step to this value (None: no clipping)."""
+    restarts: int = Field(1, ge=1)
+    """Initialisations tried: each trains `restart_epochs` epochs and the one with the best `monitor`
+    (over its epochs) continues to `epochs`; 1: a single run. The first is the model as given, the
+    others are redrawn from `seed` and the restart's number (`medwss.mil.train.reinitialize`)."""
+    restart_epochs: int = Field(5, ge=1)
+    """Epochs of each restart (counted in `epochs`: the chosen one continues from there)."""
     weight_decay: float = Field(1e-4, ge=0)
     """Weight decay of the optimiser."""
     class_weighting: bool = True

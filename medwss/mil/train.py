@@ -248,8 +248,6 @@ def train(
     if config.standardize:
         model.set_input_norm(*input_norm(train_bags))
     model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = _scheduler(opt, config, len(train_bags), info.world_size)
     k_weight = _class_weight(train_bags, config.class_weighting).to(device)
     labels = np.array([float(b.target[0]) for b in train_bags])
     pos_rate = float(np.clip(labels.mean(), 0.05, 0.95))
@@ -276,17 +274,96 @@ def train(
         ]
         return {"val_loss": float(np.mean(losses)), "val_auc": _auc(val_bags, outs)}
 
-    result = fit(
-        model, opt, step, data, _engine_config(config, device, progress, bool(val_bags)),
-        validate=validate if val_bags else None, schedulers=sched, out_dir=out_dir,
-        checkpoint=out_dir / "checkpoint.pt",
-        run_config={**config.model_dump(mode="json"), "n_train": len(train_bags),
-                    "train_data": _data_identity(train_bags, val_bags)},  # issue 21: resume only on the same data
-        run_only=RUN_ONLY, find_unused_parameters=True, info=info,
-    )  # fmt: skip
+    engine = _engine_config(config, device, progress, bool(val_bags))
+    run_config = {**config.model_dump(mode="json"), "n_train": len(train_bags),
+                  "train_data": _data_identity(train_bags, val_bags)}  # issue 21: resume only on the same data  # fmt: skip
+
+    def run(epochs: int, folder: Path) -> Any:
+        """`fit` for `epochs` epochs from the model's current weights, checkpointed in `folder` (resumed from)."""
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return fit(
+            model, opt, step, data, engine.model_copy(update={"epochs": epochs}),
+            validate=validate if val_bags else None, schedulers=_scheduler(opt, config, len(train_bags), info.world_size),
+            out_dir=folder, checkpoint=folder / "checkpoint.pt", run_config=run_config,
+            run_only=RUN_ONLY, find_unused_parameters=True, info=info,
+        )  # fmt: skip
+
+    trials = _restarts(model, config, engine, out_dir, run, info, device) if config.restarts > 1 else None
+    result = run(config.epochs, out_dir)
     best = result.best_row
-    return {"history": result.history, "best_epoch": result.best_epoch,
-            "best_val_auc": float(best.get("val_auc", float("nan"))), "stopped_early": result.stopped_early}  # fmt: skip
+    out = {"history": result.history, "best_epoch": result.best_epoch,
+           "best_val_auc": float(best.get("val_auc", float("nan"))), "stopped_early": result.stopped_early}  # fmt: skip
+    if trials is not None:
+        out.update(trials)
+    return out
+
+
+def reinitialize(model: torch.nn.Module, seed: int, device: torch.device | None = None) -> None:
+    """Redraw `model`'s weights from `seed`: every submodule's ``reset_parameters``, seeded.
+
+    Parameters that are constant at the call (biases or scales the aggregator set to one value on
+    purpose, e.g. INSIGHT's head biases) keep their value; the global RNG state is left as it was.
+    """
+    const = {
+        n: p.detach().clone() for n, p in model.named_parameters() if p.numel() and bool((p == p.flatten()[0]).all())
+    }
+    cuda = [device.index or 0] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        torch.manual_seed(seed)
+        for m in model.modules():
+            if m is not model and callable(getattr(m, "reset_parameters", None)):
+                m.reset_parameters()
+        for n, p in model.named_parameters():
+            if n in const:
+                p.copy_(const[n])
+
+
+def _restarts(
+    model: Aggregator,
+    config: MILTrainConfig,
+    engine: EngineConfig,
+    out_dir: Path,
+    run: Any,
+    info: RankInfo,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Train `config.restarts` initialisations for `restart_epochs` each (``out_dir/restart_<r>/``) and
+    put the one with the best `monitor` in ``out_dir/checkpoint.pt``, from which `train` continues.
+
+    Resumable: a finished restart is read back from its checkpoint, not trained again, and once the
+    continuation's checkpoint exists the restarts are not looked at again (``restarts.json`` records them).
+    """
+    import json
+    import shutil
+
+    from medwss.io.atomic import write_json
+
+    record = out_dir / "restarts.json"
+    if (out_dir / "checkpoint.pt").exists() and record.exists():  # chosen before: the continuation resumes
+        return json.loads(record.read_text())
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    rows = []
+    for r in range(config.restarts):
+        model.load_state_dict(initial)
+        if r:
+            reinitialize(model, int(np.random.SeedSequence([config.seed, r]).generate_state(1)[0]), device)
+        res = run(config.restart_epochs, out_dir / f"restart_{r}")
+        value = float("nan") if res.best_value is None else float(res.best_value)
+        rows.append({"restart": r, engine.monitor: value, "best_epoch": res.best_epoch})
+    sign = -1.0 if engine.mode == "max" else 1.0
+    values = [sign * row[engine.monitor] for row in rows]
+    chosen = int(np.nanargmin(values)) if not np.isnan(values).all() else 0
+    out = {"restarts": rows, "restart_chosen": chosen}
+    if info.is_main:
+        tmp = out_dir / "checkpoint.pt.restart"
+        shutil.copyfile(out_dir / f"restart_{chosen}" / "checkpoint.pt", tmp)
+        if (out_dir / f"restart_{chosen}" / "history.json").exists():
+            shutil.copyfile(out_dir / f"restart_{chosen}" / "history.json", out_dir / "history.json")
+        tmp.replace(out_dir / "checkpoint.pt")
+        write_json(record, out)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return out
 
 
 def _build(config: dict[str, Any]) -> Aggregator:

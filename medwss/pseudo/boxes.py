@@ -13,6 +13,7 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from scipy import ndimage
@@ -155,6 +156,7 @@ def boxes_to_labels(
     threshold: float = 0.5,
     ring: int = 1,
     channels_last: bool | None = None,
+    inside: Literal["background", "ignore"] = "background",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment inside every box and merge the masks into one pseudo-label map.
 
@@ -166,6 +168,10 @@ def boxes_to_labels(
         ring: Width (pixels) of the uncertain band on each side of every mask boundary, set to `IGNORE`.
         channels_last: The last axis of `image` holds channels; None: inferred from the boxes (a
             colour image has one axis more than its boxes). Give True for a colour image without boxes.
+        inside: Pixels inside a box that no mask claims: ``background`` (the refiner's call), or
+            ``ignore`` (`IGNORE`: the box only says "object somewhere in here", so its sharp mask
+            is kept as foreground while the rest of the box is left unlabelled; "refined core,
+            box-ignore"). Outside every box is background either way.
 
     Boxes are painted largest first; where masks of different classes meet, a box lying inside the
     other keeps its class (nested), otherwise the shared pixels are `IGNORE` (overlap).
@@ -174,6 +180,8 @@ def boxes_to_labels(
         ``(labels, prob)``: int64 map (0 background, classes, `IGNORE` on rings and on pixels two
         different classes claim) and the per-pixel maximum object probability.
     """
+    if inside not in ("background", "ignore"):
+        raise ValueError(f"inside must be 'background' or 'ignore', got {inside!r}")
     if channels_last is None:
         channels_last = bool(boxes) and image.ndim == len(boxes[0].lo) + 1
     shape = tuple(image.shape[:-1] if channels_last else image.shape)
@@ -198,6 +206,10 @@ def boxes_to_labels(
         prob = np.maximum(prob, p)
         if ring > 0:
             uncertain |= ndimage.binary_dilation(m, iterations=ring) & ~ndimage.binary_erosion(m, iterations=ring)
+    if inside == "ignore":
+        for box in boxes:
+            region = labels[box.slices]
+            region[region == 0] = IGNORE
     labels[conflict | uncertain] = IGNORE
     return labels, prob
 

@@ -28,6 +28,21 @@ def test_version(capsys):
     assert e.value.code == 0 and __version__ in capsys.readouterr().out
 
 
+def test_progress_bars_are_sparse_in_logs(monkeypatch):
+    import os
+
+    env: dict[str, str] = {}
+    monkeypatch.setattr(os, "environ", env)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)  # a log file or a pipe
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert env == {"TQDM_MININTERVAL": "30"}
+    env["TQDM_MININTERVAL"] = "2"  # the user's own setting wins
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert env["TQDM_MININTERVAL"] == "2"
+
+
 def test_help_everywhere(capsys):
     paths = list(_subcommand_paths(build_parser()))
     assert ("info",) in paths and ("manifest", "check") in paths and ("phantom",) in paths

@@ -107,7 +107,11 @@ def test_bad_flag_and_bad_yaml_key_are_one_line(tmp_path):
     with pytest.raises(ConfigError) as e:
         config_from_args(Toy, p.parse_args([]), f)
     msg = str(e.value)
-    assert msg.startswith(f"{f}: ") and "n: " in msg and "colour: " in msg and "inner.deep" in msg and "\n" not in msg
+    assert msg.startswith(f"{f}: ") and "n: " in msg and "\n" not in msg
+    assert msg.endswith("keys this command does not read: inner.deep, colour")
+    f.write_text("".join(f"k{i}: 1\n" for i in range(10)))  # a file written for another command
+    with pytest.raises(ConfigError, match=r"k0, k1, .*k7 and 2 more \(is this the config of another command\?\)$"):
+        config_from_args(Toy, p.parse_args([]), f)
 
 
 def _migrated() -> dict[tuple[str, ...], tuple[type[BaseModel], tuple[str, ...]]]:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from medwss.counterfactual.attribution import attribute
-from medwss.counterfactual.attribution.rise import rise_masks, rise_saliency
+from medwss.counterfactual.attribution.rise import rise_masks, rise_saliency, scaled
 
 
 class RegionClassifier(nn.Module):
@@ -60,3 +60,23 @@ def test_rise_peaks_in_the_decisive_region(baseline):
 def test_rise_rejects_an_unknown_baseline():
     with pytest.raises(ValueError, match="baseline"):
         attribute("rise", RegionClassifier(), torch.zeros(1, 1, 32, 32), n_masks=4, baseline="blur")
+
+
+def test_logit_score_survives_a_saturated_classifier():
+    """p = 1 on every masked copy: the probability map is the masks' coverage, the log-odds map finds the region."""
+
+    class Saturated(RegionClassifier):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) + torch.tensor([0.0, 40.0])  # abnormal logit ≥ 34: p = 1 in float32
+
+    x = torch.full((1, 1, 32, 32), -0.5)
+    x[..., 4:12, 20:28] = 0.8
+    masks = rise_masks(300, (32, 32), cells=4, seed=0)
+    coverage = scaled(masks[:, 0].sum(0, keepdim=True))
+    prob = attribute("rise", Saturated(), x, n_masks=300, cells=4, seed=0)
+    np.testing.assert_allclose(prob, coverage, atol=1e-5)  # the score carries no information
+    logit = attribute("rise", Saturated(), x, n_masks=300, cells=4, seed=0, score="logit")
+    r, c = np.unravel_index(int(np.argmax(logit[0])), logit[0].shape)
+    assert 2 <= r < 14 and 18 <= c < 30 and logit[0, 4:12, 20:28].mean() > 1.5 * logit[0, 16:, :16].mean()
+    with pytest.raises(ValueError, match="score"):
+        attribute("rise", RegionClassifier(), x, n_masks=4, score="margin")

@@ -173,3 +173,42 @@ def test_shipped_insight_does_not_collapse_on_the_seed_that_did(tmp_path) -> Non
     assert result["history"][0]["train_loss"] < 1.0, result["history"]
     heat = torch.cat([o.scores for o in predict(model, data["train"][:16], torch.device("cpu"))])
     assert float(heat.max()) > 0.05 and float(heat.std()) > 1e-3
+
+
+@pytest.mark.slow
+def test_restarts_pick_by_val_loss_and_resume_without_retraining(tmp_path) -> None:  # noqa: ANN001
+    """restarts=2: both initialisations train `restart_epochs`, the better one continues; a run cut
+    after the restarts (no continuation checkpoint yet) resumes to the same weights."""
+    from medwss.mil.train import reinitialize, train
+
+    def bags(n: int, seed: int) -> list[LabelledBag]:
+        g = torch.Generator().manual_seed(seed)
+        out = []
+        for i in range(n):
+            f = torch.randn(12, 6, generator=g) + (1.5 if i % 2 else 0.0)
+            out.append(LabelledBag(None, Bag(f, _bag().grid_index, (3, 5)), torch.tensor([float(i % 2)])))  # type: ignore[arg-type]
+        return out
+
+    tr, va = bags(8, 0), bags(4, 1)
+    cfg = MILTrainConfig(aggregator="insight", epochs=3, restarts=2, restart_epochs=1, min_epochs=3, device="cpu")
+
+    def fresh() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return create_aggregator("insight", 6, 1, hidden=4, detection_depth=1, context_depth=1, detection_bias=-1.0)
+
+    m = fresh()
+    w0 = [p.detach().clone() for p in m.parameters()]
+    reinitialize(m, 5)
+    assert float(m.detection[-1].bias.detach()) == -1.0  # a constant init is kept
+    assert any(not torch.equal(a, b) for a, b in zip(w0, m.parameters(), strict=True))
+    first = train(fresh(), tr, va, cfg, tmp_path, torch.device("cpu"), progress=False)
+    losses = [r["val_loss"] for r in first["restarts"]]
+    assert first["restart_chosen"] == int(np.argmin(losses)) and len(first["history"]) == 3
+    assert first["history"][0]["val_loss"] == pytest.approx(losses[first["restart_chosen"]])
+    stamps = [(tmp_path / f"restart_{r}" / "checkpoint.pt").stat().st_mtime_ns for r in range(2)]
+    (tmp_path / "checkpoint.pt").unlink()  # cut after the restarts: they are read back, not retrained
+    (tmp_path / "restarts.json").unlink()
+    again = train(fresh(), tr, va, cfg, tmp_path, torch.device("cpu"), progress=False)
+    assert again["restart_chosen"] == first["restart_chosen"]
+    assert [(tmp_path / f"restart_{r}" / "checkpoint.pt").stat().st_mtime_ns for r in range(2)] == stamps
+    assert [r["val_loss"] for r in again["history"]] == pytest.approx([r["val_loss"] for r in first["history"]])

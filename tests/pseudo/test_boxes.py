@@ -82,3 +82,24 @@ def test_nested_box_wins_over_its_container():
     boxes = [Box((5, 5), (7, 7), 4), Box((2, 2), (10, 10), 2)]  # a lesion box inside an organ box
     lab, _ = boxes_to_labels(img, boxes, BoxSegmenter(), ring=0)
     assert (lab[5:7, 5:7] == 4).all() and (lab[2:5, 2:10] == 2).all() and (lab == IGNORE).sum() == 0
+
+
+class _TopHalf:
+    """A refiner that keeps the top half of its box (the rest of the box is its background)."""
+
+    def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
+        p = np.zeros(image.shape, np.float32)
+        p[box.lo[0] : (box.lo[0] + box.hi[0]) // 2, box.lo[1] : box.hi[1]] = 1.0
+        return p
+
+
+def test_inside_ignore_keeps_refined_core_and_outside_background():
+    img, box = np.zeros((12, 12)), [Box((2, 2), (10, 10), 1)]
+    default, _ = boxes_to_labels(img, box, _TopHalf(), ring=0)
+    assert (default[2:6, 2:10] == 1).all() and (default[6:10, 2:10] == 0).all()  # refiner's background kept
+    lab, _ = boxes_to_labels(img, box, _TopHalf(), ring=0, inside="ignore")
+    assert (lab[2:6, 2:10] == 1).all() and (lab[6:10, 2:10] == IGNORE).all()  # in the box, not refined: ignored
+    assert (lab[:2] == 0).all() and (lab[10:] == 0).all() and (lab[:, :2] == 0).all()  # outside: background
+    assert set(np.unique(lab)) == {IGNORE, 0, 1}
+    with pytest.raises(ValueError, match="inside"):
+        boxes_to_labels(img, box, _TopHalf(), inside="unsure")  # type: ignore[arg-type]
