@@ -152,6 +152,8 @@ def run_method(
     row = {**score(predict(model, data["test"], torch.device("cpu"))), "seconds": seconds,
            "best_epoch": result["best_epoch"], "epochs_run": len(history), "seed": seed,
            "history": history}  # fmt: skip
+    if "restarts" in result:  # MILTrainConfig.restarts > 1: the restarts' best monitor values and the one kept
+        row.update(restarts=result["restarts"], restart_chosen=result["restart_chosen"])
     if aggregator == "insight" and getattr(model, "use_context", False) and not gated_variant(kwargs):
         model.gate = True  # type: ignore[assignment]
         row["gated"] = score(predict(model, data["test"], torch.device("cpu")))
@@ -279,8 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(METHODS))
     p.add_argument("--ablation-sets", nargs="+", default=["default"], help="sets on which the INSIGHT ablations run")
     p.add_argument("--n", type=int, help="cases per set (default 160; quick 24)")
-    p.add_argument("--phantom-seed", type=int, default=0,
-                   help="seed of the phantom draw (0: the evaluation draw; choose settings on another)")
+    p.add_argument(
+        "--phantom-seed",
+        type=int,
+        default=0,
+        help="seed of the phantom draw (0: the evaluation draw; choose settings on another)",
+    )
     p.add_argument("--epochs", type=int, help="cut the shipped config's epochs to this (patience scaled with it)")
     p.add_argument("--grid", type=int, help="tile grid side (default 16; quick 10)")
     p.add_argument("--train-kwargs", type=json.loads, help="JSON of MILTrainConfig overrides (an ablation)")
