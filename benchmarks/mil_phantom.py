@@ -29,6 +29,7 @@ Results: benchmarks/results/mil_phantom[_quick].json and .md.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -41,16 +42,17 @@ AGGREGATORS = ["insight", "abmil", "clam_sb", "transmil", "mean", "max"]
 SETS = ("wsi", "wsi_context", "ct")
 
 _COST = r"""
-import resource, sys, time, torch
+import json, resource, sys, time, torch
 from medwss.mil.base import Bag
 from medwss.mil.registry import create_aggregator
-name, n = sys.argv[1], int(sys.argv[2])
+name, n, kwargs = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+torch.set_num_threads(1)
 torch.manual_seed(0)
 side = int((n * 1.6) ** 0.5) + 1
 cells = torch.randperm(side * side)[:n]
 grid = torch.stack([cells // side, cells % side], 1)
 bag = Bag(torch.randn(n, 512), grid, (side, side))
-model = create_aggregator(name, 512, 1)
+model = create_aggregator(name, 512, 1, **kwargs)
 opt = torch.optim.AdamW(model.parameters(), 1e-4)
 label = torch.ones(1)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -68,9 +70,21 @@ print(min(times), (peak - base) / 1024, peak / 1024)
 """
 
 
+def shipped_kwargs(name: str) -> dict:
+    """The aggregator's constructor arguments in its shipped ``configs/mil_<name>.yaml``."""
+    from medwss.config import load_config
+    from medwss.mil.config import MILTrainConfig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / f"mil_{name}.yaml"
+    return dict(load_config(path, MILTrainConfig).aggregator_kwargs) if path.exists() else {}
+
+
 def cost(name: str, n: int, timeout: int = 600) -> dict:
+    """One training step on a random bag of `n` instances (C = 512), the shipped config, one thread, fresh process."""
+    kwargs = json.dumps(shipped_kwargs(name))
     try:
-        r = subprocess.run([sys.executable, "-c", _COST, name, str(n)], capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run([sys.executable, "-c", _COST, name, str(n), kwargs], capture_output=True, text=True,
+                           timeout=timeout)  # fmt: skip
         sec, grow, peak = (float(v) for v in r.stdout.split()[-3:])
         return {"seconds_per_step": sec, "peak_growth_mb": grow, "peak_rss_mb": peak}
     except (subprocess.TimeoutExpired, ValueError):
@@ -106,15 +120,19 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 def to_markdown(res: dict) -> str:
-    lines = [
-        f"MIL on phantoms, stats encoder, seeds {res['seeds']}; test AUC and heatmap Dice: mean ± sd over seeds "
-        "[mean of the per-seed bootstrap 95% CIs]",
-        "",
-        "| data | aggregator | test AUC | heatmap Dice (positive test cases) | FROC score (slides) "
-        "| train s (per case) | predict s / case |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in res["summary"]:
+    lines = (
+        []
+        if "summary" not in res
+        else [  # --cost-only: the cost table alone
+            f"MIL on phantoms, stats encoder, seeds {res['seeds']}; test AUC and heatmap Dice: mean ± sd over seeds "
+            "[mean of the per-seed bootstrap 95% CIs]",
+            "",
+            "| data | aggregator | test AUC | heatmap Dice (positive test cases) | FROC score (slides) "
+            "| train s (per case) | predict s / case |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+    )
+    for r in res.get("summary", []):
         lines.append(
             f"| {r['kind']} (n_test {r['n_test']}) | {r['aggregator']} | {r['auc_mean']:.3f} ± {r['auc_sd']:.3f} "
             f"[{r['auc_ci_lo_mean']:.2f}, {r['auc_ci_hi_mean']:.2f}] | {r['dice_mean']:.3f} ± {r['dice_sd']:.3f} "
@@ -123,7 +141,7 @@ def to_markdown(res: dict) -> str:
             + f" | {r['train_seconds_mean']:.0f} ({r['train_seconds_per_case']:.1f}) | {r['predict_seconds_per_case']:.2f} |"
         )
     if res.get("cost"):
-        lines += ["", "Cost of one training step on one bag (C = 512), fresh process each:", "",
+        lines += ["", "Cost of one training step on one bag (C = 512), shipped configs, one thread, fresh process each:", "",
                   "| aggregator | instances | s / step | peak RSS, MB | growth over the loaded bag, MB |",
                   "|---|---:|---:|---:|---:|"]  # fmt: skip
         for c in res["cost"]:
@@ -151,14 +169,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-seed", type=int, default=1000, help="phantom seed (settings were chosen on seed 7)")
     ap.add_argument("--wsi-scale", type=float, default=0.5, help="size of the easy wsi set's slides (1.0: 4096 × 3072)")
     ap.add_argument("--no-cost", action="store_true", help="skip the cost-per-step measurement")
+    ap.add_argument("--cost-only", action="store_true", help="only the cost table (writes mil_phantom_cost.*)")
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.sets, args.n_wsi, args.epochs = [0], ["wsi"], 8, 2
-        args.aggregators = AGGREGATORS[:2]
+        args.aggregators = AGGREGATORS[:2] if args.aggregators == AGGREGATORS else args.aggregators
     t0 = time.perf_counter()
-    runs = []
+    runs: list[dict] = []
+    if args.cost_only:
+        sizes = [1000] if args.quick else [10_000, 100_000]
+        res = {"quick": args.quick, "cost": [{"aggregator": a, "instances": n, **cost(a, n)} for a in args.aggregators
+                                             for n in sizes], "seconds": time.perf_counter() - t0,
+               "versions": versions()}  # fmt: skip
+        write_results(args.out, "mil_phantom_cost_quick" if args.quick else "mil_phantom_cost", res, to_markdown(res))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         for name in args.sets:

@@ -23,12 +23,13 @@ def test_pseudo_polyp_quick(tmp_path):
     assert res["quick"] and res["skipped"] == []
     assert set(res["chosen"]) == {"random_walker", "chan_vese", "otsu", "grabcut"}
     quality = {(r["method"], r["kind"]) for r in res["quality"]}
-    assert quality == {(m, k) for m in ("box", *res["chosen"]) for k in ("tight", "jitter")}
+    top = res["val_best"]["jitter"].split("/")[0]  # the val-best refiner also gets its box-ignore variant
+    assert quality == {(m, k) for m in ("box", *res["chosen"], f"{top}+ignore") for k in ("tight", "jitter")}
     for r in res["quality"]:
         assert 0 <= r["dice"] <= 1 and 0 < r["coverage"] <= 1 and r["frame_dice_lo"] <= r["frame_dice_hi"]
     assert {r["method"] for r in res["agmm"]} == {"agmm/point", "agmm/skeleton"}
     labels = {r["labels"] for r in res["segmenter"]}
-    assert {"full", "box/tight", "box/jitter", "otsu/jitter", "grabcut/tight"} <= labels
+    assert {"full", "box/tight", "box/jitter", "otsu/jitter", "grabcut/tight", f"{top}+ignore/jitter"} <= labels
     for r in res["segmenter"]:
         assert 0 <= r["dice_lo"] <= r["test_dice"] <= r["dice_hi"] <= 1
         assert ("vs_box" in r) == (r["labels"] not in ("full", "box/tight", "box/jitter"))
