@@ -39,6 +39,7 @@ volumes, 64 × 64, 1 epoch, one seed. Results: benchmarks/results/scribble_acdc[
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
         raise SystemExit(f"ACDC manifest not found: {src} (give --data DIR holding mri/acdc/)")
     manifest = load_manifest(src)
     train, val, test = manifest.split("train"), manifest.split("val"), manifest.split("test")
-    seeds = [0] if args.quick else list(range(args.seeds))
+    seeds = [0] if args.quick else (args.seed_list or list(range(args.seeds)))
     overrides: dict[str, Any] = {"device": "cpu"}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
@@ -116,7 +117,8 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
     configs: dict[str, Any] = {}
     cache: dict[str, Any] = {}  # loaded cases, shared by the settings and seeds
     t_all, cpu_all = time.time(), time.process_time()
-    cfgs = {name: load_config(ROOT / "configs" / f"scribble_acdc_{name}.yaml", ScribbleConfig) for name in SETTINGS}
+    names = args.settings or SETTINGS
+    cfgs = {name: load_config(ROOT / "configs" / f"scribble_acdc_{name}.yaml", ScribbleConfig) for name in names}
     record: dict[str, Any] = {}
     for seed in seeds:  # seed-major: every finished round of seeds is a complete table (see `on_round`)
         for name, cfg in cfgs.items():
@@ -151,6 +153,20 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
         if on_round is not None:
             on_round(record)
     return record
+
+
+def merge(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record from runs made in parallel (other seeds or settings of the same protocol)."""
+    first = records[0]
+    per_case = [r for rec in records for r in rec["per_case"]]
+    seeds = sorted({s for rec in records for s in rec["seeds"]})
+    configs = {k: v for rec in records for k, v in rec["configs"].items()}
+    return first | {
+        "seeds": seeds, "seeds_planned": seeds, "configs": configs, "per_case": per_case,
+        "runs": [r for rec in records for r in rec["runs"]], "summary": summarise(per_case, seeds),
+        "paired": paired(per_case), "seconds": sum(rec["seconds"] for rec in records),
+        "cpu_seconds": sum(rec["cpu_seconds"] for rec in records), "merged_from": len(records),
+    }  # fmt: skip
 
 
 def _seed_mean(per_case: list[dict[str, Any]], setting: str, key: str) -> list[dict[str, Any]]:
@@ -269,13 +285,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, help="override the configs' epochs")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="results folder")
     ap.add_argument("--work", help="work folder for models and predictions (default: a temporary folder)")
+    ap.add_argument("--settings", nargs="+", choices=SETTINGS, help="only these settings (default: all)")
+    ap.add_argument("--seed-list", type=int, nargs="+", help="these seeds instead of 0..--seeds-1 (runs in parallel)")
+    ap.add_argument("--name", help="results file name (default scribble_acdc[_quick])")
+    ap.add_argument("--merge", nargs="+", type=Path, help="combine the runs of these result JSONs into --name and stop")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from medwss.runinfo import write_results
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "scribble_acdc_quick" if args.quick else "scribble_acdc"
+    stem = args.name or ("scribble_acdc_quick" if args.quick else "scribble_acdc")
+    if args.merge:
+        record = merge([json.loads(p.read_text()) for p in args.merge])
+        write_results(out, stem, record, markdown(record), echo=False)
+        print(markdown(record))
+        return 0
 
     def save(record: dict[str, Any]) -> None:  # after every round of seeds: an interrupted run keeps its tables
         write_results(out, stem, record, markdown(record), echo=False)

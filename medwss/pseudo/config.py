@@ -141,6 +141,9 @@ class BoxPseudoConfig(PseudoConfig):
     """Probability above which a pixel joins the box's object."""
     ring: int = Field(1, ge=0)
     """Ignore ring (pixels) on each side of every mask boundary."""
+    inside: Literal["background", "ignore"] = "background"
+    """Pixels inside a box that the segmenter leaves out: background, or ignore (refined core,
+    box-ignore: only the mask is polyp/organ, the rest of the box is unlabelled)."""
 
 
 class CamPseudoConfig(CamMapSettings):

@@ -203,7 +203,9 @@ def run_box(
         else:
             raise InvalidDataError(f"case {c.case_id}: give --boxes or a mask to derive boxes from")
         return [
-            boxes_to_labels(np.clip(raw, lo, hi), bs, seg, cfg.box_threshold, cfg.ring)[0]  # type: ignore[arg-type]
+            boxes_to_labels(
+                np.clip(raw, lo, hi), bs, seg, cfg.box_threshold, cfg.ring, inside=cfg.inside  # type: ignore[arg-type]
+            )[0]
             for raw, bs in zip(c.raw, per_slice, strict=True)
         ]
 

@@ -29,3 +29,11 @@ def test_scribble_acdc_quick(real, tmp_path):
     assert "| scribbles, DMPLS (Luo et al. 2022) |" in md and "Dice RV" in md
     pred = tmp_path / "work" / "dmpls" / "seed_0" / "predictions"
     assert len(list(pred.glob("*.nii.gz"))) == 2  # label maps on the stored grid
+    twin = res | {"seeds": [1], "per_case": [r | {"seed": 1} for r in res["per_case"]],
+                  "runs": [r | {"seed": 1} for r in res["runs"]]}  # fmt: skip
+    (tmp_path / "twin.json").write_text(json.dumps(twin))
+    merge = ["--merge", str(tmp_path / "scribble_acdc_quick.json"), str(tmp_path / "twin.json"), "--name", "m"]
+    assert mod["main"]([*merge, "--out", str(tmp_path)]) == 0  # runs made in parallel, one table
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["seeds"] == [0, 1] and len(m["per_case"]) == 16 and len(m["runs"]) == 8
+    assert m["summary"][0]["dice_mean_sd"] == 0.0  # the twin seed repeats seed 0's scores
