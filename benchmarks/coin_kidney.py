@@ -299,8 +299,8 @@ def summarise(runs: list[dict]) -> list[dict]:
 
     rows = []
     for setting in dict.fromkeys(r["setting"] for r in runs):
-        rs = [r for r in runs if r["setting"] == setting]
-        for m in rs[0]["iou"]:
+        for m in dict.fromkeys(m for r in runs if r["setting"] == setting for m in r["iou"]):
+            rs = [r for r in runs if r["setting"] == setting and m in r["iou"]]  # seeds that ran `m`
             pooled = np.concatenate([r["iou"][m] for r in rs])
             lo, hi = bootstrap_mean(pooled, 2000, 0)
             per_seed = [float(np.mean(r["iou"][m])) for r in rs]

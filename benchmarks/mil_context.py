@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/mil_context.py [--quick] [--seeds 0 1 2] [--sets default weak small] [--epochs N]
+        [--phantom-seed S]
     python benchmarks/mil_context.py --merge run_a/mil_context.json run_b/mil_context.json
 
 Data: `medwss phantom bags` (`medwss.data.phantoms.bags`): CLAM-layout feature bags (no images)
@@ -17,7 +18,9 @@ shipped config's epochs (patience scaled with it); `--merge A.json B.json ...` p
 parallel (one process per seed or method) into one table. Ablations: ``--train-kwargs JSON``
 (`MILTrainConfig` fields, e.g. ``'{"lr": 3e-4}'``) and ``--insight-kwargs JSON``, named apart with
 ``--suffix _lr3e-4``; each run keeps its per-epoch curve (``history``: train/val loss, val AUC). The run behind the README table is cut
-(see README, "Context benchmark").
+(see README, "Context benchmark"). ``--phantom-seed S`` draws another phantom (default 0: the
+evaluation draw): settings are chosen on ``--phantom-seed 1`` with model seeds 10–12 by their
+validation curves (benchmarks/results/mil_context_selection.*), then run on seeds 0–2 of draw 0.
 
 Sets (``--sets``; default, weak and small unless named; the ablations run on ``--ablation-sets``,
 default only; each varies one axis of the default): ``default`` (signal 8, clusters of 6–16 tiles, 8–24
@@ -252,8 +255,9 @@ def merge(paths: list[Path]) -> dict[str, Any]:
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines = ["# MIL context benchmark (phantom bags)", ""]
-    lines.append(f"Seeds {results['config']['seeds']}, {results['config']['n']} cases per set; "
-                 "AUC and tile Dice: mean ± sd over seeds, [95% CI of seed 0].")  # fmt: skip
+    cfg = results["config"]
+    lines.append(f"Seeds {cfg['seeds']}, {cfg['n']} cases per set, phantom seed {cfg.get('phantom_seed', 0)}; "
+                 "AUC and tile Dice: mean ± sd over seeds, [95% CI of the first seed].")  # fmt: skip
     for set_name, block in results["sets"].items():
         lines += [
             "",

@@ -311,8 +311,9 @@ def reinitialize(model: torch.nn.Module, seed: int, device: torch.device | None 
     with torch.random.fork_rng(devices=cuda), torch.no_grad():
         torch.manual_seed(seed)
         for m in model.modules():
-            if m is not model and callable(getattr(m, "reset_parameters", None)):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if m is not model and callable(reset):
+                reset()
         for n, p in model.named_parameters():
             if n in const:
                 p.copy_(const[n])

@@ -9,7 +9,8 @@ Masked-out pixels blend toward `baseline`: ``baseline + (x − baseline) · M``.
 multiplies the *normalised* input by the mask, so its masked pixels are 0 of the model's input (the
 dataset mean there): ``baseline=0.0`` is that; ``-1.0`` is "intensity zero" (black) for inputs in
 [-1, 1]; ``"mean"`` the slice's mean. The choice matters when dark (or mid-grey) blobs are what the
-classifier calls abnormal: a fill that looks like a lesion makes every mask score high and the map flat.
+classifier calls abnormal: a fill that looks like a lesion makes every mask score high and the map flat
+(kidney benchmark, dark synthetic tumours: validation IoU 0.02–0.03 with -1, 0.33–0.39 with 0).
 
 Score (`score`): ``"prob"``, the class probability, is the paper's. ``"logit"`` (a deviation from the
 paper) weighs each mask by the class's log-odds ``z_t − log Σ_{c≠t} exp z_c`` (the logit difference
