@@ -204,7 +204,12 @@ def run_box(
             raise InvalidDataError(f"case {c.case_id}: give --boxes or a mask to derive boxes from")
         return [
             boxes_to_labels(
-                np.clip(raw, lo, hi), bs, seg, cfg.box_threshold, cfg.ring, inside=cfg.inside  # type: ignore[arg-type]
+                np.clip(raw, lo, hi),
+                bs,
+                seg,  # type: ignore[arg-type]
+                cfg.box_threshold,
+                cfg.ring,
+                inside=cfg.inside,
             )[0]
             for raw, bs in zip(c.raw, per_slice, strict=True)
         ]
