@@ -32,7 +32,7 @@ class MILTrainConfig(StrictConfig):
 
     epochs: int = Field(40, ge=1)
     """Training epochs (at most: early stopping may end sooner)."""
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(3e-4, gt=0)
     """Learning rate (AdamW)."""
     warmup_steps: int = Field(0, ge=0)
     """Linear learning-rate warm-up over this many optimiser steps (cases), then a per-step cosine

@@ -212,3 +212,19 @@ def test_restarts_pick_by_val_loss_and_resume_without_retraining(tmp_path) -> No
     assert again["restart_chosen"] == first["restart_chosen"]
     assert [(tmp_path / f"restart_{r}" / "checkpoint.pt").stat().st_mtime_ns for r in range(2)] == stamps
     assert [r["val_loss"] for r in again["history"]] == pytest.approx([r["val_loss"] for r in first["history"]])
+
+
+def test_library_defaults_are_the_shipped_insight():
+    """`medwss mil train` without --config trains the benchmarked INSIGHT (configs/mil_insight.yaml)."""
+    import inspect
+    from pathlib import Path
+
+    from medwss.config import load_config
+    from medwss.mil.insight import Insight
+
+    shipped = load_config(Path(__file__).resolve().parents[2] / "configs" / "mil_insight.yaml", MILTrainConfig)
+    assert shipped.model_dump(exclude={"aggregator_kwargs"}) == MILTrainConfig().model_dump(
+        exclude={"aggregator_kwargs"}
+    )
+    params = inspect.signature(Insight.__init__).parameters
+    assert shipped.aggregator_kwargs and all(params[k].default == v for k, v in shipped.aggregator_kwargs.items())
