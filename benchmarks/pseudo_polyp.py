@@ -18,7 +18,7 @@ What is cut to fit about 45-60 minutes on one CPU thread (full mode, `configs/ps
   settings are chosen on 60 val frames (a seeded subset of 200); all 200 test frames are scored;
 * the U-Net is small (MONAI UNet 8-16-32-64, one residual unit per level) and trains for 600 steps
   of 8 frames (24 passes) with a one-cycle learning rate (peak 3e-3), flips, 90° turns, a mild
-  affine and colour jitter, keeping the last weights (`fit_recipe`: the loop of
+  affine and colour jitter, keeping the last weights (`medwss.seg.train.Recipe` through
   `medwss.seg.train_segmenter` on `medwss.train.fit`, CE + soft Dice on the labelled pixels). That
   recipe was chosen on the val frames, where it lifts full supervision from 0.41 to 0.55 val Dice
   and puts it above the raw box (0.50); the first recipe (6 epochs of 25 steps, constant rate,
@@ -296,6 +296,8 @@ def train_and_test(
 
     from medwss.eval.overlap import dice, iou
     from medwss.seg import SegSample, SegTrainConfig, predict_probs, train_segmenter
+    from medwss.seg.train import Recipe
+    from medwss.transforms.augment import AugmentConfig
 
     scfg = SegTrainConfig(
         in_channels=3, num_classes=2, channels=cfg.channels, loss="ce_dice", epochs=cfg.epochs,
@@ -303,10 +305,11 @@ def train_and_test(
     )  # fmt: skip
     t = time.perf_counter()
     samples = [SegSample(_net_input(f.image), y.astype(np.int64)) for f, y in zip(train, targets, strict=True)]
-    if cfg.steps is None and cfg.schedule == "constant" and cfg.augment is None and cfg.select == "loss":
-        model, _ = train_segmenter(samples, scfg, progress=False)
-    else:
-        model = fit_recipe(samples, scfg, cfg)
+    recipe = Recipe(
+        steps=cfg.steps, onecycle=cfg.schedule == "onecycle", keep_last=cfg.select == "last",
+        augment=None if cfg.augment is None else AugmentConfig(**cfg.augment),
+    )  # fmt: skip
+    model, _ = train_segmenter(samples, scfg, progress=False, recipe=recipe)
     probs = predict_probs(model, [_net_input(f.image) for f in test], scfg, batch_size=16)
     ds, ious = [], []
     for p, f in zip(probs, test, strict=True):
@@ -317,49 +320,6 @@ def train_and_test(
     secs = time.perf_counter() - t
     print(f"train {name} seed {seed}: test Dice {np.mean(ds):.3f} ({secs:.0f} s)", flush=True)
     return np.array(ds), np.array(ious), secs
-
-
-def fit_recipe(samples: list, scfg: Any, cfg: PolypBenchConfig) -> Any:  # noqa: ANN401
-    """`train_segmenter`'s loop (`medwss.train.fit`, `batch_loss`) with the benchmark's recipe:
-    `steps`, the one-cycle schedule, the `augment` transforms and the `select` rule."""
-    import torch
-
-    from medwss.seg.train import batch_loss, build, collate
-    from medwss.train import EngineConfig, fit
-    from medwss.train.device import seed_everything
-    from medwss.transforms.augment import PRESETS, AugmentConfig, augment_batch, augment_pipeline
-
-    seed_everything(scfg.seed)
-    model = build(scfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=scfg.lr, weight_decay=scfg.weight_decay)
-    per_epoch = -(-len(samples) // scfg.batch_size)
-    total = cfg.steps or cfg.epochs * per_epoch
-    sched = (
-        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=scfg.lr, total_steps=total, pct_start=0.1)
-        if cfg.schedule == "onecycle"
-        else None
-    )
-    aug = PRESETS["segmentation"] if cfg.augment is None else AugmentConfig(**cfg.augment)
-    pipeline = augment_pipeline(aug, label_keys=("target",), mask_keys=("valid",), spatial_dims=2)
-
-    def data(epoch: int) -> Any:  # noqa: ANN401
-        order = np.random.default_rng([scfg.seed, epoch]).permutation(len(samples))
-        for b, start in enumerate(range(0, len(order), scfg.batch_size)):
-            yield order[start : start + scfg.batch_size], b
-
-    def step(item: tuple[np.ndarray, int], ctx: Any) -> torch.Tensor:  # noqa: ANN401
-        idx, b = item
-        batch = collate([samples[int(i)] for i in idx], scfg)
-        batch = augment_batch(pipeline, batch, seed=np.random.default_rng([scfg.seed, ctx.epoch, b]))
-        return batch_loss(ctx.model, batch, scfg)
-
-    engine = EngineConfig(
-        epochs=-(-total // per_epoch), max_steps=total, monitor="train_loss", mode="min",
-        restore_best=cfg.select == "loss", seed=scfg.seed, device="cpu", progress=False,
-        scheduler_interval="step",
-    )  # fmt: skip
-    fit(model, opt, step, data, engine, schedulers=sched)
-    return model.cpu().eval()
 
 
 def _net_input(image: np.ndarray) -> np.ndarray:

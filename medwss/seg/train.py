@@ -11,7 +11,7 @@ run resumes with the same final weights. Models are saved as the one model file 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from medwss.seg.losses import dice_loss, negative_ce, partial_ce, size_penalty
 from medwss.seg.networks import create_segmenter, size_multiple
 from medwss.train import Context, EngineConfig, fit, load_model, register_model_kind, save_model
 from medwss.train.device import resolve_device, seed_everything
-from medwss.transforms.augment import PRESETS, augment_batch, augment_pipeline
+from medwss.transforms.augment import PRESETS, AugmentConfig, augment_batch, augment_pipeline
 
 
 @dataclass
@@ -134,6 +134,7 @@ def train_segmenter(
     progress: bool = True,
     run_config: Mapping[str, Any] | None = None,
     run_only: Sequence[str] = (),
+    recipe: Recipe | None = None,
 ) -> tuple[torch.nn.Module, list[dict[str, float]]]:
     """Train a segmenter on the one engine (`medwss.train.fit`); keep the epoch of best validation Dice.
 
@@ -153,6 +154,8 @@ def train_segmenter(
         run_config: More settings that must match for a resume (the caller's own config), added to
             `cfg` and the sample counts.
         run_only: Keys of `run_config` that may change between a checkpoint and its resume.
+        recipe: Step budget, one-cycle schedule, augmentation and weight selection other than the
+            defaults (`Recipe`; None: `cfg.epochs` at a constant rate, the segmentation preset).
 
     Returns:
         The model (in eval mode, on the CPU) and one history row per epoch
@@ -165,9 +168,23 @@ def train_segmenter(
         return batch_loss(net, batch, cfg, size_weight_at(cfg, epoch))
 
     model, history = fit_segmentation(
-        lambda: build(cfg), loss, samples, cfg, val, checkpoint, progress, run_config, run_only
+        lambda: build(cfg), loss, samples, cfg, val, checkpoint, progress, run_config, run_only, recipe=recipe
     )
     return model.cpu().eval(), history
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How long and how a segmenter trains, beyond `SegTrainConfig` (defaults: the plain loop)."""
+
+    steps: int | None = None
+    """Optimiser steps (the samples are cycled); None: `cfg.epochs` passes."""
+    onecycle: bool = False
+    """One-cycle learning rate (10 % warm-up to `cfg.lr`, cosine decay), stepped per step."""
+    augment: AugmentConfig | None = None
+    """Training augmentation; None: the ``segmentation`` preset (when `cfg.augment`)."""
+    keep_last: bool = False
+    """Keep the last step's weights instead of the selected epoch's."""
 
 
 BatchLoss = Callable[[torch.nn.Module, dict[str, torch.Tensor], np.random.Generator, int], torch.Tensor]
@@ -186,6 +203,7 @@ def fit_segmentation(
     run_only: Sequence[str] = (),
     evaluated: Callable[[torch.nn.Module], torch.nn.Module] = lambda net: net,
     desc: str = "train segmenter",
+    recipe: Recipe | None = None,
 ) -> tuple[torch.nn.Module, list[dict[str, float]]]:
     """The training loop every segmenter shares (`train_segmenter`, DMPLS): seeding, batches, resume.
 
@@ -200,9 +218,19 @@ def fit_segmentation(
     device = resolve_device(cfg.device)
     model = make_model()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    recipe = recipe or Recipe()
     pipeline = augment_pipeline(
-        PRESETS["segmentation"], label_keys=("target",), mask_keys=("valid",), spatial_dims=cfg.spatial_dims
-    )
+        recipe.augment or PRESETS["segmentation"], label_keys=("target",), mask_keys=("valid",),
+        spatial_dims=cfg.spatial_dims,
+    )  # fmt: skip
+    per_epoch = -(-len(samples) // cfg.batch_size)
+    epochs = cfg.epochs if recipe.steps is None else -(-recipe.steps // per_epoch)
+    sched = (
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=recipe.steps or epochs * per_epoch,
+                                            pct_start=0.1)
+        if recipe.onecycle
+        else None
+    )  # fmt: skip
     val = list(val or [])
 
     def data(epoch: int) -> Iterator[tuple[np.ndarray, int]]:
@@ -224,13 +252,16 @@ def fit_segmentation(
         return {"val_dice": mean_dice(evaluated(ctx.modules["model"]), val, cfg, ctx.device)}
 
     engine = EngineConfig(
-        epochs=cfg.epochs, monitor="val_dice" if val else "train_loss", mode="max" if val else "min",
+        epochs=epochs, max_steps=recipe.steps, monitor="val_dice" if val else "train_loss",
+        mode="max" if val else "min", restore_best=not recipe.keep_last, scheduler_interval="step",
         seed=cfg.seed, device=str(device), amp=cfg.amp, progress=progress, desc=desc,
     )  # fmt: skip
     signature = {**cfg.model_dump(mode="json"), "n_train": len(samples), "n_val": len(val), **(run_config or {})}
+    if recipe != Recipe():  # a resume must use the same recipe
+        signature["recipe"] = {**asdict(recipe), "augment": recipe.augment and recipe.augment.model_dump(mode="json")}
     result = fit(
         model, opt, step, data, engine, validate=validate if val else None, checkpoint=checkpoint,
-        run_config=signature, run_only=(*RUN_ONLY, *run_only),
+        run_config=signature, run_only=(*RUN_ONLY, *run_only), schedulers=sched,
     )  # fmt: skip
     history = [
         {"epoch": float(r["epoch"]), "loss": float(r["train_loss"]),
