@@ -204,6 +204,63 @@ class _Item:
     test_mask: Path | None = None
 
 
+def _label_range(it: _Item, channels: list[str], spec: LabelSpec | None) -> tuple[int, bool]:
+    """The highest class of one case's label (or test mask) and whether it has unlabelled voxels."""
+    from medwss.data.labels import load_label_map
+
+    if list(it.images) != channels:
+        raise InvalidDataError(f"channels {list(it.images)} differ from the first case's {channels}")
+    if it.split == "test":
+        if it.test_mask is None:
+            return 0, False
+        m = load_label_map(it.test_mask)
+        arr = spec.remap(m.array) if spec is not None else m.array
+    else:
+        assert it.load_label is not None
+        arr, _ = it.load_label()
+        if not (arr != IGNORE).any():
+            raise InvalidDataError("no voxel is labelled")
+    return int(arr.max(initial=0)), bool((arr == IGNORE).any())
+
+
+def _write_case(it: _Item, folder: Path, spec: LabelSpec | None, ignore: int | None) -> Path | None:
+    """Write one case's channels and label (test: its mask, if any); the label's path."""
+    import nibabel as nib
+
+    from medwss.data.labels import load_label_map
+
+    test = it.split == "test"
+    sub = "Ts" if test else "Tr"
+    first = folder / f"images{sub}" / f"{it.case_id}_0000{FILE_ENDING}"
+    ref_shape: tuple[int, ...] | None = None
+    for c, (_, src) in enumerate(it.images.items()):
+        dst = folder / f"images{sub}" / f"{it.case_id}_{c:04d}{FILE_ENDING}"
+        _write_image(src, dst)
+        shape = tuple(_nifti_header(dst).get_data_shape())
+        if ref_shape is None:
+            ref_shape = shape
+        elif shape[:3] != ref_shape[:3]:
+            raise InvalidDataError(f"channel {c} has shape {shape}, channel 0 {ref_shape}", src)
+    img: Any = nib.load(str(first))
+    if test:
+        if it.test_mask is None:
+            return None
+        m = load_label_map(it.test_mask)
+        _check_grid(img.shape, img.affine, m, "mask", it.test_mask)
+        arr = spec.remap(m.array) if spec is not None else m.array
+        return write_label_like(arr, first, folder / "labelsTs" / f"{it.case_id}{FILE_ENDING}", ignore)
+    assert it.load_label is not None
+    arr, affine = it.load_label()
+    label = SimpleNamespace(shape=arr.shape, affine=img.affine if affine is None else affine)
+    _check_grid(img.shape, img.affine, label, "label", first)
+    return write_label_like(arr, first, folder / "labelsTr" / f"{it.case_id}{FILE_ENDING}", ignore)
+
+
+def _failed_lines(job: Any) -> list[str]:
+    """``"CASE: message"`` for every failed case of `job` (`medwss.jobs.Job`)."""
+    return [f"{cid}: {' '.join(row['message'].split())}" for cid, row in job.failures.items()]
+
+
 def _write_dataset(
     items: Sequence[_Item],
     folder: Path,
@@ -215,39 +272,24 @@ def _write_dataset(
     progress: bool,
 ) -> ExportResult:
     """Two passes: read every label (classes, unlabelled voxels; a bad case is skipped), then write."""
-    from medwss.data.labels import load_label_map
-    from medwss.jobs import CASE_ERRORS, FailureLog
+    from medwss.jobs import FailureLog, Job
 
     result = ExportResult(folder)
     log = FailureLog(folder / "failures.csv", fresh=True)
+    job = Job(log)
     if not items:
         raise InvalidDataError("no case to export", folder)
     channels = list(items[0].images)
     top, unknown_seen = 0, False
     ok: list[_Item] = []
     for it in tqdm(list(items), desc="check labels", disable=not progress, leave=False):
-        try:
-            if list(it.images) != channels:
-                raise InvalidDataError(f"channels {list(it.images)} differ from the first case's {channels}")
-            if it.split == "test":
-                if it.test_mask is not None:
-                    m = load_label_map(it.test_mask)
-                    arr = spec.remap(m.array) if spec is not None else m.array
-                    top = max(top, int(arr.max(initial=0)))
-                    unknown_seen |= bool((arr == IGNORE).any())
-            else:
-                assert it.load_label is not None
-                arr, _ = it.load_label()
-                if not (arr != IGNORE).any():
-                    raise InvalidDataError("no voxel is labelled")
-                top = max(top, int(arr.max(initial=0)))
-                unknown_seen |= bool((arr == IGNORE).any())
+        with job.attempt(it.case_id, "labels", next(iter(it.images.values()), None)) as a:
+            a.leave()  # counted once written
+            high, unknown = _label_range(it, channels, spec)
+            top, unknown_seen = max(top, high), unknown_seen or unknown
             ok.append(it)
-        except CASE_ERRORS as exc:
-            result.skipped.append(f"{it.case_id}: {' '.join(str(exc).split())}")
-            log.record(it.case_id, next(iter(it.images.values()), None), exc, stage="labels")
     if not ok:
-        raise InvalidDataError(f"no case could be exported ({'; '.join(result.skipped[:3])})", folder)
+        raise InvalidDataError(f"no case could be exported ({'; '.join(_failed_lines(job)[:3])})", folder)
     k = num_classes if num_classes is not None else (spec.num_classes if spec is not None else max(top + 1, 2))
     if top >= k:
         raise ConfigError(f"labels reach {top} but num_classes is {k}: set num_classes (or classes) to cover them")
@@ -256,39 +298,11 @@ def _write_dataset(
     rows: list[dict[str, str]] = []
     for it in tqdm(ok, desc="nnU-Net export", disable=not progress, leave=False):
         test = it.split == "test"
-        sub = "Ts" if test else "Tr"
-        try:
-            first = folder / f"images{sub}" / f"{it.case_id}_0000{FILE_ENDING}"
-            ref_shape: tuple[int, ...] | None = None
-            for c, (_, src) in enumerate(it.images.items()):
-                dst = folder / f"images{sub}" / f"{it.case_id}_{c:04d}{FILE_ENDING}"
-                _write_image(src, dst)
-                shape = tuple(_nifti_header(dst).get_data_shape())
-                if ref_shape is None:
-                    ref_shape = shape
-                elif shape[:3] != ref_shape[:3]:
-                    raise InvalidDataError(f"channel {c} has shape {shape}, channel 0 {ref_shape}", src)
-            import nibabel as nib
-
-            img: Any = nib.load(str(first))
-            label_path: Path | None = None
-            if test:
-                if it.test_mask is not None:
-                    m = load_label_map(it.test_mask)
-                    _check_grid(img.shape, img.affine, m, "mask", it.test_mask)
-                    arr = spec.remap(m.array) if spec is not None else m.array
-                    label_path = folder / "labelsTs" / f"{it.case_id}{FILE_ENDING}"
-                    write_label_like(arr, first, label_path, ignore)
-            else:
-                assert it.load_label is not None
-                arr, affine = it.load_label()
-                label = SimpleNamespace(shape=arr.shape, affine=img.affine if affine is None else affine)
-                _check_grid(img.shape, img.affine, label, "label", first)
-                label_path = folder / "labelsTr" / f"{it.case_id}{FILE_ENDING}"
-                write_label_like(arr, first, label_path, ignore)
-        except CASE_ERRORS as exc:
-            result.skipped.append(f"{it.case_id}: {' '.join(str(exc).split())}")
-            log.record(it.case_id, next(iter(it.images.values()), None), exc, stage="export")
+        label_path: Path | None = None
+        with job.attempt(it.case_id, "export", next(iter(it.images.values()), None)):
+            label_path = _write_case(it, folder, spec, ignore)
+        if job.failed(it.case_id):
+            sub = "Ts" if test else "Tr"
             for p in (folder / f"images{sub}").glob(f"{it.case_id}_[0-9][0-9][0-9][0-9]{FILE_ENDING}"):
                 p.unlink(missing_ok=True)
             continue
@@ -304,6 +318,7 @@ def _write_dataset(
                 "labels": ("mask" if test else kind) if label_path is not None else "",
             }
         )
+    result.skipped = _failed_lines(job)
     if not result.training:
         why = "; ".join(result.skipped[:3]) or f"all {len(result.test)} cases are in the test split"
         raise InvalidDataError(f"no training case could be exported ({why})", folder)

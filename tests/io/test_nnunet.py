@@ -108,6 +108,20 @@ def test_export_scribbles_then_import_gives_the_same_labels(tmp_path, capsys):
         dataset_folder_name(1000, "x")
 
 
+def test_a_case_failing_while_written_is_skipped_and_its_images_removed(tmp_path):
+    src = _cases(tmp_path)
+    rows = _rows(src)
+    save_label_map(np.zeros((6, 10, 4), np.int16), tmp_path / "bad.nii.gz", AFFINE)  # another grid
+    rows[1]["scribble"] = str(tmp_path / "bad.nii.gz")
+    write_manifest(rows, tmp_path / "m3.csv")  # type: ignore[arg-type]
+    res = export_manifest(tmp_path / "m3.csv", tmp_path / "raw", 9, "Bad", progress=False)
+    assert res.training == ["c0"] and res.test == ["c2"]
+    assert len(res.skipped) == 1 and res.skipped[0].startswith("c1: ")
+    assert [p.name for p in (res.folder / "imagesTr").iterdir()] == ["c0_0000.nii.gz"]  # c1's image removed
+    failed = _rows(res.folder / "failures.csv")
+    assert [(r["case_id"], r["stage"]) for r in failed] == [("c1", "export")]
+
+
 def test_import_msd_layout_refuses_4d_or_splits_channels(tmp_path):
     root = tmp_path / "Task01_BrainTumour"
     img = np.arange(6 * 5 * 3 * 2, dtype=np.float32).reshape(6, 5, 3, 2)
