@@ -253,7 +253,8 @@ def merge(paths: list[Path]) -> dict[str, Any]:
     return out
 
 
-def write_markdown(results: dict[str, Any], path: Path) -> None:
+def markdown(results: dict[str, Any]) -> str:
+    """The results as README-style tables."""
     lines = ["# MIL context benchmark (phantom bags)", ""]
     cfg = results["config"]
     lines.append(f"Seeds {cfg['seeds']}, {cfg['n']} cases per set, phantom seed {cfg.get('phantom_seed', 0)}; "
@@ -272,9 +273,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
                 f"| {name} | {len(entry['runs'])} | {s['auc']:.3f} ± {s['auc_sd']:.3f} [{s['auc_lo']:.2f}, {s['auc_hi']:.2f}] "
                 f"| {s['dice']:.3f} ± {s['dice_sd']:.3f} [{s['dice_lo']:.2f}, {s['dice_hi']:.2f}] | {s['seconds']:.0f} |"
             )
-    from medwss.io.atomic import write_text
-
-    write_text(path, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,18 +307,16 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = "mil_context_quick" if args.quick else "mil_context"
-    from medwss.io.atomic import write_json
+    from medwss.runinfo import write_results
 
     if args.merge:
         merged = merge(args.merge)
-        write_json(out / f"{name}.json", merged)
-        write_markdown(merged, out / f"{name}.md")
+        write_results(out, name, merged, markdown(merged), echo=False)
         print(f"merged {len(args.merge)} files into {out / name}.json and .md")
         return 0
 
     def save(results: dict[str, Any]) -> None:
-        write_json(out / f"{name}.json", results)
-        write_markdown(results, out / f"{name}.md")
+        write_results(out, name, results, markdown(results), echo=False)
 
     save(run(args, save))
     print(f"wrote {out / name}.json and .md")
