@@ -63,7 +63,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SETTINGS = ("pce", "agmm")
+SETTINGS = ("pce", "agmm", "agmm_reach", "reach")
 CLASSES = ("RV", "myocardium", "LV")
 KEYS = tuple(f"dice_{n}" for n in CLASSES) + ("dice_mean",)
 
@@ -75,28 +75,57 @@ def _scribble_bench() -> dict[str, Any]:
     return runpy.run_path(str(ROOT / "benchmarks" / "scribble_acdc.py"))
 
 
-def agmm_pseudo_labels(train: list[Any], cfg: Any, out: Path, seed: int) -> tuple[list[Any], dict[str, Any], list[str]]:
-    """AGMM through the registry on the training cases; label files written; new cases point at them."""
-    from medwss.data.labels import save_label_map
+def agmm_pseudo_labels(
+    train: list[Any], cfg: Any, out: Path, seed: int, labels_dir: str = "labels"
+) -> tuple[list[Any], dict[str, Any], list[str]]:
+    """AGMM through the registry on the training cases; label files written; new cases point at them.
+
+    The network trains from and to ``out`` (so ``agmm`` and ``agmm_reach`` of one seed share it:
+    ``reach_mm`` only gates its labels); the labels go to ``out/labels_dir``."""
     from medwss.pseudo.methods import MethodOptions, run_method
-    from medwss.pseudo.metrics import pseudo_label_metrics
     from medwss.pseudo.workflow import load_cases
 
     c = cfg.model_copy(update={"seed": seed})
     cases, failed = load_cases(train, c)
     labels, _ = run_method("agmm", cases, c, MethodOptions(out_dir=out))
+    return written_labels(train, cases, labels, failed, out / labels_dir, len(c.classes()), c.classes())
+
+
+def reach_labels(train: list[Any], cfg: Any, out: Path, reach_mm: float) -> tuple[list[Any], dict[str, Any], list[str]]:
+    """The ablation without AGMM: each scribble map with every pixel beyond `reach_mm` of the foreground
+    scribbles set to background (`medwss.pseudo.agmm.within_reach`), on the stored in-plane grid."""
+    from medwss.pseudo.agmm import within_reach
+    from medwss.pseudo.workflow import load_cases
+
+    c = cfg.model_copy(update={"slice_size": None, "downsample": 1})
+    cases, failed = load_cases(train, c)
+    labels = []
+    for sc in cases:
+        px = sc.geometry.pixel_mm
+        labels.append(None if sc.scribbles is None else [within_reach(s, s, reach_mm, px) for s in sc.scribbles])
+    return written_labels(train, cases, labels, failed, out, len(c.classes()), c.classes())
+
+
+def written_labels(
+    train: list[Any], cases: list[Any], labels: list[Any], failed: list[str], folder: Path, k: int, names: Any
+) -> tuple[list[Any], dict[str, Any], list[str]]:
+    """Write each case's label slices onto its stored grid under `folder`; the cases pointing at them as
+    their scribbles, the labels' quality against the masks (where labelled) and the failures."""
+    from medwss.data.labels import save_label_map
+    from medwss.pseudo.metrics import pseudo_label_metrics
+
     done = [(sc, labs) for sc, labs in zip(cases, labels, strict=True) if labs is not None and sc.gts is not None]
     failed += [f"{sc.case_id}: no pseudo-labels" for sc, labs in zip(cases, labels, strict=True) if labs is None]
     preds = [lab for _, labs in done for lab in labs]
     gts = [g for sc, _ in done for g in (sc.gts or [])]
-    quality = pseudo_label_metrics(preds, gts, len(c.classes()), c.classes())
+    quality = pseudo_label_metrics(preds, gts, k, names)
     by_id = {sc.case_id: (sc, labs) for sc, labs in done}
     new_cases = []
     for case in train:
         if case.case_id not in by_id:
             continue
         sc, labs = by_id[case.case_id]
-        path = out / "labels" / f"{case.case_id}.nii.gz"
+        path = folder / f"{case.case_id}.nii.gz"
         save_label_map(sc.to_source(labs), path, sc.affine)
         new_cases.append(replace(case, scribble=path))
     return new_cases, quality, failed
@@ -148,8 +177,9 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
         print(f"seeds {kept['seeds']} kept from {args.resume}", flush=True)
         per_case = [r for r in per_case if r["seed"] not in kept["seeds"]] + kept["per_case"]
         runs, quality = kept["runs"], kept["pseudo_quality"]
+    names = args.settings or SETTINGS
     for seed in seeds:
-        for name in SETTINGS if seed not in (kept or {}).get("seeds", []) else ():
+        for name in names if seed not in (kept or {}).get("seeds", []) else ():
             t0 = time.process_time()
             if name == "pce" and any(r["seed"] == seed for r in reused):
                 rows = [r for r in reused if r["seed"] == seed]
@@ -157,10 +187,10 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
                              "dice_mean": sb["_mean"]([r["dice_mean"] for r in rows]), "from": str(PCE_FROM)})  # fmt: skip
                 continue
             cases, failed = train, list[str]()
-            if name == "agmm":
-                cases, q, failed = agmm_pseudo_labels(train, pcfg, work / "agmm_labels" / f"seed_{seed}", seed)
-                quality.append({"seed": seed, "cpu_seconds": round(time.process_time() - t0, 1), **q})
-                print(f"agmm pseudo-labels seed {seed}: mean Dice {q['mean_dice']:.3f}, coverage {q['coverage']:.3f}")
+            if name != "pce":
+                cases, q, failed = made_labels(name, train, pcfg, work, seed, args.reach_mm)
+                quality.append({"setting": name, "seed": seed, "cpu_seconds": round(time.process_time() - t0, 1), **q})
+                print(f"{name} labels seed {seed}: mean Dice {q['mean_dice']:.3f}, coverage {q['coverage']:.3f}")
             out = work / name / f"seed_{seed}"
             summary = train_model(manifest, scfg.model_copy(update={"seed": seed}), out, cases, val,
                                   progress=False, cache=cache)  # fmt: skip
@@ -189,7 +219,8 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
         record = {
             "quick": args.quick, "data": str(src), "seeds": done, "seeds_planned": seeds, "n_train": len(train),
             "n_val": len(val), "n_test": len(test), "scribble_config": scfg.model_dump(mode="json"),
-            "pseudo_config": pcfg.model_dump(mode="json"), "runs": runs, "pseudo_quality": quality,
+            "pseudo_config": pcfg.model_dump(mode="json"), "reach_mm": args.reach_mm, "runs": runs,
+            "pseudo_quality": quality,
             "summary": summarise(sb, per_case, done), "paired": paired(sb, per_case),
             "reference": [] if args.quick else reference_rows(), "per_case": per_case,
             "seconds": round(time.time() - t_all, 1), "cpu_seconds": round(time.process_time() - cpu_all, 1),
@@ -200,6 +231,17 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
 
 
 PCE_FROM = ROOT / "benchmarks" / "results" / "scribble_acdc.json"
+
+
+def made_labels(
+    name: str, train: list[Any], pcfg: Any, work: Path, seed: int, reach_mm: float
+) -> tuple[list[Any], dict[str, Any], list[str]]:
+    """The training labels of setting `name` (agmm, agmm_reach, reach) for `seed`, written under `work`."""
+    if name == "reach":
+        return reach_labels(train, pcfg, work / "reach_labels" / f"seed_{seed}", reach_mm)
+    cfg = pcfg.model_copy(update={"reach_mm": reach_mm if name == "agmm_reach" else None})
+    folder = "labels_reach" if name == "agmm_reach" else "labels"
+    return agmm_pseudo_labels(train, cfg, work / "agmm_labels" / f"seed_{seed}", seed, folder)
 
 
 def resumed(args: argparse.Namespace, scfg: Any, pcfg: Any, seeds: list[int]) -> dict[str, Any] | None:
@@ -264,16 +306,22 @@ def summarise(sb: dict[str, Any], per_case: list[dict[str, Any]], seeds: list[in
     return out
 
 
+PAIRS = (("agmm", "pce"), ("agmm_reach", "pce"), ("reach", "pce"), ("agmm_reach", "reach"), ("agmm_reach", "agmm"))
+
+
 def paired(sb: dict[str, Any], per_case: list[dict[str, Any]]) -> dict[str, Any]:
-    """agmm − pce mean Dice per test volume (seed-averaged), 95 % CI over patients."""
-    ma = {r["case_id"]: r for r in sb["_seed_mean_case"](per_case, "agmm")}
-    mb = {r["case_id"]: r for r in sb["_seed_mean_case"](per_case, "pce")}
-    common = sorted(set(ma) & set(mb))
-    if not common:
-        return {}
-    diffs = [{"patient_id": ma[c]["patient_id"], "d": ma[c]["v"] - mb[c]["v"]} for c in common]
-    m, lo, hi = sb["patient_ci"](diffs, "d")
-    return {"agmm-pce": {"dice_mean_diff": m, "lo": lo, "hi": hi}}
+    """a − b mean Dice per test volume (seed-averaged), 95 % CI over patients, for the `PAIRS` both run."""
+    out = {}
+    for a, b in PAIRS:
+        ma = {r["case_id"]: r for r in sb["_seed_mean_case"](per_case, a)}
+        mb = {r["case_id"]: r for r in sb["_seed_mean_case"](per_case, b)}
+        common = sorted(set(ma) & set(mb))
+        if not common:
+            continue
+        diffs = [{"patient_id": ma[c]["patient_id"], "d": ma[c]["v"] - mb[c]["v"]} for c in common]
+        m, lo, hi = sb["patient_ci"](diffs, "d")
+        out[f"{a}-{b}"] = {"dice_mean_diff": m, "lo": lo, "hi": hi}
+    return out
 
 
 def reference_rows() -> list[dict[str, Any]]:
@@ -307,7 +355,10 @@ def _cell(row: dict[str, Any], key: str) -> str:
 
 
 def markdown(record: dict[str, Any]) -> str:
-    names = {"pce": "scribbles, partial CE (baseline)", "agmm": "AGMM pseudo-labels, partial CE"}
+    reach = record.get("reach_mm")
+    names = {"pce": "scribbles, partial CE (baseline)", "agmm": "AGMM pseudo-labels, partial CE",
+             "agmm_reach": f"AGMM pseudo-labels, background beyond {reach} mm of the scribbles, partial CE",
+             "reach": f"scribbles + background beyond {reach} mm of them (no AGMM), partial CE"}  # fmt: skip
     ref = {"full": "full supervision (scribble_acdc run)", "pce": "scribbles, partial CE (scribble_acdc run)",
            "size": "scribbles, partial CE + size (scribble_acdc run)"}  # fmt: skip
     lines = [
@@ -328,13 +379,15 @@ def markdown(record: dict[str, Any]) -> str:
     for k, v in record["paired"].items():
         lines += ["", f"Paired {k} (mean Dice, seed-averaged, 95% CI over patients): "
                   f"{v['dice_mean_diff']:+.3f} [{v['lo']:+.3f}, {v['hi']:+.3f}]"]  # fmt: skip
-    lines += ["", "AGMM pseudo-labels on the training volumes (Dice/IoU where labelled, at the AGMM slice size):", "",
-              "| seed | Dice RV | Dice Myo | Dice LV | mean Dice (incl. background) | mIoU | coverage | CPU s |",
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += ["", "Training labels on the training volumes (Dice/IoU where labelled, at the slice size they are made at):",
+              "", "| labels | seed | Dice RV | Dice Myo | Dice LV | mean Dice (incl. background) | mIoU | coverage | CPU s |",
+              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for q in record["pseudo_quality"]:
         pc = q["per_class"]
         cells = [_f(pc[n]["dice"]) for n in CLASSES] + [_f(q["mean_dice"]), _f(q["miou"]), _f(q["coverage"])]
-        lines.append(f"| {q['seed']} | " + " | ".join(cells) + f" | {q['cpu_seconds']:.0f} |")
+        lines.append(
+            f"| {q.get('setting', 'agmm')} | {q['seed']} | " + " | ".join(cells) + f" | {q['cpu_seconds']:.0f} |"
+        )
     lines += ["", "| setting | seed | test Dice | best val Dice | CPU s |", "|---|---|---|---|---|"]
     for r in record["runs"]:
         bv = r["best_val_dice"]
@@ -355,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-test", action="store_true",
                     help="choose settings: train and report the val Dice only (results pseudo_acdc_<tag>)")  # fmt: skip
     ap.add_argument("--tag", help="results file stem suffix (pseudo_acdc_<tag>.json)")
+    ap.add_argument("--settings", nargs="+", choices=SETTINGS, help="only these settings (default: all)")
+    ap.add_argument("--reach-mm", type=float, default=15.0,
+                    help="agmm_reach / reach: background beyond this distance (mm) from the foreground scribbles")  # fmt: skip
     ap.add_argument("--retrain-pce", action="store_true", help="train pce here, not read from scribble_acdc.json")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="results folder")
     ap.add_argument("--work", help="work folder for models and labels (default: a temporary folder)")

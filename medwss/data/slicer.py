@@ -58,6 +58,13 @@ class SliceGeometry:
     def slice_shape(self) -> tuple[int, int]:
         return self.size if self.size is not None else self.crop_shape
 
+    @property
+    def pixel_mm(self) -> tuple[float, float]:
+        """In-plane size (mm) of one pixel of the 2D slices: the canonical voxel size scaled by crop / slice size."""
+        spacing = np.linalg.norm(self.orientation.canonical_affine[:3, :2], axis=0)
+        (ch, cw), (sh, sw) = self.crop_shape, self.slice_shape
+        return float(spacing[0] * ch / sh), float(spacing[1] * cw / sw)
+
     def cut(self, array: np.ndarray, label: bool = False, fill: float = 0.0) -> np.ndarray:
         """2D slices of a source-grid array.
 

@@ -12,6 +12,11 @@
 
 `gmm_refine` is the offline counterpart: per-class Gaussian mixtures (scikit-learn) fitted on the
 features of labelled pixels relabel the rest, abstaining where the posterior is unsure.
+
+`within_reach` is a spatial prior for the labels either gives: pixels farther than a distance from
+every foreground scribble of their slice are background (on ACDC, where the background scribbles
+lie next to the heart, the far field is otherwise unsupervised and bright tissue there takes the
+LV's label).
 """
 
 from __future__ import annotations
@@ -200,3 +205,28 @@ def position_features(image: np.ndarray, extra: np.ndarray | None = None, positi
     if extra is not None:
         feats = np.concatenate([feats, np.asarray(extra, dtype=np.float64)], axis=0)
     return feats
+
+
+def within_reach(labels: np.ndarray, sparse: np.ndarray, reach_mm: float, pixel_mm: tuple[float, float]) -> np.ndarray:
+    """`labels` of one slice with every pixel farther than `reach_mm` from all foreground scribbles set to background.
+
+    Args:
+        labels: (H, W) int labels (`IGNORE` where abstaining).
+        sparse: (H, W) the slice's sparse labels: classes > 0 are foreground scribbles, 0 background,
+            `IGNORE` unlabelled. A slice without a foreground scribble is background everywhere but at
+            its labelled pixels (every present structure is scribbled).
+        reach_mm: Distance (mm) from the nearest foreground scribble beyond which a pixel is background.
+        pixel_mm: In-plane pixel size (mm) of the slice (`medwss.data.slicer.SliceGeometry.pixel_mm`).
+
+    Returns:
+        (H, W) int64 labels; scribbled pixels keep their scribble's class.
+    """
+    from scipy import ndimage
+
+    out = np.asarray(labels, dtype=np.int64).copy()
+    fg = np.asarray(sparse) > 0
+    far = np.ones(fg.shape, bool) if not fg.any() else ndimage.distance_transform_edt(~fg, sampling=pixel_mm) > reach_mm
+    out[far] = 0
+    keep = np.asarray(sparse) != IGNORE
+    out[keep] = np.asarray(sparse)[keep]
+    return out

@@ -199,6 +199,10 @@ class AgmmPseudoConfig(TrainingSettings):
     """Sparse-label kind derived from the masks when the manifest has no scribble column: skeleton, point
     (3 clicks per component), block, box, circle, random_disk, centroid_disk (medwss.data.weak)."""
 
+    reach_mm: float | None = Field(default=None, gt=0)
+    """Spatial prior: pixels farther than this (mm, in-plane) from every foreground scribble of their slice
+    are background (`medwss.pseudo.agmm.within_reach`); None: off."""
+
     @field_validator("weak")
     @classmethod
     def _known_kind(cls, v: str) -> str:

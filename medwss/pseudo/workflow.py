@@ -327,7 +327,7 @@ def run_agmm(
     With `out_dir`, the network trains from and to ``out_dir/checkpoint.pt`` (resumed when present)
     and is saved as ``out_dir/model.pt`` (kind ``pseudo_agmm``).
     """
-    from medwss.pseudo.agmm import gmm_refine, position_features
+    from medwss.pseudo.agmm import gmm_refine, position_features, within_reach
     from medwss.pseudo.agmm_train import predict_labels, save_agmm_model, train_agmm
 
     k = len(cfg.classes())
@@ -341,15 +341,22 @@ def run_agmm(
         raise InvalidDataError(f"case {c.case_id} has neither a scribble nor a mask column")
 
     sparse = per_case(cases, sparse_of)
+
+    def gated(c: SliceCase, labels: list[np.ndarray], ss: list[np.ndarray]) -> list[np.ndarray]:
+        if cfg.reach_mm is None:
+            return labels
+        px = c.geometry.pixel_mm
+        return [within_reach(lab, s, cfg.reach_mm, px) for lab, s in zip(labels, ss, strict=True)]
+
     if offline:
         return per_case(
             cases,
-            lambda c, ss: [
+            lambda c, ss: gated(c, [
                 gmm_refine(position_features(im[0]), s, k, confidence=cfg.confidence, seed=cfg.seed, standardize=False)
                 for im, s in zip(c.images, ss, strict=True)
-            ],
+            ], ss),
             sparse,
-        )
+        )  # fmt: skip
     tags_per = slice_tags(cases, k)
     ok = _kept(sparse, tags_per)
     if not ok:
@@ -363,7 +370,9 @@ def run_agmm(
     )  # fmt: skip
     if out is not None:
         save_agmm_model(out / "model.pt", model, _trained_meta(cfg))
-    return per_case(cases, lambda c, _s, _t: predict_labels(model, c.images, cfg.confidence), sparse, tags_per)
+    return per_case(
+        cases, lambda c, ss, _t: gated(c, predict_labels(model, c.images, cfg.confidence), ss), sparse, tags_per
+    )
 
 
 def run_dupl(

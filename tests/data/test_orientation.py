@@ -105,6 +105,18 @@ def test_slice_affine_maps_pixels_to_world():
     assert np.allclose(half.slice_affine(0) @ [0, 0, 0, 1], vol.affine @ [0.5, 0.5, 2, 1])
 
 
+def test_pixel_mm_is_the_canonical_spacing_scaled_by_the_resize():
+    from medwss.data.slicer import plan_slices
+
+    vol = Volume(np.zeros((40, 20, 4), np.float32), np.diag([0.5, 2.0, 5.0, 1.0]))
+    assert plan_slices(vol).pixel_mm == pytest.approx((0.5, 2.0))
+    g = plan_slices(vol, size=10)  # the 40 x 20 mm field (on a square of the larger side) at 10 x 10 pixels
+    assert g.slice_shape == (10, 10)
+    assert g.pixel_mm == pytest.approx((0.5 * g.crop_shape[0] / 10, 2.0 * g.crop_shape[1] / 10))
+    swapped = permuted_copy(vol, (1, 0, 2))  # another stored order, the same world grid
+    assert plan_slices(swapped).pixel_mm == pytest.approx((0.5, 2.0))
+
+
 def test_slicer_errors():
     vol = Volume(np.zeros((4, 4, 3), np.float32), np.eye(4))
     with pytest.raises(InvalidDataError, match="ROI is empty"):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from medwss.data.labels import IGNORE
 from medwss.data.weak import make_weak_label
-from medwss.pseudo.agmm import AGMMLoss, gmm_refine, position_features
+from medwss.pseudo.agmm import AGMMLoss, gmm_refine, position_features, within_reach
 from medwss.pseudo.agmm_train import predict_labels, train_agmm
 from medwss.pseudo.nets import TinyFCN
 
@@ -83,3 +84,21 @@ def test_gmm_refine_from_scribbles(rng):
         position_features(images[0][0]), sparse, 3, present=np.array([True, True, False]), standardize=False
     )
     assert not (absent[sparse < 0] == 2).any()
+
+
+def test_within_reach_makes_the_far_field_background():
+    sparse = np.full((20, 30), IGNORE)
+    sparse[10, 5:8] = 3  # a foreground scribble
+    sparse[0, 0] = 0  # a background scribble
+    labels = np.full((20, 30), 3)
+    labels[0:3, 25:30] = IGNORE
+    out = within_reach(labels, sparse, reach_mm=4.0, pixel_mm=(1.0, 2.0))
+    # 4 mm = 4 rows or 2 columns of 2 mm from the scribble
+    assert out[14, 6] == 3 and out[15, 6] == 0 and out[10, 9] == 3 and out[10, 10] == 0
+    assert out[0, 28] == 0 and out[0, 0] == 0 and (out[10, 5:8] == 3).all()
+    r, c = np.indices((20, 30))
+    dist = np.min([np.hypot(r - 10, 2.0 * (c - j)) for j in (5, 6, 7)], axis=0)  # mm, anisotropic pixels
+    np.testing.assert_array_equal(out == 3, dist <= 4.0)
+    assert not (out == IGNORE).any()  # the abstained far pixels are background now
+    none = within_reach(labels, np.where(sparse > 0, IGNORE, sparse), 4.0, (1.0, 1.0))  # no foreground scribble
+    assert set(np.unique(none).tolist()) == {0}

@@ -101,6 +101,19 @@ def test_pseudo_labels_of_a_permuted_copy_are_the_permuted_pseudo_labels(pair, m
         assert IGNORE in values  # the ignore ring
 
 
+def test_agmm_reach_only_takes_foreground_far_from_the_clicks_away(pair):
+    from medwss.pseudo import workflow as wf
+
+    cases = _cases(pair["original"])
+    base = AgmmPseudoConfig(**CFG.model_dump(include=set(PseudoConfig.model_fields)), weak="point")
+    plain = wf.run_agmm(cases, base, offline=True)
+    near = wf.run_agmm(cases, base.model_copy(update={"reach_mm": 10.0}), offline=True)
+    fg_plain = np.stack(plain[0]) > 0
+    fg_near = np.stack(near[0]) > 0
+    assert fg_near.any() and not (fg_near & ~fg_plain).any() and fg_near.sum() < fg_plain.sum()
+    assert (np.stack(near[0]) == IGNORE).sum() <= (np.stack(plain[0]) == IGNORE).sum()  # far abstentions: background
+
+
 def test_read_labels_gives_back_the_slices(pair, tmp_path):
     from medwss.pseudo import workflow as wf
     from medwss.pseudo.outputs import read_labels, write_outputs
