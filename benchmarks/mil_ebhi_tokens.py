@@ -29,6 +29,10 @@ Methods, each trained with the MIL engine (`medwss.mil.train.train`, model selec
   weights and sees the tokens as instances on the h × w grid (the same convolutions on the same map;
   the benchmark checks that the twin's tile probabilities equal the trained model's).
 - ``abmil``: gated attention over the tokens as instances; the heatmap is the min-max-normalised attention.
+- ``clam_sb``: CLAM's single-branch gated attention with the instance-clustering loss; the heatmap is
+  the min-max-normalised attention.
+- ``transmil``: the TransMIL transformer over the tokens as gridded instances; the heatmap is the
+  min-max-normalised class-token attention (`medwss.mil.transmil`).
 - ``max`` / ``mean``: instance pooling baselines; the heatmap is the tokens' instance probabilities.
 - ``gradcam`` (CNN encoders only): a linear head on the frozen encoder's average-pooled, standardised
   tokens, trained on the tile labels (class-balanced BCE, Adam); Grad-CAM at ``layer4``
@@ -72,7 +76,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "real"
 ENCODERS = ("stats", "resnet18_random", "resnet18_ssl")
-MIL_METHODS = ("insight", "abmil", "max", "mean")
+MIL_METHODS = ("insight", "abmil", "clam_sb", "transmil", "max", "mean")
 METHODS = (*MIL_METHODS, "gradcam")
 DEFAULT_INSIGHT: dict[str, Any] = {"hidden": 64, "context_depth": 2, "dropout": 0.1}
 """INSIGHT settings (besides ``layout="tokens"``); chosen on the val split, see README."""
@@ -245,8 +249,15 @@ def mil_outputs(method: str, model: Any, tokens: np.ndarray, cases: list, labels
     return np.array(probs), np.stack(maps), gap
 
 
+def mil_lr(args: argparse.Namespace) -> float:
+    """The MIL learning rate of every method: ``--lr``, else the library default (`MILTrainConfig.lr`)."""
+    from medwss.mil.train import MILTrainConfig
+
+    return float(args.lr) if args.lr is not None else float(MILTrainConfig().lr)
+
+
 def train_mil(method: str, tokens: np.ndarray, data: dict, seed: int, epochs: int, work: Path,
-              insight_kwargs: dict[str, Any]) -> tuple[Any, float, dict]:  # fmt: skip
+              insight_kwargs: dict[str, Any], lr: float | None = None) -> tuple[Any, float, dict]:  # fmt: skip
     from medwss.mil.registry import create_aggregator
     from medwss.mil.train import MILTrainConfig, train
     from medwss.train.device import seed_everything
@@ -257,7 +268,8 @@ def train_mil(method: str, tokens: np.ndarray, data: dict, seed: int, epochs: in
     seed_everything(seed)
     model = create_aggregator(method, tokens.shape[1], 1, **kwargs)
     cfg = MILTrainConfig(aggregator=method, aggregator_kwargs=kwargs, epochs=epochs, seed=seed, amp=False,
-                         device="cpu", patience=3, min_epochs=min(3, epochs), tokens=method == "insight")  # fmt: skip
+                         device="cpu", patience=3, min_epochs=min(3, epochs), tokens=method == "insight",
+                         **({} if lr is None else {"lr": lr}))  # fmt: skip
     train_bags = make_bags(method, tokens, data["cases"], data["labels"], tr)
     val_bags = make_bags(method, tokens, data["cases"], data["labels"], va)
     t0 = time.perf_counter()
@@ -409,7 +421,8 @@ def run_encoder(
                 val_auc = classification_report(labels[va], p_val, n_boot=0)["auc"]
             else:
                 model, train_s, extra = train_mil(method, tokens, data, seed, args.epochs,
-                                                  runs_dir / f"{name}_{method}_{seed}", args.insight_kwargs)  # fmt: skip
+                                                  runs_dir / f"{name}_{method}_{seed}", args.insight_kwargs,
+                                                  mil_lr(args))  # fmt: skip
                 t1 = time.perf_counter()
                 p_val, vm, _ = mil_outputs(method, model, tokens, data["cases"], labels, va, args.insight_kwargs)
                 p_test, tm, gap = mil_outputs(method, model, tokens, data["cases"], labels, te, args.insight_kwargs)
@@ -475,7 +488,7 @@ def to_markdown(res: dict) -> str:
     lines = [
         f"EBHI-Seg tiles as bags of encoder tokens; train {res['n']['train']} / val {res['n']['val']} / test "
         f"{res['n']['test']} tiles ({res['n']['test_malignant']} malignant test tiles scored at the pixel level); "
-        f"seeds {res['seeds']}; INSIGHT kwargs {json.dumps(res['insight_kwargs'])}. "
+        f"seeds {res['seeds']}; INSIGHT kwargs {json.dumps(res['insight_kwargs'])}; MIL lr {res.get('lr', 'n/a')}. "
         "Mean ± sd over seeds [mean of the per-seed bootstrap 95% CIs].",
         "",
         "| encoder | method | test tile AUC | pixel Dice (val threshold) | pixel IoU (val threshold) | Dice (Otsu) "
@@ -512,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoders", nargs="+", choices=ENCODERS, default=list(ENCODERS))
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     ap.add_argument("--epochs", type=int, default=10, help="most MIL epochs (early stopping on val loss)")
+    ap.add_argument(
+        "--lr", type=float, help="MIL learning rate of every method (default: the library's, MILTrainConfig.lr)"
+    )
     ap.add_argument("--ssl-epochs", type=int, default=3, help="epochs of in-domain pretraining (resnet18_ssl)")
     ap.add_argument("--stats-cells", type=int, default=7, help="token grid of the stats encoder (cells per side)")
     ap.add_argument("--insight-kwargs", type=json.loads, default=DEFAULT_INSIGHT,
@@ -539,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
             r, encoders[name] = run_encoder(name, data, args, work, runs_dir)
             runs += r
     res = {"quick": args.quick, "data": str(args.data), "seeds": args.seeds, "epochs": args.epochs,
-           "ssl_epochs": args.ssl_epochs, "stats_cells": args.stats_cells, "insight_kwargs": args.insight_kwargs, "n": n, "skipped": data["skipped"],
+           "ssl_epochs": args.ssl_epochs, "stats_cells": args.stats_cells, "insight_kwargs": args.insight_kwargs, "lr": mil_lr(args), "n": n, "skipped": data["skipped"],
            "encoders": encoders, "runs": runs, "summary": summarise(runs), "whole_tile": whole_tile(data, 0),
            "seconds": time.perf_counter() - t0, "versions": versions()}  # fmt: skip
     name = args.name or ("mil_ebhi_tokens_quick" if args.quick else "mil_ebhi_tokens")
