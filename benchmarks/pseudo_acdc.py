@@ -3,27 +3,39 @@
 Usage:
     python benchmarks/pseudo_acdc.py [--data DIR] [--quick] [--seeds 3] [--out DIR] [--work DIR]
         [--iterations N] [--confidence C] [--resume RESULTS.json] [--no-test --tag NAME]
+        [--settings pce agmm agmm_reach reach] [--reach-mm 20] [--dense-loss ce_dice|partial_ce]
 
 Data: ``DIR/mri/acdc`` (default ``../shared/data/real``), read through its manifest (the same
 loaders, splits and patients as ``benchmarks/scribble_acdc.py``): 120 short-axis cine volumes of 60
 patients with dense labels (0 background, 1 RV, 2 myocardium, 3 LV) and the real scribbles of
 Valvano et al. (-1 = not scribbled); train 40 patients (80 volumes), val 10 (20 volumes, epoch
 selection only, as in the scribble benchmark), test 10 (20 volumes, never looked at while choosing
-settings — the AGMM settings in ``configs/pseudo_acdc_agmm.yaml`` were not tuned at all).
+settings — the AGMM network settings in ``configs/pseudo_acdc_agmm.yaml`` were not tuned).
 
-Two settings, each with ``--seeds`` seeds (0..n-1), trained by the one scribble workflow
+Settings, each with ``--seeds`` seeds (0..n-1), trained by the one scribble workflow
 (`medwss.scribble.workflow.train_model` with ``configs/scribble_acdc_pce.yaml``: a 2D MONAI UNet
-8/16/32/64 on every slice of the whole field of view resized to 128 × 128, 4 epochs, partial CE on
-the labelled pixels), so its figures compare with ``benchmarks/scribble_acdc.py``:
+8/16/32/64 on every slice of the whole field of view resized to 128 × 128, 4 epochs), so its figures
+compare with ``benchmarks/scribble_acdc.py``:
 
 - ``pce``: the scribbles themselves (partial CE; the baseline). It is the very training of
   ``benchmarks/scribble_acdc.py`` (same config, split and seeds), so in full mode its per-volume
   scores are read from ``benchmarks/results/scribble_acdc.json`` when that run's pce config matches
   (``--retrain-pce`` trains it here);
 - ``agmm``: the scribbles → ``medwss pseudo agmm`` (the registry method ``agmm``, config
-  ``configs/pseudo_acdc_agmm.yaml``: a small network trained with pCE + the Gaussian-mixture term
-  on the training volumes, argmax where its posterior reaches ``confidence``, -1 elsewhere) → dense
-  pseudo-labels on the stored grid → the same partial-CE training on them (abstained pixels ignored).
+  ``configs/pseudo_acdc_agmm.yaml`` with ``reach_mm`` off: a small network trained with pCE + the
+  Gaussian-mixture term on the training volumes, argmax where its posterior reaches ``confidence``,
+  -1 elsewhere) → dense pseudo-labels on the stored grid → the segmenter trained on them with
+  ``--dense-loss`` (default ``ce_dice``, the loss of full supervision; abstained pixels ignored);
+- ``agmm_reach``: the same AGMM network (shared per seed), its labels with every pixel farther than
+  ``--reach-mm`` (default the config's ``reach_mm``, 20) from the slice's foreground scribbles set to
+  background (`medwss.pseudo.agmm.within_reach`): ACDC's background scribbles lie within ~15 px of
+  the heart, so the far field is unsupervised and bright tissue there took the LV's label;
+- ``reach`` (ablation, no AGMM): the scribbles with the same far-field background, on the stored
+  grid, trained with ``--dense-loss`` — does the gain come from AGMM or from the spatial prior?
+
+The reach (10 / 20 / 30 mm) and the dense loss were chosen with ``--no-test`` on seed 0's val Dice
+(20 and 30 tied for ``agmm_reach``; 20 was better for ``reach``); partial CE on the AGMM labels
+(the earlier protocol, results ``pseudo_acdc_v1``) collapsed to background.
 
 Also reported: the AGMM pseudo-labels' own quality on the training volumes (per-class Dice/IoU where
 labelled, coverage; `medwss.pseudo.metrics`), and, for reference, the ``full`` / ``size`` rows of
@@ -151,7 +163,7 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
     seeds = [0] if args.quick else list(range(args.seeds))
     scfg = load_config(ROOT / "configs" / "scribble_acdc_pce.yaml", ScribbleConfig)
     pcfg = load_config(ROOT / "configs" / "pseudo_acdc_agmm.yaml", AgmmPseudoConfig)
-    s_over: dict[str, Any] = {"device": "cpu"}
+    s_over: dict[str, Any] = {"device": "cpu"} | ({} if args.epochs is None else {"epochs": args.epochs})
     p_over: dict[str, Any] = {"device": "cpu", "slice_size": args.agmm_size}
     if args.iterations is not None:
         p_over["iterations"] = args.iterations
@@ -162,6 +174,8 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
         s_over |= {"epochs": 1, "slice_size": 64, "channels": (4, 8, 16)}
         p_over |= {"slice_size": 32, "iterations": 3}
     scfg, pcfg = scfg.model_copy(update=s_over), pcfg.model_copy(update=p_over)
+    if args.reach_mm is None:
+        args.reach_mm = pcfg.reach_mm if pcfg.reach_mm is not None else 20.0
     work = Path(args.work or tempfile.mkdtemp(prefix="pseudo_acdc_"))
     gts = {c.case_id: load_volume(c.mask).array.astype(np.int64) for c in test if c.mask is not None}
     per_case: list[dict[str, Any]] = []
@@ -170,7 +184,7 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
     cache: dict[str, Any] = {}
     t_all, cpu_all = time.time(), time.process_time()
     record: dict[str, Any] = {}
-    reused = [] if args.quick or args.retrain_pce else reused_pce(scfg, seeds, {c.case_id for c in test})
+    reused = [] if args.quick or args.retrain_pce else reused_pce(scfg, seeds, {c.case_id for c in test}, args.pce_from)
     per_case += reused
     kept = resumed(args, scfg, pcfg, seeds)
     if kept:
@@ -184,7 +198,7 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
             if name == "pce" and any(r["seed"] == seed for r in reused):
                 rows = [r for r in reused if r["seed"] == seed]
                 runs.append({"setting": name, "seed": seed, "cpu_seconds": None, "best_val_dice": None, "failed": [],
-                             "dice_mean": sb["_mean"]([r["dice_mean"] for r in rows]), "from": str(PCE_FROM)})  # fmt: skip
+                             "dice_mean": sb["_mean"]([r["dice_mean"] for r in rows]), "from": str(args.pce_from)})  # fmt: skip
                 continue
             cases, failed = train, list[str]()
             if name != "pce":
@@ -192,7 +206,8 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
                 quality.append({"setting": name, "seed": seed, "cpu_seconds": round(time.process_time() - t0, 1), **q})
                 print(f"{name} labels seed {seed}: mean Dice {q['mean_dice']:.3f}, coverage {q['coverage']:.3f}")
             out = work / name / f"seed_{seed}"
-            summary = train_model(manifest, scfg.model_copy(update={"seed": seed}), out, cases, val,
+            loss = scfg.loss if name == "pce" else args.dense_loss  # dense labels: the loss of full supervision
+            summary = train_model(manifest, scfg.model_copy(update={"seed": seed, "loss": loss}), out, cases, val,
                                   progress=False, cache=cache)  # fmt: skip
             t_train = time.process_time() - t0
             if args.no_test:  # choosing settings: the val Dice of train_model only, the test volumes untouched
@@ -219,10 +234,10 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
         record = {
             "quick": args.quick, "data": str(src), "seeds": done, "seeds_planned": seeds, "n_train": len(train),
             "n_val": len(val), "n_test": len(test), "scribble_config": scfg.model_dump(mode="json"),
-            "pseudo_config": pcfg.model_dump(mode="json"), "reach_mm": args.reach_mm, "runs": runs,
+            "pseudo_config": pcfg.model_dump(mode="json"), "reach_mm": args.reach_mm, "dense_loss": args.dense_loss, "runs": runs,
             "pseudo_quality": quality,
             "summary": summarise(sb, per_case, done), "paired": paired(sb, per_case),
-            "reference": [] if args.quick else reference_rows(), "per_case": per_case,
+            "reference": [] if args.quick else reference_rows(args.pce_from), "per_case": per_case,
             "seconds": round(time.time() - t_all, 1), "cpu_seconds": round(time.process_time() - cpu_all, 1),
         }  # fmt: skip
         if on_round is not None:
@@ -267,23 +282,23 @@ def resumed(args: argparse.Namespace, scfg: Any, pcfg: Any, seeds: list[int]) ->
     }
 
 
-def reused_pce(scfg: Any, seeds: list[int], test_ids: set[str]) -> list[dict[str, Any]]:
+def reused_pce(scfg: Any, seeds: list[int], test_ids: set[str], source: Path = PCE_FROM) -> list[dict[str, Any]]:
     """The pce per-volume test scores of benchmarks/scribble_acdc.py's run, when its pce config is ours.
 
     The baseline is the same training (same config, split, seeds), so it is read back instead of
     trained again (``--retrain-pce`` trains it); a seed missing there is trained here.
     """
-    if not PCE_FROM.is_file():
+    if not source.is_file():
         return []
     try:
-        rec = json.loads(PCE_FROM.read_text())
+        rec = json.loads(source.read_text())
     except (OSError, ValueError):
         return []
     theirs = rec.get("configs", {}).get("pce", {})
     mine = scfg.model_dump(mode="json")
     keys = ("slice_size", "epochs", "channels", "loss", "batch_size", "lr", "negative_slices", "augment")
     if any(theirs.get(k) != mine.get(k) for k in keys):
-        print(f"{PCE_FROM}: its pce config differs from configs/scribble_acdc_pce.yaml; pce is retrained")
+        print(f"{source}: its pce config differs from configs/scribble_acdc_pce.yaml; pce is retrained")
         return []
     rows = [r for r in rec.get("per_case", []) if r.get("setting") == "pce" and r.get("seed") in seeds]
     rows = [r | {"from": "scribble_acdc"} for r in rows if r["case_id"] in test_ids]
@@ -324,9 +339,8 @@ def paired(sb: dict[str, Any], per_case: list[dict[str, Any]]) -> dict[str, Any]
     return out
 
 
-def reference_rows() -> list[dict[str, Any]]:
-    """The full / size rows of benchmarks/results/scribble_acdc.json (another run), if present."""
-    path = ROOT / "benchmarks" / "results" / "scribble_acdc.json"
+def reference_rows(path: Path = PCE_FROM) -> list[dict[str, Any]]:
+    """The full / size rows of a scribble_acdc results file (another run), if present."""
     if not path.is_file():
         return []
     try:
@@ -355,10 +369,10 @@ def _cell(row: dict[str, Any], key: str) -> str:
 
 
 def markdown(record: dict[str, Any]) -> str:
-    reach = record.get("reach_mm")
-    names = {"pce": "scribbles, partial CE (baseline)", "agmm": "AGMM pseudo-labels, partial CE",
-             "agmm_reach": f"AGMM pseudo-labels, background beyond {reach} mm of the scribbles, partial CE",
-             "reach": f"scribbles + background beyond {reach} mm of them (no AGMM), partial CE"}  # fmt: skip
+    reach, loss = record.get("reach_mm"), record.get("dense_loss", "partial_ce")
+    names = {"pce": "scribbles, partial CE (baseline)", "agmm": f"AGMM pseudo-labels, {loss}",
+             "agmm_reach": f"AGMM pseudo-labels, background beyond {reach} mm of the scribbles, {loss}",
+             "reach": f"scribbles + background beyond {reach} mm of them (no AGMM), {loss}"}  # fmt: skip
     ref = {"full": "full supervision (scribble_acdc run)", "pce": "scribbles, partial CE (scribble_acdc run)",
            "size": "scribbles, partial CE + size (scribble_acdc run)"}  # fmt: skip
     lines = [
@@ -409,9 +423,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="choose settings: train and report the val Dice only (results pseudo_acdc_<tag>)")  # fmt: skip
     ap.add_argument("--tag", help="results file stem suffix (pseudo_acdc_<tag>.json)")
     ap.add_argument("--settings", nargs="+", choices=SETTINGS, help="only these settings (default: all)")
-    ap.add_argument("--reach-mm", type=float, default=15.0,
-                    help="agmm_reach / reach: background beyond this distance (mm) from the foreground scribbles")  # fmt: skip
-    ap.add_argument("--retrain-pce", action="store_true", help="train pce here, not read from scribble_acdc.json")
+    ap.add_argument("--reach-mm", type=float,
+                    help="agmm_reach / reach: background beyond this distance (mm) from the foreground scribbles "
+                    "(default: the AGMM config's reach_mm)")  # fmt: skip
+    ap.add_argument("--dense-loss", default="ce_dice", choices=("ce_dice", "partial_ce"),
+                    help="loss of the segmenter trained on pseudo-labels (default ce_dice, as full supervision)")  # fmt: skip
+    ap.add_argument("--retrain-pce", action="store_true", help="train pce here, not read from --pce-from")
+    ap.add_argument("--epochs", type=int, help="override the segmenter's epochs (4 in configs/scribble_acdc_pce.yaml)")
+    ap.add_argument("--pce-from", type=Path, default=PCE_FROM,
+                    help="scribble_acdc results whose pce (and full/size reference) rows are read back (same config)")  # fmt: skip
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="results folder")
     ap.add_argument("--work", help="work folder for models and labels (default: a temporary folder)")
     args = ap.parse_args(argv)
