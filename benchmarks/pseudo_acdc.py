@@ -103,18 +103,18 @@ def agmm_pseudo_labels(
     return written_labels(train, cases, labels, failed, out / labels_dir, len(c.classes()), c.classes())
 
 
-def reach_labels(train: list[Any], cfg: Any, out: Path, reach_mm: float) -> tuple[list[Any], dict[str, Any], list[str]]:
-    """The ablation without AGMM: each scribble map with every pixel beyond `reach_mm` of the foreground
-    scribbles set to background (`medwss.pseudo.agmm.within_reach`), on the stored in-plane grid."""
-    from medwss.pseudo.agmm import within_reach
+def reach_labels(train: list[Any], out: Path, reach_mm: float) -> tuple[list[Any], dict[str, Any], list[str]]:
+    """The ablation without AGMM: ``medwss pseudo reach`` (configs/pseudo_acdc_reach.yaml, `reach_mm`) on the
+    stored in-plane grid: each scribble map with every pixel beyond `reach_mm` of the foreground ones background."""
+    from medwss.config import load_config
+    from medwss.pseudo.config import ReachPseudoConfig
+    from medwss.pseudo.methods import MethodOptions, run_method
     from medwss.pseudo.workflow import load_cases
 
-    c = cfg.model_copy(update={"slice_size": None, "downsample": 1})
+    c = load_config(ROOT / "configs" / "pseudo_acdc_reach.yaml", ReachPseudoConfig)
+    c = c.model_copy(update={"reach_mm": reach_mm, "device": "cpu"})
     cases, failed = load_cases(train, c)
-    labels = []
-    for sc in cases:
-        px = sc.geometry.pixel_mm
-        labels.append(None if sc.scribbles is None else [within_reach(s, s, reach_mm, px) for s in sc.scribbles])
+    labels, _ = run_method("reach", cases, c, MethodOptions())
     return written_labels(train, cases, labels, failed, out, len(c.classes()), c.classes())
 
 
@@ -253,7 +253,7 @@ def made_labels(
 ) -> tuple[list[Any], dict[str, Any], list[str]]:
     """The training labels of setting `name` (agmm, agmm_reach, reach) for `seed`, written under `work`."""
     if name == "reach":
-        return reach_labels(train, pcfg, work / "reach_labels" / f"seed_{seed}", reach_mm)
+        return reach_labels(train, work / "reach_labels" / f"seed_{seed}", reach_mm)
     cfg = pcfg.model_copy(update={"reach_mm": reach_mm if name == "agmm_reach" else None})
     folder = "labels_reach" if name == "agmm_reach" else "labels"
     return agmm_pseudo_labels(train, cfg, work / "agmm_labels" / f"seed_{seed}", seed, folder)

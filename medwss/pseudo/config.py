@@ -192,16 +192,12 @@ class ParPseudoConfig(CamPseudoConfig):
     """PAR affinity propagation steps."""
 
 
-class AgmmPseudoConfig(TrainingSettings):
-    """``medwss pseudo agmm``: Gaussian-mixture learning from sparse labels (scribbles, or derived from the masks)."""
+class SparseLabelSettings(PseudoConfig):
+    """Methods that start from sparse labels: the manifest's scribbles, or derived from the masks."""
 
     weak: str = "skeleton"
     """Sparse-label kind derived from the masks when the manifest has no scribble column: skeleton, point
     (3 clicks per component), block, box, circle, random_disk, centroid_disk (medwss.data.weak)."""
-
-    reach_mm: float | None = Field(default=None, gt=0)
-    """Spatial prior: pixels farther than this (mm, in-plane) from every foreground scribble of their slice
-    are background (`medwss.pseudo.agmm.within_reach`); None: off."""
 
     @field_validator("weak")
     @classmethod
@@ -209,6 +205,22 @@ class AgmmPseudoConfig(TrainingSettings):
         if v not in WEAK_KINDS:
             raise ValueError(f"unknown weak label kind '{v}': choose one of {', '.join(WEAK_KINDS)}")
         return v
+
+
+class AgmmPseudoConfig(TrainingSettings, SparseLabelSettings):
+    """``medwss pseudo agmm``: Gaussian-mixture learning from sparse labels (scribbles, or derived from the masks)."""
+
+    reach_mm: float | None = Field(default=None, gt=0)
+    """Spatial prior: pixels farther than this (mm, in-plane) from every foreground scribble of their slice
+    are background (`medwss.pseudo.agmm.within_reach`); None: off."""
+
+
+class ReachPseudoConfig(SparseLabelSettings):
+    """``medwss pseudo reach``: the sparse labels plus background beyond a distance of the foreground ones."""
+
+    reach_mm: float = Field(default=20.0, gt=0)
+    """Pixels farther than this (mm, in-plane) from every foreground scribble of their slice are background;
+    the rest stays as labelled (-1 where unlabelled)."""
 
 
 class DuplPseudoConfig(CamPseudoConfig, TrainingSettings):

@@ -47,6 +47,7 @@ from medwss.pseudo.config import (
     FusePseudoConfig,
     ParPseudoConfig,
     PseudoConfig,
+    ReachPseudoConfig,
 )
 from medwss.registry import Registry
 
@@ -256,6 +257,15 @@ def _agmm(cases: Sequence[SliceCase], cfg: AgmmPseudoConfig, opts: MethodOptions
     from medwss.pseudo.workflow import run_agmm
 
     return run_agmm(cases, cfg, offline=opts.offline, progress=opts.progress, out_dir=opts.out_dir), {}
+
+
+@register_pseudo_method(
+    "reach", "sparse labels + background beyond a distance of the foreground ones", ReachPseudoConfig
+)
+def _reach(cases: Sequence[SliceCase], cfg: ReachPseudoConfig, opts: MethodOptions) -> tuple[Labels, dict[str, Any]]:
+    from medwss.pseudo.workflow import run_reach
+
+    return run_reach(cases, cfg), {}
 
 
 @register_pseudo_method("cpal", "CAMs completed by context prototypes (CPAL)", CpalPseudoConfig)

@@ -37,6 +37,8 @@ from medwss.pseudo.config import (
     FusePseudoConfig,
     ParPseudoConfig,
     PseudoConfig,
+    ReachPseudoConfig,
+    SparseLabelSettings,
 )
 from medwss.pseudo.volumes import SliceCase, slice_boxes, slice_case
 
@@ -315,6 +317,30 @@ def run_cpal(cases: Sequence[SliceCase], cams: Maps, feats: Maps, cfg: CpalPseud
     )
 
 
+def sparse_labels(cases: Sequence[SliceCase], cfg: SparseLabelSettings) -> Labels:
+    """Per case, its slices' sparse labels: the manifest's scribbles, else `cfg.weak` labels made from the mask."""
+    options = {"n_points": 3} if cfg.weak == "point" else {}
+
+    def sparse_of(c: SliceCase) -> list[np.ndarray]:
+        if c.scribbles is not None:
+            return c.scribbles
+        if c.gts is not None:
+            return weak_slices(c, cfg.weak, cfg.seed, **options)
+        raise InvalidDataError(f"case {c.case_id} has neither a scribble nor a mask column")
+
+    return per_case(cases, sparse_of)
+
+
+def run_reach(cases: Sequence[SliceCase], cfg: ReachPseudoConfig) -> Labels:
+    """The sparse labels with every pixel beyond `cfg.reach_mm` of the slice's foreground labels set to background."""
+    from medwss.pseudo.agmm import within_reach
+
+    def one(c: SliceCase, ss: list[np.ndarray]) -> list[np.ndarray]:
+        return [within_reach(s, s, cfg.reach_mm, c.geometry.pixel_mm) for s in ss]
+
+    return per_case(cases, one, sparse_labels(cases, cfg))
+
+
 def run_agmm(
     cases: Sequence[SliceCase],
     cfg: AgmmPseudoConfig,
@@ -331,16 +357,7 @@ def run_agmm(
     from medwss.pseudo.agmm_train import predict_labels, save_agmm_model, train_agmm
 
     k = len(cfg.classes())
-    options = {"n_points": 3} if cfg.weak == "point" else {}
-
-    def sparse_of(c: SliceCase) -> list[np.ndarray]:
-        if c.scribbles is not None:
-            return c.scribbles
-        if c.gts is not None:
-            return weak_slices(c, cfg.weak, cfg.seed, **options)
-        raise InvalidDataError(f"case {c.case_id} has neither a scribble nor a mask column")
-
-    sparse = per_case(cases, sparse_of)
+    sparse = sparse_labels(cases, cfg)
 
     def gated(c: SliceCase, labels: list[np.ndarray], ss: list[np.ndarray]) -> list[np.ndarray]:
         if cfg.reach_mm is None:

@@ -13,7 +13,7 @@ import torch
 
 from medwss.cli.main import main
 
-METHODS = ["box", "cam", "dhr", "fuse", "sweep", "cpal", "par", "agmm", "dupl"]
+METHODS = ["box", "cam", "dhr", "fuse", "sweep", "cpal", "par", "agmm", "dupl", "reach"]
 
 
 def _manifest(path: Path, rows: list[dict[str, str]]) -> Path:
