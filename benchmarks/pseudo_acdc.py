@@ -75,7 +75,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SETTINGS = ("pce", "agmm", "agmm_reach", "reach")
+SETTINGS = ("pce", "agmm", "agmm_reach", "reach", "reach_size")
 CLASSES = ("RV", "myocardium", "LV")
 KEYS = tuple(f"dice_{n}" for n in CLASSES) + ("dice_mean",)
 
@@ -173,6 +173,7 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
         train, val, test = train[:2], val[:1], test[:2]
         s_over |= {"epochs": 1, "slice_size": 64, "channels": (4, 8, 16)}
         p_over |= {"slice_size": 32, "iterations": 3}
+    size_cfg = load_config(ROOT / "configs" / "scribble_acdc_size.yaml", ScribbleConfig).model_copy(update=s_over)
     scfg, pcfg = scfg.model_copy(update=s_over), pcfg.model_copy(update=p_over)
     if args.reach_mm is None:
         args.reach_mm = pcfg.reach_mm if pcfg.reach_mm is not None else 20.0
@@ -185,6 +186,7 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
     t_all, cpu_all = time.time(), time.process_time()
     record: dict[str, Any] = {}
     reused = [] if args.quick or args.retrain_pce else reused_pce(scfg, seeds, {c.case_id for c in test}, args.pce_from)
+    refs = [] if args.quick else reference_cases(args.pce_from, seeds, {c.case_id for c in test})
     per_case += reused
     kept = resumed(args, scfg, pcfg, seeds)
     if kept:
@@ -206,8 +208,13 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
                 quality.append({"setting": name, "seed": seed, "cpu_seconds": round(time.process_time() - t0, 1), **q})
                 print(f"{name} labels seed {seed}: mean Dice {q['mean_dice']:.3f}, coverage {q['coverage']:.3f}")
             out = work / name / f"seed_{seed}"
-            loss = scfg.loss if name == "pce" else args.dense_loss  # dense labels: the loss of full supervision
-            summary = train_model(manifest, scfg.model_copy(update={"seed": seed, "loss": loss}), out, cases, val,
+            if name == "reach_size":  # the size setting (its own loss + the size penalty) on the reach labels
+                setting = size_cfg.model_copy(update={"seed": seed, "loss": args.size_loss})
+            else:  # dense labels: the loss of full supervision
+                setting = scfg.model_copy(
+                    update={"seed": seed, "loss": scfg.loss if name == "pce" else args.dense_loss}
+                )
+            summary = train_model(manifest, setting, out, cases, val,
                                   progress=False, cache=cache)  # fmt: skip
             t_train = time.process_time() - t0
             if args.no_test:  # choosing settings: the val Dice of train_model only, the test volumes untouched
@@ -234,9 +241,9 @@ def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
         record = {
             "quick": args.quick, "data": str(src), "seeds": done, "seeds_planned": seeds, "n_train": len(train),
             "n_val": len(val), "n_test": len(test), "scribble_config": scfg.model_dump(mode="json"),
-            "pseudo_config": pcfg.model_dump(mode="json"), "reach_mm": args.reach_mm, "dense_loss": args.dense_loss, "runs": runs,
+            "pseudo_config": pcfg.model_dump(mode="json"), "reach_mm": args.reach_mm, "dense_loss": args.dense_loss, "size_loss": args.size_loss, "runs": runs,
             "pseudo_quality": quality,
-            "summary": summarise(sb, per_case, done), "paired": paired(sb, per_case),
+            "summary": summarise(sb, per_case, done), "paired": paired(sb, per_case + refs),
             "reference": [] if args.quick else reference_rows(args.pce_from), "per_case": per_case,
             "seconds": round(time.time() - t_all, 1), "cpu_seconds": round(time.process_time() - cpu_all, 1),
         }  # fmt: skip
@@ -252,7 +259,7 @@ def made_labels(
     name: str, train: list[Any], pcfg: Any, work: Path, seed: int, reach_mm: float
 ) -> tuple[list[Any], dict[str, Any], list[str]]:
     """The training labels of setting `name` (agmm, agmm_reach, reach) for `seed`, written under `work`."""
-    if name == "reach":
+    if name in ("reach", "reach_size"):
         return reach_labels(train, work / "reach_labels" / f"seed_{seed}", reach_mm)
     cfg = pcfg.model_copy(update={"reach_mm": reach_mm if name == "agmm_reach" else None})
     folder = "labels_reach" if name == "agmm_reach" else "labels"
@@ -321,7 +328,10 @@ def summarise(sb: dict[str, Any], per_case: list[dict[str, Any]], seeds: list[in
     return out
 
 
-PAIRS = (("agmm", "pce"), ("agmm_reach", "pce"), ("reach", "pce"), ("agmm_reach", "reach"), ("agmm_reach", "agmm"))
+PAIRS = (("agmm", "pce"), ("agmm_reach", "pce"), ("reach", "pce"), ("agmm_reach", "reach"), ("agmm_reach", "agmm"),
+         ("reach_size", "pce"), ("reach_size", "reach"), ("reach_size", "size"), ("reach", "size"),
+         ("reach_size", "full"), ("reach", "full"), ("agmm_reach", "full"))  # fmt: skip
+"""Paired differences reported when both settings ran; ``size`` and ``full`` are the reference run's volumes."""
 
 
 def paired(sb: dict[str, Any], per_case: list[dict[str, Any]]) -> dict[str, Any]:
@@ -336,7 +346,23 @@ def paired(sb: dict[str, Any], per_case: list[dict[str, Any]]) -> dict[str, Any]
         diffs = [{"patient_id": ma[c]["patient_id"], "d": ma[c]["v"] - mb[c]["v"]} for c in common]
         m, lo, hi = sb["patient_ci"](diffs, "d")
         out[f"{a}-{b}"] = {"dice_mean_diff": m, "lo": lo, "hi": hi}
+        if b == "full":
+            out[f"{a}/full"] = {
+                "ratio": float(np.mean([ma[c]["v"] for c in common]) / np.mean([mb[c]["v"] for c in common]))
+            }
     return out
+
+
+def reference_cases(path: Path, seeds: list[int], test_ids: set[str]) -> list[dict[str, Any]]:
+    """The full / size per-volume test scores of a scribble_acdc results file (for paired differences)."""
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    rows = [r for r in rec.get("per_case", []) if r.get("setting") in ("full", "size") and r.get("seed") in seeds]
+    return [
+        {k: r[k] for k in ("setting", "seed", "case_id", "patient_id", *KEYS)} for r in rows if r["case_id"] in test_ids
+    ]
 
 
 def reference_rows(path: Path = PCE_FROM) -> list[dict[str, Any]]:
@@ -372,7 +398,8 @@ def markdown(record: dict[str, Any]) -> str:
     reach, loss = record.get("reach_mm"), record.get("dense_loss", "partial_ce")
     names = {"pce": "scribbles, partial CE (baseline)", "agmm": f"AGMM pseudo-labels, {loss}",
              "agmm_reach": f"AGMM pseudo-labels, background beyond {reach} mm of the scribbles, {loss}",
-             "reach": f"scribbles + background beyond {reach} mm of them (no AGMM), {loss}"}  # fmt: skip
+             "reach": f"scribbles + background beyond {reach} mm of them (no AGMM), {loss}",
+             "reach_size": f"scribbles + background beyond {reach} mm, {record.get('size_loss')} + size (tag prior)"}  # fmt: skip
     ref = {"full": "full supervision (scribble_acdc run)", "pce": "scribbles, partial CE (scribble_acdc run)",
            "size": "scribbles, partial CE + size (scribble_acdc run)"}  # fmt: skip
     lines = [
@@ -391,6 +418,9 @@ def markdown(record: dict[str, Any]) -> str:
     for r in record.get("reference", []):
         lines.append(f"| {ref[r['setting']]} | " + " | ".join(_cell(r, k) for k in KEYS) + " |")
     for k, v in record["paired"].items():
+        if "ratio" in v:
+            lines += ["", f"Ratio {k} (mean Dice of the same test volumes): {100 * v['ratio']:.1f} %"]
+            continue
         lines += ["", f"Paired {k} (mean Dice, seed-averaged, 95% CI over patients): "
                   f"{v['dice_mean_diff']:+.3f} [{v['lo']:+.3f}, {v['hi']:+.3f}]"]  # fmt: skip
     lines += ["", "Training labels on the training volumes (Dice/IoU where labelled, at the slice size they are made at):",
@@ -428,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(default: the AGMM config's reach_mm)")  # fmt: skip
     ap.add_argument("--dense-loss", default="ce_dice", choices=("ce_dice", "partial_ce"),
                     help="loss of the segmenter trained on pseudo-labels (default ce_dice, as full supervision)")  # fmt: skip
+    ap.add_argument("--size-loss", default="partial_ce", choices=("ce_dice", "partial_ce"),
+                    help="reach_size: the loss beside the size penalty (default partial_ce, as scribble_acdc_size.yaml)")  # fmt: skip
     ap.add_argument("--retrain-pce", action="store_true", help="train pce here, not read from --pce-from")
     ap.add_argument("--epochs", type=int, help="override the segmenter's epochs (4 in configs/scribble_acdc_pce.yaml)")
     ap.add_argument("--pce-from", type=Path, default=PCE_FROM,

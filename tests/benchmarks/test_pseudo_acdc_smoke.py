@@ -19,14 +19,15 @@ def test_pseudo_acdc_quick(real, tmp_path):
     args = ["--quick", "--data", str(real), "--out", str(tmp_path), "--work", str(tmp_path / "work")]
     assert mod["main"](args) == 0
     res = json.loads((tmp_path / "pseudo_acdc_quick.json").read_text())
-    assert [r["setting"] for r in res["summary"]] == ["pce", "agmm", "agmm_reach", "reach"]
-    assert res["n_train"] == 2 and res["n_test"] == 2 and len(res["per_case"]) == 4 * 2
+    assert [r["setting"] for r in res["summary"]] == ["pce", "agmm", "agmm_reach", "reach", "reach_size"]
+    assert res["n_train"] == 2 and res["n_test"] == 2 and len(res["per_case"]) == 5 * 2
     for r in res["per_case"]:
         assert all(0.0 <= r[f"dice_{c}"] <= 1.0 for c in ("RV", "myocardium", "LV"))
-    assert {"agmm-pce", "agmm_reach-reach"} <= set(res["paired"]) and len(res["pseudo_quality"]) == 3
+    assert {"agmm-pce", "agmm_reach-reach"} <= set(res["paired"]) and len(res["pseudo_quality"]) == 4
     assert all(0.0 <= q["coverage"] <= 1.0 for q in res["pseudo_quality"])
     by = {q["setting"]: q for q in res["pseudo_quality"]}  # the far-field background: fewer pixels abstain
     assert by["agmm_reach"]["coverage"] >= by["agmm"]["coverage"]
+    assert res["size_loss"] == "partial_ce" and "reach_size-reach" in res["paired"]
     labels = sorted((tmp_path / "work" / "agmm_labels" / "seed_0" / "labels").glob("*.nii.gz"))
     assert len(labels) == 2 and (tmp_path / "work" / "agmm_labels" / "seed_0" / "model.pt").is_file()
     assert len(list((tmp_path / "work" / "agmm_labels" / "seed_0" / "labels_reach").glob("*.nii.gz"))) == 2
