@@ -353,6 +353,30 @@ def paired(sb: dict[str, Any], per_case: list[dict[str, Any]]) -> dict[str, Any]
     return out
 
 
+def merge(paths: list[Path], pce_from: Path) -> dict[str, Any]:
+    """One record from runs of other settings on the same seeds and test volumes (the first file's header)."""
+    recs = [json.loads(Path(p).read_text()) for p in paths]
+    base = recs[0]
+    if any(r["seeds"] != base["seeds"] for r in recs):
+        raise SystemExit(f"{', '.join(map(str, paths))}: the runs have different seeds; not merged")
+    seen: set[tuple[str, int]] = set()
+    keys = ("per_case", "runs", "pseudo_quality")
+    rec = {**base, **{k: [] for k in keys}, "merged_from": [str(p) for p in paths]}
+    for r in recs:
+        new = {(x["setting"], x["seed"]) for x in r["runs"]} - seen
+        for k in keys:
+            rec[k] += [x for x in r[k] if (x.get("setting", "agmm"), x["seed"]) in new]
+        seen |= new
+    for k in ("reach_mm", "dense_loss", "size_loss", "cpu_seconds", "seconds"):
+        vals = [r.get(k) for r in recs if r.get(k) is not None]
+        rec[k] = sum(vals) if k in ("cpu_seconds", "seconds") else (vals[0] if vals else None)
+    sb = _scribble_bench()
+    ids = {x["case_id"] for x in rec["per_case"]}
+    rec["summary"] = summarise(sb, rec["per_case"], rec["seeds"])
+    rec["paired"] = paired(sb, rec["per_case"] + reference_cases(pce_from, rec["seeds"], ids))
+    return rec
+
+
 def reference_cases(path: Path, seeds: list[int], test_ids: set[str]) -> list[dict[str, Any]]:
     """The full / size per-volume test scores of a scribble_acdc results file (for paired differences)."""
     try:
@@ -460,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="loss of the segmenter trained on pseudo-labels (default ce_dice, as full supervision)")  # fmt: skip
     ap.add_argument("--size-loss", default="partial_ce", choices=("ce_dice", "partial_ce"),
                     help="reach_size: the loss beside the size penalty (default partial_ce, as scribble_acdc_size.yaml)")  # fmt: skip
+    ap.add_argument("--merge", nargs="+", type=Path,
+                    help="combine the settings of these result JSONs (same seeds and test volumes) into one and stop")  # fmt: skip
     ap.add_argument("--retrain-pce", action="store_true", help="train pce here, not read from --pce-from")
     ap.add_argument("--epochs", type=int, help="override the segmenter's epochs (4 in configs/scribble_acdc_pce.yaml)")
     ap.add_argument("--pce-from", type=Path, default=PCE_FROM,
@@ -478,6 +504,11 @@ def main(argv: list[str] | None = None) -> int:
     def save(record: dict[str, Any]) -> None:  # after every seed: an interrupted run keeps its tables
         write_results(out, stem, record, markdown(record), echo=False)
 
+    if args.merge:
+        record = merge(args.merge, args.pce_from)
+        save(record)
+        print(f"merged {len(args.merge)} files into {out / stem}.json and .md")
+        return 0
     record = run(args, on_round=save)
     print(markdown(record))
     return 0

@@ -38,6 +38,10 @@ def test_pseudo_acdc_quick(real, tmp_path):
     assert mod["main"]([*args, "--resume", str(prev), "--tag", "res"]) == 0
     again = json.loads((tmp_path / "pseudo_acdc_quick_res.json").read_text())
     assert again["summary"] == res["summary"] and again["runs"] == res["runs"]
+    # --merge combines runs of other settings (here the same run twice: each setting once)
+    assert mod["main"]([*args, "--merge", str(prev), str(prev), "--tag", "merged"]) == 0
+    merged = json.loads((tmp_path / "pseudo_acdc_quick_merged.json").read_text())
+    assert merged["summary"] == res["summary"] and len(merged["per_case"]) == len(res["per_case"])
     # ... and refuses one whose configs differ, naming the file and the field
     res["pseudo_config"]["iterations"] += 1
     bad = tmp_path / "bad.json"
