@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/mil_lgg.py [--data DIR] [--quick] [--holdout CS DU HT] [--seeds 0 1 2]
-        [--encoders stats cnn ssl] [--aggregators insight abmil ...] [--insight-kwargs JSON]
+        [--encoders stats cnn ssl] [--aggregators insight abmil ...] [--insight-kwargs JSON] [--lr LR]
 
 Data: ``DIR/mri/lgg/manifest.csv`` (default DIR ../shared/data/real): 95 patients from three TCGA
 institutions (CS 16, DU 45, HT 34), FLAIR / T1 pre / T1 post at 128×128×S, tumour masks.
@@ -26,6 +26,9 @@ the val-chosen (Youden) threshold, and heatmap Dice on tumour slices: the instan
 on their tiles' pixels, thresholded at the value that maximises mean Dice on the val tumour
 slices, against the pixel mask (mean over slices, bootstrap CI). A training-free reference row,
 ``flair_tile``, scores each tile by its mean FLAIR intensity (slice score: the brightest tile).
+Training: every aggregator at the learning rate of the shipped configs/mil_insight.yaml (``--lr``
+overrides), INSIGHT with that file's ``aggregator_kwargs`` (``--insight-kwargs`` JSON overrides single options),
+both read with `medwss.config.load_config`; the other `MILTrainConfig` fields at their defaults.
 Cost: training seconds, seconds per epoch, inference ms per bag, parameters; embedding ms per tile.
 TransMIL runs with exact attention (bags hold at most 64 tiles; Nyström would pad them to 64 landmarks).
 
@@ -58,6 +61,16 @@ CHANNELS = ("flair", "t1pre", "t1post")
 REFERENCE = "flair_tile"
 EXTRA_KWARGS: dict[str, dict[str, Any]] = {"transmil": {"attention": "exact"}}
 """Bags hold at most 64 tiles: exact attention is cheaper than Nyström (which pads to its 64 landmarks)."""
+SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "mil_insight.yaml"
+
+
+def shipped_insight() -> tuple[dict[str, Any], float]:
+    """INSIGHT's constructor arguments and the learning rate of the shipped ``configs/mil_insight.yaml``."""
+    from medwss.config import load_config
+    from medwss.mil.config import MILTrainConfig
+
+    cfg = load_config(SHIPPED, MILTrainConfig)
+    return dict(cfg.aggregator_kwargs), float(cfg.lr)
 
 
 def _subset(bags: list, cap: int | None, seed: int) -> list:
@@ -192,7 +205,7 @@ def run_reference(data: dict[str, list], groups: dict[str, list], seed: int, n_b
 
 
 def run_one(agg: str, kwargs: dict, seed: int, data: dict[str, list], groups: dict[str, list], epochs: int,
-            work: Path, n_boot: int = 1000) -> dict:  # fmt: skip
+            work: Path, n_boot: int = 1000, lr: float = 3e-4) -> dict:  # fmt: skip
     import torch
 
     from medwss.mil.registry import create_aggregator
@@ -203,7 +216,7 @@ def run_one(agg: str, kwargs: dict, seed: int, data: dict[str, list], groups: di
     tr, va = [b.item for b in data["train"]], [b.item for b in data["val"]]
     seed_everything(seed)
     model = create_aggregator(agg, int(tr[0].bag.features.shape[1]), 1, **kwargs)
-    cfg = MILTrainConfig(aggregator=agg, aggregator_kwargs=kwargs, epochs=epochs, min_epochs=min(epochs, 10),
+    cfg = MILTrainConfig(aggregator=agg, aggregator_kwargs=kwargs, epochs=epochs, lr=lr, min_epochs=min(epochs, 10),
                          seed=seed, device="cpu")  # fmt: skip
     t0 = time.perf_counter()
     fit = train(model, tr, va, cfg, work, device, progress=False)
@@ -380,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--encoders", nargs="+", default=["stats", "cnn"], choices=["stats", "cnn", "ssl"])
     ap.add_argument("--aggregators", nargs="+", default=AGGREGATORS)
-    ap.add_argument("--insight-kwargs", type=json.loads, default={}, help="JSON of INSIGHT options")
+    ap.add_argument("--insight-kwargs", type=json.loads, default={},
+                    help="JSON of INSIGHT options, over those of configs/mil_insight.yaml")  # fmt: skip
+    ap.add_argument("--lr", type=float, help="learning rate of every aggregator (default: configs/mil_insight.yaml's)")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--tile", type=int, default=16)
     ap.add_argument("--max-train-bags", type=int, default=240)
@@ -411,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     if not manifest.is_file():
         print(f"{manifest}: LGG manifest not found (pass --data, a folder with mri/lgg/manifest.csv)", file=sys.stderr)
         return 2
+    shipped_kwargs, shipped_lr = shipped_insight()
+    insight_kwargs, lr = {**shipped_kwargs, **args.insight_kwargs}, shipped_lr if args.lr is None else args.lr
     t0, cpu0 = time.perf_counter(), time.process_time()
     cases = cap_per_group(load_manifest(manifest).cases, args.max_cases)
     print(f"{len(cases)} cases from {manifest}", flush=True)
@@ -467,10 +484,10 @@ def main(argv: list[str] | None = None) -> int:
                 ref = run_reference(data, groups, 0, args.n_boot)
                 runs.append({"holdout": h, "encoder": enc_name, "aggregator": REFERENCE, "seed": 0, **ref})
                 for agg in args.aggregators:
-                    kw = dict(args.insight_kwargs) if agg == "insight" else dict(EXTRA_KWARGS.get(agg, {}))
+                    kw = dict(insight_kwargs) if agg == "insight" else dict(EXTRA_KWARGS.get(agg, {}))
                     for seed in args.seeds:
                         work = Path(tmp) / f"{h}_{enc_name}_{agg}_{seed}"
-                        r = run_one(agg, kw, seed, data, groups, args.epochs, work, args.n_boot)
+                        r = run_one(agg, kw, seed, data, groups, args.epochs, work, args.n_boot, lr)
                         runs.append({"holdout": h, "encoder": enc_name, "aggregator": agg, "seed": seed,
                                      "aggregator_kwargs": kw, **r})  # fmt: skip
                         g_in, g_out = r["groups"].get("in-site", {}), r["groups"].get(f"held-out:{h}", {})
@@ -480,8 +497,8 @@ def main(argv: list[str] | None = None) -> int:
                               f"({r['train_seconds']:.0f} s)", flush=True)  # fmt: skip
     cost = cost_of(runs, args.encoders, args.aggregators)
     res = {"quick": args.quick, "data": str(manifest), "holdout": args.holdout, "seeds": args.seeds,
-           "encoders": args.encoders, "aggregators": args.aggregators, "insight_kwargs": args.insight_kwargs,
-           "epochs": args.epochs, "tile": args.tile, "max_train_bags": args.max_train_bags,
+           "encoders": args.encoders, "aggregators": args.aggregators, "insight_kwargs": insight_kwargs,
+           "lr": lr, "epochs": args.epochs, "tile": args.tile, "max_train_bags": args.max_train_bags,
            "max_val_bags": args.max_val_bags, "n_boot": args.n_boot, "max_cases": args.max_cases, "n_cases": len(cases),
            "embedding": embedding, "runs": runs, "summary": summarise(runs), "cost": cost, "failures": failures,
            "seconds": time.perf_counter() - t0,

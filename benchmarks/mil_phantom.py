@@ -12,7 +12,10 @@ the kidneys' bounding box). The set options were chosen on phantoms of seed 7 (v
 this benchmark draws seed 1000 (`--data-seed`), never used while choosing.
 
 For each set: phantoms → `medwss tile` → `medwss embed` (stats encoder) → for every aggregator and
-seed: train on the train/val split (model selection on validation loss), test on the held-out test
+seed: train on the train/val split (model selection on validation loss) with `MILTrainConfig`'s defaults,
+which are the shipped configs/mil_insight.yaml (a test checks it; epochs aside): INSIGHT's model there and lr 3e-4 for
+every aggregator (the baselines' own configs/mil_<name>.yaml say 1e-3; not read here), plus each set's
+`SETTINGS` overrides (``ct``: INSIGHT's in-plane context); test on the held-out test
 split: case AUC with a bootstrap 95% CI, heatmap Dice at 0.5 on positive test cases against the
 exact ground truth (bootstrap CI over cases), FROC score on slides, training seconds per training
 case and prediction seconds per test case. Then (unless ``--no-cost``) the cost of each
