@@ -26,7 +26,7 @@ Cuts to fit ~35 min of a loaded 2-core CPU: 30 slides / 30 scans per set (test s
 15 epochs, the easy ``wsi`` set at scale 0.5 (1536 × 2048 level-0 pixels; the others at 1.0), and the
 README's cost table from an earlier run (``--no-cost``). ``--quick``: one seed, ``wsi`` only, 8 slides at
 scale 0.5, 2 epochs, INSIGHT and ABMIL (the smoke test).
-Results: benchmarks/results/mil_phantom[_quick].json and .md.
+Results: benchmarks/results/mil_phantom[_quick].json and .md (``train``: the lr and INSIGHT defaults the runs start from).
 """
 
 from __future__ import annotations
@@ -82,6 +82,18 @@ def shipped_kwargs(name: str) -> dict:
     return dict(load_config(path, MILTrainConfig).aggregator_kwargs) if path.exists() else {}
 
 
+def train_defaults() -> dict:
+    """What every run starts from: `MILTrainConfig`'s lr and INSIGHT's constructor defaults (before `SETTINGS`)."""
+    import inspect
+
+    from medwss.mil.config import MILTrainConfig
+    from medwss.mil.insight import Insight
+
+    params = inspect.signature(Insight.__init__).parameters
+    keys = ("hidden", "context_depth", "block", "context_norm")
+    return {"lr": MILTrainConfig().lr, "insight": {k: params[k].default for k in keys}}
+
+
 def cost(name: str, n: int, timeout: int = 600) -> dict:
     """One training step on a random bag of `n` instances (C = 512), the shipped config, one thread, fresh process."""
     kwargs = json.dumps(shipped_kwargs(name))
@@ -128,7 +140,14 @@ def to_markdown(res: dict) -> str:
         if "summary" not in res
         else [  # --cost-only: the cost table alone
             f"MIL on phantoms, stats encoder, seeds {res['seeds']}; test AUC and heatmap Dice: mean ± sd over seeds "
-            "[mean of the per-seed bootstrap 95% CIs]",
+            "[mean of the per-seed bootstrap 95% CIs]"
+            + (
+                ""
+                if "train" not in res
+                else f"; lr {res['train']['lr']:g} for every aggregator, INSIGHT "
+                + ", ".join(f"{k} {v}" for k, v in res["train"]["insight"].items())
+                + " (then each set's `SETTINGS` overrides)"
+            ),
             "",
             "| data | aggregator | test AUC | heatmap Dice (positive test cases) | FROC score (slides) "
             "| train s (per case) | predict s / case |",
@@ -209,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     res = {"quick": args.quick, "seeds": args.seeds, "sets": args.sets, "n_wsi": args.n_wsi, "n_ct": args.n_ct,
            "epochs": args.epochs, "data_seed": args.data_seed, "wsi_scale": args.wsi_scale,
-           "settings": {k: SETTINGS[k] for k in args.sets}, "runs": runs, "summary": summarise(runs),
-           "cost": costs, "seconds": time.perf_counter() - t0, "versions": versions()}  # fmt: skip
+           "settings": {k: SETTINGS[k] for k in args.sets}, "train": train_defaults(), "runs": runs,
+           "summary": summarise(runs), "cost": costs, "seconds": time.perf_counter() - t0, "versions": versions()}  # fmt: skip
     write_results(args.out, "mil_phantom_quick" if args.quick else "mil_phantom", res, to_markdown(res))
     return 0
 
