@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--data-seed", type=int, default=1000, help="phantom seed (settings were chosen on seed 7)")
     ap.add_argument("--wsi-scale", type=float, default=0.5, help="size of the easy wsi set's slides (1.0: 4096 × 3072)")
+    ap.add_argument("--train-kwargs", type=json.loads, default={},
+                    help='JSON of MILTrainConfig overrides for every run, e.g. \'{"monitor": "val_auc"}\'')  # fmt: skip
     ap.add_argument("--no-cost", action="store_true", help="skip the cost-per-step measurement")
     ap.add_argument("--cost-only", action="store_true", help="only the cost table (writes mil_phantom_cost.*)")
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             for agg in args.aggregators:
                 for seed in args.seeds:
                     r = evaluate(manifest, agg, seed, work / "runs" / f"{name}_{agg}_{seed}", args.epochs,
-                                 SETTINGS[name]["positive_labels"], train=SETTINGS[name].get("train", {}).get(agg))  # fmt: skip
+                                 SETTINGS[name]["positive_labels"], train={**SETTINGS[name].get("train", {}).get(agg, {}), **args.train_kwargs})  # fmt: skip
                     runs.append({"kind": name, **{k: v for k, v in r.items() if k not in ("y", "p")}})
                     print(f"{name} {agg} seed {seed}: AUC {r['auc']:.3f} Dice {r['dice']:.3f} FROC {r['froc']:.3f} "
                           f"(best epoch {r['best_epoch']})", flush=True)  # fmt: skip
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         else [{"aggregator": a, "instances": n, **cost(a, n)} for a in args.aggregators for n in sizes]
     )
     res = {"quick": args.quick, "seeds": args.seeds, "sets": args.sets, "n_wsi": args.n_wsi, "n_ct": args.n_ct,
-           "epochs": args.epochs, "data_seed": args.data_seed, "wsi_scale": args.wsi_scale,
+           "epochs": args.epochs, "train_kwargs": args.train_kwargs, "data_seed": args.data_seed, "wsi_scale": args.wsi_scale,
            "settings": {k: SETTINGS[k] for k in args.sets}, "train": train_defaults(), "runs": runs,
            "summary": summarise(runs), "cost": costs, "seconds": time.perf_counter() - t0, "versions": versions()}  # fmt: skip
     write_results(args.out, "mil_phantom_quick" if args.quick else "mil_phantom", res, to_markdown(res))
