@@ -21,9 +21,9 @@ def test_mil_ebhi_tokens_quick(real, tmp_path):
     res = json.loads((tmp_path / "mil_ebhi_tokens_quick.json").read_text())
     assert res["n"] == {"train": 8, "val": 8, "test": 8, "test_malignant": 4}
     pairs = {(r["encoder"], r["method"]) for r in res["summary"]}
-    assert pairs == {(e, m) for e in ("stats", "resnet18_random") for m in ("insight", "abmil", "max", "mean")} | {
-        ("resnet18_random", "gradcam")
-    }  # Grad-CAM needs a CNN: not on the stats encoder
+    assert pairs == {
+        (e, m) for e in ("stats", "resnet18_random") for m in ("insight", "abmil", "clam_sb", "transmil", "max", "mean")
+    } | {("resnet18_random", "gradcam")}  # Grad-CAM needs a CNN: not on the stats encoder
     assert res["encoders"]["stats"]["token_map"] == [78, 7, 7]
     assert res["encoders"]["resnet18_random"]["token_map"] == [256, 7, 7]
     for r in res["runs"]:
@@ -36,7 +36,8 @@ def test_mil_ebhi_tokens_quick(real, tmp_path):
     whole = res["whole_tile"]
     assert 0 < whole["dice"] <= 1 and whole["iou"] <= whole["dice"]
     md = (tmp_path / "mil_ebhi_tokens_quick.md").read_text()
-    assert "| stats | insight |" in md and "whole tile (reference)" in md
+    assert "| stats | insight |" in md and "whole tile (reference)" in md and "MIL lr 0.0003" in md
+    assert res["lr"] == 0.0003  # the library default (MILTrainConfig.lr)
 
 
 def test_mil_ebhi_tokens_missing_data(tmp_path):
