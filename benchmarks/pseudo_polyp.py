@@ -6,6 +6,8 @@ Usage:
 
     python benchmarks/pseudo_polyp.py --config configs/pseudo_polyp_6ep.yaml --name pseudo_polyp_6ep
         # the first recipe (6 epochs); configs/pseudo_polyp_long.yaml: 15 epochs of it, one seed
+    python benchmarks/pseudo_polyp.py --config configs/pseudo_kvasir_box.yaml --name pseudo_polyp_gcd2 --workers 2
+        # the shipped setting: GrabCut grown by 2 px (``dilate``), box-ignore (``inside_for: [grabcut]``)
 
 Data: ``DIR/endo/polyp`` (the layout of ``../shared/data/real``): 1,000 Kvasir-SEG RGB frames of
 256×256 with manual polyp masks, the manifest's split by frame (train 600 / val 200 / test 200).
@@ -108,6 +110,9 @@ class PolypBenchConfig(StrictConfig):
     """Extra label variants of the val-best refiner (`boxes_to_labels`' ``inside``): ``ignore`` adds
     ``<segmenter>+ignore/<kind>``, its mask with the rest of each box `IGNORE` instead of background
     ("refined core, box-ignore"; name it in sets as ``best+ignore/<kind>``)."""
+    inside_for: list[str] = []
+    """Refiners that get the `inside` variants besides the val-best one (e.g. ``[grabcut]`` with
+    GrabCut's ``dilate: 2``: the val screen's winner, ``grabcut+ignore/<kind>``)."""
     seeds: int = 3
     train_sets: list[str] = ["full", "*/tight", "*/jitter"]
     """Label sets the U-Net trains on: ``full``, ``<segmenter>/<kind>``, ``*/<kind>`` (every segmenter)
@@ -326,24 +331,42 @@ def _net_input(image: np.ndarray) -> np.ndarray:
     return ((image.astype(np.float32) / 255.0 - 0.5) / 0.25).transpose(2, 0, 1)
 
 
+def _train_job(args: tuple) -> tuple[np.ndarray, np.ndarray, float]:
+    import torch
+
+    torch.set_num_threads(1)
+    return train_and_test(*args)
+
+
 def segmenter_stage(
-    splits: dict[str, list[Frame]], labels: dict[str, list[np.ndarray]], best: dict[str, str], cfg: PolypBenchConfig
+    splits: dict[str, list[Frame]],
+    labels: dict[str, list[np.ndarray]],
+    best: dict[str, str],
+    cfg: PolypBenchConfig,
+    workers: int = 1,
 ) -> list[dict]:
+    """Train and test the U-Net on each label set and seed (`workers` processes); one row per set."""
     train, test = splits["train"], splits["test"]
     sets = [s for s in ["full", *labels] if s in _resolve(cfg.train_sets, labels, best)]
     kinds = {s.split("/")[1] for s in sets if "/" in s}  # the raw box of every kind trained on is the baseline
     sets += [s for s in (f"box/{k}" for k in KINDS if k in kinds) if s in labels and s not in sets]
     always = _resolve(cfg.seed_sets, labels, best)
+    jobs = [(s, seed) for s in sets for seed in range(cfg.seed, cfg.seed + (cfg.seeds if s in always else 1))]
+    args = [(s, train, [f.mask for f in train] if s == "full" else labels[s], test, cfg, seed) for s, seed in jobs]
+    if workers > 1:  # each training seeds itself: the scores do not depend on the number of workers
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            results = list(pool.map(_train_job, args))
+    else:
+        results = [train_and_test(*a) for a in args]
     runs: dict[str, dict[str, list]] = {}
-    for s in sets:
-        targets = [f.mask for f in train] if s == "full" else labels[s]
-        seeds = range(cfg.seed, cfg.seed + (cfg.seeds if s in always else 1))
-        runs[s] = {"dice": [], "iou": [], "seconds": []}
-        for seed in seeds:
-            d, j, secs = train_and_test(s, train, targets, test, cfg, seed)
-            runs[s]["dice"].append(d)
-            runs[s]["iou"].append(j)
-            runs[s]["seconds"].append(secs)
+    for (s, _), (d, j, secs) in zip(jobs, results, strict=True):
+        r = runs.setdefault(s, {"dice": [], "iou": [], "seconds": []})
+        r["dice"].append(d)
+        r["iou"].append(j)
+        r["seconds"].append(secs)
     rows = []
     full = float(np.mean(runs["full"]["dice"]))
     for s, r in runs.items():
@@ -354,6 +377,7 @@ def segmenter_stage(
             "labels": s, "seeds": len(r["dice"]), "test_dice": est, "dice_lo": lo, "dice_hi": hi,
             "test_iou": iest, "iou_lo": ilo, "iou_hi": ihi, "of_full": est / full if full else float("nan"),
             "seed_dice": [float(np.mean(x)) for x in r["dice"]], "seconds": float(np.sum(r["seconds"])),
+            "frame_dice": [np.round(x, 5).tolist() for x in r["dice"]],  # per seed, per test frame (for pairing)
         }  # fmt: skip
         kind = s.split("/")[1] if "/" in s else None
         if kind and not s.startswith("box/"):
@@ -472,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sam-flavour", default="sam", choices=("sam", "medsam"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--name", help="results file name (default pseudo_polyp[_quick])")
+    ap.add_argument("--workers", type=int, default=1, help="U-Net trainings run at once (processes of one thread)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -500,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         for kind in cfg.kinds:
             boxes = frame_boxes(splits["train"], kind, cfg, offset=0)
             for name, (seg, _) in segs.items():
-                variants = ["background"] + (list(cfg.inside) if name == top and name != "box" else [])
+                extra = name != "box" and (name == top or name in cfg.inside_for)
+                variants = ["background"] + (list(cfg.inside) if extra else [])
                 for inside in variants:  # box-ignore variants of the val-best refiner only
                     label = f"{name}/{kind}" if inside == "background" else f"{name}+{inside}/{kind}"
                     t = time.perf_counter()
@@ -512,10 +538,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"pseudo {label}: Dice {q['dice']:.3f} recall {q['recall']:.3f} ({secs} s)", flush=True)
         agmm = agmm_stage(splits, cfg)
         val_best = {kind: f"{top}/{kind}" for kind in KINDS}
-        seg_rows = segmenter_stage(splits, labels, val_best, cfg)
+        seg_rows = segmenter_stage(splits, labels, val_best, cfg, args.workers)
     res = {
         "quick": args.quick, "config": cfg.model_dump(mode="json"), "data": str(data),
-        "n_frames": {k: len(v) for k, v in splits.items()}, "skipped": skipped, "chosen": chosen,
+        "n_frames": {k: len(v) for k, v in splits.items()}, "test_cases": [f.case_id for f in splits["test"]],
+        "skipped": skipped, "chosen": chosen,
         "val_best": val_best, "val_grid": val_grid, "quality": quality, "agmm": agmm, "segmenter": seg_rows,
         "sam": sam, "target": target_line(seg_rows), "seconds": time.perf_counter() - t0,
     }  # fmt: skip

@@ -1,4 +1,4 @@
-"""Weight-free promptable segmenters: random walker, morphological Chan-Vese, Otsu-in-box, GrabCut-style, raw box.
+"""Weight-free promptable segmenters: random walker, morphological Chan-Vese, Otsu-in-box, GrabCut-style, raw box, ellipse.
 
 All take an image and a `Box` and return a foreground probability on the box's grid; they work on
 2D images and 3D volumes alike (scikit-image). Each crops the box plus a margin, so cost follows
@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import ndimage
 
+from medwss.errors import ConfigError
 from medwss.pseudo.box_colour import SCALAR_FEATURES, box_features, check_feature, is_colour, spatial_shape
 from medwss.pseudo.protocol import Box, PromptableSegmenter
 from medwss.registry import Registry
@@ -73,6 +74,29 @@ class BoxSegmenter:
     def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
         shape = spatial_shape(image, box) if is_colour(image, box) else tuple(image.shape)
         return box.clip(shape).mask(shape).astype(np.float32)
+
+
+class EllipseSegmenter:
+    """The ellipse (ellipsoid in 3D) inscribed in the box: the refiner-free "box prior" of a roundish object.
+
+    Args:
+        fraction: Semi-axes as a fraction of the box's half-sizes (1.0: touching every side).
+
+    With ``inside="ignore"`` (`boxes_to_labels`) the box corners outside the ellipse are ignored
+    instead of background: "ellipse foreground, box corners unlabelled".
+    """
+
+    name = "ellipse"
+
+    def __init__(self, fraction: float = 1.0) -> None:
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"ellipse fraction must be in (0, 1], got {fraction}")
+        self.fraction = fraction
+
+    def segment(self, image: np.ndarray, box: Box) -> np.ndarray:
+        shape = spatial_shape(image, box) if is_colour(image, box) else tuple(image.shape)
+        box = box.clip(shape)
+        return (box.core(shape, self.fraction) & box.mask(shape)).astype(np.float32)
 
 
 class RandomWalkerSegmenter:
@@ -227,6 +251,7 @@ BOX_SEGMENTERS: Registry[BoxSegmenterFactory] = Registry(
 )
 """Promptable segmenters by name; a module of `medwss.pseudo` that calls ``BOX_SEGMENTERS.register`` is found."""
 BOX_SEGMENTERS.register("box", BoxSegmenter)
+BOX_SEGMENTERS.register("ellipse", EllipseSegmenter)
 BOX_SEGMENTERS.register("random_walker", RandomWalkerSegmenter)
 BOX_SEGMENTERS.register("chan_vese", ChanVeseSegmenter)
 BOX_SEGMENTERS.register("otsu", OtsuBoxSegmenter)
@@ -235,7 +260,7 @@ BOX_SEGMENTERS.register("medsam", _sam_factory("medsam"))
 
 
 def create_box_segmenter(name: str, **kwargs: object) -> object:
-    """A promptable segmenter by name: ``box``, ``random_walker``, ``chan_vese``, ``otsu``, ``sam``, ``medsam``.
+    """A promptable segmenter by name: ``box``, ``ellipse``, ``random_walker``, ``chan_vese``, ``otsu``, ``sam``, ``medsam``.
 
     ``sam``/``medsam`` need ``checkpoint=`` (a local file) and the optional `segment_anything` package.
 

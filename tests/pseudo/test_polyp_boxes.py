@@ -128,6 +128,21 @@ def test_grabcut_is_registered_and_works_on_grey_2d_and_3d(rng):
     assert whole.shape == img.shape and whole[0].max() == 0
 
 
+def test_grabcut_dilate_grows_the_mask_inside_the_box(rng):
+    blob, rgb = _frame(rng)
+    box = Box((14, 16), (47, 52))
+    plain = create_box_segmenter("grabcut").segment(rgb, box) > 0.5
+    grown = create_box_segmenter("grabcut", dilate=2).segment(rgb, box) > 0.5
+    from scipy import ndimage
+
+    assert np.array_equal(grown, ndimage.binary_dilation(plain, iterations=2) & box.mask(blob.shape))
+    labels, _ = boxes_to_labels(rgb, [box], create_box_segmenter("grabcut", dilate=2), ring=1, inside="ignore")
+    assert labels[box.slices][~grown[box.slices] & (labels[box.slices] != 1)].tolist().count(0) == 0  # box-ignore
+    assert (labels == 1).sum() > (plain.sum() * 0.9) and labels[0, 0] == 0
+    with pytest.raises(ConfigError, match="dilate"):
+        create_box_segmenter("grabcut", dilate=-1)
+
+
 def test_min_cut_and_mixture():
     # a chain 0-1-2: node 0 pulled to the source, node 2 to the sink, a weak link 1-2 is where it cuts
     side = min_cut(

@@ -46,6 +46,26 @@ def test_random_walker_3d(rng):
     assert _dice(prob > 0.5, ball) > 0.8
 
 
+def test_ellipse_is_the_inscribed_ellipse_and_its_corners_can_be_ignored(rng):
+    from medwss.data.labels import IGNORE
+    from medwss.pseudo.boxes import boxes_to_labels
+
+    box = Box((10, 8), (30, 40))
+    grey = rng.normal(0, 1, (48, 48))
+    prob = create_box_segmenter("ellipse").segment(grey, box)
+    assert prob.shape == grey.shape and set(np.unique(prob)) == {0.0, 1.0}
+    assert prob[20, 24] == 1 and prob[10, 8] == 0 and prob[29, 39] == 0  # centre in, corners out
+    assert prob[:10].max() == 0 and prob[:, 40:].max() == 0  # nothing outside the box
+    assert abs(prob.sum() / (20 * 32) - np.pi / 4) < 0.05
+    rgb = (rng.uniform(0, 255, (48, 48, 3))).astype(np.uint8)  # colour frames: the same mask
+    assert np.array_equal(create_box_segmenter("ellipse").segment(rgb, box), prob)
+    assert create_box_segmenter("ellipse", fraction=0.5).segment(grey, box).sum() < prob.sum() / 3
+    labels, _ = boxes_to_labels(rgb, [box], create_box_segmenter("ellipse"), ring=0, inside="ignore")
+    assert labels[10, 8] == IGNORE and labels[20, 24] == 1 and labels[5, 5] == 0
+    with pytest.raises(ConfigError, match="fraction"):
+        create_box_segmenter("ellipse", fraction=0.0)
+
+
 def test_unknown_segmenter():
     with pytest.raises(ConfigError, match="random_walker"):
         create_box_segmenter("no_such_segmenter")
