@@ -59,7 +59,11 @@ class ScribbleConfig(SegTrainSettings):
     negative CE); ``dmpls`` is the dual-branch network with dynamically mixed pseudo labels of Luo
     et al. (MICCAI 2022, `medwss.scribble.dmpls`): partial CE on both branches plus
     ``pseudo_weight`` × Dice to the argmax of a random convex mix of the two branches (plus the
-    size and negative terms when their weights are set).
+    size and negative terms when their weights are set). ``self_training`` > 0 adds rounds of
+    self-training (`medwss.scribble.selftrain`, 2D standard only): round n trains on the confident
+    argmax (top softmax ≥ ``pseudo_threshold``, each class's largest component) of round n − 1's
+    model on the training slices plus the scribbles, with ``pseudo_loss``; round 0 is this config
+    with ``self_training: 0`` (in ``round_0/``), or ``pseudo_model`` when given.
 
     Training: the remaining keys are those of `medwss.seg.config.SegTrainSettings` (the class
     derives from it; ``channels``, ``size_weight`` and ``negative_weight`` have other defaults here); the size term
@@ -109,6 +113,14 @@ class ScribbleConfig(SegTrainSettings):
     """One network with the configured loss (standard), or the dual-branch network with mixed pseudo labels (dmpls)."""
     pseudo_weight: float = 0.5
     """dmpls: weight of the Dice term to the mixed pseudo label."""
+    self_training: int = Field(0, ge=0)
+    """Self-training rounds after the first training (0: off; 2D, method standard; `medwss.scribble.selftrain`)."""
+    pseudo_threshold: float = Field(0.9, ge=0.0, le=1.0)
+    """Self-training: a pixel gets the previous model's argmax as label when its top softmax is at least this."""
+    pseudo_loss: Literal["partial_ce", "ce_dice"] = "ce_dice"
+    """Self-training: the loss of the rounds on the pseudo labels (the first training uses ``loss``)."""
+    pseudo_model: str | None = None
+    """Self-training: a trained model.pt giving the first round's labels (None: train it with this config, self_training 0)."""
     # the network and optimisation keys are SegTrainSettings'; these defaults differ from its own
     channels: tuple[int, ...] = (16, 32, 64)
     """Feature channels per resolution level of the network."""
@@ -128,6 +140,8 @@ class ScribbleConfig(SegTrainSettings):
             raise ValueError(f"size_prior has {len(self.size_prior)} pairs for {k - 1} foreground class(es)")
         if self.slice_size is not None and self.slice_size < 8:
             raise ValueError(f"slice_size must be at least 8 pixels, got {self.slice_size}")
+        if self.self_training and (self.spatial_dims != 2 or self.method != "standard"):
+            raise ValueError("self_training needs spatial_dims 2 and method standard")
         if self.reference is not None and self.sequences and self.reference not in self.sequences:
             raise ValueError(f"reference '{self.reference}' is not one of sequences {list(self.sequences)}")
         return self

@@ -252,6 +252,11 @@ def _cache_key(case: Case, cfg: ScribbleConfig) -> str:
     return json.dumps([case.case_id, files, settings], sort_keys=True, default=str)
 
 
+def cached_case(case: Case, cfg: ScribbleConfig, cache: dict[str, PreparedCase]) -> PreparedCase | None:
+    """The prepared case `build_samples` stored in `cache` for these input settings (None: not there)."""
+    return cache.get(_cache_key(case, cfg.with_sequences(list(case.images))))
+
+
 def build_samples(
     cases: Sequence[Case],
     cfg: ScribbleConfig,

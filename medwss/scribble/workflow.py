@@ -14,7 +14,9 @@ probabilities, each resampled back; background outside the crop). 2D models see 
 the crop grid (built on the canonical grid, so axial whatever the stored axis order), cut and pasted
 back by `medwss.data.slicer` (resized to ``slice_size`` when set). An ensemble averages the
 members' probabilities. ``method: dmpls`` trains the dual-branch network of `medwss.scribble.dmpls`
-and keeps its main branch, an ordinary segmenter.
+and keeps its main branch, an ordinary segmenter. ``self_training: n`` trains the rounds before
+it into ``round_<i>/`` (i < n; round 0 skipped when ``pseudo_model`` is given) and the last into
+``out`` itself (`medwss.scribble.selftrain`).
 
 3D models predict by sliding windows (`medwss.seg.inference.segment_probs`: Gaussian blending,
 windows on the model's device, the volume on the host) of the training patch size, stored as
@@ -40,8 +42,9 @@ from medwss.io import save_nifti
 from medwss.io.atomic import write_json
 from medwss.jobs import Job
 from medwss.scribble.config import ScribbleConfig
-from medwss.scribble.dataset import build_samples, slice_geometry
+from medwss.scribble.dataset import build_samples, cached_case, slice_geometry
 from medwss.scribble.mri_input import CaseInput, load_case, paste_back
+from medwss.scribble.selftrain import Largest, largest_components
 from medwss.seg.inference import padded_size, segment_probs
 from medwss.seg.networks import size_multiple
 from medwss.seg.train import SegTrainConfig, load_segmenter, predict_probs, save_segmenter, train_segmenter
@@ -92,8 +95,15 @@ def train_model(
     val_cases = manifest.split("val") if val_cases is None else list(val_cases)
     if train_cases:  # empty `sequences`: the first training case's channels, fixed in the model file
         cfg = cfg.with_sequences(list(train_cases[0].images))
+    cache = {} if cache is None else cache
+    labels_from = _previous_round(manifest, cfg, out, train_cases, val_cases, progress, cache)
     samples, failures = build_samples(train_cases, cfg, root, progress=progress, cache=cache)
     val, val_failures = build_samples(val_cases, cfg, root, validation=True, progress=progress, cache=cache)
+    if labels_from is not None:  # self-training: the previous round's pseudo labels replace the targets
+        from medwss.scribble.selftrain import pseudo_samples
+
+        prepared = [p for c in train_cases if (p := cached_case(c, cfg, cache)) is not None]
+        samples = pseudo_samples(prepared, cfg, labels_from[0], labels_from[1], resolve_device(cfg.device))
     failures += val_failures
     images = {c.case_id: next(iter(c.images.values()), "") for c in [*train_cases, *val_cases]}
     job = Job(out / "failures.csv", fresh=True)
@@ -103,6 +113,8 @@ def train_model(
     if not samples:
         raise InvalidDataError(f"no training samples from {len(train_cases)} case(s) ({len(failures)} failed)")
     seg = cfg.seg_config()
+    if labels_from is not None:
+        seg = seg.model_copy(update={"loss": cfg.pseudo_loss})
     scribble = cfg.model_dump(mode="json")
     run_config = {f"scribble.{k}": v for k, v in scribble.items()}
     if cfg.method == "dmpls":
@@ -132,6 +144,32 @@ def train_model(
         "final_loss": history[-1]["loss"],
         "best_val_dice": max(dices) if dices else None,
     }
+
+
+def _previous_round(
+    manifest: Manifest,
+    cfg: ScribbleConfig,
+    out: Path,
+    train_cases: Sequence[Case],
+    val_cases: Sequence[Case],
+    progress: bool,
+    cache: dict[str, Any],
+) -> tuple[torch.nn.Module, SegTrainConfig] | None:
+    """Self-training: the model whose pseudo labels this round trains on (None: not self-training).
+
+    Round n's labels come from round n − 1, trained into ``out/round_<n-1>`` with the same config
+    (``self_training`` one less), or for the first round from ``pseudo_model`` when set.
+    """
+    if not cfg.self_training:
+        return None
+    prev = cfg.model_copy(update={"self_training": cfg.self_training - 1})
+    if prev.self_training == 0 and cfg.pseudo_model:
+        path = Path(cfg.pseudo_model)
+    else:
+        path = out / f"round_{prev.self_training}" / "model.pt"
+        train_model(manifest, prev, path.parent, train_cases, val_cases, progress, cache)
+    model, seg, _ = load_segmenter(path)
+    return model, seg
 
 
 def train_ensemble(
@@ -230,6 +268,7 @@ def predict_cases(
     device: str = "cpu",
     subdir: str = "predictions",
     job: Job | None = None,
+    largest_component: Largest = "none",
 ) -> dict[str, Any]:
     """Write ``out/<subdir>/<case_id>.nii.gz`` for every case (members averaged); skip existing files.
 
@@ -246,6 +285,9 @@ def predict_cases(
         subdir: Folder under `out` for the maps (``""``: `out` itself, as ``predict -i -o`` writes).
         job: The `medwss.jobs.Job` the cases run through (stage ``predict``; default one without a
             log file).
+        largest_component: Post-processing of K-class label maps: keep each class's largest
+            connected component in the volume (``volume``) or in every slice of the stored last axis
+            (``slice``), `medwss.scribble.selftrain.largest_components`; ``none`` (binary maps: always).
 
     Returns:
         ``{"done", "skipped", "failed"}``: counts of this call and its failure rows (`medwss.jobs.FIELDS`).
@@ -266,6 +308,7 @@ def predict_cases(
         if binary:
             save_nifti(ci.reference.with_array(pred), target)
         else:
+            pred = largest_components(pred, cfg.num_classes, largest_component)
             save_label_map(pred, target, ci.reference.affine)
         if any(f != "nifti" for f in formats):
             from medwss.io.seg_export import write_outputs

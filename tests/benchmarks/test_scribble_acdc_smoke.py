@@ -19,12 +19,16 @@ def test_scribble_acdc_quick(real, tmp_path):
     args = ["--quick", "--data", str(real), "--out", str(tmp_path), "--work", str(tmp_path / "work")]
     assert mod["main"](args) == 0
     res = json.loads((tmp_path / "scribble_acdc_quick.json").read_text())
-    assert [r["setting"] for r in res["summary"]] == ["full", "pce", "size", "dmpls"]
-    assert res["n_test"] == 2 and len(res["per_case"]) == 4 * 2
+    settings = ["full", "pce", "size", "dmpls", "selftrain"]
+    assert [r["setting"] for r in res["summary"]] == settings + [f"{s}_lcc" for s in settings]
+    assert res["n_test"] == 2 and len(res["per_case"]) == 5 * 2 * 2  # raw and largest component
     for r in res["per_case"]:
         assert all(0.0 <= r[f"dice_{c}"] <= 1.0 for c in ("RV", "myocardium", "LV"))
         assert all(r[f"hd95_{c}"] >= 0.0 for c in ("RV", "myocardium", "LV"))
-    assert {"size-pce", "dmpls-pce", "size/full"} <= set(res["paired"])
+    assert {"size-pce", "dmpls-pce", "size/full", "selftrain/full", "size_lcc/full_lcc", "size_lcc-size"} <= set(
+        res["paired"]
+    )
+    assert not (tmp_path / "work" / "selftrain" / "seed_0" / "round_0").exists()  # round 0: the size run
     md = (tmp_path / "scribble_acdc_quick.md").read_text()
     assert "| scribbles, DMPLS (Luo et al. 2022) |" in md and "Dice RV" in md
     pred = tmp_path / "work" / "dmpls" / "seed_0" / "predictions"
@@ -35,5 +39,5 @@ def test_scribble_acdc_quick(real, tmp_path):
     merge = ["--merge", str(tmp_path / "scribble_acdc_quick.json"), str(tmp_path / "twin.json"), "--name", "m"]
     assert mod["main"]([*merge, "--out", str(tmp_path)]) == 0  # runs made in parallel, one table
     m = json.loads((tmp_path / "m.json").read_text())
-    assert m["seeds"] == [0, 1] and len(m["per_case"]) == 16 and len(m["runs"]) == 8
+    assert m["seeds"] == [0, 1] and len(m["per_case"]) == 40 and len(m["runs"]) == 10
     assert m["summary"][0]["dice_mean_sd"] == 0.0  # the twin seed repeats seed 0's scores

@@ -23,6 +23,7 @@ def test_the_shipped_configs_exist():
         "scribble_acdc_pce",
         "scribble_acdc_size",
         "scribble_acdc_dmpls",
+        "scribble_acdc_selftrain",
         "scribble_lgg_full",
         "scribble_lgg_pce",
         "scribble_lgg_size",
@@ -37,6 +38,7 @@ def test_config_validates(path):
         assert seg.in_channels == len(cfg.sequences) == 1 and seg.num_classes == 4 and len(cfg.priors()) == 3
         assert cfg.slice_size == 128 and cfg.crop_mm is None and cfg.use_scribble_column
         assert (cfg.method == "dmpls") == ("dmpls" in path.stem)
+        assert (cfg.self_training == 1) == ("selftrain" in path.stem) and cfg.pseudo_model is None
     elif "lgg" in path.stem:  # brain MRI: FLAIR + T1 pre/post, one tumour class, circles from the masks
         assert cfg.sequences == ("flair", "t1pre", "t1post") and seg.in_channels == 3 and seg.num_classes == 2
         assert cfg.slice_size == 64 and cfg.crop_mm is None and cfg.weak_kind == "circle"
