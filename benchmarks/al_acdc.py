@@ -21,7 +21,7 @@ Dice (mean over RV, myocardium, LV) on the 20 test volumes at the resized grid. 
 the real ACDC scribbles of a picked slice (``weak_kind: manifest``). Strategies: random, coreset
 (k-center on an untrained encoder), contrastive coreset (k-center in the learned metric), entropy,
 margin, BALD, TypiClust; 3 seeds. Intervals: 95 % bootstrap over the 10 test patients of the
-seed-averaged per-volume Dice (`medwss.eval.metrics.bootstrap_ci`), and paired differences against
+seed-averaged per-volume Dice (`medwss.eval.metrics.mean_ci`), and paired differences against
 random and against plain coreset.
 
 Diagnosis of the contrastive metric (never on test patients): with the pool as above, variants of
@@ -158,7 +158,7 @@ def base_config(quick: bool, seeds: list[int], test_split: str) -> Any:
 def boot_summary(rows: list[dict[str, Any]], patients: list[str], seed: int = 0) -> list[dict[str, Any]]:
     """Per mode, strategy and round: mean Dice with a 95 % bootstrap interval over test patients
     (per-volume Dice averaged over seeds, then the patient's volumes averaged)."""
-    from medwss.eval.metrics import bootstrap_ci
+    from medwss.eval.metrics import mean_ci
 
     out = []
     for mode, strategy in sorted({(r["mode"], r["strategy"]) for r in rows}):
@@ -169,11 +169,7 @@ def boot_summary(rows: list[dict[str, Any]], patients: list[str], seed: int = 0)
         for rd in rounds:
             rr = [r for r in sel if r["round"] == rd]
             per_patient = _per_patient(rr, patients)
-            m, lo, hi = (
-                bootstrap_ci(lambda y, p: float(np.mean(p)), np.zeros(len(per_patient)), per_patient, seed=seed,
-                             stratify=False)
-                if len(per_patient) > 1 else (float(np.mean(per_patient)), math.nan, math.nan)
-            )  # fmt: skip
+            m, lo, hi = mean_ci(per_patient, seed=seed)
             s["percent"].append(float(np.mean([r["percent"] for r in rr])))
             s["annotated"].append(int(rr[0]["annotated"]))
             s["dice_mean"].append(m)
@@ -193,7 +189,7 @@ def _per_patient(rows: list[dict[str, Any]], patients: list[str]) -> np.ndarray:
 def paired(rows: list[dict[str, Any]], patients: list[str], a: str, b: str, seed: int = 0) -> list[dict[str, Any]]:
     """Per mode and round: Dice of `a` − `b` (patients resampled together) and its 95 % bootstrap interval;
     round 0 = the mean over the rounds up to 5 %."""
-    from medwss.eval.metrics import bootstrap_ci
+    from medwss.eval.metrics import mean_ci
 
     res = []
     for mode in sorted({r["mode"] for r in rows}):
@@ -213,7 +209,7 @@ def paired(rows: list[dict[str, Any]], patients: list[str], a: str, b: str, seed
         if low:
             diffs[0] = np.mean([diffs[rd] for rd in low], axis=0)
         for rd, d in sorted(diffs.items()):
-            m, lo, hi = bootstrap_ci(lambda y, p: float(np.mean(p)), np.zeros(len(d)), d, seed=seed, stratify=False)
+            m, lo, hi = mean_ci(d, seed=seed)
             res.append({"mode": mode, "a": a, "b": b, "round": rd, "diff": m, "lo": lo, "hi": hi,
                         "seeds": sorted(common)})  # fmt: skip
     return res

@@ -141,16 +141,6 @@ def embed(manifest: Path, tiles: Path, out: Path, encoder: Any) -> Path:
     return write_output_manifest(m, out)
 
 
-def _mean_ci(values: list[float], seed: int) -> tuple[float, float, float]:
-    from medwss.eval.metrics import bootstrap_ci
-
-    if not values:
-        return (float("nan"),) * 3
-    d = np.asarray(values, float)
-    lo_hi = bootstrap_ci(lambda yy, pp: float(np.mean(pp)), np.zeros(len(d)), d, seed=seed, stratify=False)
-    return float(lo_hi[0]), float(lo_hi[1]), float(lo_hi[2])
-
-
 def slide_geometry(case: Any) -> tuple[tuple[int, int], int, int]:
     """Level-0 (width, height), tile side and margin (tiles) of a mosaic from its manifest row."""
     rows, cols = (int(v) for v in case.meta["grid"].split("x"))
@@ -165,7 +155,7 @@ def evaluate(manifest: Path, aggregator: str, seed: int, out: Path, args: argpar
     from medwss.embed.store import load_bag
     from medwss.eval.froc import detections_from_heatmap, froc
     from medwss.eval.heatmap import rasterize_gt
-    from medwss.eval.metrics import classification_report, dice
+    from medwss.eval.metrics import classification_report, dice, mean_ci
     from medwss.mil.heatmaps import dense_heatmap
     from medwss.mil.train import MILTrainConfig
     from medwss.mil.workflow import predict_manifest, train_from_manifest
@@ -211,7 +201,7 @@ def evaluate(manifest: Path, aggregator: str, seed: int, out: Path, args: argpar
         truth = {(pl.row, pl.col) for pl in read_layout(c.meta["layout"], root) if pl.role == "lesion"}
         tiles_d.append(2 * len(cells & truth) / max(len(cells) + len(truth), 1))
     fr = froc(detections, lesions, ds) if any(g is not None for g in lesions) else None
-    px, td = _mean_ci(pixel, seed), _mean_ci(tiles_d, seed)
+    px, td = mean_ci(pixel, seed=seed), mean_ci(tiles_d, seed=seed)
     return {"aggregator": aggregator, "seed": seed, "auc": report["auc"], "auc_lo": report["auc_lo"],
             "auc_hi": report["auc_hi"], "balanced_accuracy": report["balanced_accuracy"],
             "dice": px[0], "dice_lo": px[1], "dice_hi": px[2], "tile_dice": td[0], "tile_dice_lo": td[1],

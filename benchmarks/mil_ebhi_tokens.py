@@ -363,28 +363,20 @@ def otsu_pred(maps: np.ndarray) -> np.ndarray:
     return np.stack([m > otsu_threshold(m) for m in maps])
 
 
-def mean_ci(values: np.ndarray, seed: int) -> tuple[float, float, float]:
-    from medwss.eval.metrics import bootstrap_ci
-
-    if not len(values):
-        return (float("nan"),) * 3
-    return bootstrap_ci(lambda _y, p: float(np.mean(p)), np.zeros(len(values)), values, seed=seed, stratify=False)
-
-
 def pixel_report(val_maps: np.ndarray, val_gt: np.ndarray, test_maps: np.ndarray, test_gt: np.ndarray,
                  seed: int) -> dict[str, float]:  # fmt: skip
     """Dice/IoU with CIs on the test tiles at the val-chosen threshold and with per-tile Otsu."""
-    from medwss.eval.metrics import roc_auc
+    from medwss.eval.metrics import mean_ci, roc_auc
 
     thr, val_dice = choose_threshold(val_maps, val_gt)
     out: dict[str, float] = {"threshold": thr, "val_dice": val_dice}
     aucs = np.array([roc_auc(g.ravel().astype(int), m.ravel()) for m, g in zip(test_maps, test_gt, strict=True)
                      if 0 < g.mean() < 1])  # fmt: skip
-    out["pixel_auc"], out["pixel_auc_lo"], out["pixel_auc_hi"] = mean_ci(aucs, seed)
+    out["pixel_auc"], out["pixel_auc_lo"], out["pixel_auc_hi"] = mean_ci(aucs, seed=seed)
     for name, pred in (("val_t", test_maps >= thr), ("otsu", otsu_pred(test_maps))):
         d, j = dice_iou(pred, test_gt)
         for metric, v in (("dice", d), ("iou", j)):
-            est, lo, hi = mean_ci(v, seed)
+            est, lo, hi = mean_ci(v, seed=seed)
             out |= {f"{metric}_{name}": est, f"{metric}_{name}_lo": lo, f"{metric}_{name}_hi": hi}
     return out
 
@@ -445,10 +437,12 @@ def run_encoder(
 
 def whole_tile(data: dict, seed: int) -> dict[str, float]:
     """The reference that calls every pixel of a malignant test tile malignant."""
+    from medwss.eval.metrics import mean_ci
+
     te = np.flatnonzero((data["splits"] == "test") & (data["labels"] == 1))
     gt = data["masks"][te]
     d, j = dice_iou(np.ones_like(gt), gt)
-    (dice, dlo, dhi), (iou, ilo, ihi) = mean_ci(d, seed), mean_ci(j, seed)
+    (dice, dlo, dhi), (iou, ilo, ihi) = mean_ci(d, seed=seed), mean_ci(j, seed=seed)
     return {"dice": dice, "dice_lo": dlo, "dice_hi": dhi, "iou": iou, "iou_lo": ilo, "iou_hi": ihi,
             "mask_fraction": float(gt.mean())}  # fmt: skip
 

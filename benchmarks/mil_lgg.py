@@ -161,16 +161,12 @@ def best_heat_threshold(bags: list, scores: list[np.ndarray]) -> float:
 def score_group(
     bags: list, probs: np.ndarray, scores: list[np.ndarray], thr: float, heat_thr: float, seed: int, n_boot: int = 1000
 ) -> dict:
-    from medwss.eval.metrics import bootstrap_ci, classification_report
+    from medwss.eval.metrics import classification_report, mean_ci
 
     y = np.array([int(b.item.target[0]) for b in bags])
     rep = classification_report(y, probs, threshold=thr, n_boot=n_boot, seed=seed)
     d = slice_dices(bags, scores, heat_thr)
-    lo_hi = (
-        bootstrap_ci(lambda yy, pp: float(np.mean(pp)), np.zeros(len(d)), d, n_boot=n_boot, seed=seed, stratify=False)
-        if len(d)
-        else (np.nan, np.nan, np.nan)
-    )
+    lo_hi = mean_ci(d, n_boot=n_boot, seed=seed)
     return {"n": int(len(y)), "n_pos": int(y.sum()), "n_patients": len({b.item.case.patient_id for b in bags}),
             "auc": rep["auc"], "auc_lo": rep["auc_lo"], "auc_hi": rep["auc_hi"],
             "balanced_accuracy": rep["balanced_accuracy"], "dice": float(lo_hi[0]), "dice_lo": float(lo_hi[1]),

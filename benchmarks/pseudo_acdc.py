@@ -322,7 +322,7 @@ def summarise(sb: dict[str, Any], per_case: list[dict[str, Any]], seeds: list[in
         row: dict[str, Any] = {"setting": name}
         for k in KEYS:
             per_seed = [sb["_mean"]([r[k] for r in rows if r["seed"] == s]) for s in seeds]
-            m, lo, hi = sb["patient_ci"](sb["_seed_mean"](per_case, name, k), k)
+            m, lo, hi = sb["patient_ci"](per_case, name, k)
             row |= {k: m, f"{k}_lo": lo, f"{k}_hi": hi, f"{k}_sd": float(np.std(per_seed)) if len(seeds) > 1 else None}
         out.append(row)
     return out
@@ -336,20 +336,18 @@ PAIRS = (("agmm", "pce"), ("agmm_reach", "pce"), ("reach", "pce"), ("agmm_reach"
 
 def paired(sb: dict[str, Any], per_case: list[dict[str, Any]]) -> dict[str, Any]:
     """a − b mean Dice per test volume (seed-averaged), 95 % CI over patients, for the `PAIRS` both run."""
+    from medwss.eval.metrics import paired_mean_ci
+
     out = {}
     for a, b in PAIRS:
-        ma = {r["case_id"]: r for r in sb["_seed_mean_case"](per_case, a)}
-        mb = {r["case_id"]: r for r in sb["_seed_mean_case"](per_case, b)}
-        common = sorted(set(ma) & set(mb))
-        if not common:
+        (ma, patient), (mb, _) = sb["seed_means"](per_case, a), sb["seed_means"](per_case, b)
+        m, lo, hi, n = paired_mean_ci(ma, mb, patient)
+        if not n:
             continue
-        diffs = [{"patient_id": ma[c]["patient_id"], "d": ma[c]["v"] - mb[c]["v"]} for c in common]
-        m, lo, hi = sb["patient_ci"](diffs, "d")
         out[f"{a}-{b}"] = {"dice_mean_diff": m, "lo": lo, "hi": hi}
         if b == "full":
-            out[f"{a}/full"] = {
-                "ratio": float(np.mean([ma[c]["v"] for c in common]) / np.mean([mb[c]["v"] for c in common]))
-            }
+            common = sorted(set(ma) & set(mb))
+            out[f"{a}/full"] = {"ratio": float(np.mean([ma[c] for c in common]) / np.mean([mb[c] for c in common]))}
     return out
 
 

@@ -61,6 +61,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from medwss.eval.metrics import mean_ci  # noqa: E402
+
 METHODS = ("cam", "fuse", "dhr", "cpal", "par", "dupl")
 ABSTAINING = ("fuse", "dupl")  # methods that leave pixels unlabelled (-1); stage 2 also trains them as background
 NAMES = ("background", "benign", "malignant")
@@ -86,20 +88,6 @@ def tile_miou(pred: np.ndarray, gt: np.ndarray) -> float:
         if np.any(gt == c) or union:
             ious.append(inter / union if union else 0.0)
     return float(np.mean(ious)) if ious else float("nan")
-
-
-def patient_ci(values: list[float], patients: list[str], seed: int = 0) -> tuple[float, float, float]:
-    """Mean over patients (their tiles averaged) and a 95 % bootstrap interval over patients."""
-    from medwss.eval.metrics import bootstrap_ci
-
-    by: dict[str, list[float]] = {}
-    for v, p in zip(values, patients, strict=True):
-        if math.isfinite(v):
-            by.setdefault(p, []).append(v)
-    vals = np.array([np.mean(v) for v in by.values()])
-    if len(vals) < 2:
-        return (float(vals.mean()) if len(vals) else float("nan")), float("nan"), float("nan")
-    return bootstrap_ci(lambda y, q: float(np.mean(q)), np.zeros(len(vals)), vals, seed=seed, stratify=False)
 
 
 def prepare(data: Path, work: Path, size: int, quick: bool) -> tuple[Path, list[str]]:
@@ -146,7 +134,7 @@ def quality(cases: list[Any], labels: list[Any]) -> dict[str, Any]:
     gts = [c.gts[0] for c in cases]
     pooled = pseudo_label_metrics(preds, gts, len(NAMES), NAMES)
     per_tile = [tile_miou(p, g) for p, g in zip(preds, gts, strict=True)]
-    m, lo, hi = patient_ci(per_tile, [c.meta["patient_id"] for c in cases])
+    m, lo, hi = mean_ci(per_tile, [c.meta["patient_id"] for c in cases])
     per_class = pooled["per_class"]
     return {"miou": pooled["miou"], "coverage": pooled["coverage"], "tile_miou": m, "tile_miou_lo": lo,
             "tile_miou_hi": hi, "iou": {n: per_class[n]["iou"] for n in NAMES}}  # type: ignore[index]  # fmt: skip
@@ -265,7 +253,7 @@ def stage2(
     test_patients = [c.meta["patient_id"] for c in split["test"]]
     fg = [(c.gts[0] > 0).astype(np.int64) for c in split["test"]]
     trivial = [dice(np.ones_like(g), g, ignore=None) for g in fg]  # every pixel foreground
-    record["trivial_fg_dice"] = dict(zip(("mean", "lo", "hi"), patient_ci(trivial, test_patients), strict=True))
+    record["trivial_fg_dice"] = dict(zip(("mean", "lo", "hi"), mean_ci(trivial, test_patients), strict=True))
     scores: dict[str, dict[int, tuple[list[float], list[float]]]] = {k: {} for k in sets}
     runs = []
     for seed in seeds:
@@ -332,7 +320,7 @@ def summarise(scores: dict[str, dict[int, tuple[list[float], list[float]]]], tes
             per_seed = np.array([by_seed[s][j] for s in sorted(by_seed)])
             avg = per_seed.mean(axis=0)
             mean_of.setdefault(name, {})[key] = avg
-            m, lo, hi = patient_ci(list(avg), patients)
+            m, lo, hi = mean_ci(list(avg), patients)
             sd = float(np.std(per_seed.mean(axis=1))) if len(by_seed) > 1 else None
             row |= {key: m, f"{key}_lo": lo, f"{key}_hi": hi, f"{key}_sd": sd}
         out[name] = row
@@ -342,7 +330,7 @@ def summarise(scores: dict[str, dict[int, tuple[list[float], list[float]]]], tes
             continue
         for key in ("class_dice", "fg_dice"):
             d = mean_of[name][key] - mean_of["cam"][key]
-            m, lo, hi = patient_ci(list(d), patients)
+            m, lo, hi = mean_ci(list(d), patients)
             paired.setdefault(f"{name}-cam", {})[key] = {"diff": m, "lo": lo, "hi": hi}
     return out, paired
 

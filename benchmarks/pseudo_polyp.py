@@ -61,6 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from medwss.config import StrictConfig  # noqa: E402
+from medwss.eval.metrics import mean_ci  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "real"
 KINDS = ("tight", "jitter")
@@ -201,19 +202,11 @@ def label_quality(frames: list[Frame], labels: list[np.ndarray], n_boot: int, se
 
     r: dict[str, Any] = dict(pseudo_label_metrics(labels, [f.mask for f in frames], 2, ["background", "polyp"]))
     per = np.array([dice(lab, f.mask) for lab, f in zip(labels, frames, strict=True)])
-    est, lo, hi = mean_ci(per, n_boot, seed)
+    est, lo, hi = mean_ci(per, n_boot=n_boot, seed=seed)
     return {
         "dice": r["mean_dice"], "iou": r["miou"], "coverage": r["coverage"],
         "recall": r["per_class"]["polyp"]["recall"], "frame_dice": est, "frame_dice_lo": lo, "frame_dice_hi": hi,
     }  # fmt: skip
-
-
-def mean_ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
-    """Mean and its 95 % percentile bootstrap interval over the values (frames)."""
-    from medwss.eval.metrics import bootstrap_ci
-
-    v = np.asarray(values, dtype=np.float64)
-    return bootstrap_ci(lambda _, p: float(np.mean(p)), np.zeros(len(v)), v, n_boot=n_boot, seed=seed, stratify=False)
 
 
 def choose_settings(val: list[Frame], cfg: PolypBenchConfig) -> tuple[dict[str, dict], list[dict]]:
@@ -371,8 +364,8 @@ def segmenter_stage(
     full = float(np.mean(runs["full"]["dice"]))
     for s, r in runs.items():
         d, j = np.mean(r["dice"], axis=0), np.mean(r["iou"], axis=0)  # per test frame, averaged over seeds
-        est, lo, hi = mean_ci(d, cfg.n_boot, cfg.seed)
-        iest, ilo, ihi = mean_ci(j, cfg.n_boot, cfg.seed)
+        est, lo, hi = mean_ci(d, n_boot=cfg.n_boot, seed=cfg.seed)
+        iest, ilo, ihi = mean_ci(j, n_boot=cfg.n_boot, seed=cfg.seed)
         row = {
             "labels": s, "seeds": len(r["dice"]), "test_dice": est, "dice_lo": lo, "dice_hi": hi,
             "test_iou": iest, "iou_lo": ilo, "iou_hi": ihi, "of_full": est / full if full else float("nan"),
@@ -384,7 +377,9 @@ def segmenter_stage(
             ref = runs[f"box/{kind}"]
             common = min(len(ref["dice"]), len(r["dice"]))  # paired on the seeds both ran
             diff = np.mean(r["dice"][:common], axis=0) - np.mean(ref["dice"][:common], axis=0)
-            row |= dict(zip(("vs_box", "vs_box_lo", "vs_box_hi"), mean_ci(diff, cfg.n_boot, cfg.seed), strict=True))
+            row |= dict(
+                zip(("vs_box", "vs_box_lo", "vs_box_hi"), mean_ci(diff, n_boot=cfg.n_boot, seed=cfg.seed), strict=True)
+            )
             row["vs_box_seeds"] = common
         rows.append(row)
     return rows

@@ -89,21 +89,6 @@ def score_volume(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     return out
 
 
-def patient_ci(rows: list[dict[str, Any]], key: str, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of `key` over patients (their volumes averaged) and its 95% bootstrap interval over patients."""
-    from medwss.eval.metrics import bootstrap_ci
-
-    by: dict[str, list[float]] = {}
-    for r in rows:
-        by.setdefault(r["patient_id"], []).append(float(r[key]))
-    vals = np.array([_mean(v) for v in by.values()])
-    vals = vals[np.isfinite(vals)]
-    if len(vals) < 2:
-        m = float(vals.mean()) if len(vals) else float("nan")
-        return m, float("nan"), float("nan")
-    return bootstrap_ci(lambda y, p: float(np.mean(p)), np.zeros(len(vals)), vals, seed=seed, stratify=False)
-
-
 def run(args: argparse.Namespace, on_round: Any = None) -> dict[str, Any]:
     """Train, predict and score every setting for every seed; `on_round(record)` after each seed's round."""
     import torch
@@ -210,15 +195,25 @@ def merge(records: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _seed_mean(per_case: list[dict[str, Any]], setting: str, key: str) -> list[dict[str, Any]]:
-    """Per test volume: `key` averaged over seeds (inf HD95 left out of the mean; NaN if every seed is inf)."""
-    by: dict[str, dict[str, Any]] = {}
+def seed_means(
+    per_case: list[dict[str, Any]], setting: str, key: str = "dice_mean"
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Per test volume: `key` averaged over seeds (inf HD95 left out; NaN if every seed is inf), and its patient."""
+    vals: dict[str, list[float]] = {}
+    patient: dict[str, str] = {}
     for r in per_case:
-        if r["setting"] != setting:
-            continue
-        e = by.setdefault(r["case_id"], {"patient_id": r["patient_id"], "vals": []})
-        e["vals"].append(float(r[key]))
-    return [{"patient_id": e["patient_id"], key: _mean(e["vals"])} for e in by.values()]
+        if r["setting"] == setting:
+            vals.setdefault(r["case_id"], []).append(float(r[key]))
+            patient[r["case_id"]] = r["patient_id"]
+    return {c: _mean(v) for c, v in vals.items()}, patient
+
+
+def patient_ci(per_case: list[dict[str, Any]], setting: str, key: str) -> tuple[float, float, float]:
+    """Mean of the seed-averaged `key` over test patients and its 95% bootstrap interval over patients."""
+    from medwss.eval.metrics import mean_ci
+
+    v, patient = seed_means(per_case, setting, key)
+    return mean_ci(list(v.values()), [patient[c] for c in v])
 
 
 def scored_names(per_case: list[dict[str, Any]]) -> list[str]:
@@ -238,7 +233,7 @@ def summarise(per_case: list[dict[str, Any]], seeds: list[int]) -> list[dict[str
         row: dict[str, Any] = {"setting": name}
         for k in keys:
             per_seed = [_mean([r[k] for r in rows if r["seed"] == s]) for s in seeds]
-            m, lo, hi = patient_ci(_seed_mean(per_case, name, k), k)
+            m, lo, hi = patient_ci(per_case, name, k)
             row |= {k: m, f"{k}_lo": lo, f"{k}_hi": hi, f"{k}_sd": float(np.std(per_seed)) if len(seeds) > 1 else None}
             if k.startswith("hd95"):
                 row[f"{k}_inf"] = sum(1 for r in rows if not math.isfinite(r[k]))
@@ -248,20 +243,18 @@ def summarise(per_case: list[dict[str, Any]], seeds: list[int]) -> list[dict[str
 
 def paired(per_case: list[dict[str, Any]]) -> dict[str, Any]:
     """Paired differences of mean Dice per test volume (seed-averaged), with patient-level bootstrap CIs."""
+    from medwss.eval.metrics import paired_mean_ci
+
     res: dict[str, Any] = {}
     base = (("size", "pce"), ("dmpls", "pce"), ("size", "dmpls"), ("size", "full"), ("dmpls", "full"),
             ("selftrain", "pce"), ("selftrain", "size"), ("selftrain", "full"))  # fmt: skip
     pairs = [(a + suf, b + suf) for suf in POSTS.values() for a, b in base]
     pairs += [(n + suf, n) for suf in list(POSTS.values())[1:] for n in SETTINGS]
     for a, b in pairs:
-        ma = {r["case_id"]: r for r in _seed_mean_case(per_case, a)}
-        mb = {r["case_id"]: r for r in _seed_mean_case(per_case, b)}
-        common = sorted(set(ma) & set(mb))
-        if not common:
-            continue
-        diffs = [{"patient_id": ma[c]["patient_id"], "d": ma[c]["v"] - mb[c]["v"]} for c in common]
-        m, lo, hi = patient_ci(diffs, "d")
-        res[f"{a}-{b}"] = {"dice_mean_diff": m, "lo": lo, "hi": hi}
+        (va, patient), (vb, _) = seed_means(per_case, a), seed_means(per_case, b)
+        m, lo, hi, n = paired_mean_ci(va, vb, patient)
+        if n:
+            res[f"{a}-{b}"] = {"dice_mean_diff": m, "lo": lo, "hi": hi}
     for suf in POSTS.values():
         for a in ("size", "dmpls", "pce", "selftrain"):
             ratio = ratio_ci(per_case, a + suf, "full" + suf)
@@ -274,28 +267,19 @@ def ratio_ci(per_case: list[dict[str, Any]], a: str, b: str) -> dict[str, float]
     """Mean Dice of `a` over that of `b` on their common volumes (seed-averaged), 95% bootstrap CI over patients."""
     from medwss.eval.metrics import bootstrap_ci
 
-    ma = {r["case_id"]: r for r in _seed_mean_case(per_case, a)}
-    mb = {r["case_id"]: r for r in _seed_mean_case(per_case, b)}
+    (ma, patient), (mb, _) = seed_means(per_case, a), seed_means(per_case, b)
     common = sorted(set(ma) & set(mb))
     if not common:
         return None
     by: dict[str, list[tuple[float, float]]] = {}
     for c in common:
-        by.setdefault(ma[c]["patient_id"], []).append((ma[c]["v"], mb[c]["v"]))
+        by.setdefault(patient[c], []).append((ma[c], mb[c]))
     va = np.array([np.mean([x for x, _ in v]) for v in by.values()])
     vb = np.array([np.mean([y for _, y in v]) for v in by.values()])
     if len(va) < 2:
         return {"ratio": float(va.mean() / vb.mean()), "lo": float("nan"), "hi": float("nan")}
     m, lo, hi = bootstrap_ci(lambda y, p: float(np.mean(p) / np.mean(y)), vb, va, seed=0, stratify=False)
     return {"ratio": m, "lo": lo, "hi": hi}
-
-
-def _seed_mean_case(per_case: list[dict[str, Any]], setting: str) -> list[dict[str, Any]]:
-    by: dict[str, dict[str, Any]] = {}
-    for r in per_case:
-        if r["setting"] == setting:
-            by.setdefault(r["case_id"], {"patient_id": r["patient_id"], "vals": []})["vals"].append(r["dice_mean"])
-    return [{"case_id": c, "patient_id": e["patient_id"], "v": float(np.mean(e["vals"]))} for c, e in by.items()]
 
 
 def _cell(row: dict[str, Any], key: str, digits: int = 3) -> str:

@@ -74,16 +74,6 @@ def first_per_site(cases: Sequence[Any], sites: Sequence[str], split: str | None
     return out
 
 
-def ci_mean(values: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
-    """Mean and 95% bootstrap interval of per-patient values (NaN bounds with fewer than 2)."""
-    from medwss.eval.metrics import bootstrap_ci
-
-    v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
-    if len(v) < 2:
-        return (float(v.mean()) if len(v) else float("nan")), float("nan"), float("nan")
-    return bootstrap_ci(lambda y, p: float(np.mean(p)), np.zeros(len(v)), v, seed=seed, stratify=False)
-
-
 def _finite(x: Any) -> bool:
     return x is not None and math.isfinite(float(x))
 
@@ -118,15 +108,10 @@ def per_patient(rows: list[dict[str, Any]], setting: str, model: str, domain: st
     return {p: float(np.mean(v)) for p, v in out.items()}
 
 
-def paired(a: dict[str, float], b: dict[str, float], seed: int = 0) -> tuple[float, float, float, int]:
-    """Mean of a − b over the patients in both, its bootstrap interval and the patient count."""
-    common = sorted(set(a) & set(b))
-    m, lo, hi = ci_mean([a[p] - b[p] for p in common], seed)
-    return m, lo, hi, len(common)
-
-
 def summarise(rows: list[dict[str, Any]], rotations: Sequence[str], k: int) -> dict[str, Any]:
     """Per-rotation and per-site tables and the paired differences (see the module docstring)."""
+    from medwss.eval.metrics import mean_ci, paired_mean_ci
+
     by_rotation = []
     for held in rotations:
         for setting in SETTINGS:
@@ -134,7 +119,7 @@ def summarise(rows: list[dict[str, Any]], rotations: Sequence[str], k: int) -> d
                 row: dict[str, Any] = {"held_out": held, "setting": setting, "model": model}
                 for domain in ("in_domain", "out_of_domain"):
                     vals = per_patient(rows, setting, model, domain, held_out=held)
-                    m, lo, hi = ci_mean(list(vals.values()))
+                    m, lo, hi = mean_ci(list(vals.values()))
                     row |= {domain: m, f"{domain}_lo": lo, f"{domain}_hi": hi, f"n_{domain}": len(vals)}
                     if model == "single":  # spread of the members' domain means
                         means = [
@@ -158,15 +143,15 @@ def summarise(rows: list[dict[str, Any]], rotations: Sequence[str], k: int) -> d
                 out_test = {p: v for p, v in outs.items() if p in test_patients}
                 row = {"site": site, "setting": setting, "model": model}
                 for key, vals in (("in_site", ins), ("out_of_site_test", out_test), ("out_of_site_all", outs)):
-                    m, lo, hi = ci_mean(list(vals.values()))
+                    m, lo, hi = mean_ci(list(vals.values()))
                     row |= {key: m, f"{key}_lo": lo, f"{key}_hi": hi, f"n_{key}": len(vals)}
-                m, lo, hi, n = paired(out_test, ins)
+                m, lo, hi, n = paired_mean_ci(out_test, ins)
                 row |= {"out_minus_in": m, "out_minus_in_lo": lo, "out_minus_in_hi": hi, "n_paired": n}
                 by_site.append(row)
     diffs: dict[str, Any] = {}
 
     def add(name: str, a: dict[str, float], b: dict[str, float]) -> None:
-        m, lo, hi, n = paired(a, b)
+        m, lo, hi, n = paired_mean_ci(a, b)
         if n:
             diffs[name] = {"mean": m, "lo": lo, "hi": hi, "n": n}
 

@@ -7,13 +7,23 @@ metrics (Dice, IoU, HD95, ASSD, NSD) live in `medwss.eval.overlap`; `dice` is re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from medwss.eval.overlap import dice
 
-__all__ = ["bootstrap_ci", "classification_report", "dice", "heatmap_dice", "roc_auc", "roc_curve"]
+__all__ = [
+    "bootstrap_ci",
+    "classification_report",
+    "dice",
+    "heatmap_dice",
+    "mean_ci",
+    "paired_mean_ci",
+    "roc_auc",
+    "roc_curve",
+]
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
@@ -164,6 +174,81 @@ def bootstrap_ci(
         return estimate, float("nan"), float("nan")
     lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return estimate, float(lo), float(hi)
+
+
+def mean_ci(
+    values: Sequence[float] | np.ndarray,
+    groups: Sequence[Any] | None = None,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Mean of per-case values and its percentile bootstrap interval, resampling cases or their groups.
+
+    Non-finite values are dropped. With `groups` (e.g. the patient of each volume or tile), each
+    group's values are averaged first and the groups, in order of first appearance, are resampled:
+    the interval is then over patients, not over their correlated cases.
+
+    Args:
+        values: (N,) per-case values.
+        groups: (N,) group of each value, or None to resample the values themselves.
+        n_boot: Bootstrap resamples.
+        alpha: 1 − coverage: 0.05 gives a 95% interval.
+        seed: Seed of the resampling.
+
+    Returns:
+        (mean, lower, upper); the bounds are NaN with fewer than two (groups of) values, and
+        everything is NaN with none.
+
+    Raises:
+        ValueError: `groups` and `values` have different lengths.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if groups is not None:
+        if len(groups) != len(v):
+            raise ValueError(f"{len(v)} values but {len(groups)} groups")
+        by: dict[Any, list[float]] = {}
+        for x, g in zip(v, groups, strict=True):
+            if np.isfinite(x):
+                by.setdefault(g, []).append(float(x))
+        v = np.asarray([np.mean(x) for x in by.values()], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        return (float(v.mean()) if len(v) else float("nan")), float("nan"), float("nan")
+    return bootstrap_ci(
+        lambda _y, p: float(np.mean(p)), np.zeros(len(v)), v, n_boot=n_boot, alpha=alpha, seed=seed, stratify=False
+    )
+
+
+def paired_mean_ci(
+    a: Mapping[Any, float],
+    b: Mapping[Any, float],
+    groups: Mapping[Any, Any] | None = None,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float, float, int]:
+    """Mean of ``a − b`` over the cases both settings scored, its bootstrap interval and the case count.
+
+    Cases are matched by key (sorted); with `groups` (case → patient) the differences are averaged
+    per patient and patients are resampled (`mean_ci`), so both settings move together in every
+    resample and the interval reflects the difference of the settings, not the spread of the cases.
+
+    Args:
+        a: Case → value of setting a.
+        b: Case → value of setting b.
+        groups: Case → group, or None to resample cases.
+        n_boot: Bootstrap resamples.
+        alpha: 1 − coverage.
+        seed: Seed of the resampling.
+
+    Returns:
+        (mean difference, lower, upper, cases in common); NaN everywhere with no case in common.
+    """
+    common = sorted(set(a) & set(b))
+    diffs = [float(a[k]) - float(b[k]) for k in common]
+    m, lo, hi = mean_ci(diffs, [groups[k] for k in common] if groups is not None else None, n_boot, alpha, seed)
+    return m, lo, hi, len(common)
 
 
 def _ratio(num: float, den: float) -> float:

@@ -131,7 +131,9 @@ def image_bounds(
     return box_bounds(mask, k, cfg.box_fill)
 
 
-def _empty(cfg: ScribbleConfig, negative: bool, target: np.ndarray) -> bool:
+def is_empty_slice(cfg: ScribbleConfig, negative: bool, target: np.ndarray) -> bool:
+    """Whether a slice is trained as lesion-free: its case is negative, or (weak labels with
+    ``negative_slices: unmarked``) no foreground is marked on it."""
     return negative or (cfg.negative_slices == "unmarked" and cfg.supervision == "weak" and not (target > 0).any())
 
 
@@ -203,7 +205,7 @@ def case_samples(p: PreparedCase, cfg: ScribbleConfig) -> list[SegSample]:
         out = []
         for n in range(len(cs.targets)):
             t, m = cs.targets[n], None if cs.masks is None else cs.masks[n]
-            empty = _empty(cfg, p.negative, t)
+            empty = is_empty_slice(cfg, p.negative, t)
             sample = SegSample(cs.images[n], t, image_bounds(cfg, t, m, empty, prior), empty)
             out += [sample] * (cfg.oversample if (t > 0).any() else 1)
         return out
@@ -215,7 +217,7 @@ def case_samples(p: PreparedCase, cfg: ScribbleConfig) -> list[SegSample]:
                 cfg,
                 target[..., z],
                 None if mask is None else mask[..., z],
-                _empty(cfg, p.negative, target[..., z]),
+                is_empty_slice(cfg, p.negative, target[..., z]),
                 prior,
             )
             for z in range(target.shape[-1])

@@ -24,7 +24,7 @@ import torch
 
 from medwss.data.labels import IGNORE
 from medwss.scribble.config import ScribbleConfig
-from medwss.scribble.dataset import PreparedCase, _empty, case_slices, image_bounds, prior_pixels
+from medwss.scribble.dataset import PreparedCase, case_slices, image_bounds, is_empty_slice, prior_pixels
 from medwss.seg.train import SegSample, SegTrainConfig, predict_probs
 
 Largest = Literal["none", "volume", "slice"]
@@ -107,7 +107,7 @@ def pseudo_samples(
         labels = pseudo_labels(probs, cs.targets, cfg.pseudo_threshold, absent)
         for n, t in enumerate(cs.targets):
             m = None if cs.masks is None else cs.masks[n]
-            empty = _empty(cfg, p.negative, t)
+            empty = is_empty_slice(cfg, p.negative, t)
             target = t if empty else labels[n]
             sample = SegSample(cs.images[n], target, image_bounds(cfg, t, m, empty, prior), empty)
             out += [sample] * (cfg.oversample if (t > 0).any() else 1)

@@ -9,7 +9,16 @@ import pytest
 
 from medwss.eval.froc import camelyon_lesions, detections_from_heatmap, froc
 from medwss.eval.heatmap import bag_heatmap, heatmap_shape, rasterize_gt, resample_mask, slide_heatmap, volume_heatmap
-from medwss.eval.metrics import bootstrap_ci, classification_report, dice, heatmap_dice, roc_auc, roc_curve
+from medwss.eval.metrics import (
+    bootstrap_ci,
+    classification_report,
+    dice,
+    heatmap_dice,
+    mean_ci,
+    paired_mean_ci,
+    roc_auc,
+    roc_curve,
+)
 from medwss.io.annotations import write_geojson
 
 
@@ -308,3 +317,32 @@ def test_rasterize_gt_from_polygons_mask_and_files(tmp_path: Path) -> None:
     assert np.array_equal(rasterize_gt(tmp_path / "m.png", dims, ds, gt_downsample=16), expected)
     with pytest.raises(ValueError, match="gt_downsample"):
         rasterize_gt(tmp_path / "m.png", dims, ds)
+
+
+def test_mean_ci_averages_groups_first_and_resamples_groups() -> None:
+    # patient a has three volumes at 1.0, patient b one at 0.0: the patient mean is 0.5, not 0.75
+    values, groups = [1.0, 1.0, 1.0, 0.0, float("nan")], ["a", "a", "a", "b", "b"]
+    m, lo, hi = mean_ci(values, groups, n_boot=200, seed=0)
+    assert m == pytest.approx(0.5)
+    assert lo == pytest.approx(0.0) and hi == pytest.approx(1.0)  # two patients: resamples are 0, 0.5 or 1
+    m, lo, hi = mean_ci(values, n_boot=200, seed=0)  # cases resampled, the NaN dropped
+    assert m == pytest.approx(0.75) and 0.0 <= lo < m < hi <= 1.0
+    assert mean_ci(values, groups, n_boot=200, seed=0) == mean_ci(values, groups, n_boot=200, seed=0)
+    one = mean_ci([0.3, float("inf")])
+    assert one[0] == pytest.approx(0.3) and np.isnan(one[1]) and np.isnan(one[2])
+    assert all(np.isnan(x) for x in mean_ci([]))
+    with pytest.raises(ValueError, match="3 values but 2 groups"):
+        mean_ci([1.0, 2.0, 3.0], ["a", "b"])
+
+
+def test_paired_mean_ci_matches_cases_and_narrows_against_unpaired() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.9, 40)  # hard and easy cases, shared by both settings
+    a = {f"c{i}": float(v + 0.05) for i, v in enumerate(base)}
+    b = {f"c{i}": float(v) for i, v in enumerate(base)} | {"extra": 0.0}  # a case only b scored
+    groups = {f"c{i}": f"p{i // 2}" for i in range(40)}
+    m, lo, hi, n = paired_mean_ci(a, b, groups, n_boot=300)
+    assert n == 40 and m == pytest.approx(0.05) and lo == pytest.approx(0.05) and hi == pytest.approx(0.05)
+    _, ulo, uhi = mean_ci(list(a.values()), n_boot=300)
+    assert uhi - ulo > 0.05  # the unpaired interval of one setting is far wider than the paired one
+    assert np.isnan(paired_mean_ci({"x": 1.0}, {"y": 1.0})[0]) and paired_mean_ci({"x": 1.0}, {"y": 1.0})[3] == 0
