@@ -244,10 +244,12 @@ def run_predict(args: argparse.Namespace) -> int:
     summary = predict_cases(
         manifest, cases, models, args.out, args.overwrite, not args.quiet, formats,
         overlap=args.overlap, device=args.device, subdir="" if args.input else "predictions", job=job,
+        largest_component=args.largest_component,
     )  # fmt: skip
     summary["failed"] = job.summary().failures
     config = {"models": [str(m) for m in models], "split": args.split, "formats": list(formats)}
     config |= {"input": args.input, "overlap": args.overlap, "device": args.device}
+    config["largest_component"] = args.largest_component
     write_run_record(args.out, "scribble predict", config, None, summary)
     where = Path(args.out) if args.input else Path(args.out) / "predictions"
     print(f"predictions for {summary['done']} case(s) in {where} ({summary['skipped']} existing kept)")

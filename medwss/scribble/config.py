@@ -228,6 +228,9 @@ class ScribblePredictConfig(StrictConfig):
     """Where the network runs: ``auto``, ``cpu``, ``cuda``, ..."""
     formats: list[Literal["nifti", "dicom-seg", "slicer"]] = ["nifti"]
     """Outputs: nifti probability map (always), slicer label map + colour table, dicom-seg."""
+    largest_component: Literal["none", "volume", "slice"] = "none"
+    """K-class models: keep only each structure's largest connected component, in 3D (volume) or per
+    slice; none keeps every component (binary lesion maps are never post-processed)."""
 
 
 class ShiftConfig(StrictConfig):

@@ -145,3 +145,28 @@ def test_train_and_predict_label_maps(heart, tmp_path, method):
     assert pred.shape == SHAPE and np.issubdtype(pred.array.dtype, np.integer)
     assert set(np.unique(pred.array)) <= {0, 1, 2, 3}
     assert (tmp_path / "pred" / "predictions" / f"{test[0].case_id}_labels.ctbl").exists()
+
+
+def test_predict_cli_keeps_the_largest_component_of_each_structure(heart, tmp_path):
+    import json
+
+    from scipy import ndimage
+
+    from medwss.cli.main import main
+    from medwss.scribble.workflow import train_model
+
+    cfg = ScribbleConfig(**INPUT, **TINY, slice_size=32, size_prior=(5.0, 300.0))
+    train_model(heart, cfg, tmp_path / "m", progress=False)
+    case = heart.split("test")[0]
+    maps = {}
+    for mode in ("none", "volume"):
+        out = tmp_path / mode
+        argv = ["scribble", "predict", str(heart.path), "--model", str(tmp_path / "m" / "model.pt"), "--out", str(out)]
+        assert main([*argv, "--split", "test", "--largest-component", mode, "--quiet"]) == 0
+        maps[mode] = load_volume(out / "predictions" / f"{case.case_id}.nii.gz").array
+        assert json.loads((out / "run.json").read_text())["config"]["largest_component"] == mode
+    kept, full = maps["volume"], maps["none"]
+    for c in (1, 2, 3):
+        assert ndimage.label(kept == c, structure=np.ones((3, 3, 3)))[1] <= 1  # one (26-connected) component each
+        assert np.all(full[kept == c] == c)  # what is kept is the unprocessed prediction
+    assert (kept != full).any() and np.all(kept[kept != full] == 0)  # stray components became background
