@@ -403,20 +403,8 @@ def _f(v: float | None) -> str:
     return "n/a" if v is None or not math.isfinite(float(v)) else f"{v:.3f}"
 
 
-def _cell(row: dict[str, Any], key: str) -> str:
-    v = row.get(key)
-    if v is None or not math.isfinite(float(v)):
-        return "n/a"
-    s = f"{v:.3f}"
-    if row.get(f"{key}_sd") is not None:
-        s += f" ± {row[f'{key}_sd']:.3f}"
-    lo, hi = row.get(f"{key}_lo"), row.get(f"{key}_hi")
-    if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
-        s += f" [{lo:.3f}, {hi:.3f}]"
-    return s
-
-
 def markdown(record: dict[str, Any]) -> str:
+    _cell = _scribble_bench()["_cell"]  # the scribble benchmark's cell: mean ± sd [CI]
     reach, loss = record.get("reach_mm"), record.get("dense_loss", "partial_ce")
     names = {"pce": "scribbles, partial CE (baseline)", "agmm": f"AGMM pseudo-labels, {loss}",
              "agmm_reach": f"AGMM pseudo-labels, background beyond {reach} mm of the scribbles, {loss}",
