@@ -6,7 +6,7 @@ Usage:
 
     python benchmarks/pseudo_polyp.py --config configs/pseudo_polyp_6ep.yaml --name pseudo_polyp_6ep
         # the first recipe (6 epochs); configs/pseudo_polyp_long.yaml: 15 epochs of it, one seed
-    python benchmarks/pseudo_polyp.py --config configs/pseudo_kvasir_box.yaml --name pseudo_polyp_gcd2 --workers 2
+    python benchmarks/pseudo_polyp.py --config configs/pseudo_polyp_gcd2.yaml --name pseudo_polyp_gcd2 --workers 2
         # the shipped setting: GrabCut grown by 2 px (``dilate``), box-ignore (``inside_for: [grabcut]``)
 
 Data: ``DIR/endo/polyp`` (the layout of ``../shared/data/real``): 1,000 Kvasir-SEG RGB frames of

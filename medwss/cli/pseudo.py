@@ -1,11 +1,13 @@
 """`medwss pseudo box|cam|dhr|fuse|sweep|agmm|cpal|par|dupl|evaluate|predict`: pseudo-labels from cheap labels.
 
-Input: a manifest of volumes (CT phantoms, real CT; 2D images work as one-slice volumes). Tags
-(which classes a slice contains), boxes, scribbles and points are derived from the `mask` column
-unless given (`--boxes` for a detector's CSV/JSON, the `scribble` column for scribbles). Output,
-in `--out`: ``labels/<case>.nii.gz`` (int16 on the source grid, -1 = ignore), ``previews/<case>.png``,
-``run.json`` and, where masks exist, ``metrics.csv``/``metrics.json`` (per-class Dice, mIoU,
-coverage, minor-class recall).
+Input: a manifest of volumes (CT phantoms, real CT) or of 2D frames (PNG/JPEG, RGB or grey, e.g.
+colonoscopy: `medwss.pseudo.frames`; box segmenters get the RGB frame). Tags (which classes a slice
+contains), boxes, scribbles and points are derived from the `mask` column unless given (`--boxes`
+for a detector's CSV/JSON, the `scribble` column for scribbles). Output, in `--out`:
+``labels/<case>.nii.gz`` (int16 on the source grid, -1 = ignore; a frame's: ``labels/<case>.png``,
+uint8 on its own grid, 255 = ignore), ``previews/<case>.png``, ``run.json``, ``failures.csv`` (cases
+skipped) and, where masks exist, ``metrics.csv``/``metrics.json`` (per-class Dice, mIoU, coverage,
+minor-class recall).
 
 Methods that train a network (``agmm``, ``dupl``, and the tag classifier of ``--cam-source tags``)
 train on ``--device`` (default auto: the GPU when there is one), checkpoint into ``--out`` after
@@ -41,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument("--out", required=True, help="output folder")
         s.add_argument("--config", help="YAML config (configs/pseudo_*.yaml); flags override it")
         if name == "box":
-            s.add_argument("--boxes", help="detector output (CSV/JSON); boxes from the masks if omitted")
+            s.add_argument(
+                "--boxes", help="detector output (CSV/JSON; a frame's in its pixels); boxes from the masks if omitted"
+            )
         if name == "agmm":
             s.add_argument("--offline", action="store_true", help="GMM refiner on intensity/position, no training")
         s.add_argument("--quiet", action="store_true")
@@ -51,8 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             title=f"{name} settings ({method.config.__name__}; each is also a key of the --config YAML)",
         )
         s.set_defaults(func=run_method, method=name)
-    e = psub.add_parser("evaluate", help="metrics of pseudo-label NIfTIs against the manifest's masks")
-    e.add_argument("labels_dir", help="folder of <case_id>.nii.gz pseudo-labels")
+    e = psub.add_parser("evaluate", help="metrics of pseudo-label files against the manifest's masks")
+    e.add_argument("labels_dir", help="folder of <case_id>.nii.gz pseudo-labels (a frame's: <case_id>.png)")
     e.add_argument("manifest")
     e.add_argument("--out", required=True, help="output folder (metrics.csv, metrics.json, run.json)")
     e.add_argument("--config", help="YAML config (a method's configs/pseudo_*.yaml: its method keys are not read)")

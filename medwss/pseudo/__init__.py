@@ -18,6 +18,7 @@ Components (one module each):
 * `metrics`: per-class Dice/IoU, coverage, minor-class recall.
 * `cams`, `nets`: weight-free activation maps, a tiny network.
 * `volumes`, `outputs`, `workflow`: slicing cases, writing and reading pseudo-labels, one function per method.
+* `frames`: 2D PNG/JPEG frames as one-slice cases, their labels as uint8 PNG (255 = unlabelled).
 """
 
 from typing import TYPE_CHECKING

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from medwss.config import StrictConfig
 from medwss.data.labels import LabelSpec, label_spec
@@ -48,12 +48,12 @@ class PseudoConfig(StrictConfig):
     """Classes reported as minor (minor-class recall)."""
     window: str | tuple[float, float] = "soft_tissue"
     """HU (or intensity) window that normalises the images: a named CT window (soft_tissue = -160..240)
-    or low,high (flag: --window=LOW,HIGH)."""
+    or low,high (flag: --window=LOW,HIGH); not read for 2D PNG/JPEG frames (0..255)."""
     downsample: int = Field(1, ge=1)
     """In-plane downsampling of the axial slices (1 = native grid; sides become ceil(side / downsample))."""
     slice_size: int | None = Field(None, ge=8)
-    """Side every axial slice is resized to (whole field of view, aspect not kept); overrides downsample.
-    Needed where cases differ in size (ACDC): the trained methods stack slices into one batch."""
+    """Side every axial slice (or 2D frame) is resized to (whole field of view, aspect not kept); overrides
+    downsample. Needed where cases differ in size (ACDC): the trained methods stack slices into one batch."""
     seed: int = 0
     """Seed of every random step."""
     device: str = "auto"
@@ -134,7 +134,10 @@ class BoxPseudoConfig(PseudoConfig):
     """``medwss pseudo box``: a box segmenter inside boxes from a detector file or the masks."""
 
     segmenter: str = "random_walker"
-    """Box segmenter: box, random_walker, chan_vese, otsu, sam, medsam (sam/medsam need checkpoint)."""
+    """Box segmenter: box, ellipse, random_walker, chan_vese, otsu, grabcut, sam, medsam (sam/medsam need checkpoint)."""
+    segmenter_settings: dict[str, Any] = {}
+    """Settings handed to the segmenter (medwss.pseudo.segmenters.create_box_segmenter), e.g.
+    {colour: lab, gamma: 10.0, dilate: 2} for grabcut; a key it does not take is an error naming it."""
     checkpoint: str | None = None
     """Local SAM/MedSAM checkpoint (nothing is downloaded)."""
     box_threshold: float = Field(0.5, gt=0, lt=1)
@@ -144,6 +147,32 @@ class BoxPseudoConfig(PseudoConfig):
     inside: Literal["background", "ignore"] = "background"
     """Pixels inside a box that the segmenter leaves out: background, or ignore (refined core,
     box-ignore: only the mask is polyp/organ, the rest of the box is unlabelled)."""
+    min_component: int = Field(2, ge=1)
+    """Smallest mask component (pixels of the slice) that gets a box, when the boxes come from the masks."""
+
+    @field_validator("segmenter")
+    @classmethod
+    def _known_segmenter(cls, v: str) -> str:
+        from medwss.pseudo.segmenters import BOX_SEGMENTERS
+
+        try:
+            BOX_SEGMENTERS.get(v)
+        except MedwssError as exc:
+            raise ValueError(exc.message) from None
+        return v
+
+    @field_validator("segmenter_settings")
+    @classmethod
+    def _settings_taken(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from medwss.pseudo.segmenters import check_box_settings
+
+        if "segmenter" not in info.data:  # the segmenter itself is invalid: that error is reported
+            return v
+        try:
+            check_box_settings(info.data["segmenter"], v)
+        except MedwssError as exc:
+            raise ValueError(exc.message) from None
+        return v
 
 
 class CamPseudoConfig(CamMapSettings):

@@ -208,7 +208,7 @@ def _cams(cases: Sequence[SliceCase], cfg: CamMapSettings, opts: MethodOptions, 
 
 
 @register_pseudo_method(
-    "box", "segment inside boxes (random walker, Chan-Vese, Otsu, SAM/MedSAM)", BoxPseudoConfig, trains=False
+    "box", "segment inside boxes (random walker, Chan-Vese, Otsu, GrabCut, SAM/MedSAM)", BoxPseudoConfig, trains=False
 )
 def _box(cases: Sequence[SliceCase], cfg: BoxPseudoConfig, opts: MethodOptions) -> tuple[Labels, dict[str, Any]]:
     from medwss.pseudo.workflow import run_box

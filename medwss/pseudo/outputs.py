@@ -1,5 +1,8 @@
 """Writing pseudo-labels: int16 NIfTI (-1 = unlabelled) on the source grid, PNG previews, metrics CSV/JSON.
 
+A 2D frame's pseudo-labels are a uint8 PNG on the frame's grid instead (255 = unlabelled,
+`medwss.pseudo.frames.save_frame_labels`).
+
 Per-slice maps go back onto the stored grid through each case's `SliceGeometry` and are written
 by `medwss.data.labels.save_label_map` with the source affine; `read_labels` reads them back
 (`load_label_map`) and cuts them into the same slices.
@@ -62,8 +65,8 @@ def write_outputs(
     cfg: PseudoConfig,
     failed: list[str] | None = None,
 ) -> dict[str, Any] | None:
-    """Write ``labels/<case>.nii.gz`` (int16, -1 = unlabelled, source grid and affine), ``previews/<case>.png``
-    and metrics files.
+    """Write ``labels/<case>.nii.gz`` (int16, -1 = unlabelled, source grid and affine; a frame's:
+    ``labels/<case>.png``, uint8, 255 = unlabelled), ``previews/<case>.png`` and metrics files.
 
     Cases whose labels are None (they failed in the method) are left out. Inside an active
     `medwss.jobs.Job` (stage ``write``), or with `failed` (``"case_id: reason"`` appended), a case
@@ -72,11 +75,16 @@ def write_outputs(
     """
     from medwss.data.labels import save_label_map
     from medwss.io.atomic import write_json, write_text
+    from medwss.pseudo.frames import frame_preview_png, save_frame_labels
     from medwss.viz.overlay import volume_montage_png
 
     out = Path(out)
 
     def one(c: SliceCase, labs: list[np.ndarray]) -> None:
+        if c.frame is not None:  # a 2D frame: uint8 PNG on its own grid, 255 = unlabelled
+            save_frame_labels(c.to_source(labs)[:, :, 0], out / "labels" / f"{c.case_id}.png")
+            frame_preview_png(c, labs[0], out / "previews" / f"{c.case_id}.png")
+            return
         save_label_map(c.to_source(labs), out / "labels" / f"{c.case_id}.nii.gz", c.affine)
         canon = c.geometry.paste_canonical(np.stack(labs), label=True, fill=IGNORE)  # previews: axial, RAS
         heat = np.where(canon > 0, canon.astype(np.float64), np.nan)
@@ -122,28 +130,29 @@ def _written(one: Any, c: SliceCase, labs: list[np.ndarray]) -> bool:
 
 
 def read_labels(cases: Sequence[SliceCase], folder: str | Path) -> tuple[list[SliceCase], Labels, list[str]]:
-    """Pseudo-label files ``<folder>/<case>.nii.gz`` read back and cut into each case's slices.
+    """Pseudo-label files ``<folder>/<case>.nii.gz`` (a frame's: ``<case>.png``) read back and cut into each case's slices.
 
     Returns:
         The cases that have a file and a mask, their per-slice labels, and ``"case_id: reason"``
         for the others.
     """
     from medwss.data.labels import load_label_map
+    from medwss.pseudo.frames import load_frame_labels
 
     kept: list[SliceCase] = []
     labels: Labels = []
     failed: list[str] = []
     for c in cases:
-        path = Path(folder) / f"{c.case_id}.nii.gz"
+        path = Path(folder) / f"{c.case_id}{'.png' if c.frame is not None else '.nii.gz'}"
         if not path.exists() or c.gts is None:
             failed.append(f"{c.case_id}: no pseudo-label file or no mask")
             continue
-        vol = load_label_map(path)
-        if vol.shape[:3] != c.geometry.shape:
+        array = load_frame_labels(path)[:, :, None] if c.frame is not None else load_label_map(path).array
+        if array.shape[:3] != c.geometry.shape:
             failed.append(
-                f"{c.case_id}: pseudo-labels of shape {vol.shape[:3]} do not fit the image {c.geometry.shape}"
+                f"{c.case_id}: pseudo-labels of shape {array.shape[:3]} do not fit the image {c.geometry.shape}"
             )
             continue
-        labels.append(c.from_source(vol.array))
+        labels.append(c.from_source(array))
         kept.append(c)
     return kept, labels, failed

@@ -18,7 +18,9 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import warnings
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -259,12 +261,40 @@ BOX_SEGMENTERS.register("sam", _sam_factory("sam"))
 BOX_SEGMENTERS.register("medsam", _sam_factory("medsam"))
 
 
+def check_box_settings(name: str, settings: Mapping[str, object]) -> None:
+    """Raise one `ConfigError` line naming the first key of `settings` that segmenter `name` does not take.
+
+    The keys are checked against the factory's signature (`grabcut`: ``colour``, ``gamma``, ``dilate``,
+    ...); a factory taking ``**kwargs`` (``sam``/``medsam``) is checked when it is built.
+
+    Raises:
+        UnknownNameError: (a `ConfigError`) unknown name.
+        ConfigError: A key the segmenter does not take.
+    """
+    params = inspect.signature(BOX_SEGMENTERS.get(name)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for key in settings:
+        if key not in params:
+            takes = f"it takes: {', '.join(params)}" if params else "it takes none"
+            raise ConfigError(f"box segmenter '{name}' has no setting '{key}' ({takes})")
+
+
 def create_box_segmenter(name: str, **kwargs: object) -> object:
-    """A promptable segmenter by name: ``box``, ``ellipse``, ``random_walker``, ``chan_vese``, ``otsu``, ``sam``, ``medsam``.
+    """A promptable segmenter by name: ``box``, ``ellipse``, ``random_walker``, ``chan_vese``, ``otsu``,
+    ``grabcut``, ``sam``, ``medsam``; `kwargs` are its settings (``create_box_segmenter("grabcut", dilate=2)``).
 
     ``sam``/``medsam`` need ``checkpoint=`` (a local file) and the optional `segment_anything` package.
 
     Raises:
         UnknownNameError: (a `ConfigError`) unknown name.
+        ConfigError: A setting the segmenter does not take (`check_box_settings`), named in one line.
     """
-    return BOX_SEGMENTERS.get(name)(**kwargs)
+    check_box_settings(name, kwargs)
+    try:
+        return BOX_SEGMENTERS.get(name)(**kwargs)
+    except TypeError as exc:  # a **kwargs factory (sam/medsam) handed a key its segmenter does not take
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        key = str(exc).rsplit("argument", 1)[-1].strip(" '\"")
+        raise ConfigError(f"box segmenter '{name}' has no setting '{key}'") from None

@@ -34,12 +34,14 @@ class SliceCase:
         case_id: From the manifest.
         split: Manifest split (train/val/test) or None.
         geometry: Where the slices sit in the source volume (for paste-back and the source affine).
-        volume: The image on its canonical grid (for previews).
+        volume: The image on its canonical grid (for previews); of a frame, its luminance at slice size.
         images: Per slice (1, H, W) float32, windowed to [0, 1].
         raw: Per slice (H, W) raw intensities (HU), resized like `images`.
         gts: Per slice (H, W) int64 classes, or None without a mask.
         scribbles: Per slice sparse labels from the manifest's scribble column (`IGNORE` where
             unlabelled), or None.
+        colour: Per slice (H, W, 3) uint8 RGB of a colour frame (what box segmenters get), or None.
+        frame: The file of a 2D frame case (`medwss.pseudo.frames`: labels written as PNG), None for a volume.
     """
 
     case_id: str
@@ -51,6 +53,8 @@ class SliceCase:
     gts: list[np.ndarray] | None = None
     scribbles: list[np.ndarray] | None = None
     meta: dict[str, object] = field(default_factory=dict)
+    colour: list[np.ndarray] | None = None
+    frame: str | None = None
 
     @property
     def affine(self) -> np.ndarray:
@@ -75,6 +79,7 @@ class SliceCase:
             raw=[self.raw[k] for k in ks],
             gts=[self.gts[k] for k in ks] if self.gts is not None else None,
             scribbles=[self.scribbles[k] for k in ks] if self.scribbles is not None else None,
+            colour=[self.colour[k] for k in ks] if self.colour is not None else None,
         )
 
     def to_source(self, labels: Sequence[np.ndarray]) -> np.ndarray:
@@ -89,10 +94,16 @@ class SliceCase:
 def slice_case(case: Case, cfg: PseudoConfig) -> SliceCase:
     """Load and slice one manifest case (first image channel, and mask/scribble when present).
 
+    A 2D frame (PNG/JPEG, `medwss.pseudo.frames.FRAME_SUFFIXES`) is one slice (`slice_frame`).
+
     Raises:
         InvalidDataError: The image is not a 3D volume, or a label map does not fit it.
     """
     from medwss.data.subject import load_subject
+    from medwss.pseudo.frames import is_frame, slice_frame
+
+    if case.images and is_frame(case.image):
+        return slice_frame(case, cfg)
 
     subject = load_subject(case, channels=list(case.images)[:1])
     vol = subject.image

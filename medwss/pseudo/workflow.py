@@ -188,32 +188,35 @@ def run_box(
     """Box-prompted pseudo-labels: boxes from a detector file or from each slice's mask.
 
     A detector file's boxes are in the stored image's array indices (3D, or 2D on its in-plane
-    axes), per case; they are mapped onto the axial slices (`slice_boxes`).
+    axes; a frame's: its pixel rows and columns), per case; they are mapped onto the axial slices
+    (`slice_boxes`). The segmenter is ``create_box_segmenter(cfg.segmenter, **cfg.segmenter_settings)``;
+    it gets a colour frame's RGB (`SliceCase.colour`), a grey frame as it is, a volume's slices
+    clipped to the window.
     """
     from medwss.pseudo.boxes import boxes_from_labels, boxes_to_labels, load_boxes
+    from medwss.pseudo.protocol import PromptableSegmenter
     from medwss.pseudo.segmenters import create_box_segmenter
 
     kwargs: dict[str, object] = {"checkpoint": cfg.checkpoint} if cfg.segmenter in ("sam", "medsam") else {}
-    seg = create_box_segmenter(cfg.segmenter, **kwargs)
+    settings = kwargs | cfg.segmenter_settings
+    seg: PromptableSegmenter = create_box_segmenter(cfg.segmenter, **settings)  # type: ignore[assignment]
     lo, hi = cfg.window_range()
 
     def one(c: SliceCase) -> list[np.ndarray]:
         if boxes_file:
             per_slice = slice_boxes(load_boxes(boxes_file, case_id=c.case_id), c.geometry)
         elif c.gts is not None:
-            per_slice = [boxes_from_labels(g, min_size=2) for g in c.gts]
+            per_slice = [boxes_from_labels(g, min_size=cfg.min_component) for g in c.gts]
         else:
             raise InvalidDataError(f"case {c.case_id}: give --boxes or a mask to derive boxes from")
+        if c.colour is not None:
+            images = c.colour
+        else:
+            images = c.raw if c.frame is not None else [np.clip(raw, lo, hi) for raw in c.raw]
+        colour = c.colour is not None
         return [
-            boxes_to_labels(
-                np.clip(raw, lo, hi),
-                bs,
-                seg,  # type: ignore[arg-type]
-                cfg.box_threshold,
-                cfg.ring,
-                inside=cfg.inside,
-            )[0]
-            for raw, bs in zip(c.raw, per_slice, strict=True)
+            boxes_to_labels(im, bs, seg, cfg.box_threshold, cfg.ring, channels_last=colour, inside=cfg.inside)[0]
+            for im, bs in zip(images, per_slice, strict=True)
         ]
 
     return per_case(cases, one, desc=f"box/{cfg.segmenter}", progress=progress)
