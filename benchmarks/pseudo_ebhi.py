@@ -2,7 +2,8 @@
 
 Usage:
     python benchmarks/pseudo_ebhi.py [--data DIR] [--quick] [--seeds 3] [--size 64] [--epochs 6]
-        [--stage 1|2|all] [--out benchmarks/results] [--work DIR]
+        [--stage 1|2|all] [--cam-tau val|T] [--compare-tau 0.5|none] [--tag TAG]
+        [--out benchmarks/results] [--work DIR]
 
 Data: ``DIR/histo/ebhi`` (default ``../shared/data/real``): 748 colorectal H&E tiles of 224 × 224
 from 268 patients, each with a manual mask of its annotated region and a tile tag (``label`` 1 =
@@ -16,25 +17,34 @@ tags the CAM methods read are the tile's tag (plus background).
 Stage 1, pseudo-labels through the registry (`medwss.pseudo.methods.run_method`), each method with
 its shipped config ``configs/pseudo_ebhi_<method>.yaml``, on the train + val tiles: one tag
 classifier (TinyFCN on whole-tile tags, ``cam_epochs`` epochs, seed 0; trained once and resumed by
-every method from its checkpoint) gives the CAMs of ``cam`` (plain threshold at 0.5, the
+every method from its checkpoint) gives the CAMs of ``cam`` (plain threshold at ``cam_tau``, the
 baseline), ``fuse`` (WSSS-BED fusion, τ chosen by the sweep on the val tiles, ignore band 0.05),
 ``dhr`` (Sinkhorn rebalancing, class prior from the val tiles), ``cpal`` (context prototypes),
 ``par`` (pixel-adaptive refinement) and ``dupl`` (dual students trained from the CAM labels).
+``cam_tau`` (the threshold of cam, of the DHR/CPAL/PAR outputs and of DuPL's initial labels) is
+chosen on the val tiles with ``--cam-tau val`` (default): the library's sweep (`medwss pseudo sweep`,
+fusion with no ignore band and the config's no-op ``body`` prior = the thresholded CAMs) picks it
+and the run records it with its curve; a number fixes it. ``--compare-tau T`` (default 0.5, the
+earlier fixed threshold) also runs those five methods at T, as rows ``<method>_tau<T>`` paired with
+``cam_tau<T>``: what the val choice is worth to each method.
 Scored on the train tiles against the masks: pooled mIoU over the benign and malignant classes
-(`pseudo_label_metrics`; background IoU shown apart; pixels where the method abstains left out), coverage, and the per-tile mIoU with a 95 % bootstrap interval
-over train patients. An ablation (one setting changed per row, pseudo-label mIoU only) says why a
-method lands where it does.
+(`pseudo_label_metrics`; background IoU shown apart; pixels where the method abstains left out),
+coverage, and the per-tile mIoU with a 95 % bootstrap interval over train patients; the val tiles'
+pooled mIoU beside it. An ablation (one setting changed per row, at the chosen ``cam_tau``,
+pseudo-label mIoU only) says why a method lands where it does.
 
-Stage 1 saves every method's train-tile labels to ``WORK/labels/<method>.npz`` (int8 by case id,
+Stage 1 saves every set's train-tile labels to ``WORK/labels/<set>.npz`` (int8 by case id,
 -1 = abstained), so ``--stage 2 --work WORK`` trains the segmenters alone from them, taking the
 stage-1 tables from the results file in ``--out``; ``--stage 1`` stops after the labels.
 
 Stage 2: a small 2D UNet (MONAI, 8/16/32, CE + Dice on the labelled pixels, `medwss.seg.train_segmenter`)
 trains on the train tiles' pseudo-labels of each method (and on the masks: ``full``) for
-``--seeds`` seeds, and is scored on the test tiles: the Dice of the tile's class (a benign tile
-predicted malignant scores 0) and the foreground Dice (benign and malignant merged), averaged per
-patient, 95 % bootstrap interval over test patients of the seed-averaged scores, and the paired
-difference to ``cam``. Ablation rows ``fuse_bg`` / ``dupl_bg``: the same labels with the abstained
+``--seeds`` seeds, and is scored on the val tiles (to choose on) and the test tiles: the Dice of the
+tile's class (a benign tile predicted malignant scores 0) and the foreground Dice (benign and
+malignant merged), averaged per patient, 95 % bootstrap interval over patients of the
+seed-averaged scores, the paired difference to the set's CAM baseline (``cam``, or ``cam_tau<T>``
+for the ``_tau<T>`` sets), to its fixed-τ twin, and, for the foreground Dice, to the trivial
+every-pixel-foreground prediction (``<set>-all_fg``). Ablation rows ``fuse_bg`` / ``dupl_bg``: the same labels with the abstained
 pixels trained as background instead of ignored (what the abstention is worth downstream). The
 segmenter settings were not tuned (no look at val or test while fixing them).
 
@@ -42,7 +52,7 @@ What was cut to fit a shared CPU: tiles at 64 × 64 grey (not 224 × 224 RGB), a
 classifier for 10 epochs, DuPL for 150 steps, the UNet for ``--epochs`` (default 6) epochs;
 pseudo-labels from one seed (the segmenter trains with three). ``--quick`` (smoke test): 8
 tiles per split at 32 × 32, one epoch, 3 DuPL steps, one seed. Results:
-``benchmarks/results/pseudo_ebhi[_quick].json`` and ``.md``.
+``benchmarks/results/pseudo_ebhi[_<tag>][_quick].json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -64,6 +74,7 @@ sys.path.insert(0, str(ROOT))
 from medwss.eval.metrics import mean_ci  # noqa: E402
 
 METHODS = ("cam", "fuse", "dhr", "cpal", "par", "dupl")
+TAU_METHODS = ("cam", "dhr", "cpal", "par", "dupl")  # the methods reading cam_tau (fusion has its own τ)
 ABSTAINING = ("fuse", "dupl")  # methods that leave pixels unlabelled (-1); stage 2 also trains them as background
 NAMES = ("background", "benign", "malignant")
 ABLATIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -112,14 +123,19 @@ def method_config(method: str, overrides: dict[str, Any]) -> Any:
     return cfg.model_copy(update={k: v for k, v in overrides.items() if k in cls.model_fields})
 
 
-def run_pseudo(method: str, cases: list[Any], cfg: Any, work: Path) -> tuple[list[Any], dict[str, Any]]:
-    """One registry method; the tag classifier is resumed from ``work/cam`` (trained by the first call)."""
+def run_pseudo(
+    method: str, cases: list[Any], cfg: Any, work: Path, variant: str = ""
+) -> tuple[list[Any], dict[str, Any]]:
+    """One registry method; the tag classifier is resumed from ``work/cam`` (trained by the first call).
+
+    DuPL's students are resumed from ``work/dupl<variant>``: a variant with other initial labels
+    (another ``cam_tau``) needs its own folder."""
     from medwss.pseudo.methods import MethodOptions, run_method
 
     cam_dir = work / "cam"
     out = cam_dir
     if method == "dupl":  # DuPL keeps its students as checkpoint.pt; its CAMs come from cam_checkpoint.pt
-        out = work / "dupl"
+        out = work / f"dupl{variant}"
         out.mkdir(parents=True, exist_ok=True)
         if (cam_dir / "checkpoint.pt").is_file() and not (out / "cam_checkpoint.pt").is_file():
             shutil.copy2(cam_dir / "checkpoint.pt", out / "cam_checkpoint.pt")
@@ -141,9 +157,9 @@ def quality(cases: list[Any], labels: list[Any]) -> dict[str, Any]:
 
 
 def train_and_test(
-    train: list[Any], targets: list[np.ndarray], test: list[Any], epochs: int, seed: int, quick: bool
-) -> tuple[list[float], list[float], float]:
-    """Train the UNet on (tile, target); per test tile: Dice of the tile's class and foreground Dice."""
+    train: list[Any], targets: list[np.ndarray], scored: dict[str, list[Any]], epochs: int, seed: int, quick: bool
+) -> tuple[dict[str, tuple[list[float], list[float]]], float]:
+    """Train the UNet on (tile, target); per split of `scored` and tile: Dice of the tile's class and foreground Dice."""
     from medwss.eval.overlap import dice
     from medwss.seg import SegSample, SegTrainConfig, predict_probs, train_segmenter
 
@@ -154,14 +170,67 @@ def train_and_test(
     t = time.process_time()
     samples = [SegSample((c.images[0] - 0.5) / 0.25, y.astype(np.int64)) for c, y in zip(train, targets, strict=True)]
     model, _ = train_segmenter(samples, scfg, progress=False)
-    probs = predict_probs(model, [(c.images[0] - 0.5) / 0.25 for c in test], scfg, batch_size=32)
-    cls_d, fg_d = [], []
-    for p, c in zip(probs, test, strict=True):
-        pred, gt = p.argmax(0), c.gts[0]
-        k = int(c.meta["label"]) + 1
-        cls_d.append(dice((pred == k).astype(np.int64), (gt == k).astype(np.int64), ignore=None))
-        fg_d.append(dice((pred > 0).astype(np.int64), (gt > 0).astype(np.int64), ignore=None))
-    return cls_d, fg_d, time.process_time() - t
+    out = {}
+    for name, tiles in scored.items():
+        probs = predict_probs(model, [(c.images[0] - 0.5) / 0.25 for c in tiles], scfg, batch_size=32)
+        cls_d, fg_d = [], []
+        for p, c in zip(probs, tiles, strict=True):
+            pred, gt = p.argmax(0), c.gts[0]
+            k = int(c.meta["label"]) + 1
+            cls_d.append(dice((pred == k).astype(np.int64), (gt == k).astype(np.int64), ignore=None))
+            fg_d.append(dice((pred > 0).astype(np.int64), (gt > 0).astype(np.int64), ignore=None))
+        out[name] = (cls_d, fg_d)
+    return out, time.process_time() - t
+
+
+def choose_cam_tau(spec: str, trval: list[Any], over: dict[str, Any], work: Path) -> tuple[float, dict[str, Any]]:
+    """``cam_tau`` from ``--cam-tau``: a number as given, or ``val``: the library's sweep (`medwss pseudo
+    sweep`: fusion with no ignore band, on the val tiles) on the same CAMs, whose best τ it records."""
+    if spec != "val":
+        try:
+            tau = float(spec)
+        except ValueError:
+            raise SystemExit(f"--cam-tau {spec!r}: give a number in (0, 1) or 'val'") from None
+        if not 0 < tau < 1:
+            raise SystemExit(f"--cam-tau {spec!r}: give a number in (0, 1) or 'val'")
+        return tau, {"chosen_on": "given", "tau": tau}
+    _, extra = run_pseudo("sweep", trval, method_config("fuse", over | {"band": 0.0, "tau": None}), work)
+    sw = extra["sweep"]
+    tau = float(sw["best_tau"])
+    edge = tau in (min(sw["taus"]), max(sw["taus"]))
+    return tau, {"chosen_on": "val", "tau": tau, "at_grid_edge": edge,
+                 "sweep": {k: sw[k] for k in ("taus", "dice", "best_tau", "best_dice")}}  # fmt: skip
+
+
+def variants(tau: float, compare: str) -> list[tuple[str, float]]:
+    """(name suffix, cam_tau) of the runs: the chosen τ unsuffixed, the ``--compare-tau`` one as ``_tau<τ>``."""
+    out = [("", tau)]
+    if compare != "none":
+        try:
+            other = float(compare)
+        except ValueError:
+            raise SystemExit(f"--compare-tau {compare!r}: give a number in (0, 1) or 'none'") from None
+        if not 0 < other < 1:
+            raise SystemExit(f"--compare-tau {compare!r}: give a number in (0, 1) or 'none'")
+        if other != tau:
+            out.append((f"_tau{other:g}", other))
+    return out
+
+
+def baseline_of(name: str) -> str:
+    """The CAM baseline a set is paired with: ``cam`` for the chosen τ, ``cam_tau0.5`` for the ``_tau0.5`` sets."""
+    _, sep, tail = name.removesuffix("_bg").partition("_tau")
+    return f"cam_tau{tail}" if sep else "cam"
+
+
+def pairs_of(names: list[str]) -> list[tuple[str, str]]:
+    """(set, reference) pairs: every set against its CAM baseline, and each chosen-τ set against its fixed-τ twin."""
+    out = [(n, baseline_of(n)) for n in names if n != baseline_of(n) and baseline_of(n) in names]
+    for n in names:
+        stem, sep, tail = n.removesuffix("_bg").partition("_tau")
+        if sep and stem in names:
+            out.append((stem + ("_bg" if n.endswith("_bg") else ""), n))
+    return [(a, b) for a, b in out if a in names]
 
 
 def run(args: argparse.Namespace, on_stage: Any = None) -> dict[str, Any]:
@@ -194,26 +263,34 @@ def run(args: argparse.Namespace, on_stage: Any = None) -> dict[str, Any]:
     }  # fmt: skip
     labels_of: dict[str, list[np.ndarray]] = {}
     if args.stage == "2":  # stage 1's tables and labels from disk
-        record |= stage1_record(Path(args.out) / f"{'pseudo_ebhi_quick' if args.quick else 'pseudo_ebhi'}.json")
-        labels_of = load_labels(work / "labels", split["train"])
+        record |= stage1_record(Path(args.out) / f"{stem_of(args)}.json")
+        labels_of = load_labels(work / "labels", split["train"], list(record["pseudo"]))
         return stage2(args, record, labels_of, split, t_all, cpu_all, on_stage)
-    for method in METHODS:
-        cfg = method_config(method, over)
-        t0 = time.process_time()
-        labels, extra = run_pseudo(method, trval, cfg, work)
-        q = quality(split["train"], labels[:n_train])
-        q |= {"cpu_seconds": round(time.process_time() - t0, 1)}
-        q |= {k: v for k, v in extra.items() if k in ("tau", "final_tau", "discarded_last")}
-        if "sweep" in extra:
-            q["sweep"] = {k: extra["sweep"][k] for k in ("taus", "dice", "best_tau")}
-        record["pseudo"][method] = q
-        record["configs"][method] = cfg.model_dump(mode="json")
-        labels_of[method] = [lab[0] for lab in labels[:n_train]]
-        save_labels(work / "labels" / f"{method}.npz", split["train"], labels_of[method])
-        print(f"{method}: train-tile mIoU {q['miou']:.3f}, coverage {q['coverage']:.3f}", flush=True)
+    tau, record["cam_tau"] = choose_cam_tau(args.cam_tau, trval, over, work)
+    print(f"cam_tau {tau:g} ({record['cam_tau']['chosen_on']})", flush=True)
+    for suffix, t in variants(tau, args.compare_tau):
+        for method in METHODS if not suffix else TAU_METHODS:
+            name = method + suffix
+            cfg = method_config(method, over | {"cam_tau": t})
+            t0 = time.process_time()
+            labels, extra = run_pseudo(method, trval, cfg, work, suffix)
+            q = quality(split["train"], labels[:n_train])
+            q["val"] = quality(split["val"], labels[n_train:])
+            q |= {"cpu_seconds": round(time.process_time() - t0, 1)}
+            q |= {k: v for k, v in extra.items() if k in ("tau", "final_tau", "discarded_last")}
+            if method in TAU_METHODS:
+                q["cam_tau"] = t
+            if "sweep" in extra:
+                q["sweep"] = {k: extra["sweep"][k] for k in ("taus", "dice", "best_tau")}
+            record["pseudo"][name] = q
+            record["configs"][name] = cfg.model_dump(mode="json")
+            labels_of[name] = [lab[0] for lab in labels[:n_train]]
+            save_labels(work / "labels" / f"{name}.npz", split["train"], labels_of[name])
+            print(f"{name}: train-tile mIoU {q['miou']:.3f}, val {q['val']['miou']:.3f}, "
+                  f"coverage {q['coverage']:.3f}", flush=True)  # fmt: skip
     for method, what, change in ABLATIONS:
         name = change.get("_method", method)
-        cfg = method_config(name, over | {k: v for k, v in change.items() if k != "_method"})
+        cfg = method_config(name, over | {"cam_tau": tau} | {k: v for k, v in change.items() if k != "_method"})
         labels, extra = run_pseudo(name, trval, cfg, work)
         q = quality(split["train"], labels[:n_train])
         record["ablation"].append({"method": method, "change": what, "tau": extra.get("tau"), **q})
@@ -240,36 +317,50 @@ def stage2(
     cpu_all: float,
     on_stage: Any,
 ) -> dict[str, Any]:
-    """The UNet trained on every set of train-tile labels, scored on the test tiles, per seed."""
-    from medwss.eval.overlap import dice
-
+    """The UNet trained on every set of train-tile labels, scored on the test and val tiles, per seed."""
     seeds = [0] if args.quick else list(range(args.seeds))
     epochs = 1 if args.quick else args.epochs
     sets = {"full": [c.gts[0] for c in split["train"] if c.gts is not None], **labels_of}
-    for name in ABSTAINING:  # ablation: what the abstention is worth downstream
-        if name in labels_of:
+    for name in list(labels_of):  # ablation: what the abstention is worth downstream
+        if name.partition("_tau")[0] in ABSTAINING:
             sets[f"{name}_bg"] = abstained_as_background(labels_of[name])
     record["epochs"] = epochs
-    test_patients = [c.meta["patient_id"] for c in split["test"]]
-    fg = [(c.gts[0] > 0).astype(np.int64) for c in split["test"]]
-    trivial = [dice(np.ones_like(g), g, ignore=None) for g in fg]  # every pixel foreground
-    record["trivial_fg_dice"] = dict(zip(("mean", "lo", "hi"), mean_ci(trivial, test_patients), strict=True))
-    scores: dict[str, dict[int, tuple[list[float], list[float]]]] = {k: {} for k in sets}
+    pairs = pairs_of(list(sets))
+    all_fg = {s: all_fg_dice(split[s]) for s in ("test", "val")}  # the every-pixel-foreground reference
+    patients = {s: [c.meta["patient_id"] for c in split[s]] for s in ("test", "val")}
+    for key, s in (("trivial_fg_dice", "test"), ("trivial_fg_dice_val", "val")):
+        record[key] = dict(zip(("mean", "lo", "hi"), mean_ci(all_fg[s], patients[s]), strict=True))
+    scores: dict[str, dict[str, dict[int, tuple[list[float], list[float]]]]] = {
+        s: {k: {} for k in sets} for s in ("test", "val")
+    }
     runs = []
     for seed in seeds:
         for name, targets in sets.items():
-            cls_d, fg_d, secs = train_and_test(split["train"], targets, split["test"], epochs, seed, args.quick)
-            scores[name][seed] = (cls_d, fg_d)
+            got, secs = train_and_test(
+                split["train"], targets, {s: split[s] for s in ("test", "val")}, epochs, seed, args.quick
+            )
+            for s, (cls_d, fg_d) in got.items():
+                scores[s][name][seed] = (cls_d, fg_d)
+            (cls_d, fg_d), (v_cls, v_fg) = got["test"], got["val"]
             runs.append({"set": name, "seed": seed, "class_dice": float(np.mean(cls_d)),
-                         "fg_dice": float(np.mean(fg_d)), "cpu_seconds": round(secs, 1)})  # fmt: skip
-            print(f"segmenter {name} seed {seed}: class Dice {np.mean(cls_d):.3f}, fg Dice {np.mean(fg_d):.3f}",
-                  flush=True)  # fmt: skip
+                         "fg_dice": float(np.mean(fg_d)), "val_class_dice": float(np.mean(v_cls)),
+                         "val_fg_dice": float(np.mean(v_fg)), "cpu_seconds": round(secs, 1)})  # fmt: skip
+            print(f"segmenter {name} seed {seed}: val class Dice {np.mean(v_cls):.3f}, fg {np.mean(v_fg):.3f}; "
+                  f"test class Dice {np.mean(cls_d):.3f}, fg {np.mean(fg_d):.3f}", flush=True)  # fmt: skip
         record |= {"seeds": seeds[: seeds.index(seed) + 1], "runs": runs}
-        record["segmenter"], record["paired"] = summarise(scores, split["test"])
+        record["segmenter"], record["paired"] = summarise(scores["test"], split["test"], pairs, all_fg["test"])
+        record["segmenter_val"], record["paired_val"] = summarise(scores["val"], split["val"], pairs, all_fg["val"])
         record |= {"seconds": round(time.time() - t_all, 1), "cpu_seconds": round(time.process_time() - cpu_all, 1)}
         if on_stage is not None:
             on_stage(record)
     return record
+
+
+def all_fg_dice(tiles: list[Any]) -> list[float]:
+    """Per tile, the foreground Dice of calling every pixel foreground (the trivial reference)."""
+    from medwss.eval.overlap import dice
+
+    return [dice(np.ones_like(g), g, ignore=None) for g in ((c.gts[0] > 0).astype(np.int64) for c in tiles)]
 
 
 def save_labels(path: Path, cases: list[Any], labels: list[np.ndarray]) -> None:
@@ -281,10 +372,12 @@ def save_labels(path: Path, cases: list[Any], labels: list[np.ndarray]) -> None:
         np.savez_compressed(f, **arrays)
 
 
-def load_labels(folder: Path, cases: list[Any]) -> dict[str, list[np.ndarray]]:
-    """Stage 1's saved labels of every method, in the order of `cases`; a missing file or tile stops the run."""
+def load_labels(
+    folder: Path, cases: list[Any], names: list[str] | tuple[str, ...] = METHODS
+) -> dict[str, list[np.ndarray]]:
+    """Stage 1's saved labels of every set in `names`, in the order of `cases`; a missing file or tile stops the run."""
     out: dict[str, list[np.ndarray]] = {}
-    for method in METHODS:
+    for method in names:
         path = folder / f"{method}.npz"
         if not path.is_file():
             raise SystemExit(f"{path}: no stage-1 labels (run --stage 1 with this --work first)")
@@ -304,12 +397,19 @@ def stage1_record(path: Path) -> dict[str, Any]:
         raise SystemExit(f"{path}: cannot read the stage-1 results ({e}); run --stage 1 first") from None
     if not rec.get("pseudo"):
         raise SystemExit(f"{path}: no stage-1 pseudo-label table in it; run --stage 1 first")
-    return {k: rec[k] for k in ("pseudo", "ablation", "configs", "skipped") if k in rec}
+    return {k: rec[k] for k in ("pseudo", "ablation", "configs", "skipped", "cam_tau") if k in rec}
 
 
-def summarise(scores: dict[str, dict[int, tuple[list[float], list[float]]]], test: list[Any]) -> tuple[dict, dict]:
-    """Per set: seed-averaged per-tile scores → patient mean, CI, sd over seeds; paired difference to cam."""
-    patients = [c.meta["patient_id"] for c in test]
+def summarise(
+    scores: dict[str, dict[int, tuple[list[float], list[float]]]],
+    tiles: list[Any],
+    pairs: list[tuple[str, str]] | None = None,
+    all_fg: list[float] | None = None,
+) -> tuple[dict, dict]:
+    """Per set: seed-averaged per-tile scores → patient mean, CI, sd over seeds; paired differences
+    ``a - b`` for each (a, b) of `pairs` (default: every set against ``cam``), and with `all_fg` (per
+    tile, the every-pixel-foreground Dice) each set's foreground Dice minus it (``<set>-all_fg``)."""
+    patients = [c.meta["patient_id"] for c in tiles]
     out: dict[str, Any] = {}
     mean_of: dict[str, dict[str, np.ndarray]] = {}
     for name, by_seed in scores.items():
@@ -325,13 +425,16 @@ def summarise(scores: dict[str, dict[int, tuple[list[float], list[float]]]], tes
             row |= {key: m, f"{key}_lo": lo, f"{key}_hi": hi, f"{key}_sd": sd}
         out[name] = row
     paired: dict[str, Any] = {}
-    for name in out:
-        if name == "cam" or "cam" not in mean_of:
+    for a, b in pairs if pairs is not None else [(n, "cam") for n in out if n != "cam"]:
+        if a not in mean_of or b not in mean_of:
             continue
         for key in ("class_dice", "fg_dice"):
-            d = mean_of[name][key] - mean_of["cam"][key]
+            d = mean_of[a][key] - mean_of[b][key]
             m, lo, hi = mean_ci(list(d), patients)
-            paired.setdefault(f"{name}-cam", {})[key] = {"diff": m, "lo": lo, "hi": hi}
+            paired.setdefault(f"{a}-{b}", {})[key] = {"diff": m, "lo": lo, "hi": hi}
+    for a in mean_of if all_fg is not None else []:
+        m, lo, hi = mean_ci(list(mean_of[a]["fg_dice"] - np.asarray(all_fg)), patients)
+        paired[f"{a}-all_fg"] = {"fg_dice": {"diff": m, "lo": lo, "hi": hi}}
     return out, paired
 
 
@@ -349,27 +452,51 @@ def _ci(m: float | None, lo: float | None, hi: float | None, sd: float | None = 
     return s
 
 
+def _diff(p: dict[str, Any], key: str) -> str:
+    return f"{p[key]['diff']:+.3f} [{p[key]['lo']:+.3f}, {p[key]['hi']:+.3f}]" if key in p else "—"
+
+
+def _set_label(name: str) -> str:
+    base = name.removesuffix("_bg")
+    return f"{base}, abstained pixels as background (ablation)" if name.endswith("_bg") else name
+
+
 def markdown(r: dict[str, Any]) -> str:
     n = r["n_tiles"]
+    ct = r.get("cam_tau")
     lines = [
         f"# EBHI H&E tiles: pseudo-labels from tile tags ({'quick' if r['quick'] else 'full'} run)",
         "",
         f"Tiles train {n['train']} / val {n['val']} / test {n['test']} at {r['size']} × {r['size']} grey; "
         f"segmenter seeds {r['seeds']}; {r.get('cpu_seconds', 0):.0f} s CPU ({r.get('seconds', 0):.0f} s wall). "
         f"Skipped: {len(r['skipped'])}.",
+    ]
+    if ct:
+        how = "chosen on the val tiles by the fusion sweep with no ignore band" if ct["chosen_on"] == "val" else "given"
+        edge = " (the lowest point of the sweep's grid)" if ct.get("at_grid_edge") else ""
+        lines += ["", f"cam_tau (threshold of cam, dhr, cpal, par and DuPL's initial labels) = {ct['tau']:g}, "
+                  f"{how}{edge}; rows named `_tau<τ>` use that fixed τ instead (the comparison)."]  # fmt: skip
+        if "sweep" in ct:
+            sw = ct["sweep"]
+            curve = ", ".join(f"{t:g}: {d:.3f}" for t, d in zip(sw["taus"], sw["dice"], strict=True))
+            lines += ["", f"Val sweep (mean Dice incl. background of the thresholded CAMs against τ): {curve}."]
+    lines += [
         "",
         "Pseudo-labels on the train tiles (classes background / benign / malignant; pixels a method abstains "
-        "on left out of the IoU). Per-tile mIoU: mean over train patients [95% bootstrap CI].",
+        "on left out of the IoU). Per-tile mIoU: mean over train patients [95% bootstrap CI]. Val mIoU: the "
+        "same labels on the val tiles (pooled; the split cam_tau was chosen on).",
         "",
-        "| method | mIoU benign+malignant (pooled) | IoU bg | IoU benign | IoU malignant | per-tile mIoU | coverage | τ |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | mIoU benign+malignant (pooled) | IoU bg | IoU benign | IoU malignant | per-tile mIoU | coverage | τ "
+        "| val mIoU |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for m, q in r["pseudo"].items():
-        tau = q.get("tau", q.get("final_tau"))
+        tau = q.get("cam_tau", q.get("tau", q.get("final_tau")))
+        val = _f(q["val"]["miou"]) if "val" in q else ""
         lines.append(
             f"| {m} | {_f(q['miou'])} | " + " | ".join(_f(q["iou"][c]) for c in NAMES)
             + f" | {_ci(q['tile_miou'], q['tile_miou_lo'], q['tile_miou_hi'])} | {q['coverage']:.3f} | "
-            + ("" if tau is None else f"{tau:.2f}") + " |"
+            + ("" if tau is None else f"{tau:.2f}") + f" | {val} |"
         )  # fmt: skip
     lines += ["", "Ablation (one setting changed; pseudo-label mIoU on the train tiles):", "",
               "| method | change | mIoU (pooled) | per-tile mIoU | coverage |", "|---|---|---|---|---|"]  # fmt: skip
@@ -377,30 +504,49 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {a['method']} | {a['change']} | {_f(a['miou'])} | "
                      f"{_ci(a['tile_miou'], a['tile_miou_lo'], a['tile_miou_hi'])} | {a['coverage']:.3f} |")  # fmt: skip
     if r["segmenter"]:
-        lines += ["", "UNet trained on each set's train-tile labels, scored on the test tiles: mean over seeds ± sd "
-                  "[95% bootstrap CI over test patients]. Class Dice = Dice of the tile's own class.", "",
-                  "| trained on | pseudo-label mIoU | class Dice | foreground Dice | class Dice − cam | fg Dice − cam |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        val = r.get("segmenter_val", {})
+        lines += ["", "UNet trained on each set's train-tile labels, scored on the val and the test tiles: mean over "
+                  "seeds ± sd [95% bootstrap CI over patients]. Class Dice = Dice of the tile's own class; Δ = paired "
+                  "difference (test) to the set's CAM baseline (`cam` for the chosen τ, `cam_tau<τ>` for that τ).", "",
+                  "| trained on | pseudo-label mIoU | val class Dice | val fg Dice | test class Dice | test fg Dice "
+                  "| class Dice Δ | fg Dice Δ | test fg Dice − all-foreground |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for name, s in r["segmenter"].items():
             base = name.removesuffix("_bg")
             miou = "1 (masks)" if name == "full" else _f(r["pseudo"][base]["miou"]) if base in r["pseudo"] else ""
-            label = f"{base}, abstained pixels as background (ablation)" if name.endswith("_bg") else name
-            p = r["paired"].get(f"{name}-cam", {})
-            diffs = [
-                (f"{p[k]['diff']:+.3f} [{p[k]['lo']:+.3f}, {p[k]['hi']:+.3f}]" if k in p else "—")
-                for k in ("class_dice", "fg_dice")
+            ref = baseline_of(name)
+            p = r["paired"].get(f"{name}-{ref}", {})
+            v = val.get(name)
+            vcols = [
+                _ci(v[k], v[f"{k}_lo"], v[f"{k}_hi"], v[f"{k}_sd"]) if v else "—" for k in ("class_dice", "fg_dice")
             ]
             lines.append(
-                f"| {label} | {miou} | {_ci(s['class_dice'], s['class_dice_lo'], s['class_dice_hi'], s['class_dice_sd'])} | "
-                f"{_ci(s['fg_dice'], s['fg_dice_lo'], s['fg_dice_hi'], s['fg_dice_sd'])} | {diffs[0]} | {diffs[1]} |"
+                f"| {_set_label(name)} | {miou} | {vcols[0]} | {vcols[1]} | "
+                f"{_ci(s['class_dice'], s['class_dice_lo'], s['class_dice_hi'], s['class_dice_sd'])} | "
+                f"{_ci(s['fg_dice'], s['fg_dice_lo'], s['fg_dice_hi'], s['fg_dice_sd'])} | "
+                f"{_diff(p, 'class_dice')} | {_diff(p, 'fg_dice')} | "
+                f"{_diff(r['paired'].get(f'{name}-all_fg', {}), 'fg_dice')} |"
             )
-        if "trivial_fg_dice" in r:
-            t = r["trivial_fg_dice"]
-            lines += [
-                "",
-                f"Trivial reference: every test pixel foreground, foreground Dice {_ci(t['mean'], t['lo'], t['hi'])}.",
-            ]
+        twins = [k for k in r["paired"] if "_tau" in k.split("-", 1)[1] and "_tau" not in k.split("-", 1)[0]]
+        if twins:
+            lines += ["", "Chosen τ against the fixed τ, same method (paired, per patient): val and test.", "",
+                      "| method | val class Dice Δ | val fg Dice Δ | test class Dice Δ | test fg Dice Δ |",
+                      "|---|---|---|---|---|"]  # fmt: skip
+            for k in twins:
+                pv, pt = r.get("paired_val", {}).get(k, {}), r["paired"][k]
+                lines.append(f"| {k.replace('-', ' − ')} | {_diff(pv, 'class_dice')} | {_diff(pv, 'fg_dice')} | "
+                             f"{_diff(pt, 'class_dice')} | {_diff(pt, 'fg_dice')} |")  # fmt: skip
+        for key, split in (("trivial_fg_dice_val", "val"), ("trivial_fg_dice", "test")):
+            if key in r:
+                t = r[key]
+                lines += ["", f"Trivial reference ({split}): every pixel foreground, foreground Dice "
+                          f"{_ci(t['mean'], t['lo'], t['hi'])} (the last column: each set's paired difference to it)."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def stem_of(args: argparse.Namespace) -> str:
+    """Results file stem: ``pseudo_ebhi[_<tag>][_quick]``."""
+    return "pseudo_ebhi" + (f"_{args.tag}" if args.tag else "") + ("_quick" if args.quick else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,6 +559,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stage", choices=("1", "2", "all"), default="all",
                     help="1: pseudo-labels only (saved under WORK/labels); 2: segmenters from those labels and "
                     "the stage-1 tables of the results file; all (default): both")  # fmt: skip
+    ap.add_argument("--cam-tau", default="val",
+                    help="threshold of cam/dhr/cpal/par and DuPL's initial labels: 'val' (default; the fusion sweep "
+                    "with no ignore band on the val tiles picks it) or a number")  # fmt: skip
+    ap.add_argument("--compare-tau", default="0.5",
+                    help="also run those five methods at this fixed τ (rows '<method>_tau<τ>'); 'none': skip")  # fmt: skip
+    ap.add_argument("--tag", default="", help="results file pseudo_ebhi_<tag>.{json,md} (default: pseudo_ebhi)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="results folder")
     ap.add_argument("--work", help="work folder for tiles, models and labels (default: a temporary folder)")
     args = ap.parse_args(argv)
@@ -422,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "pseudo_ebhi_quick" if args.quick else "pseudo_ebhi"
+    stem = stem_of(args)
 
     def save(record: dict[str, Any]) -> None:  # after stage 1 and every seed: an interrupted run keeps its tables
         write_results(out, stem, record, markdown(record), echo=False)
