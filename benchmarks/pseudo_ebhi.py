@@ -183,16 +183,22 @@ def train_and_test(
     return out, time.process_time() - t
 
 
+def _tau_flag(flag: str, spec: str, word: str) -> float:
+    """A threshold flag's number in (0, 1); anything else is a one-line error naming the flag."""
+    try:
+        tau = float(spec)
+    except ValueError:
+        tau = float("nan")
+    if not 0 < tau < 1:
+        raise SystemExit(f"{flag} {spec!r}: give a number in (0, 1) or '{word}'")
+    return tau
+
+
 def choose_cam_tau(spec: str, trval: list[Any], over: dict[str, Any], work: Path) -> tuple[float, dict[str, Any]]:
     """``cam_tau`` from ``--cam-tau``: a number as given, or ``val``: the library's sweep (`medwss pseudo
     sweep`: fusion with no ignore band, on the val tiles) on the same CAMs, whose best τ it records."""
     if spec != "val":
-        try:
-            tau = float(spec)
-        except ValueError:
-            raise SystemExit(f"--cam-tau {spec!r}: give a number in (0, 1) or 'val'") from None
-        if not 0 < tau < 1:
-            raise SystemExit(f"--cam-tau {spec!r}: give a number in (0, 1) or 'val'")
+        tau = _tau_flag("--cam-tau", spec, "val")
         return tau, {"chosen_on": "given", "tau": tau}
     _, extra = run_pseudo("sweep", trval, method_config("fuse", over | {"band": 0.0, "tau": None}), work)
     sw = extra["sweep"]
@@ -206,12 +212,7 @@ def variants(tau: float, compare: str) -> list[tuple[str, float]]:
     """(name suffix, cam_tau) of the runs: the chosen τ unsuffixed, the ``--compare-tau`` one as ``_tau<τ>``."""
     out = [("", tau)]
     if compare != "none":
-        try:
-            other = float(compare)
-        except ValueError:
-            raise SystemExit(f"--compare-tau {compare!r}: give a number in (0, 1) or 'none'") from None
-        if not 0 < other < 1:
-            raise SystemExit(f"--compare-tau {compare!r}: give a number in (0, 1) or 'none'")
+        other = _tau_flag("--compare-tau", compare, "none")
         if other != tau:
             out.append((f"_tau{other:g}", other))
     return out
