@@ -1,8 +1,9 @@
 """COIN on real brain MRI (LGG): tumour masks from slice labels, against attribution baselines.
 
 Usage:
-    python benchmarks/coin_lgg.py [--data DIR] [--quick] [--holdout CS] [--seed 0] [--iterations N]
-        [--max-eval N] [--rise-masks N] [--tag TAG]
+    python benchmarks/coin_lgg.py [--data DIR] [--quick] [--holdout CS] [--seed 0 | --seeds 0,1,2] [--iterations N]
+        [--clf-epochs N] [--size PX] [--scale max|range] [--max-eval N] [--rise-masks N] [--tag TAG]
+    python benchmarks/coin_lgg.py --merge A.json B.json ... --tag TAG   (pool per-seed results, no training)
 
 Data: ``DIR/mri/lgg/manifest.csv`` (default DIR ../shared/data/real): 95 patients from three TCGA
 institutions (CS 16, DU 45, HT 34), FLAIR slices at 128×128, manual masks of the FLAIR abnormality.
@@ -33,17 +34,26 @@ stricter `medwss.counterfactual.metrics.validity` (p > 0.8 → drop > 0.8). Real
 on the classifier's pooled last-stage features between counterfactuals and real normal slices of
 the same patients (reference rows: real tumour slices vs real normal slices).
 
-Cut to fit ~10 CPU minutes (2 shared cores): 64-px slices (source 128), FLAIR only, a small ResNet
-classifier (8–64 channels), the config's few hundred COIN iterations (the paper trains far longer),
-one holdout rotation and one seed; evaluation on at most ``--max-eval`` tumour slices per group
+Cut to fit ~6 CPU minutes per seed (2 shared cores): 64-px slices (source 128), FLAIR only, a small ResNet
+classifier (8–64 channels, 40 epochs), the config's 1000 COIN iterations (the paper trains far longer;
+epochs, iterations and λ_rec 30 were chosen on the val patients), one holdout rotation; evaluation on at most ``--max-eval`` tumour slices per group
 (seeded subset, default 60; val 40) and RISE with ``--rise-masks`` masks (default 400, the paper
 4000). ``--quick``: one case per institution and split, 1 classifier epoch, 4 COIN iterations,
 4 tumour slices per group, 16 RISE masks (the smoke test). Results: benchmarks/results/coin_lgg[_quick][TAG].json and .md.
+
+Seeds (``--seeds``): one run per seed (``TAG_sN``, with every slice's IoU and Dice), then ``TAG`` pools them:
+per method and group the mean over all (seed, slice) pairs with a 95 % CI resampling patients (a patient
+carries its slices of every seed), the IoU on the slices the classifier calls tumour only, and the paired
+difference COIN − best baseline (the baseline with the highest pooled IoU in that group, so the comparison
+is the hardest one for COIN). Diagnostics per method (on detected slices): share of the map's mass inside
+the true mask, share of slices whose map peak lies inside it, and the IoU with each slice's own best
+threshold (how much a per-slice threshold could add).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -126,6 +136,10 @@ def configs(quick: bool, args: argparse.Namespace) -> tuple:
         coin_over["iterations"] = args.iterations
     if args.clf_epochs:
         clf_over["epochs"] = args.clf_epochs
+    if args.size:
+        import dataclasses
+
+        spec = dataclasses.replace(spec, size=args.size)
     if quick:
         clf_over["epochs"] = args.clf_epochs or 1
         coin_over |= {"iterations": args.iterations or 4, "eval_every": 2}
@@ -139,11 +153,26 @@ def method_maps(
     from medwss.counterfactual.segment import difference_maps
 
     if name in x_cf:
-        return difference_maps(x, x_cf[name])
+        return difference_maps(x, x_cf[name], args.scale)
     kw: dict[str, Any] = {}
     if name == "rise":
         kw = {"n_masks": args.rise_masks, "cells": args.rise_cells, "baseline": fill}
     return attribute(name, clf, x, **kw)
+
+
+def map_diagnostics(maps: np.ndarray, gt: np.ndarray, dec: np.ndarray) -> dict[str, float]:
+    """On the slices called tumour: share of the map's mass inside the true mask, share of slices whose peak lies
+    inside it, and the mean IoU with each slice's own best threshold (an upper bound on what thresholding gives)."""
+    from medwss.counterfactual.evaluate import THRESHOLDS
+    from medwss.eval.overlap import iou_per_slice
+
+    if not dec.any():
+        return {"mass_in": float("nan"), "peak_in": float("nan"), "iou_oracle_thr": float("nan")}
+    m, g = maps[dec].reshape(int(dec.sum()), -1), gt[dec].reshape(int(dec.sum()), -1).astype(bool)
+    mass = (m * g).sum(1) / np.maximum(m.sum(1), 1e-8)
+    peak = g[np.arange(len(m)), m.argmax(1)]
+    best = np.max([iou_per_slice(maps[dec] >= t, gt[dec]) for t in THRESHOLDS], axis=0)
+    return {"mass_in": float(mass.mean()), "peak_in": float(peak.mean()), "iou_oracle_thr": float(best.mean())}
 
 
 RISE_FILLS = (0.0, -1.0)
@@ -233,6 +262,11 @@ def run(args: argparse.Namespace) -> dict:
 
     methods = ["coin", *ATTRIBUTIONS, *CF_BASELINES]
     results: dict[str, dict] = {}
+    per_slice: dict[str, Any] = {
+        "patients": {k: v["patients"] for k, v in groups.items()},
+        "detected": {k: v["dec"].astype(int).tolist() for k, v in groups.items()},
+        "methods": {},
+    }
     t = time.perf_counter()
     for m in methods:
         tm = time.perf_counter()
@@ -252,11 +286,15 @@ def run(args: argparse.Namespace) -> dict:
             for k, v in groups.items():
                 pred = threshold_maps(maps[k], MaskSettings(threshold=th))
                 ious, dices = iou_per_slice(pred, v["gt"]), dice_per_slice(pred, v["gt"])
+                per_slice["methods"].setdefault(label, {})[k] = {
+                    "iou": np.round(ious, 5).tolist(), "dice": np.round(dices, 5).tolist()
+                }  # fmt: skip
                 i_ci, d_ci = (cluster_ci(a, v["patients"], args.n_boot, args.seed) for a in (ious, dices))
                 row[k] = {"iou": i_ci[0], "iou_lo": i_ci[1], "iou_hi": i_ci[2],
                           "dice": d_ci[0], "dice_lo": d_ci[1], "dice_hi": d_ci[2]}  # fmt: skip
             results[label] = row | extra
         results[m]["seconds"] = time.perf_counter() - tm
+        results[m]["diagnostics"] = {k: map_diagnostics(maps[k], v["gt"], v["dec"]) for k, v in groups.items()}
         held = results[m].get(f"held-out:{args.holdout}", {})
         print(f"[{time.perf_counter() - t0:.0f}s] {m}: threshold {thr:.2f}, in-site IoU "
               f"{results[m].get('in-site', {}).get('iou', np.nan):.3f}, held-out IoU {held.get('iou', np.nan):.3f}",
@@ -269,7 +307,7 @@ def run(args: argparse.Namespace) -> dict:
         "coin_history": history[-1:] if history else [], "rise": {"n_masks": args.rise_masks, "cells": args.rise_cells},
         "max_eval": args.max_eval, "max_eval_val": args.max_eval_val, "n_boot": args.n_boot,
         "groups": {k: v["rec"] for k, v in groups.items()}, "methods": results, "times": times,
-        "failures": failures,
+        "failures": failures, "scale": args.scale, "per_slice": per_slice,
     }  # fmt: skip
 
 
@@ -326,6 +364,130 @@ def to_markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+BASELINES = (*ATTRIBUTIONS, *CF_BASELINES)
+
+
+def _num(v: Any) -> float:
+    """A JSON number (NaN is stored as null)."""
+    return float("nan") if v is None else float(v)
+
+
+def merge(runs: list[dict], n_boot: int = 1000) -> dict:
+    """Seeds pooled: per method and group the mean over every (seed, slice), 95 % CI resampling patients
+    (a patient carries its slices of every seed); IoU on detected slices only; COIN − best baseline paired."""
+    out: dict[str, Any] = {"seeds": [r["seed"] for r in runs], "methods": {}, "paired": {}, "groups": {}}
+    groups = list(runs[0]["groups"])
+    pooled: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for label in runs[0]["per_slice"]["methods"]:
+        row: dict[str, Any] = {"thresholds": [r["methods"][label]["threshold"] for r in runs]}
+        for g in groups:
+            pats = [p for r in runs for p in r["per_slice"]["patients"][g]]
+            det = np.array([d for r in runs for d in r["per_slice"]["detected"][g]], bool)
+            vals = {
+                m: np.array([v for r in runs for v in r["per_slice"]["methods"][label][g][m]]) for m in ("iou", "dice")
+            }
+            pooled.setdefault(label, {})[g] = vals["iou"]
+            cell: dict[str, Any] = {}
+            for m, v in vals.items():
+                cell[m], cell[m + "_lo"], cell[m + "_hi"] = cluster_ci(v, pats, n_boot, 0)
+            cell["iou_seeds"] = [_num(r["methods"][label][g]["iou"]) for r in runs]
+            cell["iou_detected"] = float(vals["iou"][det].mean()) if det.any() else float("nan")
+            diag = [r["methods"][label].get("diagnostics", {}).get(g, {}) for r in runs]
+            for key in ("mass_in", "peak_in", "iou_oracle_thr"):
+                cell[key] = float(np.nanmean([_num(d.get(key)) for d in diag])) if diag[0] else float("nan")
+            row[g] = cell
+        out["methods"][label] = row
+    for g in groups:
+        if g == "val":
+            continue
+        pats = [p for r in runs for p in r["per_slice"]["patients"][g]]
+        best = max(BASELINES, key=lambda m: out["methods"][m][g]["iou"])
+        diffs = {}
+        for m in BASELINES:
+            est, lo, hi = cluster_ci(pooled["coin"][g] - pooled[m][g], pats, n_boot, 0)
+            diffs[m] = {"diff": est, "lo": lo, "hi": hi}
+        out["paired"][g] = {"best": best, **diffs[best], "all": diffs}
+    for g in groups:
+        vals = {k: np.array([_num(r["groups"][g][k]) for r in runs]) for k in runs[0]["groups"][g]}
+        out["groups"][g] = {k: float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else float("nan")
+                            for k, v in vals.items()}  # fmt: skip
+        out["groups"][g] |= {k + "_sd": float(np.std(vals[k])) for k in ("auc", "detected")}
+    return out
+
+
+def merged_markdown(runs: list[dict], m: dict) -> str:
+    r0 = runs[0]
+    h = f"held-out:{r0['holdout']}"
+    g = m["groups"]
+    size = r0["spec"]["size"]
+    lines = [
+        f"COIN on real brain MRI (LGG, FLAIR, {size} px), seeds {', '.join(map(str, m['seeds']))} pooled: trained on "
+        f"{' + '.join(r0['train_sites'])} (train patients), thresholds on their val patients (per seed); in-site = "
+        f"their test patients ({g['in-site']['n_eval_patients']:.0f} patients, {g['in-site']['n_eval']:.0f} tumour "
+        f"slices per seed), held-out site {r0['holdout']} ({g[h]['n_eval_patients']:.0f} patients, "
+        f"{g[h]['n_eval']:.0f} per seed). Mean over seeds and tumour slices [95 % CI, bootstrap over patients]; a "
+        "slice the classifier misses scores 0 (last columns: IoU on the slices it calls tumour only).",
+        "",
+        "| method | thresholds (val) | in-site IoU | in-site Dice | held-out IoU | held-out Dice | IoU per seed "
+        "in-site / held-out | IoU detected only in-site / held-out |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for label, row in m["methods"].items():
+        ins, out = row["in-site"], row[h]
+        seeds = " ".join(f"{v:.3f}" for v in ins["iou_seeds"]) + " / " + " ".join(f"{v:.3f}" for v in out["iou_seeds"])
+        lines.append(
+            f"| {label} | {' '.join(f'{t:.2f}' for t in row['thresholds'])} | {_cell(ins, 'iou')} | "
+            f"{_cell(ins, 'dice')} | {_cell(out, 'iou')} | {_cell(out, 'dice')} | {seeds} | "
+            f"{ins['iou_detected']:.3f} / {out['iou_detected']:.3f} |"
+        )
+    lines += [
+        "",
+        "Diagnostics on the slices called tumour (mean over seeds; in-site / held-out): share of the map's mass "
+        "inside the true mask, share of slices whose map peak lies inside it, IoU with each slice's own best "
+        "threshold (upper bound of thresholding).",
+        "",
+        "| method | mass inside | peak inside | IoU, oracle threshold |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, row in m["methods"].items():
+        if "@" in label:
+            continue
+        ins, out = row["in-site"], row[h]
+        lines.append(
+            f"| {label} | {ins['mass_in']:.2f} / {out['mass_in']:.2f} | {ins['peak_in']:.2f} / {out['peak_in']:.2f} | "
+            f"{ins['iou_oracle_thr']:.3f} / {out['iou_oracle_thr']:.3f} |"
+        )
+    lines += ["", "Paired difference COIN − best baseline (IoU, same slices; 95 % CI resampling patients):", ""]
+    for k, d in m["paired"].items():
+        lines.append(f"- {k}: COIN − {d['best']} = {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]")
+    lines += [
+        "",
+        "Classifier and counterfactuals (mean over seeds): slice AUC (± sd over seeds), share of tumour slices called "
+        "tumour, flip = share of their counterfactuals called normal, validity = p > 0.8 → drop > 0.8, Fréchet "
+        "distance to real normal slices (reference: real tumour slices).",
+        "",
+        "| group | AUC | detected | flip coin / blur / mean | validity coin | Fréchet coin | Fréchet blur | "
+        "Fréchet mean | Fréchet tumour (ref) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k, r in g.items():
+        lines.append(
+            f"| {k} | {r['auc']:.3f} ± {r['auc_sd']:.3f} | {r['detected']:.2f} ± {r['detected_sd']:.2f} | "
+            f"{r['flip_coin']:.2f} / {r['flip_cf_blur']:.2f} / {r['flip_cf_mean_normal']:.2f} | {r['validity_coin']:.2f} | "
+            f"{r['frechet_coin']:.2f} | {r['frechet_cf_blur']:.2f} | {r['frechet_cf_mean_normal']:.2f} | "
+            f"{r['frechet_tumour_normal']:.2f} |"
+        )
+    c, k = r0["coin_config"], r0["classifier_config"]
+    cpu = " ".join(f"{r['cpu_seconds'] / 60:.1f}" for r in runs)
+    lines += [
+        "",
+        f"Classifier {k['epochs']} epochs (lr {k['lr']}); COIN {c['iterations']} iterations; difference maps scaled by "
+        f"{r0['scale']}; RISE {r0['rise']['n_masks']} masks. CPU minutes per seed: {cpu} (1 thread, shared machine).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -337,6 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny run for the smoke test")
     ap.add_argument("--holdout", default="CS", choices=SITES, help="institution held out (default CS)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", help="comma-separated seeds: one run each (TAG_sN), then the pooled table (TAG)")
+    ap.add_argument("--merge", type=Path, nargs="+", help="pool these per-seed JSON files (no training) into TAG")
+    ap.add_argument("--size", type=int, help="slice side in px (default: configs/coin_lgg_classifier.yaml)")
+    ap.add_argument("--scale", default="max", choices=("max", "range"), help="difference-map scaling (counterfactuals)")
     ap.add_argument("--iterations", type=int, help="COIN iterations (default: configs/coin_lgg.yaml)")
     ap.add_argument("--clf-epochs", type=int, help="classifier epochs (default: configs/coin_lgg_classifier.yaml)")
     ap.add_argument("--max-cases", type=int, help="at most this many cases per institution and split")
@@ -351,15 +517,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.max_cases = args.max_cases or 1
         args.max_eval, args.max_eval_val, args.rise_masks, args.n_boot = 4, 4, 16, 100
+    name = ("coin_lgg_quick" if args.quick else "coin_lgg") + args.tag
+    if args.merge:
+        runs = [json.loads(f.read_text()) for f in args.merge]
+        merged = merge(runs, args.n_boot)
+        write_results(
+            args.out, name, {"merged": merged, "runs": [str(f) for f in args.merge]}, merged_markdown(runs, merged)
+        )
+        return 0
     manifest = args.data / "mri" / "lgg" / "manifest.csv"
     if not manifest.is_file():
         print(f"{manifest}: LGG manifest not found (pass --data, a folder with mri/lgg/manifest.csv)", file=sys.stderr)
         return 2
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    res = run(args)
-    res |= {"quick": args.quick, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu0,
-            "versions": versions()}  # fmt: skip
-    write_results(args.out, ("coin_lgg_quick" if args.quick else "coin_lgg") + args.tag, res, to_markdown(res))
+    seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
+    runs = []
+    for seed in seeds:
+        args.seed = seed
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        res = run(args)
+        res |= {"quick": args.quick, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu0,
+                "versions": versions()}  # fmt: skip
+        write_results(args.out, name + (f"_s{seed}" if args.seeds else ""), res, to_markdown(res))
+        runs.append(res)
+    if args.seeds:
+        merged = merge(runs, args.n_boot)
+        write_results(args.out, name, {"merged": merged, "runs": [f"{name}_s{s}.json" for s in seeds]},
+                      merged_markdown(runs, merged))  # fmt: skip
     return 0
 
 
