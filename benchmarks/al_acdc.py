@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/al_acdc.py [--data DIR] [--quick] [--seeds 0 1 2] [--size 80] [--out DIR] [--work DIR]
-        [--skip-ablation] [--skip-curves]
+        [--skip-ablation] [--skip-curves] [--ablation-seeds 0 1 2 3 4] [--tag TAG]
 
 Data: ``DIR/mri/acdc`` (default ``../shared/data/real``): 120 cine volumes of 60 patients with
 dense labels (1 RV, 2 myocardium, 3 LV) and the real scribbles of Valvano et al. (-1 = not
@@ -25,12 +25,15 @@ seed-averaged per-volume Dice (`medwss.eval.metrics.mean_ci`), and paired differ
 random and against plain coreset.
 
 Diagnosis of the contrastive metric (never on test patients): with the pool as above, variants of
-the metric (shipped setting; group positives off; intensity-preserving views; projection-head
-output; a 32-d instead of 128-d projection) are compared by what their picks cover at 1–5 % (fraction of picked slices
-with foreground and with all three structures; k-center radius in the untrained encoder's space)
-and by val Dice of the segmenter trained on the picks (seed 0, full masks). The fix the ablation
-supports, k-center on the learned and untrained features fused, is ``fuse: {untrained: 1.0}`` in
-the config.
+the metric (`ABLATIONS`: group positives off; intensity-preserving views; projection-head output;
+32-d projection; 60 epochs; 48² thumbnails; temperature 0.1/0.2; every unrelated slice a negative;
+adjacent-slice positives; group batches; fusion with the untrained encoder) are compared by what
+their picks cover at 1–5 % (fraction of picked slices with foreground and with all three structures;
+k-center radius in the untrained encoder's space) and by val Dice of the segmenter trained on the
+picks (full masks), both averaged over ``--ablation-seeds``; ``--ablation-variants`` limits the
+entries run, ``--val-variants`` those given val-Dice runs. On 5 seeds no variant separates from the
+shipped metric, and fusing the untrained encoder (chosen earlier on seed 0 alone) did not help, so the
+config uses the learned metric alone (``fuse: {}``).
 
 What was cut to fit a shared CPU: 48 × 48 crops instead of 256 × 256 slices, a 3-level UNet of
 8/16/32 channels trained a fixed ``min_steps`` (150) steps per round (too few for the 10–20 %
@@ -239,7 +242,46 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "projection-head output": {"select_features": "projection"},
     "32-d projection": {"projection_dim": 32},
     "shipped metric fused with untrained features": {"fuse": {"untrained": 1.0}},
+    "60 epochs": {"epochs": 60},
+    "48² thumbnails": {"thumb_size": 48},
+    "temperature 0.2": {"temperature": 0.2},
+    "temperature 0.1": {"temperature": 0.1},
+    "every unrelated slice a negative": {"exclude_groups_from_negatives": False},
+    "adjacent-slice positives only": {
+        "volume_weight": 0.0,
+        "patient_weight": 0.0,
+        "adjacent_weight": 1.0,
+        "exclude_groups_from_negatives": False,
+    },
+    "temperature 0.2 fused with untrained features": {"temperature": 0.2, "fuse": {"untrained": 1.0}},
+    "temperature 0.2, 60 epochs": {"temperature": 0.2, "epochs": 60},
+    "group batches (8 slices of a volume)": {"slices_per_volume": 8},
+    "group batches, adjacent-slice positives only": {
+        "slices_per_volume": 8,
+        "volume_weight": 0.0,
+        "patient_weight": 0.0,
+        "adjacent_weight": 1.0,
+        "exclude_groups_from_negatives": False,
+    },
+    "group batches, temperature 0.2": {"slices_per_volume": 8, "temperature": 0.2},
 }
+"""Metric variants of the diagnosis: `MetricConfig` changes, plus ``fuse`` (the strategy's fused
+features) and ``thumb_size`` (the pool's thumbnails), both popped before the metric is built."""
+
+
+def _variant(spec: dict[str, Any], metric0: Any) -> tuple[Any, dict[str, float], int | None]:
+    """A variant's metric config, fused features and thumbnail size (None: the config's)."""
+    upd = dict(spec)
+    fuse = upd.pop("fuse", {})
+    thumb = upd.pop("thumb_size", None)
+    if "augment" in upd:
+        upd["augment"] = metric0.augment.model_copy(update=upd["augment"])
+    return metric0.model_copy(update=upd), fuse, thumb
+
+
+def _mean_coverage(per_seed: list[list[dict[str, float]]]) -> list[dict[str, float]]:
+    """Round by round, every coverage number averaged over seeds."""
+    return [{k: float(np.mean([s[r][k] for s in per_seed])) for k in per_seed[0][r]} for r in range(len(per_seed[0]))]
 
 
 def ablation(
@@ -251,31 +293,50 @@ def ablation(
     assemble: bool = False,
     val_budgets: list[str] | None = None,
     val_variants: list[str] | None = None,
+    seeds: list[int] | None = None,
+    only: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Metric variants on the training pool: coverage of their picks (1–5 %) and val Dice (seed 0, full);
-    `on_coverage(record)` once the (cheap) coverage part is done. Val Dice at `val_budgets` (default:
-    the coverage budgets), for the variants named in `val_variants` (default: all)."""
+    """Metric variants on the training pool: coverage of their picks (1–5 %) and val Dice (full masks),
+    both averaged over `seeds` (default: the config's first); `on_coverage(record)` once the (cheap)
+    coverage part is done. Val Dice at `val_budgets` (default: the coverage budgets), for the variants
+    named in `val_variants` (default: all; ``random`` and ``coreset (untrained)`` name the baselines);
+    `only`: the `ABLATIONS` entries run at all (default: every one)."""
     from medwss.active.features import feature_provider
     from medwss.active.pool import SliceReader
     from medwss.active.simulate import pools_from_manifest, round_targets, simulate
     from medwss.active.strategies import SelectionContext, get_strategy
 
-    cfg = cfg.model_copy(update={"seeds": cfg.seeds[:1], "modes": ["full"], "test_splits": ["val"]})
+    seeds = list(seeds or cfg.seeds[:1])
+    cfg = cfg.model_copy(update={"seeds": seeds, "modes": ["full"], "test_splits": ["val"]})
     if not quick:
         cfg = cfg.model_copy(update={"budgets": ABLATION_BUDGETS})
     pool, val = pools_from_manifest(manifest, cfg, progress=False)
+    pools = {cfg.al.thumb_size: pool}
+    from medwss.data.manifest import load_manifest
+
+    val_patients = [c.patient_id for c in load_manifest(manifest) if c.split == "val"]
+
+    def pool_of(thumb: int | None) -> Any:
+        if (thumb or cfg.al.thumb_size) not in pools:
+            c = cfg.model_copy(update={"al": cfg.al.model_copy(update={"thumb_size": thumb})})
+            pools[thumb] = pools_from_manifest(manifest, c, progress=False)[0]
+        return pools[thumb or cfg.al.thumb_size]
+
     reader = SliceReader(cfg.al.window, cfg.al.label_spec)
     labels = [reader.label(r) for r in pool.refs]
     fg = np.array([(lab > 0).any() for lab in labels])
     allc = np.array([all((lab == c).any() for c in (1, 2, 3)) for lab in labels])
-    seed = cfg.seeds[0]
-    metric0 = cfg.al.metric.model_copy(update={"seed": seed, "device": "cpu"})
-    untrained = feature_provider(pool, metric0, work / "features_untrained", progress=False)("untrained")
-    untrained = untrained / np.maximum(np.linalg.norm(untrained, axis=1, keepdims=True), 1e-8)
+    metrics0 = {s: cfg.al.metric.model_copy(update={"seed": s, "device": "cpu"}) for s in seeds}
+    untrained = {}
+    for s in seeds:
+        u = feature_provider(pool, metrics0[s], work / "features_untrained" / f"seed{s}", progress=False)("untrained")
+        untrained[s] = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-8)
     targets = round_targets(cfg, len(pool))
     variants: list[dict[str, Any]] = []
 
-    def picks_of(strategy: str, provider: Any, fuse: dict[str, float] | None = None) -> list[dict[str, float]]:
+    def picks_of(
+        strategy: str, provider: Any, seed: int, fuse: dict[str, float] | None = None
+    ) -> list[dict[str, float]]:
         labelled: list[int] = []
         out = []
         for r, t in enumerate(targets, start=1):
@@ -283,30 +344,32 @@ def ablation(
                 len(pool), list(labelled), provider, None, seed * 1000 + r, fuse=dict(fuse or {}), device="cpu"
             )
             labelled += get_strategy(strategy)(ctx, t - len(labelled))
-            out.append(coverage(labelled, pool, fg, allc, untrained))
+            out.append(coverage(labelled, pool, fg, allc, untrained[seed]))
         return out
 
-    baselines = {"random": "random", "coreset (untrained)": "coreset"}
-    for name, strategy in baselines.items():
-        provider = feature_provider(pool, metric0, work / "features_untrained", progress=False)
-        variants.append({"variant": name, "strategy": strategy, "coverage": picks_of(strategy, provider)})
-    for name, upd in list(ABLATIONS.items())[: 2 if quick else None]:
-        upd = dict(upd)
-        fuse = upd.pop("fuse", {})
-        if "augment" in upd:
-            upd["augment"] = metric0.augment.model_copy(update=upd["augment"])
-        metric = metric0.model_copy(update=upd)
-        folder = (
-            work / "ablation" / (name.replace(" ", "_").replace("(", "").replace(")", "") if upd else "shipped_metric")
-        )
-        provider = feature_provider(pool, metric, folder, progress=False)
-        variants.append(
-            {"variant": name, "strategy": "contrastive_coreset", "metric": ABLATIONS[name],
-             "coverage": picks_of("contrastive_coreset", provider, fuse), "folder": str(folder),
-             "sim": str(folder / ("fused" if fuse else "") / "sim")}
-        )  # fmt: skip
+    def folder_of(name: str) -> Path:
+        return work / "ablation" / name.replace(" ", "_").replace("(", "").replace(")", "").replace("²", "")
+
+    for name, strategy in {"random": "random", "coreset (untrained)": "coreset"}.items():
+        by_seed = [
+            picks_of(strategy, feature_provider(pool, metrics0[s], work / "features_untrained" / f"seed{s}", False), s)
+            for s in seeds
+        ]
+        variants.append({"variant": name, "strategy": strategy, "coverage": _mean_coverage(by_seed),
+                         "coverage_by_seed": by_seed})  # fmt: skip
+    for name, spec in list(ABLATIONS.items())[: 2 if quick else None]:
+        if only is not None and name not in only:
+            continue
+        by_seed = []
+        for s in seeds:
+            metric, fuse, thumb = _variant(spec, metrics0[s])
+            p = pool_of(thumb)
+            provider = feature_provider(p, metric, folder_of(name) / f"seed{s}", progress=False)
+            by_seed.append(picks_of("contrastive_coreset", provider, s, fuse))
+        variants.append({"variant": name, "strategy": "contrastive_coreset", "metric": spec,
+                         "coverage": _mean_coverage(by_seed), "coverage_by_seed": by_seed})  # fmt: skip
     record = {"targets": targets, "percent": [100.0 * t / len(pool) for t in targets], "variants": variants,
-              "pool_slices": len(pool), "val_volumes": len(val)}  # fmt: skip
+              "pool_slices": len(pool), "val_volumes": len(val), "seeds": seeds}  # fmt: skip
     if on_coverage is not None:
         on_coverage(record)
     if val_budgets:
@@ -314,31 +377,60 @@ def ablation(
         record["val_percent"] = [100.0 * t / len(pool) for t in round_targets(cfg, len(pool))]
     for v in variants:  # val Dice of each variant's picks (the same loop as the curves)
         if val_variants is not None and v["variant"] not in val_variants:
-            v.pop("folder", None)
-            v.pop("sim", None)
             continue
-        al = cfg.al
-        if v["strategy"] == "contrastive_coreset":
+        al, p, contrastive = cfg.al, pool, v["strategy"] == "contrastive_coreset"
+        folder = folder_of(v["variant"]) if contrastive else work / "ablation" / v["strategy"]
+        if contrastive:
             spec = dict(ABLATIONS[v["variant"]])
-            al = al.model_copy(update={"fuse": spec.pop("fuse", {})})
-            upd = {k: (metric0.augment.model_copy(update=x) if k == "augment" else x) for k, x in spec.items()}
-            al = al.model_copy(update={"metric": al.metric.model_copy(update=upd)})
-        c = cfg.model_copy(update={"al": al, "strategies": [v["strategy"]]})
-        folder = Path(v.pop("folder", work / "ablation" / v["strategy"]))
-        sim = Path(v.pop("sim", folder / "sim"))
-        if assemble and not (sim / "runs" / f"full_{v['strategy']}_seed{seed}.json").exists():
-            continue
-        if v["strategy"] == "contrastive_coreset":  # reuse the variant's trained metric
-            (sim / "features" / f"seed{seed}").mkdir(parents=True, exist_ok=True)
-            src = folder / "contrastive.npy"
-            dst = sim / "features" / f"seed{seed}" / "contrastive.npy"
-            if src.exists() and not dst.exists():
-                dst.write_bytes(src.read_bytes())
-        res = simulate(pool, val, c, sim, progress=False)
-        rows = res["rows"]
-        v["val_dice"] = [float(r["dice"]) for r in sorted(rows, key=lambda r: r["round"])]
-        v["val_dice_mean"] = float(np.mean(v["val_dice"]))
+            _, fuse, thumb = _variant(spec, cfg.al.metric)
+            metric, _, _ = _variant({k: x for k, x in spec.items() if k not in ("fuse", "thumb_size")}, cfg.al.metric)
+            al = al.model_copy(update={"fuse": fuse, "metric": metric, "thumb_size": thumb or cfg.al.thumb_size})
+            p = pool_of(thumb)
+        sim = folder / "sim"
+        by_seed: dict[int, list[float]] = {}
+        vol_rows: list[dict[str, Any]] = []
+        for s in seeds:
+            c = cfg.model_copy(update={"al": al, "strategies": [v["strategy"]], "seeds": [s]})
+            if assemble and not (sim / "runs" / f"full_{v['strategy']}_seed{s}.json").exists():
+                continue
+            if contrastive:  # reuse the variant's trained metric
+                src = folder / f"seed{s}" / "contrastive.npy"
+                dst = sim / "features" / f"seed{s}" / "contrastive.npy"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if src.exists() and not dst.exists():
+                    dst.write_bytes(src.read_bytes())
+            rows = simulate(p, val, c, sim, progress=False)["rows"]
+            by_seed[s] = [float(r["dice"]) for r in sorted(rows, key=lambda r: r["round"])]
+            vol_rows += rows
+        if by_seed:
+            v["val_dice_by_seed"] = {str(s): d for s, d in by_seed.items()}
+            v["val_dice"] = np.mean(list(by_seed.values()), axis=0).tolist()
+            v["val_dice_mean"] = float(np.mean(v["val_dice"]))
+            rounds = sorted({r["round"] for r in vol_rows})  # per val patient: seed- and round-averaged Dice
+            v["val_per_patient"] = np.mean(
+                [_per_patient([r for r in vol_rows if r["round"] == rd], val_patients) for rd in rounds], axis=0
+            ).tolist()
+    record["val_paired"] = val_paired(variants)
     return record
+
+
+def val_paired(variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Val Dice (mean over the val rounds) of every variant minus random and minus the plain coreset:
+    95 % bootstrap over val patients, on the seeds both ran."""
+    from medwss.eval.metrics import mean_ci
+
+    base = {v["variant"]: v for v in variants if v["variant"] in ("random", "coreset (untrained)")}
+    out = []
+    for v in variants:
+        for name, b in base.items():
+            if v is b or "val_per_patient" not in v or "val_per_patient" not in b:
+                continue
+            if sorted(v["val_dice_by_seed"]) != sorted(b["val_dice_by_seed"]):
+                continue  # paired only on the same seeds
+            d = np.array(v["val_per_patient"]) - np.array(b["val_per_patient"])
+            m, lo, hi = mean_ci(d)
+            out.append({"variant": v["variant"], "minus": name, "diff": m, "lo": lo, "hi": hi})
+    return out
 
 
 def curves(manifest: Path, cfg: Any, out: Path, strategies: list[str], assemble: bool = False) -> dict[str, Any]:
@@ -373,6 +465,14 @@ def curves(manifest: Path, cfg: Any, out: Path, strategies: list[str], assemble:
 
 def _ci(m: float, lo: float, hi: float) -> str:
     return f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if math.isfinite(lo) else f"{m:.3f}"
+
+
+def _pair(ab: dict[str, Any], variant: str, minus: str) -> str:
+    """The paired val difference of `variant` − `minus` with its CI, or – when not run."""
+    for p in ab.get("val_paired", []):
+        if p["variant"] == variant and p["minus"] == minus:
+            return f"{p['diff']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}]"
+    return "–"
 
 
 def markdown(record: dict[str, Any]) -> str:
@@ -417,13 +517,16 @@ def markdown(record: dict[str, Any]) -> str:
     if ab:
         lines += [
             f"\n### Diagnosis of the contrastive metric (pool {ab['pool_slices']} training slices; val Dice on "
-            f"{ab['val_volumes']} val volumes, seed 0, full masks; never the test patients)\n",
+            f"{ab['val_volumes']} val volumes, seeds {ab.get('seeds', [0])}, full masks; never the test patients)\n",
             "Coverage of the picks after the last round (" + f"{ab['percent'][-1]:.1f}% of the pool): fraction with "
-            "foreground, with all three structures, volumes touched, k-center radius and mean distance to the "
-            "nearest pick in the untrained encoder's (unit-norm) space; val Dice mean over the rounds "
-            f"({', '.join(f'{p:.1f}%' for p in ab.get('val_percent', ab['percent']))}; – = not run).\n",
-            "| picks from | foreground | all 3 structures | volumes | radius (untrained) | mean dist. | val Dice per round | val Dice mean |",
-            "|---|---|---|---|---|---|---|---|",
+            "foreground, with all three structures (and its mean over the rounds 1–5 %), volumes touched, k-center "
+            "radius and mean distance to the nearest pick in the untrained encoder's (unit-norm) space; all means "
+            "over the seeds; val Dice mean over the rounds "
+            f"({', '.join(f'{p:.1f}%' for p in ab.get('val_percent', ab['percent']))}; – = not run); − random, "
+            "− coreset: its paired difference (95% bootstrap CI over val patients of the seed-averaged Dice).\n",
+            "| picks from | foreground | all 3 structures | all 3, mean 1–5 % | volumes | radius (untrained) | mean dist. "
+            "| val Dice per round | val Dice mean | − random | − coreset |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for v in ab["variants"]:
             cv = v["coverage"][-1]
@@ -432,9 +535,11 @@ def markdown(record: dict[str, Any]) -> str:
             name = v["variant"] if v["strategy"] != "contrastive_coreset" else f"contrastive coreset: {v['variant']}"
             lines.append(
                 f"| {name} | {cv['foreground_fraction']:.2f} | {cv['all_structures_fraction']:.2f} | "
+                f"{np.mean([c['all_structures_fraction'] for c in v['coverage']]):.2f} | "
                 f"{cv['volumes_covered']} | {cv['kcenter_radius_untrained']:.3f} | {cv['mean_distance_untrained']:.3f} | "
                 + ", ".join(f"{d:.3f}" if math.isfinite(d) else "–" for d in v["val_dice"])
                 + (f" | {v['val_dice_mean']:.3f} |" if math.isfinite(v["val_dice_mean"]) else " | – |")
+                + "".join(f" {_pair(ab, v['variant'], b)} |" for b in ("random", "coreset (untrained)"))
             )
     lines.append(f"\nWall time {record['seconds'] / 60:.1f} min ({record['cpu_seconds'] / 60:.1f} min CPU).\n")
     return "\n".join(lines)
@@ -460,6 +565,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", nargs="+", default=["full", "scribble"], choices=["full", "scribble"])
     ap.add_argument("--val-budgets", nargs="+", default=None, help="ablation: budgets of the val-Dice runs")
     ap.add_argument("--val-variants", nargs="+", default=None, help="ablation: variants given a val-Dice run")
+    ap.add_argument("--ablation-seeds", type=int, nargs="+", default=None, help="ablation seeds (default: the first)")
+    ap.add_argument("--skip-val-dice", action="store_true", help="ablation: coverage only")
+    ap.add_argument("--ablation-variants", nargs="+", default=None, help="ablation: the ABLATIONS entries run")
+    ap.add_argument("--tag", default=None, help="results name suffix: al_acdc_TAG.json/.md/.png")
     ap.add_argument("--assemble", action="store_true", help="tables from the runs finished in --work; train nothing")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -471,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     q = args.quick
-    name = "al_acdc_quick" if q else "al_acdc"
+    name = ("al_acdc_quick" if q else "al_acdc") + (f"_{args.tag}" if args.tag else "")
     work = Path(args.work or tempfile.mkdtemp(prefix="al_acdc_"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -493,7 +602,8 @@ def main(argv: list[str] | None = None) -> int:
 
         record["ablation"] = ablation(
             manifest, base_config(q, seeds, "val"), work / "ablation", q, partial, args.assemble,
-            args.val_budgets, args.val_variants,
+            args.val_budgets, [] if args.skip_val_dice else args.val_variants, args.ablation_seeds,
+            args.ablation_variants,
         )  # fmt: skip
         save()
     if not args.skip_curves:

@@ -46,6 +46,9 @@ class MetricConfig(StrictConfig):
     adjacent_weight: float = Field(default=0.0, ge=0)
     """Weight of the ±1 neighbours in the same volume (0: off)."""
     exclude_groups_from_negatives: bool = True
+    slices_per_volume: int = Field(default=0, ge=0)
+    """Group batches (the paper's batch sampler): each batch is made of runs of up to this many slices
+    of one volume, so volume and adjacent-slice pairs occur in every batch; 0: uniformly shuffled batches."""
     projection_dim: int = Field(default=128, ge=1)
     projection_hidden: int = Field(default=256, ge=1)
     select_features: Literal["encoder", "projection"] = "encoder"
@@ -71,6 +74,20 @@ def batch_groups(volume: torch.Tensor, patient: torch.Tensor, index: torch.Tenso
         same = volume[:, None] == volume[None, :]
         groups["adjacent"] = same & ((index[:, None] - index[None, :]).abs() == 1)  # (B, B)
     return groups
+
+
+def group_order(volume: torch.Tensor, run: int, generator: torch.Generator) -> torch.Tensor:
+    """A permutation of the slices made of runs of up to `run` slices of one volume, in random order.
+
+    Each volume's slices are shuffled and cut into runs of `run` (its last run shorter); the runs are
+    then shuffled, so every slice appears once per epoch and a batch holds about ``batch / run`` volumes.
+    """
+    runs: list[torch.Tensor] = []
+    for v in torch.unique(volume).tolist():
+        members = torch.nonzero(volume == v).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        runs += list(torch.split(members, run))
+    return torch.cat([runs[i] for i in torch.randperm(len(runs), generator=generator).tolist()])
 
 
 RUN_ONLY = ("device",)
@@ -137,7 +154,10 @@ def train_metric(
 
     def data(epoch: int) -> Iterator[tuple[torch.Tensor, int]]:
         """Full batches of a permutation seeded by (seed, epoch), each with its augmentation seed."""
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        order = (
+            group_order(ids["v"], cfg.slices_per_volume, g) if cfg.slices_per_volume else torch.randperm(n, generator=g)
+        )
         for b, s in enumerate(range(0, n - batch + 1, batch)):
             yield order[s : s + batch], (cfg.seed * 100_003 + epoch) * 10_007 + b
 

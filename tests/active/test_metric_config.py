@@ -61,3 +61,24 @@ def test_budget_and_classes():
         parse_budget("lots", 10)
     with pytest.raises(ConfigError, match="num_classes"):
         ALConfig(classes=[[1], [2]], num_classes=2)
+
+
+def test_group_order_runs_of_one_volume_and_group_batches_train():
+    import torch
+
+    from medwss.active.metric import group_order
+
+    volume = torch.tensor([0] * 7 + [1] * 5 + [2] * 2)
+    order = group_order(volume, 3, torch.Generator().manual_seed(0))
+    assert sorted(order.tolist()) == list(range(14))  # every slice once per epoch
+    vols = volume[order].tolist()
+    changes = [i for i in range(1, 14) if vols[i] != vols[i - 1]]
+    runs = [b - a for a, b in zip([0, *changes], [*changes, 14], strict=True)]
+    assert max(runs) <= 6 and sum(runs) == 14  # runs of ≤ 3 (two runs of one volume may meet)
+    again = group_order(volume, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(order, again)  # seeded
+    pool = _pool()
+    cfg = MetricConfig(epochs=1, batch_size=8, slices_per_volume=4, device="cpu")
+    _, hist = train_metric(pool.thumbs, pool.groups("volume"), pool.groups("patient"), pool.slice_index(), cfg,
+                           progress=False)  # fmt: skip
+    assert len(hist) == 1 and math.isfinite(hist[0]["loss"])

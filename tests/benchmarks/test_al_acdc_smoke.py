@@ -37,6 +37,7 @@ def test_resize_keeps_thin_scribbles_and_labels():
 def test_budget_schedule_and_real_scribble_oracle():
     cfg = load_config(ROOT / "configs" / "al_acdc.yaml", SimulateConfig)
     assert cfg.weak_kind == "manifest" and cfg.al.label_spec is not None and cfg.al.num_classes == 4
+    assert cfg.al.fuse == {} and cfg.al.metric.temperature == 0.5  # chosen on val patients, 5 seeds (al_acdc_metricval)
     assert round_targets(cfg, 728) == [8, 15, 22, 30, 37, 73, 146]
     assert round_targets(SimulateConfig(rounds=3, budget="2"), 100) == [2, 4, 6]
     with pytest.raises(ConfigError, match="budgets must grow"):
