@@ -274,7 +274,9 @@ def train_mil(method: str, tokens: np.ndarray, data: dict, seed: int, epochs: in
     val_bags = make_bags(method, tokens, data["cases"], data["labels"], va)
     t0 = time.perf_counter()
     fit = train(model, train_bags, val_bags, cfg, work, torch.device("cpu"), progress=False)
-    return model, time.perf_counter() - t0, {"best_epoch": fit["best_epoch"], "best_val_auc": fit["best_val_auc"]}
+    curve = [{k: h.get(k) for k in ("epoch", "train_loss", "val_loss", "val_auc")} for h in fit["history"]]
+    return model, time.perf_counter() - t0, {"best_epoch": fit["best_epoch"], "best_val_auc": fit["best_val_auc"],
+                                             "epochs_run": len(fit["history"]), "curve": curve}  # fmt: skip
 
 
 # --- Grad-CAM on a tile classifier ----------------------------------------------------------------

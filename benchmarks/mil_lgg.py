@@ -38,6 +38,12 @@ pixels and Dice is bounded by that resolution; a small CNN; training bags capped
 one rotation (CS held out) unless ``--holdout`` names more; SSL only when ``ssl`` is among
 ``--encoders`` (3 epochs on 6,000 tiles). ``--quick`` is the smoke test's setting: a few cases
 per site and split, the stats encoder, three aggregators, 2 epochs, one seed.
+Every run also scores the val patients (``val`` group; thresholds are chosen on them, so its Dice is optimistic)
+and keeps its per-epoch curve (train loss, val loss, val AUC); ``--val-only`` scores nothing else, to choose
+settings (results mil_lgg[_quick]_val[TAG]). Paired differences INSIGHT − ABMIL and INSIGHT − ``flair_tile`` on the
+same slices (``paired``): slice AUC with a stratified slice bootstrap, heatmap Dice with per-patient means and
+patients resampled (`medwss.eval.metrics.paired_mean_ci`), per seed. The val-chosen length (session 9: 8 / 20 / 40
+epochs, CS held out, stats) is 20 epochs (``--epochs 20``; results mil_lgg_s9).
 Results: benchmarks/results/mil_lgg[_quick][TAG].json and .md (``--tag TAG``); ``--merge A.json B.json ...``
 pools runs made in parallel (e.g. one process per ``--holdout`` site) into one table.
 """
@@ -62,6 +68,8 @@ REFERENCE = "flair_tile"
 EXTRA_KWARGS: dict[str, dict[str, Any]] = {"transmil": {"attention": "exact"}}
 """Bags hold at most 64 tiles: exact attention is cheaper than Nyström (which pads to its 64 landmarks)."""
 SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "mil_insight.yaml"
+PAIRS = [("insight", "abmil"), ("insight", REFERENCE)]
+"""Paired differences a − b on the same slices (per seed; the reference has one run, paired with every seed)."""
 
 
 def shipped_insight() -> tuple[dict[str, Any], float]:
@@ -193,15 +201,22 @@ def run_reference(data: dict[str, list], groups: dict[str, list], seed: int, n_b
     pv, sv = out(data["val"])
     yv = np.array([int(b.item.target[0]) for b in data["val"]])
     thr, heat = youden(yv, pv), best_heat_threshold(data["val"], sv)
-    res = {}
+    res, preds = {"val": score_group(data["val"], pv, sv, thr, heat, seed, n_boot)}, {}
     for name, bags in groups.items():
         p, s = out(bags)
         res[name] = score_group(bags, p, s, thr, heat, seed, n_boot)
-    return {"threshold": thr, "heat_threshold": heat, "groups": res}
+        preds[name] = (p, slice_dices(bags, s, heat))
+    return {"threshold": thr, "heat_threshold": heat, "groups": res, "_preds": preds}
+
+
+def minmax(s: np.ndarray) -> np.ndarray:
+    """Scores rescaled to [0, 1] within one bag (all 0 when they are equal)."""
+    span = float(s.max() - s.min()) if len(s) else 0.0
+    return (s - s.min()) / span if span > 0 else np.zeros_like(s)
 
 
 def run_one(agg: str, kwargs: dict, seed: int, data: dict[str, list], groups: dict[str, list], epochs: int,
-            work: Path, n_boot: int = 1000, lr: float = 3e-4) -> dict:  # fmt: skip
+            work: Path, n_boot: int = 1000, lr: float = 3e-4, heat_norm: str = "none") -> dict:  # fmt: skip
     import torch
 
     from medwss.mil.registry import create_aggregator
@@ -220,12 +235,13 @@ def run_one(agg: str, kwargs: dict, seed: int, data: dict[str, list], groups: di
 
     def out(bags: list) -> tuple[np.ndarray, list[np.ndarray]]:
         outs = predict(model, [b.item for b in bags], device)
-        return np.array([float(o.probs[-1]) for o in outs]), [o.scores[:, -1].numpy() for o in outs]
+        s = [o.scores[:, -1].numpy() for o in outs]
+        return np.array([float(o.probs[-1]) for o in outs]), [minmax(v) for v in s] if heat_norm == "minmax" else s
 
     pv, sv = out(data["val"])
     yv = np.array([int(b.item.target[0]) for b in data["val"]])
     thr, heat = youden(yv, pv), best_heat_threshold(data["val"], sv)
-    res, n_inf, t_inf = {}, 0, 0.0
+    res, preds, n_inf, t_inf = {"val": score_group(data["val"], pv, sv, thr, heat, seed, n_boot)}, {}, 0, 0.0
     for name, bags in groups.items():
         if name.startswith("test:"):  # subsets of in-site: same predictions, rescored below
             continue
@@ -233,6 +249,7 @@ def run_one(agg: str, kwargs: dict, seed: int, data: dict[str, list], groups: di
         p, s = out(bags)
         t_inf, n_inf = t_inf + time.perf_counter() - t1, n_inf + len(bags)
         res[name] = score_group(bags, p, s, thr, heat, seed, n_boot)
+        preds[name] = (p, slice_dices(bags, s, heat))
         if name == "in-site":
             for sub, sb in groups.items():
                 if sub.startswith("test:"):
@@ -242,7 +259,40 @@ def run_one(agg: str, kwargs: dict, seed: int, data: dict[str, list], groups: di
     return {"train_seconds": seconds, "epochs_run": epochs_run, "seconds_per_epoch": seconds / max(1, epochs_run),
             "best_epoch": fit["best_epoch"], "infer_ms_per_bag": 1000 * t_inf / max(1, n_inf),
             "parameters": int(sum(p.numel() for p in model.parameters())), "threshold": thr,
-            "heat_threshold": heat, "groups": res}  # fmt: skip
+            "heat_threshold": heat, "groups": res, "stopped_early": bool(fit.get("stopped_early", False)),
+            "curve": [{k: h.get(k) for k in ("epoch", "train_loss", "val_loss", "val_auc")} for h in fit["history"]],
+            "_preds": preds}  # fmt: skip
+
+
+def paired(a: tuple, b: tuple, bags: list, seed: int, n_boot: int = 1000) -> dict:
+    """a − b on the same slices: slice AUC (slices resampled, stratified) and heatmap Dice (patients resampled)."""
+    from medwss.eval.metrics import bootstrap_ci, paired_mean_ci, roc_auc
+
+    y = np.array([int(bg.item.target[0]) for bg in bags])
+    auc = bootstrap_ci(lambda yy, pp: roc_auc(yy, pp[:, 0]) - roc_auc(yy, pp[:, 1]), y, np.stack([a[0], b[0]], 1),
+                       n_boot=n_boot, seed=seed)  # fmt: skip
+    pid = [bg.item.case.patient_id for bg in bags if bg.item.target[0] >= 0.5 and bg.mask is not None]
+    dice = paired_mean_ci(dict(enumerate(a[1])), dict(enumerate(b[1])), dict(enumerate(pid)), n_boot, seed=seed)
+    return {"auc_diff": auc[0], "auc_diff_lo": auc[1], "auc_diff_hi": auc[2],
+            "dice_diff": dice[0], "dice_diff_lo": dice[1], "dice_diff_hi": dice[2]}  # fmt: skip
+
+
+def paired_rows(runs: list[dict], preds: dict, groups: dict[str, list], n_boot: int = 1000) -> list[dict]:
+    """`PAIRS` differences for every (held-out site, encoder, seed) whose runs `preds` holds."""
+    rows = []
+    for r in runs:
+        for a, b in PAIRS:
+            if r["aggregator"] != a:
+                continue
+            key_a = (r["holdout"], r["encoder"], a, r["seed"])
+            key_b = (r["holdout"], r["encoder"], b, 0 if b == REFERENCE else r["seed"])
+            if key_a not in preds or key_b not in preds:
+                continue
+            for g in preds[key_a]:
+                d = paired(preds[key_a][g], preds[key_b][g], groups[g], r["seed"], n_boot)
+                rows.append({"holdout": r["holdout"], "encoder": r["encoder"], "a": a, "b": b, "group": g,
+                             "seed": r["seed"], **d})  # fmt: skip
+    return rows
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -279,7 +329,7 @@ def to_markdown(res: dict) -> str:
         "slices (threshold chosen on val). `flair_tile`: training-free reference (tile mean FLAIR).",
         "",
     ]
-    for h in res["holdout"]:
+    for h in [] if res.get("val_only") else res["holdout"]:
         ins = next((r for r in s if r["holdout"] == h and r["group"] == "in-site"), None)
         out = next((r for r in s if r["holdout"] == h and r["group"].startswith("held-out")), None)
         lines += [
@@ -300,6 +350,32 @@ def to_markdown(res: dict) -> str:
                     f"| {enc} | {agg} | {_cell(a, 'auc')} | {_cell(a, 'dice')} | {_cell(b, 'auc')} | "
                     f"{_cell(b, 'dice')} | {t} |"
                 )
+        lines.append("")
+    if any(r["group"] == "val" for r in s):
+        lines += ["Validation patients of the training sites (what settings are chosen on; thresholds are chosen on "
+                  "these same slices, so Dice is optimistic): slice AUC, heatmap Dice, best epoch / epochs run", "",
+                  "| held out | encoder | aggregator | val AUC | val Dice | best epoch / run |", "|---|---|---|---:|---:|---:|"]  # fmt: skip
+        for h in res["holdout"]:
+            for enc in res["encoders"]:
+                for agg in [*res["aggregators"], REFERENCE]:
+                    v = find(h, enc, agg, "val")
+                    if v is None:
+                        continue
+                    rs = [r for r in res["runs"] if (r["holdout"], r["encoder"], r["aggregator"]) == (h, enc, agg)]
+                    ep = "—" if agg == REFERENCE else (f"{np.mean([r['best_epoch'] for r in rs]):.1f} / "
+                                                       f"{np.mean([r['epochs_run'] for r in rs]):.1f}")  # fmt: skip
+                    lines.append(f"| {h} | {enc} | {agg} | {_cell(v, 'auc')} | {_cell(v, 'dice')} | {ep} |")
+        lines.append("")
+    if res.get("paired"):
+        lines += ["Paired differences a − b on the same slices, mean over seeds [mean of the per-seed 95% CIs]: slice "
+                  "AUC (slices resampled, stratified), heatmap Dice (per-patient means, patients resampled)", "",
+                  "| held out | encoder | a − b | group | Δ AUC | Δ Dice |", "|---|---|---|---|---:|---:|"]  # fmt: skip
+        keys = list(dict.fromkeys((p["holdout"], p["encoder"], p["a"], p["b"], p["group"]) for p in res["paired"]))
+        for k in keys:
+            ps = [p for p in res["paired"] if (p["holdout"], p["encoder"], p["a"], p["b"], p["group"]) == k]
+            m = {q: float(np.nanmean([p[q] for p in ps])) for q in ps[0] if q.endswith(("_diff", "_lo", "_hi"))}
+            cell = lambda q, m=m: f"{m[q + '_diff']:+.3f} [{m[q + '_diff_lo']:+.2f}, {m[q + '_diff_hi']:+.2f}]"  # noqa: E731
+            lines.append(f"| {k[0]} | {k[1]} | {k[2]} − {k[3]} | {k[4]} | {cell('auc')} | {cell('dice')} |")
         lines.append("")
     sub = sorted({r["group"] for r in s if r["group"].startswith("test:")})
     if sub:
@@ -365,6 +441,7 @@ def merge(paths: list[Path]) -> dict:
     res["runs"] = [r for part in parts for r in part["runs"]]
     res["embedding"] = {k: v for part in parts for k, v in part["embedding"].items()}
     res["failures"] = [f for part in parts for f in part["failures"]]
+    res["paired"] = [q for part in parts for q in part.get("paired", [])]
     res["seconds"] = [part["seconds"] for part in parts]
     res["cpu_seconds"] = [part["cpu_seconds"] for part in parts]
     res["summary"] = summarise(res["runs"])
@@ -393,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="JSON of INSIGHT options, over those of configs/mil_insight.yaml")  # fmt: skip
     ap.add_argument("--lr", type=float, help="learning rate of every aggregator (default: configs/mil_insight.yaml's)")
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--heat-norm", choices=["none", "minmax"], default="none",
+                    help="minmax: every trained heatmap rescaled to [0, 1] per slice before thresholding")  # fmt: skip
+    ap.add_argument("--val-only", action="store_true",
+                    help="score the val patients only (to choose settings; no test or held-out-site figures)")  # fmt: skip
     ap.add_argument("--tile", type=int, default=16)
     ap.add_argument("--max-train-bags", type=int, default=240)
     ap.add_argument("--max-val-bags", type=int, default=120)
@@ -451,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         bags_of[enc_name] = bags
         print(f"{enc_name}: {len(bags)} bags, {n_tiles} tiles, {embedding[enc_name]['seconds']:.0f} s", flush=True)
     runs: list[dict] = []
+    pairs: list[dict] = []
     ssl_records: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for h in args.holdout:
@@ -471,35 +553,42 @@ def main(argv: list[str] | None = None) -> int:
                 bags = per_enc[enc_name]
                 data = {"train": _subset(_pick(bags, train_sites, "train"), args.max_train_bags, 0),
                         "val": _subset(_pick(bags, train_sites, "val"), args.max_val_bags, 1)}  # fmt: skip
-                groups = groups_of(bags, h)
+                groups = {} if args.val_only else groups_of(bags, h)
                 if not data["train"] or not data["val"]:
                     failures.append(
                         {"encoder": enc_name, "case_id": "*", "error": f"no train/val bags for holdout {h}"}
                     )
                     continue
                 ref = run_reference(data, groups, 0, args.n_boot)
+                preds = {(h, enc_name, REFERENCE, 0): ref.pop("_preds")}
                 runs.append({"holdout": h, "encoder": enc_name, "aggregator": REFERENCE, "seed": 0, **ref})
                 for agg in args.aggregators:
                     kw = dict(insight_kwargs) if agg == "insight" else dict(EXTRA_KWARGS.get(agg, {}))
                     for seed in args.seeds:
                         work = Path(tmp) / f"{h}_{enc_name}_{agg}_{seed}"
-                        r = run_one(agg, kw, seed, data, groups, args.epochs, work, args.n_boot, lr)
+                        r = run_one(agg, kw, seed, data, groups, args.epochs, work, args.n_boot, lr, args.heat_norm)
+                        preds[(h, enc_name, agg, seed)] = r.pop("_preds")
                         runs.append({"holdout": h, "encoder": enc_name, "aggregator": agg, "seed": seed,
                                      "aggregator_kwargs": kw, **r})  # fmt: skip
                         g_in, g_out = r["groups"].get("in-site", {}), r["groups"].get(f"held-out:{h}", {})
+                        g_val = r["groups"]["val"]
                         print(f"[{time.perf_counter() - t0:.0f}s] held out {h} {enc_name} {agg} seed {seed}: "
+                              f"val AUC {g_val['auc']:.3f} Dice {g_val['dice']:.3f} ep {r['best_epoch']}/{r['epochs_run']} | "
                               f"in-site AUC {g_in.get('auc', np.nan):.3f} Dice {g_in.get('dice', np.nan):.3f} | "
                               f"{h} AUC {g_out.get('auc', np.nan):.3f} Dice {g_out.get('dice', np.nan):.3f} "
                               f"({r['train_seconds']:.0f} s)", flush=True)  # fmt: skip
+                mine = [r for r in runs if (r["holdout"], r["encoder"]) == (h, enc_name)]
+                pairs += paired_rows(mine, preds, groups, args.n_boot)
     cost = cost_of(runs, args.encoders, args.aggregators)
-    res = {"quick": args.quick, "data": str(manifest), "holdout": args.holdout, "seeds": args.seeds,
+    res = {"quick": args.quick, "val_only": args.val_only, "data": str(manifest), "holdout": args.holdout, "seeds": args.seeds,
            "encoders": args.encoders, "aggregators": args.aggregators, "insight_kwargs": insight_kwargs,
-           "lr": lr, "epochs": args.epochs, "tile": args.tile, "max_train_bags": args.max_train_bags,
+           "lr": lr, "epochs": args.epochs, "heat_norm": args.heat_norm, "tile": args.tile, "max_train_bags": args.max_train_bags,
            "max_val_bags": args.max_val_bags, "n_boot": args.n_boot, "max_cases": args.max_cases, "n_cases": len(cases),
-           "embedding": embedding, "runs": runs, "summary": summarise(runs), "cost": cost, "failures": failures,
+           "embedding": embedding, "runs": runs, "paired": pairs, "summary": summarise(runs), "cost": cost, "failures": failures,
            "seconds": time.perf_counter() - t0,
            "cpu_seconds": time.process_time() - cpu0, "versions": versions()}  # fmt: skip
-    write_results(args.out, ("mil_lgg_quick" if args.quick else "mil_lgg") + args.tag, res, to_markdown(res))
+    name = ("mil_lgg_quick" if args.quick else "mil_lgg") + ("_val" if args.val_only else "") + args.tag
+    write_results(args.out, name, res, to_markdown(res))
     return 0
 
 

@@ -21,12 +21,24 @@ def test_mil_lgg_quick(real, tmp_path):
     res = json.loads((tmp_path / "mil_lgg_quick.json").read_text())
     assert {r["aggregator"] for r in res["summary"]} == {"insight", "abmil", "max", "flair_tile"}
     groups = {r["group"] for r in res["summary"]}
-    assert {"in-site", "test:DU", "test:HT", "held-out:CS"} <= groups
+    assert {"val", "in-site", "test:DU", "test:HT", "held-out:CS"} <= groups
+    trained = [r for r in res["runs"] if r["aggregator"] != "flair_tile"]
+    pairs = {(q["a"], q["b"], q["group"]) for q in res["paired"]}  # INSIGHT − ABMIL / − FLAIR, same slices
+    assert {("insight", "abmil", "held-out:CS"), ("insight", "flair_tile", "in-site")} <= pairs
+    assert all(q["auc_diff_lo"] <= q["auc_diff"] <= q["auc_diff_hi"] for q in res["paired"])
+    assert "insight − abmil" in (tmp_path / "mil_lgg_quick.md").read_text()
+    assert all(len(r["curve"]) == r["epochs_run"] and "val_auc" in r["curve"][0] for r in trained)
     for r in res["summary"]:
         assert 0 <= r["auc_mean"] <= 1 and 0 <= r["dice_mean"] <= 1
     assert not res["failures"] and all(c["seconds_per_epoch"] > 0 for c in res["cost"])
     md = (tmp_path / "mil_lgg_quick.md").read_text()
     assert "| stats | insight |" in md and "held-out-site Dice" in md
+    # --val-only: the val patients alone (settings are chosen on them), no test figures
+    assert mod["main"](["--quick", "--val-only", "--data", str(real), "--out", str(tmp_path),
+                        "--cache", str(tmp_path / "c")]) == 0  # fmt: skip
+    val = json.loads((tmp_path / "mil_lgg_quick_val.json").read_text())
+    assert {r["group"] for r in val["summary"]} == {"val"}
+    assert "val AUC" in (tmp_path / "mil_lgg_quick_val.md").read_text()
     # --merge pools runs made in parallel (one process per held-out site) into one table
     other = {**res, "holdout": ["DU"], "runs": [{**r, "holdout": "DU"} for r in res["runs"]]}
     (tmp_path / "du.json").write_text(json.dumps(other))
