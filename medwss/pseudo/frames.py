@@ -84,7 +84,7 @@ def frame_shape(shape: tuple[int, int], cfg: PseudoConfig) -> tuple[int, int]:
     return -(-shape[0] // cfg.downsample), -(-shape[1] // cfg.downsample)
 
 
-def _area_resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def area_resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Area-average resize (PIL BOX) of an (H, W, 3) uint8 or (H, W) float frame to ``size = (h, w)``."""
     from PIL import Image
 
@@ -95,7 +95,7 @@ def _area_resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(im.resize((size[1], size[0]), Image.Resampling.BOX))
 
 
-def _binary_resize(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def binary_resize(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A 0/1 mask resized by area share > 0.5 (as ``benchmarks/pseudo_polyp.py``)."""
     from PIL import Image
 
@@ -120,7 +120,7 @@ def slice_frame(case: Case, cfg: PseudoConfig) -> SliceCase:
     h, w = frame.shape[:2]
     geom = plan_slices(Volume(np.zeros((h, w, 1), np.uint8), np.eye(4)), size=frame_shape((h, w), cfg))
     size = geom.slice_shape
-    small = _area_resize(frame, size)
+    small = area_resize(frame, size)
     raw = np.ascontiguousarray(small if small.ndim == 2 else tile_channel(small, "grey"), dtype=np.float32)
     spec = cfg.spec()
     labels = {}
@@ -132,7 +132,7 @@ def slice_frame(case: Case, cfg: PseudoConfig) -> SliceCase:
         lab = read_binary_mask(lp) if binary else spec.remap(load_frame_labels(lp))
         if lab.shape != (h, w):
             raise InvalidDataError(f"{name} of shape {lab.shape} does not fit the frame {(h, w)}", lp)
-        resized = _binary_resize(lab, size) if binary else geom.cut_canonical(lab[:, :, None], True, IGNORE)[0]
+        resized = binary_resize(lab, size) if binary else geom.cut_canonical(lab[:, :, None], True, IGNORE)[0]
         labels[name] = np.ascontiguousarray(resized, dtype=np.int64)
     volume = Volume(raw[:, :, None], np.eye(4), {"modality": case.modality}, str(path))
     return SliceCase(

@@ -41,12 +41,12 @@ def read_tile(path: str | Path, size: int, mask: bool = False) -> np.ndarray:
     """A tile resized to ``size × size`` (area average; masks: area share > 0.5)."""
     from PIL import Image
 
+    from medwss.pseudo.frames import area_resize, binary_resize
+
     with Image.open(path) as im:
         if mask:
-            arr = np.asarray(im.convert("L"), dtype=np.float32) > 0
-            small = Image.fromarray((arr * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BOX)
-            return np.asarray(small) > 127
-        return np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BOX))
+            return binary_resize(np.asarray(im.convert("L")) > 0, (size, size)) > 0
+        return area_resize(np.asarray(im.convert("RGB")), (size, size))
 
 
 def tiles_to_volumes(
