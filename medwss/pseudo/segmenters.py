@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -239,10 +240,25 @@ class BoxSegmenterFactory(Protocol):
 
 
 def _sam_factory(flavour: str) -> BoxSegmenterFactory:
-    def build(**kwargs: object) -> PromptableSegmenter:
+    def build(
+        checkpoint: str | Path | None = None,
+        model_type: str = "vit_b",
+        predictor: Any = None,
+        window: Any = None,
+        device: str = "cpu",
+    ) -> PromptableSegmenter:
+        """`medwss.pseudo.sam.SamSegmenter` of this flavour (its arguments; an explicit signature so
+        `check_box_settings` names a wrong key before any weights are loaded)."""
         from medwss.pseudo.sam import SamSegmenter  # the optional segment_anything package, imported on use
 
-        return SamSegmenter(flavour=flavour, **kwargs)  # type: ignore[arg-type]
+        return SamSegmenter(
+            checkpoint=checkpoint,
+            flavour=flavour,
+            model_type=model_type,
+            predictor=predictor,
+            window=window,
+            device=device,
+        )
 
     build.__qualname__ = f"_sam_factory.{flavour}"
     return build
@@ -265,7 +281,7 @@ def check_box_settings(name: str, settings: Mapping[str, object]) -> None:
     """Raise one `ConfigError` line naming the first key of `settings` that segmenter `name` does not take.
 
     The keys are checked against the factory's signature (`grabcut`: ``colour``, ``gamma``, ``dilate``,
-    ...); a factory taking ``**kwargs`` (``sam``/``medsam``) is checked when it is built.
+    ...), ``sam``/``medsam`` included (before any weights are read); a factory taking ``**kwargs`` is not checked.
 
     Raises:
         UnknownNameError: (a `ConfigError`) unknown name.
@@ -291,10 +307,4 @@ def create_box_segmenter(name: str, **kwargs: object) -> object:
         ConfigError: A setting the segmenter does not take (`check_box_settings`), named in one line.
     """
     check_box_settings(name, kwargs)
-    try:
-        return BOX_SEGMENTERS.get(name)(**kwargs)
-    except TypeError as exc:  # a **kwargs factory (sam/medsam) handed a key its segmenter does not take
-        if "unexpected keyword argument" not in str(exc):
-            raise
-        key = str(exc).rsplit("argument", 1)[-1].strip(" '\"")
-        raise ConfigError(f"box segmenter '{name}' has no setting '{key}'") from None
+    return BOX_SEGMENTERS.get(name)(**kwargs)

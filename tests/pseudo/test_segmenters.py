@@ -80,6 +80,14 @@ def test_sam_missing_package_is_one_clear_line():
         create_box_segmenter("medsam", checkpoint="medsam.pth")
 
 
+def test_sam_bad_setting_is_named_before_any_weights_are_read():
+    with pytest.raises(ConfigError, match="'medsam' has no setting 'dilate'.*checkpoint"):
+        create_box_segmenter("medsam", checkpoint="missing.pth", dilate=2)
+    pred = FakePredictor()
+    seg = create_box_segmenter("sam", predictor=pred, window=(0, 100))
+    assert isinstance(seg, SamSegmenter) and seg.name == "sam" and seg.window == (0, 100)
+
+
 def test_sam_missing_checkpoint(monkeypatch, tmp_path):
     import sys
     import types
